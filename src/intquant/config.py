@@ -1,0 +1,121 @@
+"""Quantization configuration: one ``Config`` for PTQ and QAT, per-layer ``overrides`` by name."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+GRANULARITIES = ("per_tensor", "per_channel")
+CALIBRATIONS = ("maxabs", "minmax", "percentile", "mse", "entropy")
+ROUNDINGS = ("double", "single")
+
+# Keys a per-layer override may set (the Config fields plus QAT's fixed grids).
+LAYER_KEYS = (
+    "weight_bits", "act_bits", "granularity", "calibration", "weight_calibration",
+    "symmetric_activations", "power_of_two", "weight_scale", "act_range", "act_signed",
+    "weight_quantizer", "act_quantizer",
+)
+
+
+@dataclass
+class InputSpec:
+    """The raw integer the sensor delivers: x_float = (raw·raw_scale − mean) / std.
+
+    With an InputSpec the integer model's input *is* the raw integer; the normalisation becomes
+    an integer rescale at the front of the graph, so the device never sees a float.
+    """
+
+    dtype: str = "uint8"
+    raw_scale: float = 1.0 / 255.0
+    mean: float = 0.0
+    std: float = 1.0
+
+
+@dataclass
+class Config:
+    """How to quantize. Defaults: TFLM-compatible int8 (W8A8, per-channel weights)."""
+
+    weight_bits: int = 8
+    act_bits: int = 8
+    granularity: str | tuple = "per_channel"
+    calibration: str = "minmax"
+    weight_calibration: str = "auto"  # maxabs at >= 8 bits, mse below
+    symmetric_activations: bool = False
+    power_of_two: bool = False
+    rounding: str = "double"
+    percentile: float = 99.99
+    overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+    input_spec: InputSpec | None = None
+    max_calib_samples: int = 2048
+    # QAT fields (used by intquant.qat.prepare)
+    weight_quantizer: str = "uniform"
+    act_quantizer: str = "uniform"
+    first_last_bits: int | None = 8
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        if isinstance(self.granularity, list):
+            self.granularity = tuple(self.granularity)
+        g = self.granularity
+        ok_block = isinstance(g, tuple) and len(g) == 2 and g[0] == "per_block"
+        if g not in GRANULARITIES and not ok_block:
+            raise ValueError(
+                f"Config.granularity must be one of {GRANULARITIES} or ('per_block', n), got {g!r}"
+            )
+        if self.calibration not in CALIBRATIONS:
+            raise ValueError(f"Config.calibration must be one of {CALIBRATIONS}, "
+                             f"got {self.calibration!r}")
+        if self.weight_calibration not in CALIBRATIONS + ("auto",):
+            raise ValueError(f"Config.weight_calibration must be 'auto' or one of {CALIBRATIONS}")
+        if self.rounding not in ROUNDINGS:
+            raise ValueError(f"Config.rounding must be one of {ROUNDINGS}, got {self.rounding!r}")
+        if not 1 <= self.weight_bits <= 16:
+            raise ValueError(f"Config.weight_bits must be in [1, 16], got {self.weight_bits}")
+        if not 1 <= self.act_bits <= 16:
+            raise ValueError(f"Config.act_bits must be in [1, 16], got {self.act_bits}")
+        for name, ov in self.overrides.items():
+            bad = set(ov) - set(LAYER_KEYS)
+            if bad:
+                raise ValueError(f"Config.overrides[{name!r}]: unknown keys {sorted(bad)}; "
+                                 f"allowed: {LAYER_KEYS}")
+
+    def for_layer(self, name: str) -> dict[str, Any]:
+        """The effective settings of one layer: the global fields with its override applied."""
+        base = {k: getattr(self, k) for k in LAYER_KEYS if hasattr(self, k)}
+        base.update({"weight_scale": None, "act_range": None, "act_signed": None})
+        base.update(self.overrides.get(name, {}))
+        return base
+
+    def to_json(self) -> str:
+        d = dataclasses.asdict(self)
+        d["overrides"] = {
+            k: {kk: (vv.tolist() if hasattr(vv, "tolist") else vv) for kk, vv in v.items()}
+            for k, v in self.overrides.items()
+        }
+        return json.dumps(d, indent=2)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], where: str = "config") -> Config:
+        fields = {f.name for f in dataclasses.fields(cls)}
+        bad = set(d) - fields
+        if bad:
+            raise ValueError(
+                f"{where}: unknown Config fields {sorted(bad)}; known: {sorted(fields)}"
+            )
+        d = dict(d)
+        if isinstance(d.get("input_spec"), dict):
+            d["input_spec"] = InputSpec(**d["input_spec"])
+        return cls(**d)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Config:
+        try:
+            d = json.loads(Path(path).read_text())
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}: not valid JSON ({e})") from None
+        return cls.from_dict(d, where=str(path))

@@ -1,0 +1,102 @@
+"""The float Graph: what capture (torch.fx or ONNX) produces and calibration/lowering consume.
+
+A deliberately small IR: a topologically ordered list of nodes, each naming its op, its input
+nodes, JSON-able attributes and float parameters (NumPy). Shapes are without the batch
+dimension, in PyTorch layout (C, L) / (C, H, W) / (F,).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+# op -> short description; the one list of what the float graph can hold.
+OPS: dict[str, str] = {
+    "input": "graph input",
+    "conv": "Conv1d/Conv2d (stride, padding, dilation, groups); params weight[, bias]",
+    "linear": "Linear; params weight[, bias]",
+    "batchnorm": "standalone BatchNorm (eval statistics); params mean, var, weight, bias; attr eps",
+    "relu": "ReLU",
+    "clamp": "clamp / ReLU6 / Hardtanh; attrs min, max (None = unbounded)",
+    "leaky_relu": "LeakyReLU; attr negative_slope",
+    "sigmoid": "Sigmoid",
+    "tanh": "Tanh",
+    "softmax": "Softmax over the last axis",
+    "max_pool": "MaxPool1d/2d; attrs kernel, stride, padding, dilation",
+    "avg_pool": "AvgPool1d/2d; attrs kernel, stride, padding, count_include_pad",
+    "global_avg_pool": "AdaptiveAvgPool to 1 / GlobalAveragePool",
+    "reshape": "Flatten / view / reshape / Unflatten; attr shape (non-batch)",
+    "transpose": "permutation of the non-batch dims; attr perm",
+    "add": "elementwise sum of two tensors of the same shape",
+    "concat": "concatenation; attr axis (non-batch)",
+    "pad": "constant pad; attrs pads (flat [before_0, after_0, ...] over non-batch dims), value",
+    "mul_const": "multiplication by a constant scalar or per-channel vector; param value",
+}
+
+# Activations that can be fused into the producing conv/linear/add as clamp bounds.
+FUSABLE_ACTIVATIONS = ("relu", "clamp")
+
+
+@dataclass
+class Node:
+    """One operation. ``act`` holds fused clamp bounds (lo, hi) in real units (None = none)."""
+
+    name: str
+    op: str
+    inputs: list[str] = field(default_factory=list)
+    attrs: dict[str, Any] = field(default_factory=dict)
+    params: dict[str, np.ndarray] = field(default_factory=dict)
+    shape: tuple[int, ...] = ()
+    act: tuple[float | None, float | None] | None = None
+    source: str = ""  # where it came from (module path / ONNX node), for error messages
+
+
+@dataclass
+class Graph:
+    """A float network as an ordered list of nodes with one input node and one output node."""
+
+    nodes: list[Node]
+    output: str
+    name: str = "model"
+
+    def __post_init__(self) -> None:
+        self._index = {n.name: n for n in self.nodes}
+
+    @property
+    def input(self) -> Node:
+        return next(n for n in self.nodes if n.op == "input")
+
+    def node(self, name: str) -> Node:
+        return self._index[name]
+
+    def reindex(self) -> None:
+        """Rebuild the name index after passes edited ``nodes``."""
+        self._index = {n.name: n for n in self.nodes}
+
+    def consumers(self, name: str) -> list[Node]:
+        return [n for n in self.nodes if name in n.inputs]
+
+    def validate(self) -> None:
+        """Check ops are known, inputs exist and come earlier (topological order)."""
+        seen: set[str] = set()
+        for n in self.nodes:
+            if n.op not in OPS:
+                raise ValueError(f"node {n.name!r}: unknown op {n.op!r}")
+            for i in n.inputs:
+                if i not in seen:
+                    raise ValueError(f"node {n.name!r}: input {i!r} is not defined before it")
+            if n.name in seen:
+                raise ValueError(f"node name {n.name!r} is used twice")
+            seen.add(n.name)
+        if self.output not in seen:
+            raise ValueError(f"graph output {self.output!r} is not a node")
+        self.reindex()
+
+    def summary(self) -> str:
+        lines = []
+        for n in self.nodes:
+            act = f" +act{n.act}" if n.act else ""
+            lines.append(f"{n.name:30s} {n.op:16s} {str(n.shape):18s} <- {n.inputs}{act}")
+        return "\n".join(lines)

@@ -1,0 +1,97 @@
+"""Graph passes run before calibration: fold BatchNorm, fuse activations.
+
+Both are exact rewrites of the float function (up to float rounding), so that the integer
+model has fewer requantization steps: a BatchNorm folded into its conv costs nothing at run
+time, and a ReLU fused into its producer is just a tighter clamp bound.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .ir import Graph, Node
+
+# Producers whose output can carry fused clamp bounds.
+FUSE_INTO = ("conv", "linear", "add", "batchnorm", "max_pool", "avg_pool", "global_avg_pool",
+             "mul_const")
+
+
+def bn_scale_shift(bn: Node) -> tuple[np.ndarray, np.ndarray]:
+    """BatchNorm as y = a·x + b per channel: a = γ/√(σ²+ε), b = β − a·μ."""
+    p = bn.params
+    a = p["weight"].astype(np.float64) / np.sqrt(p["var"].astype(np.float64) + bn.attrs["eps"])
+    b = p["bias"].astype(np.float64) - a * p["mean"].astype(np.float64)
+    return a, b
+
+
+def _replace_uses(graph: Graph, old: str, new: str) -> None:
+    for n in graph.nodes:
+        n.inputs = [new if i == old else i for i in n.inputs]
+    if graph.output == old:
+        graph.output = new
+
+
+def _remove(graph: Graph, node: Node, replacement: str) -> None:
+    _replace_uses(graph, node.name, replacement)
+    graph.nodes.remove(node)
+    graph.reindex()
+
+
+def fold_batchnorm(graph: Graph) -> Graph:
+    """Fold each BatchNorm into the conv/linear that alone feeds it: W' = a·W, b' = a·b + shift."""
+    for bn in [n for n in graph.nodes if n.op == "batchnorm"]:
+        prod = graph.node(bn.inputs[0])
+        if prod.op not in ("conv", "linear") or prod.act is not None:
+            continue
+        if len(graph.consumers(prod.name)) != 1 or prod.name == graph.output:
+            continue
+        a, shift = bn_scale_shift(bn)
+        w = prod.params["weight"].astype(np.float64)
+        w = w * a.reshape((-1,) + (1,) * (w.ndim - 1))
+        b = prod.params.get("bias")
+        b = np.zeros(w.shape[0]) if b is None else b.astype(np.float64)
+        prod.params["weight"] = w.astype(np.float32)
+        prod.params["bias"] = (a * b + shift).astype(np.float32)
+        prod.source += f" + folded {bn.name}"
+        _remove(graph, bn, prod.name)
+    return graph
+
+
+def _act_bounds(node: Node) -> tuple[float | None, float | None]:
+    if node.op == "relu":
+        return 0.0, None
+    return node.attrs.get("min"), node.attrs.get("max")
+
+
+def _intersect(a, b):
+    lo = [v for v in (a[0], b[0]) if v is not None]
+    hi = [v for v in (a[1], b[1]) if v is not None]
+    return (max(lo) if lo else None, min(hi) if hi else None)
+
+
+def fuse_activations(graph: Graph) -> Graph:
+    """Fuse ReLU / ReLU6 / Hardtanh / clamp into a producer that has no other consumer."""
+    changed = True
+    while changed:
+        changed = False
+        for act in [n for n in graph.nodes if n.op in ("relu", "clamp")]:
+            prod = graph.node(act.inputs[0])
+            if prod.op not in FUSE_INTO or len(graph.consumers(prod.name)) != 1:
+                continue
+            if prod.name == graph.output:
+                continue
+            bounds = _act_bounds(act)
+            prod.act = bounds if prod.act is None else _intersect(prod.act, bounds)
+            prod.source += f" + fused {act.name}"
+            _remove(graph, act, prod.name)
+            changed = True
+            break
+    return graph
+
+
+def optimize(graph: Graph) -> Graph:
+    """The standard pipeline: fold BatchNorm, then fuse activations."""
+    fold_batchnorm(graph)
+    fuse_activations(graph)
+    graph.validate()
+    return graph
