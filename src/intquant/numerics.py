@@ -96,22 +96,49 @@ class QParams:
     def broadcast(self, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
         """Scale and zero point broadcast to an array of ``shape``."""
         if self.axis is None:
+            if self.scale.size != 1:
+                raise ValueError(
+                    f"{self.name}: {self.scale.size} scales but axis is None (per-tensor); "
+                    "set axis= for per-channel or per-block parameters"
+                )
             return self.scale.reshape(()), self.zero_point.reshape(())
+        if not -len(shape) <= self.axis < len(shape):
+            raise ValueError(f"{self.name}: axis {self.axis} out of range for shape {shape}")
         axis = self.axis % len(shape)
         if self.block_size is None:
+            if self.scale.size not in (1, shape[axis]):
+                raise ValueError(
+                    f"{self.name}: {self.scale.size} per-channel scales but dimension {axis} of "
+                    f"shape {shape} has {shape[axis]} channels"
+                )
             view = [1] * len(shape)
             view[axis] = -1
             return self.scale.reshape(view), self.zero_point.reshape(view)
+        nblocks = -(-shape[axis] // self.block_size)
+        others = math.prod(s for i, s in enumerate(shape) if i != axis)
+        if self.scale.size not in (nblocks, nblocks * others):
+            raise ValueError(
+                f"{self.name}: {self.scale.size} per-block scales for shape {shape}, axis {axis}, "
+                f"block_size {self.block_size}: expected {nblocks} (blocks shared by all "
+                f"channels) or {nblocks * others} (other dims flattened x {nblocks} blocks)"
+            )
         return _broadcast_blocks(self.scale, shape, axis, self.block_size), _broadcast_blocks(
             self.zero_point, shape, axis, self.block_size
         )
 
 
 def _broadcast_blocks(values: np.ndarray, shape: tuple[int, ...], axis: int, block: int):
-    """Expand per-block values (one per `block` elements along `axis`) to the full shape."""
-    moved = (shape[axis],) + tuple(s for i, s in enumerate(shape) if i != axis)
+    """Expand per-block values (one per `block` elements along `axis`) to the full shape.
+
+    ``values`` are laid out [other dims in order..., block] (block index fastest), or hold just
+    one value per block shared by every other index.
+    """
+    others = tuple(s for i, s in enumerate(shape) if i != axis)
     nblocks = -(-shape[axis] // block)
-    v = values.reshape((nblocks,) + moved[1:] if values.size != nblocks else (nblocks,))
+    if values.size == nblocks:
+        v = values.reshape((nblocks,))
+    else:
+        v = np.moveaxis(values.reshape(others + (nblocks,)), -1, 0)
     v = np.repeat(v, block, axis=0)[: shape[axis]]
     if v.ndim == 1:
         v = v.reshape((-1,) + (1,) * (len(shape) - 1))
@@ -124,8 +151,13 @@ def _broadcast_blocks(values: np.ndarray, shape: tuple[int, ...], axis: int, blo
 
 
 def round_up_to_power_of_two(scale: np.ndarray) -> np.ndarray:
-    """Smallest power of two >= scale (so the clipping range can only grow)."""
-    return np.exp2(np.ceil(np.log2(scale)))
+    """Smallest power of two >= scale (so the clipping range can only grow).
+
+    Exact via frexp (scale = m · 2^e, m in [0.5, 1)): ceil(log2(scale)) in floating point
+    rounds 2^k · (1 + 2^-52) down to exactly k for |k| >= 2, giving a power of two below scale.
+    """
+    mantissa, exponent = np.frexp(np.asarray(scale, dtype=np.float64))
+    return np.ldexp(np.where(mantissa == 0.5, 0.5, 1.0), exponent)
 
 
 def choose_qparams(
@@ -179,9 +211,17 @@ def choose_qparams(
     else:
         scale = (hi - lo) / (qmax - qmin)
         zero_point = None
-    scale = np.where(scale > 0, scale, 1.0)
     # float32 scales, as TFLM stores them; the multiplier computation starts from these values.
-    scale = scale.astype(np.float32).astype(np.float64)
+    # The zero guard comes after the cast: a tiny nonzero range (e.g. |x| ~ 1e-44) underflows
+    # to a float32 scale of 0, and gets scale 1 like an all-zero range (its values round to 0).
+    with np.errstate(over="ignore"):
+        scale = np.asarray(scale).astype(np.float32).astype(np.float64)
+    if not np.all(np.isfinite(scale)):
+        raise ValueError(
+            f"{name}: range (min={lo}, max={hi}) is too wide for a float32 scale; "
+            "clip the tensor or check the calibration data"
+        )
+    scale = np.where(scale > 0, scale, 1.0)
     if power_of_two:
         scale = round_up_to_power_of_two(scale)
     if zero_point is None:
@@ -205,8 +245,14 @@ def choose_qparams(
 
 def round_half_away(x: np.ndarray) -> np.ndarray:
     """Round to nearest, ties away from zero (C's ``round``, TFLM's ``TfLiteRound``)."""
+    # Not floor(|x| + 0.5): that addition rounds in float64 (0.49999999999999994 + 0.5 == 1.0,
+    # and 2^52 + 1 + 0.5 rounds to 2^52 + 2). |x| - floor(|x|) is exact, so compare it instead.
     x = np.asarray(x, dtype=np.float64)
-    return np.sign(x) * np.floor(np.abs(x) + 0.5)
+    a = np.abs(x)
+    whole = np.floor(a)
+    with np.errstate(invalid="ignore"):  # inf - inf for infinite x: keeps inf
+        up = (a - whole) >= 0.5
+    return np.copysign(whole + up, x)
 
 
 def round_stochastic(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -298,8 +344,14 @@ def saturate(x: np.ndarray, lo: int, hi: int) -> np.ndarray:
 
 
 def saturating_left_shift_int32(x: np.ndarray, shift: np.ndarray) -> np.ndarray:
-    """x · 2^shift saturated to int32 (shift >= 0)."""
-    return saturate(_i64(x) << _i64(shift), INT32_MIN, INT32_MAX)
+    """x · 2^shift saturated to int32 (shift >= 0), for any int64 x and any shift.
+
+    Clamping x to [-2^31 - 1, 2^31] and the shift to 31 keeps the int64 shift from overflowing
+    without changing the saturated result (any |x| >= 1 shifted by >= 31 saturates, and -1 · 2^31
+    is INT32_MIN itself).
+    """
+    x = np.clip(_i64(x), INT32_MIN - 1, INT32_MAX + 1)
+    return saturate(x << np.minimum(_i64(shift), 31), INT32_MIN, INT32_MAX)
 
 
 def saturating_rounding_doubling_high_mul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -331,7 +383,8 @@ def rounding_divide_by_pot(x: np.ndarray, exponent: np.ndarray) -> np.ndarray:
 def multiply_by_quantized_multiplier(x: np.ndarray, M: np.ndarray, shift: np.ndarray) -> np.ndarray:
     """TFLM's default MultiplyByQuantizedMultiplier on int32 values ("double rounding").
 
-    x' = saturate(x · 2^max(shift, 0)); y = SRDHM(x', M); result = RoundingDivideByPOT(y, max(-shift, 0)).
+    x' = saturate(x · 2^max(shift, 0)); y = SRDHM(x', M);
+    result = RoundingDivideByPOT(y, max(-shift, 0)).
     """
     shift = _i64(shift)
     left = np.maximum(shift, 0)
@@ -387,7 +440,7 @@ def shift_requantize(x: np.ndarray, exponent: np.ndarray) -> np.ndarray:
     e = _i64(exponent)
     left = np.maximum(e, 0)
     right = np.maximum(-e, 0)
-    up = saturate(x << left, INT32_MIN, INT32_MAX)
+    up = saturating_left_shift_int32(x, left)
     return np.where(e >= 0, up, rounding_divide_by_pot(x, right))
 
 
