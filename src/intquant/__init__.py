@@ -1,0 +1,40 @@
+"""intquant: float PyTorch / ONNX networks to integer-only networks for targets with no FPU.
+
+The one-call API::
+
+    qmodel = intquant.quantize(model, calib_x, intquant.Config(weight_bits=8, act_bits=8))
+    y_int = qmodel.run(qmodel.quantize_input(x))      # integer-only reference interpreter
+    qmodel.export_c("out/c")                           # C99, no float, static arena
+
+Heavy imports (torch) happen lazily so that ``intquant.numerics``, ``intquant.intgraph`` and
+``intquant.interpreter`` stay usable with NumPy alone.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "Config": ("intquant.config", "Config"),
+    "InputSpec": ("intquant.config", "InputSpec"),
+    "quantize": ("intquant.ptq", "quantize"),
+    "QuantizedModel": ("intquant.qmodel", "QuantizedModel"),
+    "load": ("intquant.qmodel", "load"),
+    "train": ("intquant.train", "train"),
+    "evaluate": ("intquant.train", "evaluate"),
+    "from_onnx": ("intquant.graph.onnx_import", "from_onnx"),
+    "analyze": ("intquant.analysis", "analyze"),
+    "search_bits": ("intquant.analysis.mixed", "search_bits"),
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        module, attr = _LAZY[name]
+        return getattr(import_module(module), attr)
+    raise AttributeError(f"module 'intquant' has no attribute {name!r}")

@@ -1,0 +1,198 @@
+"""Post-training quantization: the one-call entry point ``quantize(model, calib, config)``.
+
+capture (torch.export) → passes (fold BN, fuse activations) → calibrate (observers on the
+float graph's activations) → plan (formats per tensor) → lower (IntGraph).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .config import Config
+from .graph import Graph, capture, optimize, run_graph
+from .lower import QuantPlan, lower
+from .numerics import QParams, choose_qparams
+from .observers import make_observer
+from .qmodel import QuantizedModel
+
+# Ops whose output format is their input's (no requantization possible or needed).
+SAME_FORMAT = ("max_pool", "avg_pool", "global_avg_pool", "reshape", "transpose", "pad",
+               "relu", "clamp")
+WEIGHTED = ("conv", "linear")
+
+
+def fixed_output_qparams(op: str, bits: int, name: str) -> QParams | None:
+    """Output formats fixed by the contract (TFLM): softmax/sigmoid in [0, 1], tanh in [−1, 1]."""
+    if op in ("softmax", "sigmoid"):
+        if bits <= 8:
+            return QParams(scale=[1 / 256], zero_point=[-128], bits=8, name=name)
+        return QParams(scale=[1 / 32768], zero_point=[0], bits=16, name=name)
+    if op == "tanh":
+        if bits <= 8:
+            return QParams(scale=[1 / 128], zero_point=[0], bits=8, name=name)
+        return QParams(scale=[1 / 32768], zero_point=[0], bits=16, name=name)
+    return None
+
+
+def as_batches(calib: Any, batch_size: int = 256, limit: int | None = None) -> list[np.ndarray]:
+    """Accept an array, a tensor, or an iterable of batches (or (x, y) pairs); return arrays."""
+    if isinstance(calib, torch.Tensor):
+        calib = calib.detach().cpu().numpy()
+    if isinstance(calib, np.ndarray):
+        arr = np.asarray(calib, dtype=np.float32)
+        if limit is not None:
+            arr = arr[:limit]
+        batches = [arr[i:i + batch_size] for i in range(0, len(arr), batch_size)]
+    elif isinstance(calib, Iterable):
+        batches, seen = [], 0
+        for b in calib:
+            if isinstance(b, (tuple, list)):
+                b = b[0]
+            if isinstance(b, torch.Tensor):
+                b = b.detach().cpu().numpy()
+            b = np.asarray(b, dtype=np.float32)
+            batches.append(b)
+            seen += len(b)
+            if limit is not None and seen >= limit:
+                break
+    else:
+        raise TypeError(
+            "calib must be an array, a tensor or an iterable of batches, "
+            f"got {type(calib).__name__}"
+        )
+    if not batches or sum(len(b) for b in batches) == 0:
+        raise ValueError("calibration data is empty; pass some representative input samples")
+    for b in batches:
+        if not np.all(np.isfinite(b)):
+            raise ValueError("calibration data contain NaN or inf values; clean them first")
+    return batches
+
+
+def _act_format(cfg: dict[str, Any], name: str) -> tuple[int, bool]:
+    bits = int(cfg["act_bits"])
+    symmetric = bool(cfg["symmetric_activations"]) or bits > 8
+    return bits, symmetric
+
+
+def calibrate(graph: Graph, batches: list[np.ndarray], config: Config,
+              progress: bool = True) -> dict[str, QParams]:
+    """Run the float graph on the calibration batches and choose every activation format."""
+    observers: dict[str, Any] = {}
+    needs_obs = []
+    for node in graph.nodes:
+        if node.op in SAME_FORMAT:
+            continue
+        cfg = config.for_layer(node.name)
+        if cfg.get("act_qparams") is not None or cfg.get("act_range") is not None:
+            continue
+        if fixed_output_qparams(node.op, cfg["act_bits"], node.name) is not None:
+            continue
+        observers[node.name] = make_observer(
+            cfg["calibration"], percentile=config.percentile, name=node.name
+        )
+        needs_obs.append(node.name)
+    for x in tqdm(batches, desc="calibrating", disable=not progress, leave=False):
+        values = run_graph(graph, x, record=True)
+        for name in needs_obs:
+            observers[name].update(values[name].numpy())
+    acts: dict[str, QParams] = {}
+    for node in graph.nodes:
+        cfg = config.for_layer(node.name)
+        bits, symmetric = _act_format(cfg, node.name)
+        if node.op in SAME_FORMAT:
+            acts[node.name] = acts[node.inputs[0]]
+            continue
+        fixed = fixed_output_qparams(node.op, bits, node.name)
+        if cfg.get("act_qparams") is not None:
+            acts[node.name] = cfg["act_qparams"]
+        elif cfg.get("act_range") is not None:
+            lo, hi = cfg["act_range"]
+            acts[node.name] = choose_qparams(lo, hi, bits=bits, symmetric=symmetric,
+                                             power_of_two=cfg["power_of_two"], name=node.name)
+        elif fixed is not None:
+            acts[node.name] = fixed
+        else:
+            acts[node.name] = observers[node.name].qparams(
+                bits, symmetric=symmetric, signed=True, power_of_two=cfg["power_of_two"]
+            )
+    return acts
+
+
+def weight_calibration(cfg: dict[str, Any]) -> str:
+    method = cfg["weight_calibration"]
+    if method == "auto":
+        return "maxabs" if cfg["weight_bits"] >= 8 else "mse"
+    return method
+
+
+def weight_qparams(node_name: str, weight: np.ndarray, cfg: dict[str, Any]) -> QParams:
+    """Symmetric (narrow-range) weight format per tensor / channel, from the chosen observer."""
+    bits = int(cfg["weight_bits"])
+    if cfg.get("weight_qparams") is not None:
+        return cfg["weight_qparams"]
+    gran = cfg["granularity"]
+    if isinstance(gran, (tuple, list)) and gran[0] == "per_block":
+        raise NotImplementedError(
+            f"layer {node_name!r}: per_block granularity is not lowered to integers yet; "
+            f"use 'per_channel'"
+        )
+    axis = 0 if gran == "per_channel" else None
+    if cfg.get("weight_scale") is not None:
+        scale = np.asarray(cfg["weight_scale"], dtype=np.float64).reshape(-1)
+        return QParams(scale=scale, zero_point=np.zeros(scale.shape, dtype=np.int64), bits=bits,
+                       signed=True, axis=0 if scale.size > 1 else None, narrow=True,
+                       name=node_name)
+    obs = make_observer(weight_calibration(cfg), axis=axis, name=f"{node_name}.weight")
+    obs.update(weight)
+    return obs.qparams(bits, symmetric=True, signed=True, power_of_two=cfg["power_of_two"])
+
+
+def make_plan(graph: Graph, acts: dict[str, QParams], config: Config) -> QuantPlan:
+    weights = {}
+    for node in graph.nodes:
+        if node.op in WEIGHTED:
+            weights[node.name] = weight_qparams(node.name, node.params["weight"],
+                                                config.for_layer(node.name))
+    rounding = "pow2" if config.power_of_two else config.rounding
+    raw = None
+    if config.input_spec is not None:
+        spec = config.input_spec
+        raw = {"dtype": spec.dtype, "raw_scale": spec.raw_scale, "mean": spec.mean,
+               "std": spec.std}
+    return QuantPlan(graph, acts, weights, rounding, raw)
+
+
+def prepare_graph(model: torch.nn.Module, example: np.ndarray) -> Graph:
+    """Capture and optimize (fold BatchNorm, fuse activations)."""
+    return optimize(capture(model, example))
+
+
+def quantize(model: torch.nn.Module, calib: Any, config: Config | None = None, *,
+             progress: bool = True) -> QuantizedModel:
+    """Quantize a float model to an integer-only ``QuantizedModel``.
+
+    ``calib``: representative float inputs (array / tensor of shape (N, ...) or an iterable of
+    batches). ``config``: see ``intquant.Config`` (default: W8A8 per-channel, TFLM-compatible).
+    """
+    config = config or Config()
+    config.validate()
+    batches = as_batches(calib, limit=config.max_calib_samples)
+    graph = prepare_graph(model, batches[0])
+    for name in config.overrides:
+        if name not in {n.name for n in graph.nodes} and not _is_folded(graph, name):
+            raise ValueError(
+                f"Config.overrides names layer {name!r}, which is not in the model; layers: "
+                f"{[n.name for n in graph.nodes if n.op != 'input']}"
+            )
+    acts = calibrate(graph, batches, config, progress=progress)
+    plan = make_plan(graph, acts, config)
+    return QuantizedModel(lower(plan), float_graph=graph, plan=plan, config=config)
+
+
+def _is_folded(graph: Graph, name: str) -> bool:
+    return any(name in n.source for n in graph.nodes)
