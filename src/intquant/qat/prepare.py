@@ -1,0 +1,257 @@
+"""prepare(model, config): a trainable copy of a float model with fake-quantized tensors.
+
+The copy is traced with torch.fx, and fake quantizers are placed exactly where the integer
+graph will hold quantized tensors, so what QAT trains is what lowering deploys:
+- every Conv1d/Conv2d/Linear computes with quantized weights (``weight_quant``);
+- the tensor each such layer produces *after its BatchNorm and fused activation* (ReLU, ReLU6,
+  Hardtanh — the ops lowering fuses into the layer) passes through ``<layer>.output_quant``;
+- the graph input passes through ``input_quant``.
+Pools, flatten and reshapes between layers keep the quantized values unchanged (max pooling of
+codes equals the codes of max pooling), as in the integer graph.
+
+Precision policy (``Config.first_last_bits``, default 8): the first and last layers' weights,
+the graph input, the tensor(s) feeding the last layer and the network output use that many bits
+with the ``uniform`` quantizers; every other layer uses ``weight_bits``/``weight_quantizer`` and
+``act_bits``/``act_quantizer``. ``Config.overrides[layer_name]`` sets ``weight_bits``,
+``weight_quantizer``, ``act_bits`` (the layer's output tensor), ``act_quantizer`` per layer;
+the key ``"input"`` addresses the input quantizer. None disables the first/last rule.
+
+The ``sign`` activation quantizer (BNN) replaces the layer's activation function (it is the
+activation), so it is placed after the BatchNorm and the ReLU/Hardtanh node is removed.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections import deque
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import fx, nn
+
+from ..config import Config
+from .modules import QUANT_LAYERS, to_qat_layer
+from .quantizers import ACT_QUANTIZERS, WEIGHT_QUANTIZERS, make_act_quantizer, make_weight_quantizer
+
+__all__ = ["prepare", "LayerInfo", "QAT_OVERRIDE_KEYS"]
+
+QAT_OVERRIDE_KEYS = ("weight_bits", "weight_quantizer", "act_bits", "act_quantizer")
+INPUT_KEY = "input"
+
+_BN = (nn.BatchNorm1d, nn.BatchNorm2d)
+_ACT_MODULES = (nn.ReLU, nn.ReLU6, nn.Hardtanh)
+_RELU_FUNCS = {F.relu, torch.relu, F.relu6}
+_ACT_FUNCS = _RELU_FUNCS | {F.hardtanh}
+_UNSUPPORTED_LAYERS = (nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d,
+                       nn.Bilinear)
+
+
+_NOMINAL_BITS = {"binary": 1, "binary_stochastic": 1, "xnor": 1, "ternary": 2, "sign": 1}
+
+
+@dataclass
+class LayerInfo:
+    """What prepare decided for one quantized layer (kept on the prepared model for convert)."""
+
+    name: str
+    weight_quantizer: str
+    weight_bits: int
+    act_quantizer: str
+    act_bits: int
+    batchnorm: str | None = None  # module name of the BatchNorm folded at conversion
+    activation: str | None = None  # "relu" | "relu6" | "hardtanh" | None (as fused)
+    act_signed: bool = True
+    extra: dict = field(default_factory=dict)
+
+
+def _is_module(node: fx.Node, modules: dict[str, nn.Module], types) -> bool:
+    return node.op == "call_module" and isinstance(modules.get(node.target), types)
+
+
+def _activation_kind(node: fx.Node, modules: dict[str, nn.Module]) -> str | None:
+    """'relu' | 'relu6' | 'hardtanh' if ``node`` is an activation lowering fuses, else None."""
+    if node.op == "call_module":
+        m = modules.get(node.target)
+        if isinstance(m, nn.ReLU):
+            return "relu"
+        if isinstance(m, nn.ReLU6):
+            return "relu6"
+        if isinstance(m, nn.Hardtanh):
+            return "relu6" if (m.min_val, m.max_val) == (0.0, 6.0) else \
+                ("relu_clip" if m.min_val >= 0 else "hardtanh")
+        return None
+    if node.op == "call_function" and node.target in _ACT_FUNCS:
+        if node.target is F.relu6:
+            return "relu6"
+        if node.target is F.hardtanh:
+            lo = node.kwargs.get("min_val", node.args[1] if len(node.args) > 1 else -1.0)
+            return "relu_clip" if lo >= 0 else "hardtanh"
+        return "relu"
+    if node.op == "call_method" and node.target in ("relu", "relu_"):
+        return "relu"
+    return None
+
+
+def _single_user(node: fx.Node) -> fx.Node | None:
+    users = list(node.users)
+    return users[0] if len(users) == 1 else None
+
+
+def _consumer_layers(node: fx.Node, layer_nodes: set[fx.Node]) -> tuple[set[fx.Node], bool]:
+    """Layers reached from ``node`` through non-layer ops; and whether the output is reached."""
+    found: set[fx.Node] = set()
+    reaches_output = False
+    seen = {node}
+    todo = deque(node.users)
+    while todo:
+        n = todo.popleft()
+        if n in seen:
+            continue
+        seen.add(n)
+        if n in layer_nodes:
+            found.add(n)
+        elif n.op == "output":
+            reaches_output = True
+        else:
+            todo.extend(n.users)
+    return found, reaches_output
+
+
+def _set_module(root: nn.Module, name: str, module: nn.Module) -> None:
+    parent_name, _, child = name.rpartition(".")
+    parent = root.get_submodule(parent_name) if parent_name else root
+    setattr(parent, child, module)
+
+
+def _validate_overrides(config: Config, layer_names: list[str]) -> None:
+    known = set(layer_names) | {INPUT_KEY}
+    for name, ov in config.overrides.items():
+        if name not in known:
+            raise ValueError(f"Config.overrides[{name!r}]: no Conv/Linear layer of that name; "
+                             f"layers: {layer_names} (and {INPUT_KEY!r} for the input)")
+        q = ov.get("weight_quantizer")
+        if q is not None and q not in WEIGHT_QUANTIZERS:
+            raise ValueError(f"Config.overrides[{name!r}]['weight_quantizer'] = {q!r}; "
+                             f"choose one of {WEIGHT_QUANTIZERS}")
+        q = ov.get("act_quantizer")
+        if q is not None and q not in ACT_QUANTIZERS:
+            raise ValueError(f"Config.overrides[{name!r}]['act_quantizer'] = {q!r}; "
+                             f"choose one of {ACT_QUANTIZERS}")
+
+
+def _trace(model: nn.Module) -> fx.GraphModule:
+    try:
+        return fx.symbolic_trace(model)
+    except Exception as e:  # fx raises many types; say what to do
+        raise ValueError(
+            f"prepare: torch.fx could not trace {type(model).__name__} ({type(e).__name__}: {e}). "
+            "QAT needs a model without data-dependent Python control flow in forward()."
+        ) from e
+
+
+def prepare(model: nn.Module, config: Config | None = None,
+            example_input: torch.Tensor | None = None) -> fx.GraphModule:
+    """A QAT copy of ``model`` (the original is not modified), in training mode.
+
+    ``example_input`` (a batch) initialises the data-dependent quantizers (observer ranges, LSQ
+    steps, PACT clips) with the model in eval mode; without it they initialise on the first
+    training batch. The returned ``torch.fx.GraphModule`` keeps the original module names
+    (``features.0`` …); its ``qat_layers`` attribute maps each name to a :class:`LayerInfo`.
+    """
+    config = config or Config()
+    if not isinstance(config, Config):
+        raise ValueError(f"prepare: config must be an intquant.Config, got {type(config).__name__}")
+    float_model = copy.deepcopy(model).eval()
+    for name, m in float_model.named_modules():
+        if isinstance(m, _UNSUPPORTED_LAYERS):
+            raise ValueError(f"prepare: layer {name!r} ({type(m).__name__}) has no QAT version; "
+                             "supported: Conv1d, Conv2d, Linear")
+    gm = _trace(float_model)
+    graph = gm.graph
+    modules = dict(gm.named_modules())
+    layer_nodes = [n for n in graph.nodes if _is_module(n, modules, tuple(QUANT_LAYERS))]
+    if not layer_nodes:
+        raise ValueError("prepare: the model has no Conv1d/Conv2d/Linear layer to quantize")
+    names = [n.target for n in layer_nodes]
+    _validate_overrides(config, names)
+    placeholders = [n for n in graph.nodes if n.op == "placeholder"]
+    if len(placeholders) != 1:
+        raise ValueError(f"prepare: the model must take exactly one input, it takes "
+                         f"{len(placeholders)}")
+
+    fl = config.first_last_bits
+    first, last = layer_nodes[0], layer_nodes[-1]
+    layer_set = set(layer_nodes)
+    infos: dict[str, LayerInfo] = {}
+    plan = []
+    for node in layer_nodes:
+        name = node.target
+        bn = _single_user(node)
+        bn = bn if bn is not None and _is_module(bn, modules, _BN) else None
+        after_bn = bn if bn is not None else node
+        act = _single_user(after_bn)
+        act_kind = _activation_kind(act, modules) if act is not None else None
+        act = act if act_kind is not None else None
+        end = act if act is not None else after_bn
+        consumers, to_output = _consumer_layers(end, layer_set)
+        edge_w = fl is not None and node in (first, last)
+        edge_a = fl is not None and (node is last or last in consumers or
+                                     (to_output and not consumers))
+        ov = config.overrides.get(name, {})
+        info = LayerInfo(
+            name=name,
+            weight_quantizer=ov.get("weight_quantizer", "uniform" if edge_w
+                                    else config.weight_quantizer),
+            weight_bits=int(ov.get("weight_bits", fl if edge_w else config.weight_bits)),
+            act_quantizer=ov.get("act_quantizer", "uniform" if edge_a else config.act_quantizer),
+            act_bits=int(ov.get("act_bits", fl if edge_a else config.act_bits)),
+            batchnorm=bn.target if bn is not None else None,
+            activation=act_kind,
+            act_signed=act_kind not in ("relu", "relu6", "relu_clip"),
+        )
+        if info.act_quantizer == "sign":
+            info.act_signed = True
+            info.activation = None
+        # Nominal widths of the fixed-width methods, so reports say W1/W2 as the papers do.
+        info.weight_bits = _NOMINAL_BITS.get(info.weight_quantizer, info.weight_bits)
+        info.act_bits = _NOMINAL_BITS.get(info.act_quantizer, info.act_bits)
+        infos[name] = info
+        plan.append((node, bn, act, info))
+
+    for node, bn, act, info in plan:
+        where = f"layer {info.name!r}"
+        wq = make_weight_quantizer(info.weight_quantizer, info.weight_bits, where)
+        oq = make_act_quantizer(info.act_quantizer, info.act_bits, info.act_signed, where)
+        qlayer = to_qat_layer(modules[info.name], wq, oq).eval()
+        with torch.no_grad():
+            qlayer.quantized_weight()  # sizes per-channel parameters (LSQ steps) before training
+        _set_module(gm, info.name, qlayer)
+        pre_act = bn if bn is not None else node
+        anchor = pre_act if (info.act_quantizer == "sign" and act is not None) else \
+            (act if act is not None else pre_act)
+        with graph.inserting_after(anchor):
+            qnode = graph.call_module(f"{info.name}.output_quant", (anchor,))
+        if anchor is pre_act and act is not None:  # sign replaces the activation function
+            act.replace_all_uses_with(qnode)
+            graph.erase_node(act)
+        else:
+            anchor.replace_all_uses_with(qnode, delete_user_cb=lambda u, q=qnode: u is not q)
+
+    x = placeholders[0]
+    ov = config.overrides.get(INPUT_KEY, {})
+    in_bits = int(ov.get("act_bits", fl if fl is not None else config.act_bits))
+    in_kind = ov.get("act_quantizer", "uniform")
+    gm.add_submodule("input_quant", make_act_quantizer(in_kind, in_bits, True, "input"))
+    with graph.inserting_after(x):
+        xq = graph.call_module("input_quant", (x,))
+    x.replace_all_uses_with(xq, delete_user_cb=lambda u: u is not xq)
+    graph.lint()
+    gm.recompile()
+    gm.qat_layers = infos
+    gm.qat_config = config
+    if example_input is not None:
+        gm.eval()
+        with torch.no_grad():
+            gm(torch.as_tensor(example_input, dtype=torch.float32))
+    return gm.train()
