@@ -1,0 +1,657 @@
+"""Random but valid IntGraphs for tests: one builder per op kind, and random multi-op chains.
+
+Used by the interpreter tests and the C back-end tests (bit-exactness across back ends needs
+many small graphs that exercise every op and attr). Constants are random but chosen so the
+outputs actually vary (multipliers scaled to the accumulator spread, not saturating everything).
+Scales are nominal metadata: no op reads them.
+
+    g = conv_graph(rng, dims=2, cin=4, cout=6, groups=2)
+    x = random_input(rng, g, n=8)
+    for kind, build in ONE_OP_BUILDERS.items(): g = build(rng)
+    g = random_chain(rng, n_ops=8, dims=1)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+
+from intquant.intgraph import ACTIVATION_DTYPES, IntGraph, Op, TensorInfo
+from intquant.numerics import quantize_multiplier, quantize_multipliers
+
+LEFT_SHIFT = {"int8": 20, "uint8": 20, "int16": 15}
+
+
+def random_zero_point(rng: np.random.Generator, dtype: str) -> int:
+    """int8: small asymmetric offsets; uint8: around 128; int16: 0 (TFLM's symmetric 16x8)."""
+    if dtype == "int8":
+        return int(rng.integers(-20, 21))
+    if dtype == "uint8":
+        return int(rng.integers(100, 156))
+    return 0
+
+
+def random_input(rng: np.random.Generator, graph: IntGraph, n: int = 4) -> np.ndarray:
+    """A full-range random batch for the graph input."""
+    info = graph.tensors[graph.input]
+    lo, hi = ACTIVATION_DTYPES[info.dtype]
+    return rng.integers(lo, hi + 1, size=(n, *info.shape)).astype(info.dtype)
+
+
+def _dtype_spread(dtype: str) -> float:
+    """Std of a uniform value over the dtype's range (the expected input spread)."""
+    lo, hi = ACTIVATION_DTYPES[dtype]
+    return (hi - lo) / math.sqrt(12.0)
+
+
+class GraphBuilder:
+    """Append ops to a graph under construction; each method returns the output tensor name."""
+
+    def __init__(self, rng: np.random.Generator, shape: tuple[int, ...], dtype: str = "int8"):
+        self.rng = rng
+        self.tensors: dict[str, TensorInfo] = {}
+        self.ops: list[Op] = []
+        self.input = self.new_tensor(shape, dtype)
+
+    # -- plumbing ------------------------------------------------------------------------------
+    def new_tensor(
+        self,
+        shape: tuple[int, ...],
+        dtype: str,
+        zero_point: int | None = None,
+        scale: float | None = None,
+    ) -> str:
+        name = f"t{len(self.tensors)}"
+        zp = random_zero_point(self.rng, dtype) if zero_point is None else zero_point
+        s = float(np.float32(self.rng.uniform(0.01, 0.1))) if scale is None else scale
+        self.tensors[name] = TensorInfo(name, tuple(shape), dtype, s, zp)
+        return name
+
+    def like(self, src: str, shape: tuple[int, ...] | None = None) -> str:
+        """A new tensor with the same dtype and qparams as ``src`` (pass-through ops)."""
+        t = self.tensors[src]
+        return self.new_tensor(t.shape if shape is None else shape, t.dtype, t.zero_point, t.scale)
+
+    def op(self, kind: str, inputs: list[str], output: str, attrs: dict, consts=None) -> str:
+        self.ops.append(Op(f"{kind}_{len(self.ops)}", kind, inputs, output, attrs, consts or {}))
+        return output
+
+    def graph(self, output: str | None = None) -> IntGraph:
+        out = output or self.ops[-1].output
+        return IntGraph(dict(self.tensors), list(self.ops), self.input, out).validate()
+
+    def info(self, name: str) -> TensorInfo:
+        return self.tensors[name]
+
+    def act_range(self, dtype: str, zero_point: int, relu: bool) -> tuple[int, int]:
+        lo, hi = ACTIVATION_DTYPES[dtype]
+        return (max(lo, zero_point) if relu else lo), hi
+
+    # -- weight layers -------------------------------------------------------------------------
+    def _requant_consts(
+        self,
+        weight: np.ndarray,
+        x: TensorInfo,
+        out_dtype: str,
+        acc_bits: int | None,
+        rounding: str,
+    ) -> tuple[dict[str, np.ndarray], int]:
+        """bias/multiplier/shift that spread the accumulator over ~1/6 of the output range."""
+        rng = self.rng
+        cout = weight.shape[0]
+        w = weight.astype(np.int64).reshape(cout, -1)
+        sx = _dtype_spread(x.dtype)
+        acc_std = np.sqrt((w.astype(np.float64) ** 2).sum(axis=1)) * sx + 1.0
+        bias = np.round(rng.normal(0.0, 0.5, cout) * acc_std).astype(np.int64)
+        lo, hi = ACTIVATION_DTYPES[out_dtype]
+        real = (hi - lo) / 6.0 / acc_std * rng.uniform(0.7, 1.4, cout)
+        real = np.minimum(real, 32.0)  # keeps shift <= 6 (the int64 path allows at most 7)
+        max_dx = max(
+            x.zero_point - ACTIVATION_DTYPES[x.dtype][0],
+            ACTIVATION_DTYPES[x.dtype][1] - x.zero_point,
+        )
+        bound = int((np.abs(w).sum(axis=1) * max_dx + np.abs(bias)).max())
+        if acc_bits is None:
+            acc_bits = 32 if bound < 2**31 else 64
+        if rounding == "pow2":
+            shift = (np.round(np.log2(real)) + 1).astype(np.int32)
+            mult = np.full(cout, 2**30, dtype=np.int32)
+        else:
+            mult, shift = quantize_multipliers(real)
+        consts = {
+            "bias": bias.astype(np.int32 if acc_bits == 32 else np.int64),
+            "multiplier": mult.astype(np.int32),
+            "shift": shift.astype(np.int32),
+        }
+        return consts, acc_bits
+
+    def _random_weight(self, shape: tuple[int, ...], w_dtype: str) -> np.ndarray:
+        wmax = 127 if w_dtype == "int8" else 32767
+        w = np.round(self.rng.normal(0, wmax / 3, size=shape))
+        return np.clip(w, -wmax, wmax).astype(w_dtype)
+
+    def conv(
+        self,
+        x: str,
+        cout: int,
+        kernel: tuple[int, int] = (3, 3),
+        stride: tuple[int, int] = (1, 1),
+        padding: tuple[int, int, int, int] = (0, 0, 0, 0),
+        dilation: tuple[int, int] = (1, 1),
+        groups: int = 1,
+        w_dtype: str = "int8",
+        out_dtype: str | None = None,
+        acc_bits: int | None = None,
+        rounding: str = "double",
+        relu: bool = False,
+    ) -> str:
+        xi = self.info(x)
+        one_d = len(xi.shape) == 2
+        cin = xi.shape[0]
+        if one_d:
+            kernel, stride, dilation = (1, kernel[-1]), (1, stride[-1]), (1, dilation[-1])
+            padding = (0, padding[1], 0, padding[3])
+        h, w = (1, xi.shape[1]) if one_d else xi.shape[1:]
+        weight = self._random_weight((cout, cin // groups, *kernel), w_dtype)
+        out_dtype = out_dtype or xi.dtype
+        consts, acc_bits = self._requant_consts(weight, xi, out_dtype, acc_bits, rounding)
+        consts["weight"] = weight
+        ho = (h + padding[0] + padding[2] - dilation[0] * (kernel[0] - 1) - 1) // stride[0] + 1
+        wo = (w + padding[1] + padding[3] - dilation[1] * (kernel[1] - 1) - 1) // stride[1] + 1
+        y = self.new_tensor((cout, wo) if one_d else (cout, ho, wo), out_dtype)
+        zo = self.info(y).zero_point
+        amin, amax = self.act_range(out_dtype, zo, relu)
+        attrs = {
+            "stride": list(stride),
+            "padding": list(padding),
+            "dilation": list(dilation),
+            "groups": groups,
+            "input_zero_point": xi.zero_point,
+            "output_zero_point": zo,
+            "act_min": amin,
+            "act_max": amax,
+            "acc_bits": acc_bits,
+            "rounding": rounding,
+        }
+        return self.op("conv", [x], y, attrs, consts)
+
+    def fully_connected(
+        self,
+        x: str,
+        cout: int,
+        w_dtype: str = "int8",
+        out_dtype: str | None = None,
+        acc_bits: int | None = None,
+        rounding: str = "double",
+        relu: bool = False,
+    ) -> str:
+        xi = self.info(x)
+        weight = self._random_weight((cout, xi.shape[0]), w_dtype)
+        out_dtype = out_dtype or xi.dtype
+        consts, acc_bits = self._requant_consts(weight, xi, out_dtype, acc_bits, rounding)
+        consts["weight"] = weight
+        y = self.new_tensor((cout,), out_dtype)
+        zo = self.info(y).zero_point
+        amin, amax = self.act_range(out_dtype, zo, relu)
+        attrs = {
+            "input_zero_point": xi.zero_point,
+            "output_zero_point": zo,
+            "act_min": amin,
+            "act_max": amax,
+            "acc_bits": acc_bits,
+            "rounding": rounding,
+        }
+        return self.op("fully_connected", [x], y, attrs, consts)
+
+    # -- elementwise requantizing ops ----------------------------------------------------------
+    def add(self, a: str, b: str, rounding: str = "double", relu: bool = False) -> str:
+        """TFLM's offline parameters: common scale 2·max(s_a, s_b), left shift 20 (15 int16)."""
+        ai, bi = self.info(a), self.info(b)
+        y = self.new_tensor(ai.shape, ai.dtype)
+        yi = self.info(y)
+        ls = LEFT_SHIFT[ai.dtype]
+        twice_max = 2 * max(ai.scale, bi.scale)
+        am, ash = quantize_multiplier(ai.scale / twice_max)
+        bm, bsh = quantize_multiplier(bi.scale / twice_max)
+        om, osh = quantize_multiplier(twice_max / (2**ls * yi.scale))
+        amin, amax = self.act_range(yi.dtype, yi.zero_point, relu)
+        attrs = {
+            "a_zero_point": ai.zero_point,
+            "b_zero_point": bi.zero_point,
+            "left_shift": ls,
+            "a_multiplier": am,
+            "a_shift": ash,
+            "b_multiplier": bm,
+            "b_shift": bsh,
+            "output_multiplier": om,
+            "output_shift": osh,
+            "output_zero_point": yi.zero_point,
+            "act_min": amin,
+            "act_max": amax,
+            "rounding": rounding,
+        }
+        return self.op("add", [a, b], y, attrs)
+
+    def rescale(
+        self,
+        x: str,
+        out_dtype: str | None = None,
+        input_zero_point: float | None = None,
+        rounding: str = "double",
+    ) -> str:
+        """Requantize to new qparams; ``input_zero_point`` may be fractional (raw-input edge)."""
+        xi = self.info(x)
+        out_dtype = out_dtype or xi.dtype
+        y = self.new_tensor(xi.shape, out_dtype)
+        yi = self.info(y)
+        ls = LEFT_SHIFT[xi.dtype]
+        z_in = xi.zero_point if input_zero_point is None else input_zero_point
+        zps = int(round(z_in * 2**ls))
+        # Output spread similar to the input's: s_out ≈ s_in · range_in / range_out.
+        ratio = _dtype_spread(xi.dtype) / _dtype_spread(out_dtype) * self.rng.uniform(0.5, 1.5)
+        m, sh = quantize_multiplier(ratio / 2**ls)
+        amin, amax = ACTIVATION_DTYPES[out_dtype]
+        attrs = {
+            "input_zero_point_shifted": zps,
+            "left_shift": ls,
+            "multiplier": m,
+            "shift": sh,
+            "output_zero_point": yi.zero_point,
+            "act_min": amin,
+            "act_max": amax,
+            "rounding": rounding,
+        }
+        return self.op("rescale", [x], y, attrs)
+
+    # -- pooling -------------------------------------------------------------------------------
+    def _pool_out(self, x: str, kernel, stride, padding, dilation) -> tuple[str, list, list, list]:
+        xi = self.info(x)
+        one_d = len(xi.shape) == 2
+        if one_d:
+            kernel, stride, dilation = (1, kernel[-1]), (1, stride[-1]), (1, dilation[-1])
+            padding = (0, padding[1], 0, padding[3])
+        h, w = (1, xi.shape[1]) if one_d else xi.shape[1:]
+        ho = (h + padding[0] + padding[2] - dilation[0] * (kernel[0] - 1) - 1) // stride[0] + 1
+        wo = (w + padding[1] + padding[3] - dilation[1] * (kernel[1] - 1) - 1) // stride[1] + 1
+        c = xi.shape[0]
+        y = self.like(x, (c, wo) if one_d else (c, ho, wo))
+        return y, list(kernel), list(stride), list(padding), list(dilation)
+
+    def max_pool(
+        self,
+        x: str,
+        kernel=(2, 2),
+        stride=(2, 2),
+        padding=(0, 0, 0, 0),
+        dilation=(1, 1),
+        relu: bool = False,
+    ) -> str:
+        y, k, s, p, d = self._pool_out(x, kernel, stride, padding, dilation)
+        yi = self.info(y)
+        amin, amax = self.act_range(yi.dtype, yi.zero_point, relu)
+        attrs = {
+            "kernel": k,
+            "stride": s,
+            "padding": p,
+            "dilation": d,
+            "act_min": amin,
+            "act_max": amax,
+        }
+        return self.op("max_pool", [x], y, attrs)
+
+    def avg_pool(
+        self,
+        x: str,
+        kernel=(2, 2),
+        stride=(2, 2),
+        padding=(0, 0, 0, 0),
+        count_include_pad: bool = False,
+    ) -> str:
+        y, k, s, p, _ = self._pool_out(x, kernel, stride, padding, (1, 1))
+        yi = self.info(y)
+        lo, hi = ACTIVATION_DTYPES[yi.dtype]
+        attrs = {
+            "kernel": k,
+            "stride": s,
+            "padding": p,
+            "count_include_pad": int(count_include_pad),
+            "zero_point": yi.zero_point,
+            "act_min": lo,
+            "act_max": hi,
+        }
+        return self.op("avg_pool", [x], y, attrs)
+
+    def global_avg_pool(self, x: str) -> str:
+        xi = self.info(x)
+        k = (1, xi.shape[1]) if len(xi.shape) == 2 else xi.shape[1:]
+        return self.avg_pool(x, kernel=k, stride=(1, 1))
+
+    # -- data movement -------------------------------------------------------------------------
+    def concat(self, xs: list[str], axis: int = 0) -> str:
+        shape = list(self.info(xs[0]).shape)
+        shape[axis] = sum(self.info(t).shape[axis] for t in xs)
+        y = self.like(xs[0], tuple(shape))
+        return self.op("concat", list(xs), y, {"axis": axis})
+
+    def pad(self, x: str, pads: list[int], value: int | None = None) -> str:
+        xi = self.info(x)
+        shape = tuple(s + pads[2 * d] + pads[2 * d + 1] for d, s in enumerate(xi.shape))
+        y = self.like(x, shape)
+        v = xi.zero_point if value is None else value
+        return self.op("pad", [x], y, {"pads": list(pads), "value": v})
+
+    def reshape(self, x: str, shape: tuple[int, ...]) -> str:
+        return self.op("reshape", [x], self.like(x, tuple(shape)), {"shape": list(shape)})
+
+    def flatten(self, x: str) -> str:
+        return self.reshape(x, (math.prod(self.info(x).shape),))
+
+    def transpose(self, x: str, perm: list[int]) -> str:
+        shape = tuple(self.info(x).shape[p] for p in perm)
+        return self.op("transpose", [x], self.like(x, shape), {"perm": list(perm)})
+
+    # -- activations ---------------------------------------------------------------------------
+    def clamp(self, x: str, act_min: int | None = None, act_max: int | None = None) -> str:
+        xi = self.info(x)
+        lo, hi = ACTIVATION_DTYPES[xi.dtype]
+        amin = xi.zero_point if act_min is None else act_min
+        amax = min(hi, xi.zero_point + (hi - lo) // 3) if act_max is None else act_max
+        return self.op("clamp", [x], self.like(x), {"act_min": amin, "act_max": amax})
+
+    def lut(self, x: str, table: np.ndarray | None = None, out_dtype: str | None = None) -> str:
+        """Random monotone table (8-bit: 256 output-dtype entries; int16: 513 int32 entries)."""
+        xi = self.info(x)
+        out_dtype = out_dtype or xi.dtype
+        lo, hi = ACTIVATION_DTYPES[out_dtype]
+        n = 256 if xi.dtype in ("int8", "uint8") else 513
+        if table is None:
+            steps = self.rng.integers(0, 3, size=n)
+            t = np.cumsum(steps) * (hi - lo) // max(1, int(steps.sum())) + lo
+            table = np.clip(t, lo, hi).astype(out_dtype if n == 256 else np.int32)
+        y = self.new_tensor(xi.shape, out_dtype)
+        return self.op("lut", [x], y, {"act_min": lo, "act_max": hi}, {"table": table})
+
+    def softmax(self, x: str, out_dtype: str | None = None) -> str:
+        """exp table for a random input scale; int8 output s = 1/256, z = −128 as TFLM."""
+        xi = self.info(x)
+        out_dtype = out_dtype or ("int16" if xi.dtype == "int16" else "int8")
+        lut_shift = 0 if xi.dtype in ("int8", "uint8") else 7
+        s_in = xi.scale
+        lo_in, hi_in = ACTIVATION_DTYPES[xi.dtype]
+        table = exp_table(s_in, lut_shift, max_d=hi_in - lo_in)
+        rng_out, zo = (32768, 0) if out_dtype == "int16" else (256, -128)
+        y = self.new_tensor(xi.shape, out_dtype, zo, 1.0 / rng_out)
+        lo, hi = ACTIVATION_DTYPES[out_dtype]
+        attrs = {
+            "lut_shift": lut_shift,
+            "output_zero_point": zo,
+            "output_range": rng_out,
+            "act_min": lo,
+            "act_max": hi,
+        }
+        return self.op("softmax", [x], y, attrs, {"exp_table": table})
+
+
+def exp_table(s_in: float, lut_shift: int, max_d: int = 65535) -> np.ndarray:
+    """exp_table[i] = round(2^30·exp(−i·2^lut_shift·s_in)) until it reaches 0; last entry 0."""
+    step = 2**lut_shift * s_in
+    n = min(max_d // 2**lut_shift + 1, int(math.ceil(31 * math.log(2) / step)) + 2)
+    vals = np.round(2.0**30 * np.exp(-np.arange(n) * step)).astype(np.int64)
+    vals = vals[: max(1, int(np.count_nonzero(vals)))]
+    return np.concatenate([vals, [0]]).astype(np.int32)
+
+
+# ----------------------------------------------------------------------------------------------
+# One-op graphs with random shapes and attrs
+# ----------------------------------------------------------------------------------------------
+
+
+def _spatial_shape(rng: np.random.Generator, dims: int, c: int) -> tuple[int, ...]:
+    return (
+        (c, int(rng.integers(5, 12)))
+        if dims == 1
+        else (c, int(rng.integers(4, 9)), int(rng.integers(4, 9)))
+    )
+
+
+def conv_graph(
+    rng: np.random.Generator,
+    *,
+    dims: int = 2,
+    dtype: str = "int8",
+    cin: int | None = None,
+    cout: int | None = None,
+    groups: int | None = None,
+    depthwise: bool = False,
+    kernel: tuple[int, int] | None = None,
+    stride: tuple[int, int] | None = None,
+    padding: tuple[int, int, int, int] | None = None,
+    dilation: tuple[int, int] | None = None,
+    **kw,
+) -> IntGraph:
+    """Conv with random shape and attrs (pass any to pin it); ``depthwise`` sets groups = Cin."""
+    cin = cin or int(rng.integers(1, 5)) * (2 if groups is None else groups)
+    if depthwise:
+        groups = cin
+    groups = groups or int(rng.choice([g for g in (1, 2) if cin % g == 0]))
+    cout = cout or groups * int(rng.integers(1, 4))
+    kernel = kernel or (int(rng.integers(1, 4)), int(rng.integers(1, 4)))
+    stride = stride or (int(rng.integers(1, 3)), int(rng.integers(1, 3)))
+    dilation = dilation or (int(rng.integers(1, 3)), int(rng.integers(1, 3)))
+    padding = padding or tuple(int(rng.integers(0, 3)) for _ in range(4))
+    b = GraphBuilder(rng, _spatial_shape(rng, dims, cin), dtype)
+    # Make sure the effective kernel fits the padded input.
+    shape = b.info(b.input).shape
+    hw = (1, shape[1]) if dims == 1 else shape[1:]
+    kernel = tuple(min(k, (s - 1) // d + 1) for k, s, d in zip(kernel, hw, dilation, strict=True))
+    if dtype == "int16":
+        kw.setdefault("acc_bits", 64)  # TFLM 16x8: int64 accumulator and bias
+    b.conv(b.input, cout, kernel, stride, padding, dilation, groups, **kw)
+    return b.graph()
+
+
+def fully_connected_graph(
+    rng: np.random.Generator,
+    *,
+    dtype: str = "int8",
+    cin: int | None = None,
+    cout: int | None = None,
+    **kw,
+) -> IntGraph:
+    b = GraphBuilder(rng, (cin or int(rng.integers(1, 40)),), dtype)
+    if dtype == "int16":
+        kw.setdefault("acc_bits", 64)
+    b.fully_connected(b.input, cout or int(rng.integers(1, 12)), **kw)
+    return b.graph()
+
+
+def add_graph(rng: np.random.Generator, *, dims: int = 2, dtype: str = "int8", **kw) -> IntGraph:
+    """add(x, rescale(x)): two differently quantized views of one input."""
+    b = GraphBuilder(rng, _spatial_shape(rng, dims, int(rng.integers(1, 4))), dtype)
+    other = b.rescale(b.input)
+    b.add(b.input, other, **kw)
+    return b.graph()
+
+
+def rescale_graph(
+    rng: np.random.Generator, *, dims: int = 2, dtype: str = "int8", **kw
+) -> IntGraph:
+    b = GraphBuilder(rng, _spatial_shape(rng, dims, int(rng.integers(1, 4))), dtype)
+    b.rescale(b.input, **kw)
+    return b.graph()
+
+
+def _pool_params(rng: np.random.Generator, dims: int, shape: tuple[int, ...], dilated: bool):
+    hw = (1, shape[1]) if dims == 1 else shape[1:]
+    kernel = [int(rng.integers(1, min(4, s) + 1)) for s in hw]
+    stride = [int(rng.integers(1, 3)) for _ in hw]
+    dil = [int(rng.integers(1, 3)) if dilated else 1 for _ in hw]
+    kernel = [min(k, (s - 1) // d + 1) for k, s, d in zip(kernel, hw, dil, strict=True)]
+    pad = [int(rng.integers(0, k // 2 + 1)) for k in kernel]  # PyTorch: pad <= kernel / 2
+    padding = (pad[0], pad[1], int(rng.integers(0, pad[0] + 1)), int(rng.integers(0, pad[1] + 1)))
+    return tuple(kernel), tuple(stride), padding, tuple(dil)
+
+
+def max_pool_graph(rng: np.random.Generator, *, dims: int = 2, dtype: str = "int8") -> IntGraph:
+    b = GraphBuilder(rng, _spatial_shape(rng, dims, int(rng.integers(1, 4))), dtype)
+    k, s, p, d = _pool_params(rng, dims, b.info(b.input).shape, dilated=True)
+    b.max_pool(b.input, k, s, p, d, relu=bool(rng.integers(0, 2)))
+    return b.graph()
+
+
+def avg_pool_graph(
+    rng: np.random.Generator,
+    *,
+    dims: int = 2,
+    dtype: str = "int8",
+    count_include_pad: bool | None = None,
+) -> IntGraph:
+    b = GraphBuilder(rng, _spatial_shape(rng, dims, int(rng.integers(1, 4))), dtype)
+    k, s, p, _ = _pool_params(rng, dims, b.info(b.input).shape, dilated=False)
+    cip = bool(rng.integers(0, 2)) if count_include_pad is None else count_include_pad
+    b.avg_pool(b.input, k, s, p, cip)
+    return b.graph()
+
+
+def concat_graph(rng: np.random.Generator, *, dims: int = 2, dtype: str = "int8") -> IntGraph:
+    """concat(x, clamp(x), x) along a random axis."""
+    b = GraphBuilder(rng, _spatial_shape(rng, dims, int(rng.integers(1, 4))), dtype)
+    axis = int(rng.integers(0, dims + 1))
+    b.concat([b.input, b.clamp(b.input), b.input], axis=axis)
+    return b.graph()
+
+
+def pad_graph(rng: np.random.Generator, *, dims: int = 2, dtype: str = "int8") -> IntGraph:
+    b = GraphBuilder(rng, _spatial_shape(rng, dims, int(rng.integers(1, 4))), dtype)
+    lo, hi = ACTIVATION_DTYPES[dtype]
+    pads = [int(v) for v in rng.integers(0, 3, size=2 * (dims + 1))]
+    b.pad(b.input, pads, value=int(rng.integers(lo, hi + 1)))
+    return b.graph()
+
+
+def reshape_graph(rng: np.random.Generator, *, dims: int = 2, dtype: str = "int8") -> IntGraph:
+    b = GraphBuilder(rng, _spatial_shape(rng, dims, int(rng.integers(1, 4))), dtype)
+    b.flatten(b.input)
+    return b.graph()
+
+
+def transpose_graph(rng: np.random.Generator, *, dims: int = 2, dtype: str = "int8") -> IntGraph:
+    b = GraphBuilder(rng, _spatial_shape(rng, dims, int(rng.integers(1, 4))), dtype)
+    perm = [int(p) for p in rng.permutation(dims + 1)]
+    b.transpose(b.input, perm)
+    return b.graph()
+
+
+def clamp_graph(rng: np.random.Generator, *, dims: int = 2, dtype: str = "int8") -> IntGraph:
+    b = GraphBuilder(rng, _spatial_shape(rng, dims, int(rng.integers(1, 4))), dtype)
+    b.clamp(b.input)
+    return b.graph()
+
+
+def lut_graph(rng: np.random.Generator, *, dims: int = 2, dtype: str = "int8") -> IntGraph:
+    b = GraphBuilder(rng, _spatial_shape(rng, dims, int(rng.integers(1, 4))), dtype)
+    b.lut(b.input)
+    return b.graph()
+
+
+def softmax_graph(rng: np.random.Generator, *, dtype: str = "int8") -> IntGraph:
+    b = GraphBuilder(rng, (int(rng.integers(2, 6)), int(rng.integers(2, 12))), dtype)
+    b.softmax(b.input)
+    return b.graph()
+
+
+ONE_OP_BUILDERS: dict[str, Callable[..., IntGraph]] = {
+    "conv": conv_graph,
+    "fully_connected": fully_connected_graph,
+    "add": add_graph,
+    "rescale": rescale_graph,
+    "max_pool": max_pool_graph,
+    "avg_pool": avg_pool_graph,
+    "concat": concat_graph,
+    "pad": pad_graph,
+    "reshape": reshape_graph,
+    "transpose": transpose_graph,
+    "clamp": clamp_graph,
+    "lut": lut_graph,
+    "softmax": softmax_graph,
+}
+
+
+# ----------------------------------------------------------------------------------------------
+# Multi-op chains
+# ----------------------------------------------------------------------------------------------
+
+_CHAIN_STEPS = (
+    "conv",
+    "depthwise",
+    "residual",
+    "max_pool",
+    "avg_pool",
+    "concat",
+    "clamp",
+    "lut",
+    "rescale",
+    "pad",
+    "transpose",
+)
+
+
+def random_chain(
+    rng: np.random.Generator,
+    n_ops: int = 8,
+    *,
+    dims: int = 2,
+    dtype: str = "int8",
+    channels: int = 4,
+    size: int = 12,
+    classes: int = 5,
+    softmax: bool = True,
+) -> IntGraph:
+    """A random CNN-like graph: ``n_ops`` random feature steps, then flatten → linear → softmax.
+
+    Steps include residual adds and concats (non-chain topologies), so every op kind appears
+    across a few seeds. Spatial sizes never shrink below 2.
+    """
+    shape = (channels, size) if dims == 1 else (channels, size, size)
+    b = GraphBuilder(rng, shape, dtype)
+    cur = b.input
+    kw16 = {"acc_bits": 64} if dtype == "int16" else {}
+    for _ in range(n_ops):
+        sh = b.info(cur).shape
+        small = min(sh[1:]) < 4
+        step = str(rng.choice(_CHAIN_STEPS))
+        if step == "conv":
+            s = 1 if small else int(rng.integers(1, 3))
+            cout = int(rng.integers(2, 7))
+            cur = b.conv(
+                cur, cout, (3, 3), (s, s), (1, 1, 1, 1), relu=bool(rng.integers(0, 2)), **kw16
+            )
+        elif step == "depthwise":
+            cur = b.conv(cur, sh[0], (3, 3), (1, 1), (1, 1, 1, 1), groups=sh[0], **kw16)
+        elif step == "residual":
+            branch = b.conv(cur, sh[0], (3, 3), (1, 1), (1, 1, 1, 1), **kw16)
+            cur = b.add(cur, branch, relu=bool(rng.integers(0, 2)))
+        elif step == "max_pool" and not small:
+            cur = b.max_pool(cur, (2, 2), (2, 2))
+        elif step == "avg_pool" and not small:
+            cur = b.avg_pool(cur, (3, 3), (2, 2), (1, 1, 1, 1), bool(rng.integers(0, 2)))
+        elif step == "concat":
+            cur = b.concat([cur, b.clamp(cur)], axis=0)
+        elif step == "clamp":
+            cur = b.clamp(cur)
+        elif step == "lut":
+            cur = b.lut(cur)
+        elif step == "rescale":
+            cur = b.rescale(cur)
+        elif step == "pad":
+            nd = len(sh)
+            cur = b.pad(cur, [0, 0] + [1] * (2 * (nd - 1)))
+        elif step == "transpose" and len(sh) == 3:
+            cur = b.transpose(b.transpose(cur, [0, 2, 1]), [0, 2, 1])
+    cur = b.flatten(cur)
+    cur = b.fully_connected(cur, classes, **kw16)
+    if softmax:
+        cur = b.softmax(cur)
+    return b.graph(cur)
