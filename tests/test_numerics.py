@@ -596,8 +596,10 @@ def test_choose_qparams_per_channel_and_per_block_shapes():
         assert qp.scale[c] == one.scale[0] and qp.zero_point[c] == one.zero_point[0]
     expected_sym = [float(np.float32(a / 127)) for a in (1.0, 2.0, 4.0)]
     assert nm.choose_qparams(absmax=np.maximum(-lo, hi), axis=0).scale.tolist() == expected_sym
-    blocks = nm.choose_qparams(absmax=np.arange(1.0, 7.0).reshape(3, 2), axis=1, block_size=4)
+    blocks = nm.choose_qparams(absmax=np.arange(1.0, 7.0).reshape(3, 2), axis=0, block_size=4)
     assert blocks.scale.shape == (3, 2) and blocks.block_size == 4
+    assert blocks.scale.tolist() == [[float(np.float32(a / 127)) for a in r] for r in
+                                     np.arange(1.0, 7.0).reshape(3, 2)]
 
 
 @FAST
@@ -765,35 +767,65 @@ def test_quantize_per_channel_broadcast(axis, rounding):
         assert r[idx] == float(Fraction(scales[c]) * (want - int(zps[c])))
 
 
-@pytest.mark.parametrize(
-    "shape, axis, block",
-    [((3, 8), 1, 4), ((3, 10), 1, 4), ((8, 3), 0, 3), ((2, 7, 3), 1, 2), ((2, 7, 3), -2, 7)],
-)
+def block_index(idx: tuple[int, ...], shape: tuple[int, ...], ax: int, block: int) -> tuple:
+    """(channel, block) of element ``idx``: the channel's slice is flattened in C order."""
+    rest_idx = tuple(v for i, v in enumerate(idx) if i != ax)
+    rest = tuple(s for i, s in enumerate(shape) if i != ax)
+    flat = 0
+    for v, s in zip(rest_idx, rest, strict=True):
+        flat = flat * s + v
+    return idx[ax], flat // block
+
+
+BLOCK_CASES = [((3, 8), 0, 4), ((3, 10), 0, 4), ((8, 3), 1, 3), ((2, 7, 3), 1, 2),
+               ((4, 2, 3, 3), 0, 5), ((2, 7, 3), -1, 14), ((5,), 0, 1)]
+
+
+@pytest.mark.parametrize("shape, axis, block", BLOCK_CASES)
 def test_quantize_per_block_broadcast(shape, axis, block):
-    """Per-block values are laid out [other dims in order..., block] (QParams docstring)."""
+    """Per-block values are (C, nblocks): blocks of each channel's C-order-flattened slice."""
     rng = np.random.default_rng(sum(shape) + block)
     ax = axis % len(shape)
-    nblocks = -(-shape[ax] // block)
-    others = tuple(s for i, s in enumerate(shape) if i != ax)
-    exps = rng.integers(-5, 2, others + (nblocks,))
+    per_slice = math.prod(shape) // shape[ax]
+    nblocks = -(-per_slice // block)
+    exps = rng.integers(-5, 2, (shape[ax], nblocks))
     scales = np.ldexp(1.0, exps)
-    zps = rng.integers(-10, 10, others + (nblocks,))
-    x = rng.integers(-2000, 2000, shape) * 2.0**-7
+    zps = rng.integers(-10, 10, (shape[ax], nblocks))
+    x = rng.integers(-2000, 2000, shape) * 2.0**-7  # exact in float: x / scale is exact
     qp = nm.QParams(scale=scales, zero_point=zps, bits=8, axis=axis, block_size=block, name="blk")
     q = nm.quantize(x, qp, "half_even")
     r = nm.dequantize(q, qp)
+    assert q.shape == r.shape == shape
     for idx in np.ndindex(shape):
-        pidx = tuple(v for i, v in enumerate(idx) if i != ax) + (idx[ax] // block,)
+        pidx = block_index(idx, shape, ax, block)
         s, z = Fraction(float(scales[pidx])), int(zps[pidx])
         want = clamp(python_round_half_even(Fraction(x[idx]) / s) + z, -128, 127)
         assert q[idx] == want, (idx, pidx)
         assert r[idx] == float(s * (want - z))
 
 
-def test_quantize_per_block_shared_across_channels():
-    x = np.arange(12, dtype=np.float64).reshape(2, 6)
-    qp = nm.QParams(scale=[1.0, 2.0, 4.0], zero_point=[0, 0, 0], bits=8, axis=1, block_size=2)
-    assert nm.quantize(x, qp, "half_away").tolist() == [[0, 1, 1, 2, 1, 1], [6, 7, 4, 5, 3, 3]]
+@pytest.mark.parametrize("shape, axis, block", BLOCK_CASES)
+def test_per_block_choose_then_quantize_error(shape, axis, block):
+    """Per-block absmax computed here by hand -> choose_qparams -> every error <= scale/2."""
+    rng = np.random.default_rng(3 * sum(shape) + block)
+    ax = axis % len(shape)
+    x = rng.normal(0, 1, shape) * rng.uniform(0.01, 100, shape[ax]).reshape(
+        [-1 if i == ax else 1 for i in range(len(shape))]
+    )
+    per_slice = math.prod(shape) // shape[ax]
+    amax = np.zeros((shape[ax], -(-per_slice // block)))
+    for idx in np.ndindex(shape):
+        pidx = block_index(idx, shape, ax, block)
+        amax[pidx] = max(amax[pidx], abs(x[idx]))
+    qp = nm.choose_qparams(absmax=amax, axis=axis, block_size=block, name="w")
+    q = nm.quantize(x, qp)
+    assert np.all(np.abs(q.astype(int)) <= 127)
+    for idx in np.ndindex(shape):
+        pidx = block_index(idx, shape, ax, block)
+        s = float(qp.scale[pidx])
+        assert exact_error_bound_holds(float(x[idx]), int(q[idx]), s, 0), idx
+        if abs(x[idx]) == amax[pidx]:
+            assert abs(int(q[idx])) == 127  # the block's extreme maps to the end of the range
 
 
 def test_qparams_shape_mismatch_raises_naming_tensor():

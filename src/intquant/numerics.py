@@ -57,8 +57,11 @@ class QParams:
     """Quantization parameters of one tensor: ``r = scale * (q - zero_point)``.
 
     ``axis`` is None for per-tensor; otherwise ``scale``/``zero_point`` have one entry per index
-    along ``axis`` (per channel), or per block of ``block_size`` elements along ``axis`` when
-    ``block_size`` is set (then entries are indexed [channel... flattened, block]).
+    along ``axis`` (per channel). With ``block_size`` set, ``axis`` is still the channel axis: each
+    channel's slice is flattened in C order over the remaining axes and cut into blocks of
+    ``block_size`` consecutive elements (the last may be short), and the entries are indexed
+    [channel, block], shape (C, nblocks) — the layout observers.py produces. For a conv weight
+    [Cout, Cin, kh, kw] with axis=0 a block is a run of the Cin·kh·kw reduction of one output.
     """
 
     scale: np.ndarray
@@ -114,13 +117,14 @@ class QParams:
             view = [1] * len(shape)
             view[axis] = -1
             return self.scale.reshape(view), self.zero_point.reshape(view)
-        nblocks = -(-shape[axis] // self.block_size)
-        others = math.prod(s for i, s in enumerate(shape) if i != axis)
-        if self.scale.size not in (nblocks, nblocks * others):
+        channels = shape[axis]
+        per_slice = math.prod(s for i, s in enumerate(shape) if i != axis)
+        nblocks = -(-per_slice // self.block_size)
+        if self.scale.size != channels * nblocks:
             raise ValueError(
-                f"{self.name}: {self.scale.size} per-block scales for shape {shape}, axis {axis}, "
-                f"block_size {self.block_size}: expected {nblocks} (blocks shared by all "
-                f"channels) or {nblocks * others} (other dims flattened x {nblocks} blocks)"
+                f"{self.name}: {self.scale.size} per-block scales for shape {shape} with channel "
+                f"axis {axis} and block_size {self.block_size}: expected {channels} channels x "
+                f"{nblocks} blocks of each channel's {per_slice} values"
             )
         return _broadcast_blocks(self.scale, shape, axis, self.block_size), _broadcast_blocks(
             self.zero_point, shape, axis, self.block_size
@@ -128,20 +132,16 @@ class QParams:
 
 
 def _broadcast_blocks(values: np.ndarray, shape: tuple[int, ...], axis: int, block: int):
-    """Expand per-block values (one per `block` elements along `axis`) to the full shape.
+    """Expand per-block values, laid out (C, nblocks), to the full shape.
 
-    ``values`` are laid out [other dims in order..., block] (block index fastest), or hold just
-    one value per block shared by every other index.
+    Channel c's slice (the tensor at index c along ``axis``, flattened in C order) takes value
+    [c, k] on its elements k·block ... (k+1)·block − 1.
     """
-    others = tuple(s for i, s in enumerate(shape) if i != axis)
-    nblocks = -(-shape[axis] // block)
-    if values.size == nblocks:
-        v = values.reshape((nblocks,))
-    else:
-        v = np.moveaxis(values.reshape(others + (nblocks,)), -1, 0)
-    v = np.repeat(v, block, axis=0)[: shape[axis]]
-    if v.ndim == 1:
-        v = v.reshape((-1,) + (1,) * (len(shape) - 1))
+    rest = tuple(s for i, s in enumerate(shape) if i != axis)
+    per_slice = math.prod(rest)
+    nblocks = -(-per_slice // block)
+    v = values.reshape(shape[axis], nblocks)
+    v = np.repeat(v, block, axis=1)[:, :per_slice].reshape((shape[axis],) + rest)
     return np.moveaxis(v, 0, axis)
 
 
