@@ -524,17 +524,32 @@ class PercentileObserver(Observer):
 
 
 def histogram_quantile(hist: StreamingHistogram | None, q: float) -> np.ndarray:
-    """Per-group q-quantile, linear inside the bin where the cumulative count reaches q·N."""
+    """Per-group q-quantile with np.percentile's definition, from the histogram alone.
+
+    np.percentile interpolates linearly between the order statistics at ranks floor(q(N-1)) and
+    the next one. Each order statistic is placed inside the bin that holds it (the values of a bin
+    taken as evenly spread over it), so each is off by less than one bin width, and so is their
+    interpolation: the estimate is within one bin of the exact percentile, even in sparse tails.
+    """
     assert hist is not None and hist.lo is not None and hist.width is not None
-    counts = hist.counts
-    cum = np.cumsum(counts, axis=1)
-    target = q * cum[:, -1]
-    k = np.minimum((cum < target[:, None]).sum(axis=1), hist.bins - 1)
-    rows = np.arange(counts.shape[0])
+    cum = np.cumsum(hist.counts, axis=1)
+    n = cum[:, -1]
+    pos = q * (n - 1)
+    rank = np.floor(pos)
+    first = _order_statistic(hist, cum, rank)
+    second = _order_statistic(hist, cum, np.minimum(rank + 1, n - 1))
+    return first + (pos - rank) * (second - first)
+
+
+def _order_statistic(hist: StreamingHistogram, cum: np.ndarray, rank: np.ndarray) -> np.ndarray:
+    """Estimated value of the rank-th smallest value (0-based) of each group."""
+    assert hist.lo is not None and hist.width is not None
+    k = np.minimum((cum <= rank[:, None]).sum(axis=1), hist.bins - 1)  # first bin with cum > rank
+    rows = np.arange(cum.shape[0])
     before = np.where(k > 0, cum[rows, np.maximum(k - 1, 0)], 0.0)
-    inside = counts[rows, k]
-    frac = np.divide(target - before, inside, out=np.zeros_like(target), where=inside > 0)
-    return hist.lo + (k + np.clip(frac, 0.0, 1.0)) * hist.width
+    inside = hist.counts[rows, k]
+    offset = np.divide(rank - before + 0.5, inside, out=np.full_like(rank, 0.5), where=inside > 0)
+    return hist.lo + (k + np.clip(offset, 0.0, 1.0)) * hist.width
 
 
 class MseObserver(Observer):
