@@ -99,14 +99,15 @@ def train(
     optimizer: str = "adam",
     schedule: str = "constant",
     num_threads: int | None = None,
+    desc: str = "train",
 ) -> dict:
     """Train ``model`` in place with cross-entropy (+ ``extra_loss(model)``), deterministically.
 
     ``schedule`` is ``"constant"`` or ``"cosine"`` (per-step cosine decay to 0). ``num_threads``
     pins torch's intra-op thread count for the run (restored afterwards): float reductions, hence
     the trained weights, depend on it, and for MCU-sized models one thread is also the fastest.
-    Returns the
-    history ``{"loss": [mean loss per epoch], "train_acc": final accuracy on the training data}``.
+    ``desc`` labels the progress bar. Returns the history ``{"loss": [mean loss per epoch],
+    "train_acc": final accuracy on the training data}``.
     The model is left in eval mode.
     """
     if epochs < 1 or batch_size < 1 or lr <= 0:
@@ -130,7 +131,7 @@ def train(
         opt = _make_optimizer(model, optimizer, lr, weight_decay)
         loss_fn = nn.CrossEntropyLoss()
         step = 0
-        bar = tqdm(range(epochs), desc="train", disable=not progress, leave=False)
+        bar = tqdm(range(epochs), desc=desc, disable=not progress, leave=False)
         for _ in bar:
             model.train()
             order = torch.randperm(n, generator=shuffle)

@@ -339,6 +339,7 @@ def _train_and_cache(name: str, ds: Dataset, progress: bool) -> nn.Module:
         schedule=rec.schedule,
         num_threads=rec.num_threads,
         progress=progress,
+        desc=name,
     )
     seconds = time.perf_counter() - start
     weights_path, meta_path, _ = _cache_paths(name)

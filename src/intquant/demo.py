@@ -1,0 +1,76 @@
+"""``python -m intquant.demo`` (``make demo``): what intquant is for, on a small real model.
+
+Phase 1 trains (or loads from the cache) the digits CNN and shows the textbook baseline: per-
+tensor max-abs weight quantization at 16, 8 and 4 bits, against float. Later phases compare
+intquant's methods and the integer-only deployment on the same table.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from torch import nn
+
+from . import zoo
+from .baseline import textbook_quantize_weights
+from .data import Dataset
+from .train import evaluate
+
+
+@dataclass
+class Row:
+    """One line of the demo table."""
+
+    method: str
+    weight_bits: str
+    accuracy: float
+    note: str = ""
+
+
+def baseline_rows(model: nn.Module, ds: Dataset, bits: Sequence[int] = (16, 8, 4)) -> list[Row]:
+    """Float accuracy and textbook max-abs accuracy per weight width, on the test set."""
+    rows = [Row("float32", "32", evaluate(model, ds.x_test, ds.y_test))]
+    for b in bits:
+        qmodel = textbook_quantize_weights(model, b)
+        acc = evaluate(qmodel, ds.x_test, ds.y_test)
+        rows.append(Row("textbook max-abs, per tensor", str(b), acc, "weights only"))
+    return rows
+
+
+def format_table(rows: Sequence[Row], reference: float | None = None) -> str:
+    """Fixed-width table; the delta column is against ``reference`` (default: first row)."""
+    ref = rows[0].accuracy if reference is None and rows else reference
+    lines = [f"{'method':<34} {'w bits':>6} {'test acc':>9} {'Δ vs float':>11}  note"]
+    lines.append("-" * len(lines[0]))
+    for r in rows:
+        delta = f"{100 * (r.accuracy - ref):+.2f} pp" if ref is not None else ""
+        lines.append(
+            f"{r.method:<34} {r.weight_bits:>6} {100 * r.accuracy:>8.2f}% {delta:>11}  {r.note}"
+        )
+    return "\n".join(lines)
+
+
+def phase1(progress: bool = True) -> list[Row]:
+    """Train/load the digits CNN and print the textbook baseline table."""
+    start = time.perf_counter()
+    model, ds = zoo.get("digits_cnn", progress=progress)
+    print(
+        f"digits CNN: {sum(p.numel() for p in model.parameters())} parameters, "
+        f"{len(ds.y_test)} test images (ready in {time.perf_counter() - start:.1f} s)\n"
+    )
+    rows = baseline_rows(model, ds)
+    print("Phase 1 — textbook baseline: q = round(w · (2^(b-1)-1) / max|w|) per tensor")
+    print(format_table(rows))
+    print()
+    return rows
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    phase1()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
