@@ -125,7 +125,8 @@ def train(
     total_steps = epochs * steps_per_epoch
     history: dict = {"loss": []}
 
-    with _deterministic(), _torch_threads(num_threads):
+    # fork_rng: seeding must not change the caller's global torch random stream.
+    with torch.random.fork_rng(devices=[]), _deterministic(), _torch_threads(num_threads):
         torch.manual_seed(seed)
         shuffle = torch.Generator().manual_seed(seed)
         opt = _make_optimizer(model, optimizer, lr, weight_decay)

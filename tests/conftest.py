@@ -1,0 +1,75 @@
+"""Shared fixtures.
+
+The zoo models are trained once per machine (cached on disk by :mod:`intquant.zoo`, with a file
+lock so that pytest-xdist workers never train the same model twice) and loaded once per test
+session here. Tests get a *fresh deep copy* of the model, so mutating it (fusing, fake-quant,
+training) cannot leak into other tests; the Dataset is shared and must be treated as read-only.
+
+Usage::
+
+    def test_something(zoo_model):
+        model, ds = zoo_model("mnist1d_cnn")
+
+    def test_other(digits_cnn):
+        model, ds = digits_cnn
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+
+import pytest
+
+ZOO_NAMES = ["digits_cnn", "mnist1d_cnn", "mnist1d_mlp", "mnist1d_dscnn", "mnist1d_resnet"]
+
+
+@pytest.fixture(scope="session")
+def _zoo_session_cache() -> dict:
+    return {}
+
+
+@pytest.fixture(scope="session")
+def zoo_model(_zoo_session_cache: dict) -> Callable:
+    """Factory ``zoo_model(name) -> (trained model copy in eval mode, Dataset)``."""
+    from intquant import zoo
+
+    def get(name: str):
+        if name not in _zoo_session_cache:
+            _zoo_session_cache[name] = zoo.get(name, progress=False)
+        model, ds = _zoo_session_cache[name]
+        return copy.deepcopy(model).eval(), ds
+
+    return get
+
+
+@pytest.fixture
+def digits_cnn(zoo_model):
+    return zoo_model("digits_cnn")
+
+
+@pytest.fixture
+def mnist1d_cnn(zoo_model):
+    return zoo_model("mnist1d_cnn")
+
+
+@pytest.fixture
+def mnist1d_mlp(zoo_model):
+    return zoo_model("mnist1d_mlp")
+
+
+@pytest.fixture
+def mnist1d_dscnn(zoo_model):
+    return zoo_model("mnist1d_dscnn")
+
+
+@pytest.fixture
+def mnist1d_resnet(zoo_model):
+    return zoo_model("mnist1d_resnet")
+
+
+@pytest.fixture(params=ZOO_NAMES)
+def any_zoo_model(request, zoo_model):
+    """Parametrized over every zoo model: ``(name, model, dataset)``."""
+    model, ds = zoo_model(request.param)
+    return request.param, model, ds
