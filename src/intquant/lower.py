@@ -413,7 +413,9 @@ def lut_table(fn: Callable[[np.ndarray], np.ndarray], in_qp: QParams,
         codes = np.arange(513, dtype=np.int64) * 128 - 32768
     y = fn(s_in * (codes - z_in).astype(np.float64))
     q = np.rint(y / s_out) + z_out
-    lo, hi = (out_qp.qmin, out_qp.qmax)
+    # int16 knots stay unclamped (int32) so interpolation next to saturation stays exact; the
+    # op's act_min/act_max clamp saturates afterwards.
+    lo, hi = (out_qp.qmin, out_qp.qmax) if in_qp.bits <= 8 else (-(2**30), 2**30)
     q = np.clip(q, lo, hi)
     return q.astype(np.int32 if in_qp.bits > 8 else (np.int8 if out_qp.bits <= 8 else np.int16))
 

@@ -109,6 +109,21 @@ class _Translator:
     def passthrough(self, fx_node, arg) -> None:
         self.alias[fx_node.name] = self.value(arg)
 
+    def fold_constant(self, n: torch.fx.Node) -> bool:
+        """Evaluate an op whose tensor inputs are all constants (e.g. ``p.weight.view(...)``)."""
+        tensors: list[torch.fx.Node] = []
+        torch.fx.node.map_arg((n.args, n.kwargs), tensors.append)
+        if not tensors or not all(a.name in self.consts for a in tensors):
+            return False
+        args, kwargs = torch.fx.node.map_arg(
+            (n.args, n.kwargs), lambda a: torch.as_tensor(self.consts[a.name])
+        )
+        value = n.target(*args, **kwargs)
+        if not isinstance(value, torch.Tensor):
+            return False
+        self.consts[n.name] = value.detach().numpy().astype(np.float32)
+        return True
+
     # -- translation ----------------------------------------------------------------------
     def run(self) -> Graph:
         for n in self.ep.graph.nodes:
@@ -130,6 +145,8 @@ class _Translator:
             if n.op != "call_function":
                 raise UnsupportedOpError(f"node {n.name}: fx op {n.op} not supported")
             target = str(n.target)
+            if self.fold_constant(n):
+                continue
             handler = HANDLERS.get(target)
             if handler is None:
                 raise UnsupportedOpError(
