@@ -1,0 +1,882 @@
+"""ONNX import: a float ONNX model (opsets 6 to 21) into the float Graph.
+
+The importer walks the ONNX nodes once, in order. Every node whose inputs are all constants
+(initializers, ``Constant``, ``ConstantOfShape``, shape arithmetic) is evaluated right away with
+ONNX's own reference evaluator, so weights hidden behind constant sub-graphs become plain
+parameters. Every other node becomes one or more plain Graph nodes (conv, linear, batchnorm,
+relu, ...): fusion and BatchNorm folding are left to ``intquant.graph.passes``, which run on any
+Graph. The two exceptions are exact rewrites that keep the graph small: a constant bias added
+right after a conv/linear goes into its bias, and a constant per-channel scale/shift right after
+a conv/linear/batchnorm goes into its parameters.
+
+Shapes come from ONNX's shape inference on the model with a fixed input shape; at the end the
+graph is run once with torch (``infer_shapes``) and every node's shape is checked against it.
+
+Errors: malformed files (truncated protobuf, checker failures, missing initializers, dynamic
+shapes without ``input_shape``) raise ``ValueError``; valid models using something the float
+Graph cannot express raise ``UnsupportedOnnxError`` (a ``ValueError``). Both name the node, its
+op and the opset.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import onnx
+from google.protobuf.message import DecodeError
+from onnx import numpy_helper
+from onnx.reference import ReferenceEvaluator
+
+from .execute import GraphModule, infer_shapes
+from .ir import Graph, Node
+
+MIN_OPSET, MAX_OPSET = 6, 21
+
+
+class UnsupportedOnnxError(ValueError):
+    """A valid ONNX model that uses an op or a feature the float Graph cannot express."""
+
+
+def from_onnx(
+    path: str | os.PathLike | onnx.ModelProto, input_shape: tuple[int, ...] | None = None
+) -> GraphModule:
+    """Import a float ONNX model as a runnable float model (``model(x)``, x NumPy or torch).
+
+    ``input_shape`` is the input shape WITHOUT the batch dimension, e.g. ``(3, 224, 224)``; it is
+    needed only when the model's input has dynamic (named) dimensions beyond the batch.
+    """
+    model = load_onnx(path)
+    name = Path(path).stem if isinstance(path, str | os.PathLike) else (model.graph.name or "model")
+    return GraphModule(onnx_to_graph(model, input_shape, name=name))
+
+
+def load_onnx(path: str | os.PathLike | onnx.ModelProto) -> onnx.ModelProto:
+    """Read and check a model; every failure becomes a ValueError that says what is wrong."""
+    if isinstance(path, onnx.ModelProto):
+        model, where = path, f"model {path.graph.name!r}"
+    else:
+        where = str(path)
+        if not Path(where).is_file():
+            raise ValueError(f"{where}: no such ONNX file")
+        try:
+            model = onnx.load(where)
+        except DecodeError as e:
+            raise ValueError(
+                f"{where}: not a valid ONNX protobuf (truncated or corrupt file?): {e}"
+            ) from e
+        except Exception as e:  # external data missing, unreadable file, ...
+            raise ValueError(f"{where}: onnx.load failed: {type(e).__name__}: {e}") from e
+    opset = default_opset(model)
+    _check_node_inputs_defined(model, opset)
+    try:
+        onnx.checker.check_model(model)
+    except onnx.checker.ValidationError as e:
+        raise ValueError(f"{where} (opset {opset}): onnx.checker rejected the model: {e}") from e
+    return model
+
+
+def default_opset(model: onnx.ModelProto) -> int:
+    """The version of the default ('' / 'ai.onnx') domain the model imports."""
+    for o in model.opset_import:
+        if o.domain in ("", "ai.onnx"):
+            return int(o.version)
+    raise ValueError("model imports no version of the default ONNX domain (opset_import)")
+
+
+def _node_label(node: onnx.NodeProto, opset: int) -> str:
+    name = node.name or (node.output[0] if node.output else "?")
+    return f"node {name!r} ({node.op_type}, opset {opset})"
+
+
+def _check_node_inputs_defined(model: onnx.ModelProto, opset: int) -> None:
+    """Name the node whose input is nowhere defined — usually a missing initializer."""
+    known = {i.name for i in model.graph.input} | {t.name for t in model.graph.initializer}
+    known.add("")
+    for node in model.graph.node:
+        for inp in node.input:
+            if inp not in known:
+                raise ValueError(
+                    f"{_node_label(node, opset)}: input {inp!r} is not a graph input, an "
+                    "initializer or the output of an earlier node (missing initializer?)"
+                )
+        known.update(node.output)
+
+
+def onnx_to_graph(
+    model: onnx.ModelProto, input_shape: tuple[int, ...] | None = None, name: str = "model"
+) -> Graph:
+    """Convert a checked ModelProto to a float Graph with shapes filled in."""
+    return _Importer(model, input_shape, name).run()
+
+
+def _shape_of(vi: onnx.ValueInfoProto) -> tuple[int | str | None, ...] | None:
+    t = vi.type.tensor_type
+    if not t.HasField("shape"):
+        return None
+    return tuple(
+        d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in t.shape.dim
+    )
+
+
+def _one_node_model(node: onnx.NodeProto, opset: int, ir_version: int) -> onnx.ModelProto:
+    """A model around one node, so the reference evaluator picks the model's opset version."""
+    ins = [onnx.helper.make_tensor_value_info(i, onnx.TensorProto.UNDEFINED, None)
+           for i in dict.fromkeys(node.input) if i]
+    outs = [onnx.helper.make_tensor_value_info(o, onnx.TensorProto.UNDEFINED, None)
+            for o in node.output if o]
+    g = onnx.helper.make_graph([node], "fold", ins, outs)
+    return onnx.helper.make_model(
+        g, opset_imports=[onnx.helper.make_opsetid("", opset)], ir_version=ir_version
+    )
+
+
+def _attrs(node: onnx.NodeProto) -> dict:
+    return {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+
+
+class _Importer:
+    """One pass over the ONNX nodes; see the module docstring."""
+
+    def __init__(self, model: onnx.ModelProto, input_shape: tuple[int, ...] | None, name: str):
+        self.model, self.name = model, name
+        self.opset = default_opset(model)
+        if not MIN_OPSET <= self.opset <= MAX_OPSET:
+            raise UnsupportedOnnxError(
+                f"model uses opset {self.opset}; the importer supports opsets {MIN_OPSET} to "
+                f"{MAX_OPSET} (re-export with opset_version <= {MAX_OPSET})"
+            )
+        self.consts: dict[str, np.ndarray] = {
+            t.name: numpy_helper.to_array(t) for t in model.graph.initializer
+        }
+        self.ir_name: dict[str, str] = {}  # ONNX tensor -> Graph node holding its value
+        self.nodes: list[Node] = []
+        self.by_name: dict[str, Node] = {}
+        self.uses: dict[str, int] = {}
+        for n in model.graph.node:
+            for i in n.input:
+                self.uses[i] = self.uses.get(i, 0) + 1
+        for o in model.graph.output:
+            self.uses[o.name] = self.uses.get(o.name, 0) + 1
+        self.input_name, self.full_input_shape = self._graph_input(input_shape)
+        self.shapes = self._inferred_shapes()
+
+    # ---- graph boundary and shapes -------------------------------------------------------
+
+    def _graph_input(self, input_shape: tuple[int, ...] | None) -> tuple[str, tuple[int, ...]]:
+        inputs = [i for i in self.model.graph.input if i.name not in self.consts]
+        used = [i for i in inputs if self.uses.get(i.name, 0) > 0]
+        if len(used) != 1:
+            raise UnsupportedOnnxError(
+                f"model has {len(used)} graph inputs without initializers "
+                f"({[i.name for i in used]}); the float Graph takes exactly one input"
+            )
+        vi = used[0]
+        elem = vi.type.tensor_type.elem_type
+        if elem != onnx.TensorProto.FLOAT:
+            raise UnsupportedOnnxError(
+                f"graph input {vi.name!r} has element type "
+                f"{onnx.TensorProto.DataType.Name(elem)}; only float32 inputs are supported"
+            )
+        dims = _shape_of(vi)
+        if dims is None or len(dims) < 1:
+            if input_shape is None:
+                raise ValueError(
+                    f"graph input {vi.name!r} has no static shape; pass input_shape=(C, H, W) "
+                    "(without the batch dimension)"
+                )
+            return vi.name, (1, *map(int, input_shape))
+        batch = dims[0] if isinstance(dims[0], int) and dims[0] > 0 else 1
+        rest = dims[1:]
+        if input_shape is None:
+            dynamic = [i + 1 for i, d in enumerate(rest) if not (isinstance(d, int) and d > 0)]
+            if dynamic:
+                raise ValueError(
+                    f"graph input {vi.name!r} has dynamic dimensions {dims} (axes {dynamic}); "
+                    "pass input_shape=(...) without the batch dimension"
+                )
+            return vi.name, (batch, *rest)
+        input_shape = tuple(int(d) for d in input_shape)
+        if len(input_shape) != len(rest):
+            raise ValueError(
+                f"input_shape {input_shape} has {len(input_shape)} dims but graph input "
+                f"{vi.name!r} {dims} has {len(rest)} besides the batch"
+            )
+        for i, (given, declared) in enumerate(zip(input_shape, rest, strict=True)):
+            if isinstance(declared, int) and declared > 0 and declared != given:
+                raise ValueError(
+                    f"input_shape {input_shape} disagrees with graph input {vi.name!r} {dims} "
+                    f"at axis {i + 1}"
+                )
+        return vi.name, (batch, *input_shape)
+
+    def _inferred_shapes(self) -> dict[str, tuple]:
+        """ONNX shape inference with the input fixed to its concrete shape."""
+        model = onnx.ModelProto()
+        model.CopyFrom(self.model)
+        for vi in model.graph.input:
+            if vi.name == self.input_name:
+                shape = vi.type.tensor_type.shape
+                del shape.dim[:]
+                for d in self.full_input_shape:
+                    shape.dim.add().dim_value = d
+        try:
+            inferred = onnx.shape_inference.infer_shapes(model, strict_mode=True, data_prop=True)
+        except Exception as e:
+            raise ValueError(
+                f"ONNX shape inference failed (opset {self.opset}) for input shape "
+                f"{self.full_input_shape}: {e}"
+            ) from e
+        shapes: dict[str, tuple] = {}
+        g = inferred.graph
+        for vi in list(g.value_info) + list(g.output) + list(g.input):
+            s = _shape_of(vi)
+            if s is not None and all(isinstance(d, int) for d in s):
+                shapes[vi.name] = s
+        shapes[self.input_name] = self.full_input_shape
+        return shapes
+
+    # ---- helpers used by the op handlers --------------------------------------------------
+
+    def where(self, node: onnx.NodeProto) -> str:
+        return _node_label(node, self.opset)
+
+    def unsupported(self, node: onnx.NodeProto, why: str) -> UnsupportedOnnxError:
+        return UnsupportedOnnxError(f"{self.where(node)}: {why}")
+
+    def shape(self, node: onnx.NodeProto, tensor: str) -> tuple[int, ...]:
+        """Full (batched) static shape of an activation tensor."""
+        if tensor in self.shapes:
+            return self.shapes[tensor]
+        raise ValueError(
+            f"{self.where(node)}: ONNX shape inference gave no static shape for {tensor!r}; "
+            "pass input_shape=(...) or export the model with static shapes"
+        )
+
+    def is_const(self, tensor: str) -> bool:
+        return tensor in self.consts
+
+    def const(self, node: onnx.NodeProto, idx: int, what: str) -> np.ndarray | None:
+        """Input ``idx`` as a constant array (None if absent); activations are rejected."""
+        if idx >= len(node.input) or node.input[idx] == "":
+            return None
+        t = node.input[idx]
+        if t not in self.consts:
+            raise self.unsupported(node, f"{what} (input {idx}, {t!r}) must be a constant")
+        return self.consts[t]
+
+    def act(self, node: onnx.NodeProto, idx: int = 0) -> str:
+        """The Graph node holding activation input ``idx``."""
+        t = node.input[idx]
+        if t in self.ir_name:
+            return self.ir_name[t]
+        raise self.unsupported(node, f"input {idx} ({t!r}) is a constant where a tensor that "
+                               "depends on the graph input is expected")
+
+    def emit(
+        self, node: onnx.NodeProto, op: str, inputs: list[str], attrs: dict | None = None,
+        params: dict[str, np.ndarray] | None = None, out: str | None = None,
+    ) -> Node:
+        """Append a Graph node for ONNX ``node`` and make ``out`` (its output) point at it."""
+        out = node.output[0] if out is None else out
+        base = node.name or out
+        name, k = base, 1
+        while name in self.by_name:
+            name, k = f"{base}_{k}", k + 1
+        params = {k2: np.require(v, np.float32, ["C", "W"]) for k2, v in (params or {}).items()}
+        n = Node(name=name, op=op, inputs=inputs, attrs=attrs or {}, params=params,
+                 source=self.where(node))
+        self.nodes.append(n)
+        self.by_name[name] = n
+        self.ir_name[out] = name
+        return n
+
+    def alias(self, node: onnx.NodeProto, src_idx: int = 0) -> None:
+        self.ir_name[node.output[0]] = self.act(node, src_idx)
+
+    def single_use(self, tensor: str) -> bool:
+        return self.uses.get(tensor, 0) == 1
+
+    # ---- main loop ------------------------------------------------------------------------
+
+    def run(self) -> Graph:
+        g = self.model.graph
+        inp = Node(name=self.input_name, op="input", source="graph input")
+        self.nodes.append(inp)
+        self.by_name[inp.name] = inp
+        self.ir_name[self.input_name] = inp.name
+        for node in g.node:
+            if node.domain not in ("", "ai.onnx"):
+                raise self.unsupported(node, f"custom domain {node.domain!r} is not supported")
+            if all(i == "" or i in self.consts for i in node.input) and node.op_type != "Shape":
+                self.fold(node)
+                continue
+            handler = HANDLERS.get(node.op_type)
+            if handler is None:
+                raise self.unsupported(
+                    node, f"op {node.op_type} is not supported on tensors that depend on the "
+                    f"input; supported: {', '.join(sorted(HANDLERS))}"
+                )
+            for extra in node.output[1:]:
+                if extra and self.uses.get(extra, 0) and node.op_type not in ("Dropout",):
+                    raise self.unsupported(node, f"its output {extra!r} is used; only the "
+                                           "first output is supported")
+            handler(self, node)
+        if len(g.output) != 1:
+            raise UnsupportedOnnxError(
+                f"model has {len(g.output)} outputs ({[o.name for o in g.output]}); the float "
+                "Graph has exactly one output"
+            )
+        out = g.output[0].name
+        if out not in self.ir_name:
+            raise UnsupportedOnnxError(f"graph output {out!r} is a constant")
+        graph = Graph(nodes=self.nodes, output=self.ir_name[out], name=self.name)
+        graph.validate()
+        self._check_shapes(graph)
+        return graph
+
+    def fold(self, node: onnx.NodeProto) -> None:
+        """Evaluate a node whose inputs are all constants with ONNX's reference evaluator."""
+        try:
+            ev = ReferenceEvaluator(_one_node_model(node, self.opset, self.model.ir_version))
+            feeds = {i: self.consts[i] for i in node.input if i}
+            outs = ev.run(None, feeds)
+        except Exception as e:
+            raise ValueError(
+                f"{self.where(node)}: evaluating this constant node failed: {e}"
+            ) from e
+        for name, value in zip(node.output, outs, strict=False):
+            if name:
+                self.consts[name] = np.asarray(value)
+
+    def _check_shapes(self, graph: Graph) -> None:
+        """Run the Graph once with torch; its shapes must be ONNX's (else the import is wrong)."""
+        infer_shapes(graph, self.full_input_shape[1:])
+        onnx_of = {v: k for k, v in self.ir_name.items()}
+        for n in graph.nodes:
+            t = onnx_of.get(n.name)
+            if t is None or t not in self.shapes or n.op == "input":
+                continue
+            want = tuple(self.shapes[t][1:])
+            if tuple(n.shape) != want:
+                raise ValueError(
+                    f"{n.source}: imported node {n.name!r} ({n.op}) computes shape {n.shape} "
+                    f"but ONNX shape inference says {want}"
+                )
+
+
+# ---- per-channel constants ------------------------------------------------------------------
+
+
+def per_channel(
+    imp: _Importer, node: onnx.NodeProto, c: np.ndarray, full: tuple[int, ...]
+) -> np.ndarray:
+    """A constant broadcast against an activation of shape ``full`` as a scalar (shape ()) or a
+    vector over axis 1 (channels / features); anything else cannot be one Graph node."""
+    c = np.asarray(c, dtype=np.float32)
+    if c.ndim > len(full):
+        raise imp.unsupported(node, f"constant of shape {c.shape} has more dims than {full}")
+    if c.size == 1:
+        return c.reshape(())
+    c_full = c.reshape((1,) * (len(full) - c.ndim) + c.shape)
+    varying = [ax for ax, d in enumerate(c_full.shape) if d != 1]
+    if varying != [1] or len(full) < 2 or c_full.shape[1] != full[1]:
+        raise imp.unsupported(
+            node, f"constant of shape {c.shape} broadcast over a tensor of shape {full}; only "
+            "scalars and per-channel (axis 1) constants are supported"
+        )
+    return c_full.reshape(-1)
+
+
+def _channels(full: tuple[int, ...]) -> int:
+    return full[1] if len(full) >= 2 else 1
+
+
+def emit_affine(
+    imp: _Importer, node: onnx.NodeProto, x_tensor: str, scale: np.ndarray | None,
+    shift: np.ndarray | None,
+) -> None:
+    """y = x·scale + shift with per-channel/scalar constants. Folded exactly into the producing
+    conv/linear/batchnorm when x has no other consumer; otherwise a mul_const or a batchnorm
+    node (mean 0, var 1, eps 0 — an exact per-channel affine the BN passes understand)."""
+    x = imp.act(node, list(node.input).index(x_tensor))
+    full = imp.shape(node, x_tensor)
+    prod = imp.by_name[x]
+    foldable = (
+        imp.single_use(x_tensor) and prod.act is None and x_tensor not in
+        {o.name for o in imp.model.graph.output}
+    )
+    channel_is_axis1 = prod.op != "linear" or len(full) == 2
+    if foldable and channel_is_axis1 and prod.op in ("conv", "linear", "batchnorm"):
+        cout = _channels(imp.shape(node, x_tensor))
+        s = np.ones(cout, np.float32) if scale is None else np.broadcast_to(scale, (cout,))
+        b = np.zeros(cout, np.float32) if shift is None else np.broadcast_to(shift, (cout,))
+        p = prod.params
+        if prod.op == "batchnorm":
+            p["weight"] = (p["weight"] * s).astype(np.float32)
+            p["bias"] = (p["bias"] * s + b).astype(np.float32)
+        else:
+            w = p["weight"]
+            p["weight"] = (w * s.reshape((-1,) + (1,) * (w.ndim - 1))).astype(np.float32)
+            old = p.get("bias", np.zeros(cout, np.float32))
+            p["bias"] = (old * s + b).astype(np.float32)
+        imp.ir_name[node.output[0]] = x
+        return
+    if shift is None:
+        imp.emit(node, "mul_const", [x], params={"value": scale})
+        return
+    cout = _channels(full)
+    s = np.ones(cout, np.float32) if scale is None else np.broadcast_to(scale, (cout,))
+    imp.emit(
+        node, "batchnorm", [x], attrs={"eps": 0.0},
+        params={"mean": np.zeros(cout), "var": np.ones(cout), "weight": s,
+                "bias": np.broadcast_to(shift, (cout,))},
+    )
+
+
+# ---- op handlers ------------------------------------------------------------------------------
+
+
+def _spatial(
+    imp: _Importer, node: onnx.NodeProto, kernel: list[int], *, ceil_ok: bool
+) -> tuple[list[int], list[int], list[int], list[int]]:
+    """strides, pads_begin, pads_end, dilations over the spatial dims, with auto_pad resolved
+    and ceil_mode turned into extra end padding (the output size comes from ONNX inference)."""
+    a = _attrs(node)
+    nd = len(kernel)
+    strides = list(a.get("strides", [1] * nd))
+    dil = list(a.get("dilations", [1] * nd))
+    in_sp = imp.shape(node, node.input[0])[2:]
+    auto = a.get("auto_pad", b"NOTSET")
+    auto = auto.decode() if isinstance(auto, bytes) else auto
+    if auto in ("SAME_UPPER", "SAME_LOWER"):
+        pb, pe = [], []
+        for i in range(nd):
+            out = -(-in_sp[i] // strides[i])
+            total = max((out - 1) * strides[i] + (kernel[i] - 1) * dil[i] + 1 - in_sp[i], 0)
+            small, big = total // 2, total - total // 2
+            pb.append(small if auto == "SAME_UPPER" else big)
+            pe.append(big if auto == "SAME_UPPER" else small)
+    elif auto == "VALID":
+        pb, pe = [0] * nd, [0] * nd
+    else:
+        pads = list(a.get("pads", [0] * (2 * nd)))
+        pb, pe = pads[:nd], pads[nd:]
+    if any(p < 0 for p in pb + pe):
+        raise imp.unsupported(node, f"negative pads {pb + pe}")
+    if a.get("ceil_mode", 0):
+        if not ceil_ok:
+            raise imp.unsupported(node, "ceil_mode=1 with count_include_pad=1 and padding")
+        out_sp = imp.shape(node, node.output[0])[2:]
+        for i in range(nd):
+            need = (out_sp[i] - 1) * strides[i] + (kernel[i] - 1) * dil[i] + 1
+            pe[i] += max(0, need - (in_sp[i] + pb[i] + pe[i]))
+    return strides, pb, pe, dil
+
+
+def _as_2d(nd: int, strides, pb, pe, dil, kernel) -> dict:
+    """Graph attrs (always [h, w] / [top, left, bottom, right]); 1-D lives in the w entries."""
+    if nd == 1:
+        return {"dims": 1, "kernel": [1, kernel[0]], "stride": [1, strides[0]],
+                "padding": [0, pb[0], 0, pe[0]], "dilation": [1, dil[0]]}
+    return {"dims": 2, "kernel": list(kernel), "stride": list(strides),
+            "padding": [pb[0], pb[1], pe[0], pe[1]], "dilation": list(dil)}
+
+
+def _spatial_rank(imp: _Importer, node: onnx.NodeProto) -> int:
+    nd = len(imp.shape(node, node.input[0])) - 2
+    if nd not in (1, 2):
+        raise imp.unsupported(node, f"{nd}-D spatial input; only 1-D and 2-D are supported")
+    return nd
+
+
+def op_conv(imp: _Importer, node: onnx.NodeProto) -> None:
+    x = imp.act(node)
+    w = imp.const(node, 1, "weight")
+    b = imp.const(node, 2, "bias")
+    nd = _spatial_rank(imp, node)
+    kernel = list(w.shape[2:])
+    s, pb, pe, d = _spatial(imp, node, kernel, ceil_ok=True)
+    attrs = _as_2d(nd, s, pb, pe, d, kernel)
+    del attrs["kernel"]
+    attrs["groups"] = int(_attrs(node).get("group", 1))
+    params = {"weight": w}
+    if b is not None:
+        params["bias"] = b
+    imp.emit(node, "conv", [x], attrs, params)
+
+
+def op_pool(imp: _Importer, node: onnx.NodeProto) -> None:
+    x = imp.act(node)
+    nd = _spatial_rank(imp, node)
+    a = _attrs(node)
+    kernel = list(a["kernel_shape"])
+    is_max = node.op_type == "MaxPool"
+    cip = int(a.get("count_include_pad", 0))
+    has_pad = any(a.get("pads", [])) or a.get("auto_pad", b"NOTSET") not in (b"NOTSET", b"VALID")
+    s, pb, pe, d = _spatial(imp, node, kernel, ceil_ok=is_max or not (cip and has_pad))
+    attrs = _as_2d(nd, s, pb, pe, d, kernel)
+    if is_max:
+        if a.get("storage_order", 0):
+            raise imp.unsupported(node, "storage_order=1")
+        imp.emit(node, "max_pool", [x], attrs)
+        return
+    if any(v != 1 for v in d):
+        raise imp.unsupported(node, f"AveragePool dilations {d}")
+    del attrs["dilation"]
+    attrs["count_include_pad"] = cip
+    imp.emit(node, "avg_pool", [x], attrs)
+
+
+def op_global_avg_pool(imp: _Importer, node: onnx.NodeProto) -> None:
+    _spatial_rank(imp, node)
+    imp.emit(node, "global_avg_pool", [imp.act(node)])
+
+
+def op_gemm(imp: _Importer, node: onnx.NodeProto) -> None:
+    a = _attrs(node)
+    if a.get("transA", 0):
+        raise imp.unsupported(node, "transA=1 (the activation must be A, batch first)")
+    x = imp.act(node)
+    bmat = imp.const(node, 1, "B")
+    w = (bmat if a.get("transB", 0) else bmat.T) * float(a.get("alpha", 1.0))
+    params = {"weight": w}
+    c = imp.const(node, 2, "C")
+    if c is not None:
+        cf = np.asarray(c, np.float32) * float(a.get("beta", 1.0))
+        if cf.ndim == 2 and cf.shape[0] != 1:
+            raise imp.unsupported(node, f"C of shape {c.shape} differs per batch row")
+        params["bias"] = np.broadcast_to(cf.reshape(-1) if cf.size > 1 else cf, (w.shape[0],))
+    imp.emit(node, "linear", [x], params=params)
+
+
+def op_matmul(imp: _Importer, node: onnx.NodeProto) -> None:
+    x = imp.act(node)
+    bmat = imp.const(node, 1, "B (the right-hand matrix)")
+    if bmat.ndim != 2 or len(imp.shape(node, node.input[0])) < 2:
+        raise imp.unsupported(node, f"MatMul of a {imp.shape(node, node.input[0])} tensor by a "
+                              f"constant of shape {bmat.shape}; only (..., K) x (K, M)")
+    imp.emit(node, "linear", [x], params={"weight": bmat.T})
+
+
+def _binary_const(imp: _Importer, node: onnx.NodeProto) -> tuple[str, np.ndarray, int] | None:
+    """(activation tensor, constant, constant position) for act ∘ const, else None."""
+    a, b = node.input[0], node.input[1]
+    if imp.is_const(b) and not imp.is_const(a):
+        return a, imp.consts[b], 1
+    if imp.is_const(a) and not imp.is_const(b):
+        return b, imp.consts[a], 0
+    return None
+
+
+def _check_broadcast_keeps_shape(imp: _Importer, node: onnx.NodeProto, x: str) -> None:
+    if imp.shape(node, node.output[0]) != imp.shape(node, x):
+        raise imp.unsupported(node, f"broadcasting changes the shape {imp.shape(node, x)} to "
+                              f"{imp.shape(node, node.output[0])}")
+
+
+def op_add_sub(imp: _Importer, node: onnx.NodeProto) -> None:
+    bc = _binary_const(imp, node)
+    if bc is None:
+        sa, sb = imp.shape(node, node.input[0]), imp.shape(node, node.input[1])
+        if node.op_type == "Sub":
+            raise imp.unsupported(node, "Sub of two non-constant tensors")
+        if sa != sb:
+            raise imp.unsupported(node, f"Add of tensors of shapes {sa} and {sb} (broadcasting "
+                                  "between two non-constant tensors is not supported)")
+        imp.emit(node, "add", [imp.act(node, 0), imp.act(node, 1)])
+        return
+    x, c, pos = bc
+    _check_broadcast_keeps_shape(imp, node, x)
+    c = per_channel(imp, node, c, imp.shape(node, x))
+    if node.op_type == "Sub":
+        if pos == 0:
+            raise imp.unsupported(node, "constant minus tensor")
+        c = -c
+    emit_affine(imp, node, x, None, c)
+
+
+def op_mul_div(imp: _Importer, node: onnx.NodeProto) -> None:
+    bc = _binary_const(imp, node)
+    if bc is None:
+        raise imp.unsupported(node, f"{node.op_type} of two non-constant tensors")
+    x, c, pos = bc
+    if node.op_type == "Div" and pos == 0:
+        raise imp.unsupported(node, "constant divided by a tensor")
+    _check_broadcast_keeps_shape(imp, node, x)
+    c = per_channel(imp, node, c, imp.shape(node, x))
+    emit_affine(imp, node, x, (1.0 / c if node.op_type == "Div" else c).astype(np.float32), None)
+
+
+def op_sum(imp: _Importer, node: onnx.NodeProto) -> None:
+    if any(imp.is_const(i) for i in node.input):
+        raise imp.unsupported(node, "Sum with constant operands")
+    shapes = {imp.shape(node, i) for i in node.input}
+    if len(shapes) != 1:
+        raise imp.unsupported(node, f"Sum of tensors of different shapes {sorted(shapes)}")
+    if len(node.input) == 1:
+        imp.alias(node)
+        return
+    acc = imp.act(node, 0)
+    for k in range(1, len(node.input)):
+        out = node.output[0] if k == len(node.input) - 1 else f"{node.output[0]}__sum{k}"
+        acc = imp.emit(node, "add", [acc, imp.act(node, k)], out=out).name
+
+
+def op_clip(imp: _Importer, node: onnx.NodeProto) -> None:
+    if imp.opset < 11:
+        a = _attrs(node)
+        lo, hi = a.get("min"), a.get("max")
+    else:
+        lo_c, hi_c = imp.const(node, 1, "min"), imp.const(node, 2, "max")
+        lo = None if lo_c is None else float(lo_c)
+        hi = None if hi_c is None else float(hi_c)
+    lo = None if lo is None or lo <= -3.4e38 else float(lo)
+    hi = None if hi is None or hi >= 3.4e38 else float(hi)
+    imp.emit(node, "clamp", [imp.act(node)], {"min": lo, "max": hi})
+
+
+def op_softmax(imp: _Importer, node: onnx.NodeProto) -> None:
+    """Softmax over the last axis; other axes by reshape (opset < 13 flattens from ``axis``)
+    or by a transpose pair (opset >= 13)."""
+    full = imp.shape(node, node.input[0])
+    r = len(full)
+    axis = int(_attrs(node).get("axis", 1 if imp.opset < 13 else -1))
+    axis = axis + r if axis < 0 else axis
+    x = imp.act(node)
+    if axis == 0:
+        raise imp.unsupported(node, "softmax over the batch axis")
+    if axis == r - 1:
+        imp.emit(node, "softmax", [x])
+        return
+    out = node.output[0]
+    if imp.opset < 13:
+        flat = int(np.prod(full[axis:]))
+        head = [int(np.prod(full[1:axis]))] if axis > 1 else []
+        t = imp.emit(node, "reshape", [x], {"shape": head + [flat]}, out=out + "__2d").name
+        t = imp.emit(node, "softmax", [t], out=out + "__sm").name
+        imp.emit(node, "reshape", [t], {"shape": list(full[1:])})
+        return
+    perm = list(range(r - 1))
+    perm[axis - 1], perm[r - 2] = perm[r - 2], perm[axis - 1]
+    t = imp.emit(node, "transpose", [x], {"perm": perm}, out=out + "__t").name
+    t = imp.emit(node, "softmax", [t], out=out + "__sm").name
+    imp.emit(node, "transpose", [t], {"perm": perm})
+
+
+def op_batchnorm(imp: _Importer, node: onnx.NodeProto) -> None:
+    a = _attrs(node)
+    if a.get("training_mode", 0):
+        raise imp.unsupported(node, "training_mode=1")
+    if imp.opset < 9 and not a.get("spatial", 1):
+        raise imp.unsupported(node, "spatial=0")
+    params = {
+        "weight": imp.const(node, 1, "scale"), "bias": imp.const(node, 2, "B"),
+        "mean": imp.const(node, 3, "mean"), "var": imp.const(node, 4, "var"),
+    }
+    imp.emit(node, "batchnorm", [imp.act(node)], {"eps": float(a.get("epsilon", 1e-5))}, params)
+
+
+def op_reshape_like(imp: _Importer, node: onnx.NodeProto) -> None:
+    """Flatten / Reshape / Squeeze / Unsqueeze: a reshape to ONNX's inferred output shape, valid
+    when the batch axis stays the outermost axis with the same size."""
+    src = imp.shape(node, node.input[0])
+    dst = imp.shape(node, node.output[0])
+    a = _attrs(node)
+    keeps_batch = len(dst) >= 1 and dst[0] == src[0]
+    if node.op_type == "Flatten":
+        axis = int(a.get("axis", 1))
+        axis = axis + len(src) if axis < 0 else axis
+        keeps_batch = axis >= 1 and int(np.prod(src[1:axis])) == 1
+    elif node.op_type in ("Squeeze", "Unsqueeze"):
+        axes = a.get("axes")
+        if axes is None and len(node.input) > 1:
+            axes = imp.const(node, 1, "axes").tolist()
+        rank = len(src) if node.op_type == "Squeeze" else len(dst)
+        if axes is None:  # Squeeze of every size-1 axis
+            axes = [i for i, d in enumerate(src) if d == 1]
+        keeps_batch = 0 not in [int(v) + rank if v < 0 else int(v) for v in axes]
+    if not keeps_batch:
+        raise imp.unsupported(node, f"reshapes {src} to {dst} across the batch axis")
+    imp.emit(node, "reshape", [imp.act(node)], {"shape": [int(d) for d in dst[1:]]})
+
+
+def op_transpose(imp: _Importer, node: onnx.NodeProto) -> None:
+    r = len(imp.shape(node, node.input[0]))
+    perm = list(_attrs(node).get("perm", list(reversed(range(r)))))
+    if perm[0] != 0:
+        raise imp.unsupported(node, f"perm {perm} moves the batch axis")
+    imp.emit(node, "transpose", [imp.act(node)], {"perm": [int(p) - 1 for p in perm[1:]]})
+
+
+def op_concat(imp: _Importer, node: onnx.NodeProto) -> None:
+    r = len(imp.shape(node, node.output[0]))
+    axis = int(_attrs(node)["axis"])
+    axis = axis + r if axis < 0 else axis
+    if axis == 0:
+        raise imp.unsupported(node, "concat along the batch axis")
+    if any(imp.is_const(i) for i in node.input):
+        raise imp.unsupported(node, "concat of a constant and a tensor")
+    ins = [imp.act(node, k) for k in range(len(node.input))]
+    imp.emit(node, "concat", ins, {"axis": axis - 1})
+
+
+def op_pad(imp: _Importer, node: onnx.NodeProto) -> None:
+    a = _attrs(node)
+    mode = a.get("mode", b"constant")
+    mode = mode.decode() if isinstance(mode, bytes) else mode
+    if mode != "constant":
+        raise imp.unsupported(node, f"mode {mode!r}; only constant padding is supported")
+    r = len(imp.shape(node, node.input[0]))
+    if imp.opset < 11:
+        pads, value = list(a["pads"]), float(a.get("value", 0.0))
+        axes = list(range(r))
+    else:
+        pads = imp.const(node, 1, "pads").astype(int).tolist()
+        v = imp.const(node, 2, "constant_value")
+        value = 0.0 if v is None else float(np.asarray(v).reshape(()))
+        ax = imp.const(node, 3, "axes")
+        axes = list(range(r)) if ax is None else [int(i) + r if i < 0 else int(i) for i in ax]
+    n = len(axes)
+    before, after = [0] * r, [0] * r
+    for k, ax in enumerate(axes):
+        before[ax], after[ax] = pads[k], pads[n + k]
+    if before[0] or after[0]:
+        raise imp.unsupported(node, "padding of the batch axis")
+    if any(p < 0 for p in before + after):
+        raise imp.unsupported(node, f"negative pads {pads} (cropping)")
+    flat = [p for d in range(1, r) for p in (before[d], after[d])]
+    imp.emit(node, "pad", [imp.act(node)], {"pads": flat, "value": value})
+
+
+def op_identity(imp: _Importer, node: onnx.NodeProto) -> None:
+    imp.alias(node)
+
+
+def op_dropout(imp: _Importer, node: onnx.NodeProto) -> None:
+    if len(node.output) > 1 and node.output[1] and imp.uses.get(node.output[1], 0):
+        raise imp.unsupported(node, "its mask output is used")
+    imp.alias(node)
+
+
+def op_shape(imp: _Importer, node: onnx.NodeProto) -> None:
+    """Shape of an activation is a constant once the input shape is fixed."""
+    full = np.asarray(imp.shape(node, node.input[0]), dtype=np.int64)
+    a = _attrs(node)
+    start, end = a.get("start", 0), a.get("end", len(full))
+    imp.consts[node.output[0]] = full[start:end]
+
+
+def op_lrn(imp: _Importer, node: onnx.NodeProto) -> None:
+    a = _attrs(node)
+    imp.emit(node, "lrn", [imp.act(node)], {
+        "size": int(a["size"]), "alpha": float(a.get("alpha", 1e-4)),
+        "beta": float(a.get("beta", 0.75)), "bias": float(a.get("bias", 1.0)),
+    })
+
+
+def _simple(op: str, attrs: Callable[[dict], dict] | None = None):
+    def handler(imp: _Importer, node: onnx.NodeProto) -> None:
+        imp.emit(node, op, [imp.act(node)], attrs(_attrs(node)) if attrs else {})
+    return handler
+
+
+HANDLERS: dict[str, Callable[[_Importer, onnx.NodeProto], None]] = {
+    "Conv": op_conv,
+    "Gemm": op_gemm,
+    "MatMul": op_matmul,
+    "Add": op_add_sub,
+    "Sub": op_add_sub,
+    "Sum": op_sum,
+    "Mul": op_mul_div,
+    "Div": op_mul_div,
+    "Relu": _simple("relu"),
+    "Clip": op_clip,
+    "LeakyRelu": _simple("leaky_relu", lambda a: {"negative_slope": float(a.get("alpha", 0.01))}),
+    "Sigmoid": _simple("sigmoid"),
+    "Tanh": _simple("tanh"),
+    "Softmax": op_softmax,
+    "MaxPool": op_pool,
+    "AveragePool": op_pool,
+    "GlobalAveragePool": op_global_avg_pool,
+    "BatchNormalization": op_batchnorm,
+    "Flatten": op_reshape_like,
+    "Reshape": op_reshape_like,
+    "Squeeze": op_reshape_like,
+    "Unsqueeze": op_reshape_like,
+    "Transpose": op_transpose,
+    "Concat": op_concat,
+    "Pad": op_pad,
+    "Identity": op_identity,
+    "Dropout": op_dropout,
+    "Shape": op_shape,
+    "LRN": op_lrn,
+}
+# Constant and ConstantOfShape have only constant inputs: they are always folded.
+SUPPORTED_OPS = sorted(set(HANDLERS) | {"Constant", "ConstantOfShape"})
+
+
+# ---- weights for models that ship placeholders ------------------------------------------------
+
+# (op, input index) -> what that slot holds; decides the distribution of a re-drawn weight.
+_WEIGHT_SLOTS = {
+    ("Conv", 1): "weight", ("Conv", 2): "bias", ("Gemm", 1): "weight", ("Gemm", 2): "bias",
+    ("MatMul", 1): "weight", ("BatchNormalization", 1): "scale",
+    ("BatchNormalization", 2): "bias", ("BatchNormalization", 3): "bias",
+    ("BatchNormalization", 4): "scale", ("Mul", 1): "scale", ("Mul", 0): "scale",
+    ("Add", 1): "bias", ("Add", 0): "bias",
+}
+
+
+def randomize_weights(model: onnx.ModelProto, seed: int = 0) -> onnx.ModelProto:
+    """A copy of ``model`` whose float parameters are redrawn at random (He-normal weights,
+    small biases, BatchNorm scales and variances in [0.5, 1.5]).
+
+    The onnx ``light`` models carry placeholder weights (every weight the constant 0.02, made by
+    ``ConstantOfShape``), under which every input gives the same output; random weights make
+    them real test cases. ``ConstantOfShape`` nodes with a constant shape become initializers.
+    """
+    rng = np.random.default_rng(seed)
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    out.ir_version = max(out.ir_version, 4)  # IR >= 4: initializers need not be graph inputs
+    g = out.graph
+    inits = {t.name: numpy_helper.to_array(t) for t in g.initializer}
+    slots: dict[str, tuple[str, onnx.NodeProto]] = {}
+    for n in g.node:
+        for k, i in enumerate(n.input):
+            if (n.op_type, k) in _WEIGHT_SLOTS:
+                slots.setdefault(i, (_WEIGHT_SLOTS[(n.op_type, k)], n))
+    keep: list[onnx.NodeProto] = []
+    for n in g.node:
+        if n.op_type == "ConstantOfShape" and n.input and n.input[0] in inits:
+            value = onnx.helper.get_attribute_value(n.attribute[0]) if n.attribute else None
+            fill = numpy_helper.to_array(value).reshape(-1)[0] if value is not None else 0.0
+            inits[n.output[0]] = np.full(inits[n.input[0]].astype(int), fill, np.float32)
+        else:
+            keep.append(n)
+    for name, arr in inits.items():
+        if name in slots and arr.dtype == np.float32 and arr.size > 1:
+            inits[name] = _draw(rng, slots[name][0], slots[name][1], arr.shape)
+    del g.node[:]
+    g.node.extend(keep)
+    del g.initializer[:]
+    g.initializer.extend(numpy_helper.from_array(a, name) for a, name in
+                         ((np.asarray(v), k) for k, v in inits.items()))
+    return out
+
+
+def _draw(rng: np.random.Generator, role: str, node: onnx.NodeProto, shape) -> np.ndarray:
+    if role == "weight":
+        if node.op_type == "Conv":
+            fan_in = int(np.prod(shape[1:]))
+        elif node.op_type == "Gemm" and _attrs(node).get("transB", 0):
+            fan_in = shape[1]
+        else:
+            fan_in = shape[0]
+        return (rng.standard_normal(shape) * np.sqrt(2.0 / max(fan_in, 1))).astype(np.float32)
+    if role == "scale":
+        return rng.uniform(0.5, 1.5, shape).astype(np.float32)
+    return (rng.standard_normal(shape) * 0.1).astype(np.float32)
