@@ -106,6 +106,17 @@ def run_mul_const(node: Node, x: Tensor) -> Tensor:
     return x * v
 
 
+def run_lrn(node: Node, x: Tensor) -> Tensor:
+    """ONNX LRN: x / (bias + alpha/size · Σ x²)^beta, the sum over channels
+    c − ⌊(size−1)/2⌋ .. c + ⌈(size−1)/2⌉ (zero outside)."""
+    a = node.attrs
+    size = a["size"]
+    sq = (x * x).reshape(x.shape[0], 1, x.shape[1], -1)  # pool over C as a spatial axis
+    sq = F.pad(sq, (0, 0, (size - 1) // 2, size // 2))
+    s = F.avg_pool2d(sq, (size, 1), stride=1).squeeze(1).reshape(x.shape) * size
+    return x / (a["bias"] + a["alpha"] / size * s) ** a["beta"]
+
+
 UNARY: dict[str, Callable[[Node, Tensor], Tensor]] = {
     "conv": run_conv,
     "linear": run_linear,
@@ -123,6 +134,7 @@ UNARY: dict[str, Callable[[Node, Tensor], Tensor]] = {
     "transpose": lambda n, x: x.permute(0, *[p + 1 for p in n.attrs["perm"]]),
     "pad": run_pad,
     "mul_const": run_mul_const,
+    "lrn": run_lrn,
 }
 
 

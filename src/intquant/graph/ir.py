@@ -33,6 +33,7 @@ OPS: dict[str, str] = {
     "concat": "concatenation; attr axis (non-batch)",
     "pad": "constant pad; attrs pads (flat [before_0, after_0, ...] over non-batch dims), value",
     "mul_const": "multiplication by a constant scalar or per-channel vector; param value",
+    "lrn": "ONNX LRN across channels; attrs size, alpha, beta, bias (from ONNX import)",
 }
 
 # Activations that can be fused into the producing conv/linear/add as clamp bounds.
