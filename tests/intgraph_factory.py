@@ -244,14 +244,14 @@ class GraphBuilder:
         """Requantize to new qparams; ``input_zero_point`` may be fractional (raw-input edge)."""
         xi = self.info(x)
         out_dtype = out_dtype or xi.dtype
-        y = self.new_tensor(xi.shape, out_dtype)
+        # Output spread similar to the input's: s_out ≈ s_in · range_in / range_out.
+        ratio = _dtype_spread(xi.dtype) / _dtype_spread(out_dtype) * self.rng.uniform(0.5, 1.5)
+        y = self.new_tensor(xi.shape, out_dtype, scale=float(np.float32(xi.scale * ratio)))
         yi = self.info(y)
         ls = LEFT_SHIFT[xi.dtype]
         z_in = xi.zero_point if input_zero_point is None else input_zero_point
         zps = int(round(z_in * 2**ls))
-        # Output spread similar to the input's: s_out ≈ s_in · range_in / range_out.
-        ratio = _dtype_spread(xi.dtype) / _dtype_spread(out_dtype) * self.rng.uniform(0.5, 1.5)
-        m, sh = quantize_multiplier(ratio / 2**ls)
+        m, sh = quantize_multiplier(xi.scale / (2**ls * yi.scale))
         amin, amax = ACTIVATION_DTYPES[out_dtype]
         attrs = {
             "input_zero_point_shifted": zps,
