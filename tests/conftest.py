@@ -17,9 +17,17 @@ Usage::
 from __future__ import annotations
 
 import copy
+import os
 from collections.abc import Callable
 
 import pytest
+import torch
+
+# One intra-op thread per test process. The suite runs with `pytest -n 2` on 2 cores: with torch's
+# default (one thread per core) each worker oversubscribes the CPU, and for our MCU-sized models
+# the OpenMP barriers then dominate — measured 20-80x slower training of a tiny MLP on a loaded
+# machine (7 s vs 0.09 s). Override with INTQUANT_TEST_THREADS.
+torch.set_num_threads(int(os.environ.get("INTQUANT_TEST_THREADS", "1")))
 
 ZOO_NAMES = ["digits_cnn", "mnist1d_cnn", "mnist1d_mlp", "mnist1d_dscnn", "mnist1d_resnet"]
 
