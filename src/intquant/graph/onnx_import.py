@@ -323,6 +323,7 @@ class _Importer:
                 if extra and self.uses.get(extra, 0) and node.op_type not in ("Dropout",):
                     raise self.unsupported(node, f"its output {extra!r} is used; only the "
                                            "first output is supported")
+            self._fill_missing_shapes(node)
             handler(self, node)
         if len(g.output) != 1:
             raise UnsupportedOnnxError(
@@ -336,6 +337,23 @@ class _Importer:
         graph.validate()
         self._check_shapes(graph)
         return graph
+
+    def _fill_missing_shapes(self, node: onnx.NodeProto) -> None:
+        """Where ONNX shape inference stopped (shapes computed by Shape/Gather/Concat chains it
+        cannot follow), run the node once with the reference evaluator on zeros: its inputs'
+        shapes are known by induction and its constant inputs are folded by now."""
+        missing = [o for o in node.output[:1] if o and o not in self.shapes]
+        if not missing or any(i and i not in self.consts and i not in self.shapes
+                              for i in node.input):
+            return
+        feeds = {i: self.consts[i] if i in self.consts else np.zeros(self.shapes[i], np.float32)
+                 for i in node.input if i}
+        try:
+            ev = ReferenceEvaluator(_one_node_model(node, self.opset, self.model.ir_version))
+            out = ev.run(None, feeds)[0]
+        except Exception:
+            return  # the handler reports the missing shape with the node's name
+        self.shapes[missing[0]] = tuple(int(d) for d in np.shape(out))
 
     def fold(self, node: onnx.NodeProto) -> None:
         """Evaluate a node whose inputs are all constants with ONNX's reference evaluator."""
