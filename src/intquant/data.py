@@ -121,6 +121,7 @@ def _atomic_file(path: Path) -> Iterator[object]:
             yield f
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a cache entry is ordinary data
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
