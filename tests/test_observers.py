@@ -323,6 +323,22 @@ def test_mse_exact_and_histogram_paths_agree():
     assert e_hist <= e_exact * 1.02
 
 
+@pytest.mark.parametrize("exact", [True, False])
+def test_mse_power_of_two_scale_is_best_power_of_two(exact):
+    rng = np.random.default_rng(19)
+    w = rng.standard_t(3, size=(6, 300)) * np.array([0.01, 0.1, 1.0, 3.0, 7.0, 0.5])[:, None]
+    obs = make_observer_updated("mse", w, axis=0, max_exact=10**6 if exact else 0)
+    qp = obs.qparams(4, symmetric=True, power_of_two=True)
+    for c in range(6):
+        exponent = np.log2(qp.scale[c])
+        assert exponent == np.round(exponent)
+        errors = {k: fake_quant_mse(w[c], -7 * 2.0**k, 7 * 2.0**k, 4, True)
+                  for k in range(-20, 10)}
+        best = min(errors.values())
+        tol = 1e-12 if exact else 0.05  # the histogram estimate ranks near-ties approximately
+        assert errors[int(exponent)] <= best * (1 + tol)
+
+
 # ----------------------------------------------------------------------------------------------
 # entropy
 # ----------------------------------------------------------------------------------------------

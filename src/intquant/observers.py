@@ -34,12 +34,13 @@ import math
 
 import numpy as np
 
-from intquant.numerics import QParams, choose_qparams, qrange
+from intquant.numerics import QParams, choose_qparams, qrange, round_up_to_power_of_two
 
 METHODS = ("maxabs", "minmax", "percentile", "mse", "entropy")
 
 MSE_GRID = 100  # coarse candidates: clip = k/100 of the observed range, k = 1..100
 MSE_REFINE = 20  # candidates each side of the coarse optimum, spanning one coarse step
+POW2_SPAN = 12  # power-of-two mse: scales from the covering power of two down to 2^-12 of it
 ENTROPY_START_BIN = 128  # TensorRT: the smallest candidate threshold is bin 128 of 2048
 DEFAULT_MAX_EXACT = 1 << 17  # mse keeps raw values up to this many, then uses the histogram
 
@@ -449,15 +450,18 @@ class Observer:
         Symmetric signed ranges are (-T, T); symmetric unsigned ones (0, T) (for data >= 0, e.g.
         after ReLU). Shapes: () per tensor, (C,) per channel, (C, nblocks) per block.
         """
-        if self.min is None or self.max is None:
-            raise ValueError(f"observer {self.name} got no data; calibration set empty?")
-        qrange(bits, signed)  # validates bits
+        self._require_data(bits, signed)
         lo, hi = self._range(bits, symmetric, signed)
         lo = np.minimum(lo, 0.0) if symmetric else lo
         shape = self.group_shape if self.group_shape is not None else ()
         return np.asarray(lo, dtype=np.float64).reshape(shape), np.asarray(
             hi, dtype=np.float64
         ).reshape(shape)
+
+    def _require_data(self, bits: int, signed: bool) -> None:
+        if self.min is None or self.max is None:
+            raise ValueError(f"observer {self.name} got no data; calibration set empty?")
+        qrange(bits, signed)  # validates bits
 
     def qparams(self, bits: int, *, symmetric: bool, signed: bool = True,
                 power_of_two: bool = False) -> QParams:
@@ -558,12 +562,41 @@ class MseObserver(Observer):
     Candidates are k/100 of the observed range (k = 1..100) then a finer grid around the best.
     Symmetric formats scale [-max|x|, max|x|]; affine ones scale [min, max] by the same fraction.
     Among equal errors the widest clip wins (less clipping is the safer choice).
+
+    With ``power_of_two=True`` (symmetric formats) the search runs over power-of-two scales
+    directly: rounding the MSE-optimal scale up to a power of two can double it, while the best
+    power of two is often the one below.
     """
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self._raw: list[np.ndarray] = []
         self._raw_valid: list[np.ndarray | None] = []
+
+    def qparams(self, bits: int, *, symmetric: bool, signed: bool = True,
+                power_of_two: bool = False) -> QParams:
+        if not (power_of_two and symmetric):
+            return super().qparams(bits, symmetric=symmetric, signed=signed,
+                                   power_of_two=power_of_two)
+        self._require_data(bits, signed)
+        shape = self.group_shape if self.group_shape is not None else ()
+        threshold = self._best_power_of_two_threshold(bits, signed).reshape(shape)
+        lo = np.zeros_like(threshold) if not signed else -threshold
+        return choose_qparams(
+            lo, threshold, bits=bits, symmetric=True, signed=signed, axis=self.axis,
+            block_size=self.block_size, power_of_two=True, name=self.name,
+        )
+
+    def _best_power_of_two_threshold(self, bits: int, signed: bool) -> np.ndarray:
+        """qmax · 2^k with the least error, k from the covering power of two down POW2_SPAN."""
+        qmax = qrange(bits, signed, narrow=signed)[1]
+        top = round_up_to_power_of_two(self.absmax / qmax)
+        thresholds = qmax * top[:, None] * 2.0 ** -np.arange(POW2_SPAN + 1)[None, :]
+        lo = np.zeros_like(thresholds) if not signed else -thresholds
+        errors = self._errors(lo, thresholds, bits, True, signed)
+        least = errors.min(axis=1, keepdims=True)
+        is_min = errors <= least + 1e-12 * np.maximum(least, 1e-300)
+        return thresholds[np.arange(thresholds.shape[0]), np.argmax(is_min, axis=1)]
 
     def _observe_rows(self, rows, valid, rmin, rmax) -> None:
         if self.hist_abs is not None:
