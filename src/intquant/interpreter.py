@@ -11,6 +11,7 @@ Arrays carry a leading batch dimension: ``(N, *tensor.shape)``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import numpy as np
@@ -21,6 +22,8 @@ from .numerics import apply_multiplier, requantize, saturate
 
 # Conv im2col buffers are built per batch chunk so memory stays bounded (int64 patches).
 _IM2COL_CHUNK_BYTES = 64 * 2**20
+# The whole graph runs on batch chunks whose largest tensor has about this many elements.
+_CHUNK_ELEMENTS = 2**20
 
 OpRunner = Callable[[Op, list[np.ndarray], TensorInfo], np.ndarray]
 
@@ -43,12 +46,32 @@ def run(
         graph.validate()
     info = graph.tensors[graph.input]
     _check_input(info, x)
+    step = _batch_chunk(graph)
+    if x.shape[0] <= step:
+        values = _run_batch(graph, x)
+        return values if return_all else values[graph.output]
+    parts = [_run_batch(graph, x[i : i + step]) for i in range(0, x.shape[0], step)]
+    if not return_all:
+        return np.concatenate([p[graph.output] for p in parts])
+    return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
+
+
+def _batch_chunk(graph: IntGraph) -> int:
+    """Samples per chunk so the largest tensor stays around 2^20 elements.
+
+    Bounds the memory of big batches (conv patches and requantization temporaries are int64);
+    results do not depend on the chunking since every op works per sample.
+    """
+    largest = max(math.prod(t.shape) for t in graph.tensors.values())
+    return max(1, _CHUNK_ELEMENTS // largest)
+
+
+def _run_batch(graph: IntGraph, x: np.ndarray) -> dict[str, np.ndarray]:
     values: dict[str, np.ndarray] = {graph.input: x}
     for op in graph.ops:
         out_info = graph.tensors[op.output]
-        y = OP_RUNNERS[op.kind](op, [values[n] for n in op.inputs], out_info)
-        values[op.output] = y
-    return values if return_all else values[graph.output]
+        values[op.output] = OP_RUNNERS[op.kind](op, [values[n] for n in op.inputs], out_info)
+    return values
 
 
 def _check_input(info: TensorInfo, x: np.ndarray) -> None:
