@@ -492,6 +492,15 @@ def test_shift_requantize(xs, e):
     assert got.tolist() == [clamp(frac_round_half_away(v * frac_pow2(e))) for v in xs]
 
 
+@FAST
+@given(st.lists(st.integers(-(2**47), 2**47), min_size=1, max_size=20), st.integers(-40, 8))
+@example([2**47, -(2**47), 2**33 + 1, -(2**33) - 1], -1)
+def test_shift_requantize_int64_accumulator_saturates(xs, e):
+    """16x8 pow2 mode: an int64 accumulator scaled down can still exceed int32 -> saturate."""
+    got = nm.shift_requantize(np.array(xs, dtype=np.int64), e)
+    assert got.tolist() == [clamp(frac_round_half_away(v * frac_pow2(e))) for v in xs]
+
+
 def test_apply_multiplier_pow2_mode():
     """pow2 mode with the (M, shift) of an exact power of two 2^e applies x·2^e, half away."""
     xs = np.array([-7, -6, -5, -1, 0, 1, 5, 6, 7, INT32_MAX, INT32_MIN], dtype=np.int64)

@@ -435,13 +435,19 @@ def multiply_by_quantized_multiplier_16x8(
 
 
 def shift_requantize(x: np.ndarray, exponent: np.ndarray) -> np.ndarray:
-    """Power-of-two requantization, no multiply: x · 2^exponent, rounding half away from zero."""
+    """Power-of-two requantization, no multiply: x · 2^exponent, rounding half away from zero.
+
+    The result is saturated to int32 in both directions: an int64 accumulator (16x8 layers)
+    divided by a small power of two can still exceed int32, and the C runtime
+    (``iq_shift_requantize``) saturates it too.
+    """
     x = _i64(x)
     e = _i64(exponent)
     left = np.maximum(e, 0)
     right = np.maximum(-e, 0)
     up = saturating_left_shift_int32(x, left)
-    return np.where(e >= 0, up, rounding_divide_by_pot(x, right))
+    down = saturate(rounding_divide_by_pot(x, right), INT32_MIN, INT32_MAX)
+    return np.where(e >= 0, up, down)
 
 
 RequantRounding = Literal["double", "single", "pow2"]
