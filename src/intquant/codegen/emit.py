@@ -31,9 +31,9 @@ from typing import Any
 import numpy as np
 
 from ..intgraph import ACTIVATION_DTYPES, IntGraph, Op, TensorInfo
-from .planner import ARENA, INPUT, OUTPUT, MemoryPlan, plan_memory
+from .planner import ARENA, INPUT, OUTPUT, MemoryPlan, is_fast8, plan_memory
 
-RUNTIME_FILES = ("iq_runtime.h", "iq_kernels.h", "iq_conv_impl.h", "iq_ops.c")
+RUNTIME_FILES = ("iq_runtime.h", "iq_kernels.h", "iq_dot.h", "iq_conv_impl.h", "iq_ops.c")
 C_TYPE = {
     "int8": "int8_t",
     "uint8": "uint8_t",
@@ -105,7 +105,10 @@ def c_int(v: int) -> str:
 
 
 def c_array(ctype: str, name: str, values: np.ndarray, per_line: int = 16) -> str:
-    flat = [c_int(v) for v in np.asarray(values).ravel().tolist()]
+    if ctype == "uint32_t":
+        flat = [f"{int(v)}u" for v in np.asarray(values).ravel().tolist()]
+    else:
+        flat = [c_int(v) for v in np.asarray(values).ravel().tolist()]
     if not flat:
         flat = ["0"]
     lines = [", ".join(flat[i : i + per_line]) for i in range(0, len(flat), per_line)]
@@ -151,6 +154,17 @@ class WeightLayer:
     weight: np.ndarray
     bias: np.ndarray
     mode: str
+    fast8: bool = False
+
+    @property
+    def weight_ctype(self) -> str:
+        return "uint8_t" if self.fast8 else C_TYPE[self.tw]
+
+    @property
+    def bias_ctype(self) -> str:
+        if self.fast8:
+            return "uint32_t"
+        return "int32_t" if self.acc == 32 else "int64_t"
 
 
 def requant_mode(op: Op) -> str:
@@ -190,10 +204,41 @@ def prepare_weight_layer(graph: IntGraph, op: Op) -> WeightLayer:
     acc = 32 if fits32 else 64
     tin, tw, tout = SHORT[x.dtype], SHORT[str(w.dtype)], SHORT[y.dtype]
     kind = "conv" if op.kind == "conv" else "fc"
-    instance = f"iq_{kind}_{tin}_{tw}_{tout}_a{acc}" + ("" if acc == 32 else f"_c{chunk}")
-    return WeightLayer(
-        instance, acc, chunk, x.dtype, str(w.dtype), y.dtype, w2, bias, requant_mode(op)
-    )
+    mode = requant_mode(op)
+    fast8 = is_fast8(graph, op)
+    if fast8:
+        acc, chunk = 32, 0
+        w2, bias = offset_binary_layout(w2, bias, op, xoff=128 if x.dtype == "int8" else 0)
+    suffix = "_fast" if fast8 else ("" if acc == 32 else f"_c{chunk}")
+    rq = mode.removeprefix("IQ_RQ_").lower()
+    instance = f"iq_{kind}_{tin}_{tw}_{tout}_a{acc}_{rq}{suffix}"
+    return WeightLayer(instance, acc, chunk, x.dtype, str(w.dtype), y.dtype, w2, bias, mode, fast8)
+
+
+def offset_binary_layout(
+    w2: np.ndarray, bias: np.ndarray, op: Op, xoff: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Weights and bias for iq_dot.h: wu = w + 128 as uint8, four channels interleaved.
+
+    Σ w·x = Σ wu·xu − xoff·Σwu − 128·Σxu + 128·xoff·K, with xu = x + xoff; the kernel
+    subtracts 128·Σxu per receptive field, the channel constants go into the bias, which is
+    stored modulo 2^32 (the kernel's uint32 arithmetic wraps; the true accumulator fits int32).
+    Within each group: blocks of four channels as [k][4], then the 1-3 remaining rows.
+    """
+    groups = int(op.attrs.get("groups", 1))
+    cout, k = w2.shape
+    wu = w2 + 128
+    bias = bias - xoff * wu.sum(axis=1) + 128 * xoff * k
+    blocks = []
+    per_group = cout // groups
+    for g in range(groups):
+        rows = wu[g * per_group : (g + 1) * per_group]
+        full = per_group // 4 * 4
+        for j in range(0, full, 4):
+            blocks.append(rows[j : j + 4].T.ravel())
+        blocks.extend(rows[full:])
+    layout = np.concatenate(blocks) if blocks else wu.ravel()
+    return layout.astype(np.uint8), np.mod(bias, 2**32).astype(np.uint64)
 
 
 def instance_source(layer: WeightLayer, kind: str) -> str:
@@ -204,7 +249,11 @@ def instance_source(layer: WeightLayer, kind: str) -> str:
         f"#define IQ_TOUT {C_TYPE[layer.tout]}",
         f"#define IQ_ACC {layer.acc}",
         f"#define IQ_CHUNK {layer.chunk}",
+        f"#define IQ_MODE {layer.mode}",
     ]
+    if layer.fast8:
+        lines[2] = "#define IQ_TW uint8_t"
+        lines.append("#define IQ_FAST8 1")
     if kind == "fully_connected":
         lines.append("#define IQ_FC_TEMPLATE 1")
     lines.append('#include "iq_conv_impl.h"')
@@ -213,9 +262,9 @@ def instance_source(layer: WeightLayer, kind: str) -> str:
 
 def instance_declaration(layer: WeightLayer, kind: str) -> str:
     macro = "IQ_FC_DECLARE" if kind == "fully_connected" else "IQ_CONV_DECLARE"
-    tb = "int32_t" if layer.acc == 32 else "int64_t"
+    tb = layer.bias_ctype
     return (
-        f"{macro}({layer.instance}, {C_TYPE[layer.tin]}, {C_TYPE[layer.tw]}, "
+        f"{macro}({layer.instance}, {C_TYPE[layer.tin]}, {layer.weight_ctype}, "
         f"{C_TYPE[layer.tout]}, {tb});\n"
     )
 
@@ -291,8 +340,8 @@ class _Emitter:
     def weight_layer(self, i: int, op: Op, p: str) -> tuple[WeightLayer, list[str]]:
         layer = prepare_weight_layer(self.g, op)
         self.instances[layer.instance] = (layer, op.kind)
-        w = self.const_array(f"{p}_weight", C_TYPE[layer.tw], layer.weight)
-        b = self.const_array(f"{p}_bias", "int32_t" if layer.acc == 32 else "int64_t", layer.bias)
+        w = self.const_array(f"{p}_weight", layer.weight_ctype, layer.weight)
+        b = self.const_array(f"{p}_bias", layer.bias_ctype, layer.bias)
         m = self.const_array(f"{p}_multiplier", "int32_t", op.consts["multiplier"])
         s = self.const_array(f"{p}_shift", "int32_t", op.consts["shift"])
         return layer, [w, b, m, s]
@@ -330,7 +379,7 @@ class _Emitter:
             },
         )
         off, _ = self.plan.scratch[i]
-        col = f"({C_TYPE[layer.tin]}*)(IQ_ARENA + {off})"
+        col = f"(void*)(IQ_ARENA + {off})"
         args = ", ".join(
             [f"&{prm}", self.typed(op.inputs[0], True), *consts, self.typed(op.output, False), col]
         )
@@ -352,7 +401,15 @@ class _Emitter:
             },
         )
         args = ", ".join(
-            [f"&{prm}", self.typed(op.inputs[0], True), *consts, self.typed(op.output, False)]
+            [
+                f"&{prm}",
+                self.typed(op.inputs[0], True),
+                *consts,
+                self.typed(op.output, False),
+                f"(void*)(IQ_ARENA + {self.plan.scratch[i][0]})"
+                if i in self.plan.scratch
+                else "NULL",
+            ]
         )
         self.calls.append(f"    {layer.instance}({args});")
 

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..intgraph import IntGraph, TensorInfo
+from ..intgraph import IntGraph, Op, TensorInfo
 
 ALIGN = 4
 IN_PLACE_KINDS = ("clamp", "lut", "rescale", "add")
@@ -86,9 +86,23 @@ class MemoryPlan:
         )
 
 
+def is_fast8(graph: IntGraph, op: Op) -> bool:
+    """conv / fully_connected on 8-bit inputs with int8 weights and an int32 accumulator: the
+    offset-binary kernels of iq_dot.h apply."""
+    return (
+        op.kind in ("conv", "fully_connected")
+        and graph.tensors[op.inputs[0]].dtype in ("int8", "uint8")
+        and str(op.consts["weight"].dtype) == "int8"
+        and int(op.attrs.get("acc_bits", 32)) == 32
+    )
+
+
 def scratch_bytes(graph: IntGraph, op_index: int) -> int:
-    """im2col buffer of a conv: one receptive field of one group, in the input's dtype."""
+    """im2col buffer of a conv (one receptive field of one group, in the input's dtype); the
+    offset-binary copy of the input vector of an 8-bit fully_connected."""
     op = graph.ops[op_index]
+    if op.kind == "fully_connected":
+        return int(op.consts["weight"].shape[1]) if is_fast8(graph, op) else 0
     if op.kind != "conv":
         return 0
     _, cin_g, kh, kw = op.consts["weight"].shape

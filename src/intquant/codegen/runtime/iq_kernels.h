@@ -75,10 +75,10 @@ typedef struct {
 
 #define IQ_CONV_DECLARE(fn, tin, tw, tout, tbias)                                             \
     void fn(const iq_conv_params_t* p, const tin* x, const tw* w, const tbias* bias,          \
-            const int32_t* mult, const int32_t* shift, tout* y, tin* col)
+            const int32_t* mult, const int32_t* shift, tout* y, void* col)
 #define IQ_FC_DECLARE(fn, tin, tw, tout, tbias)                                               \
     void fn(const iq_fc_params_t* p, const tin* x, const tw* w, const tbias* bias,            \
-            const int32_t* mult, const int32_t* shift, tout* y)
+            const int32_t* mult, const int32_t* shift, tout* y, void* col)
 
 /* ---- the other ops (iq_ops.c) --------------------------------------------------------- */
 

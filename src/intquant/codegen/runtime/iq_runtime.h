@@ -60,16 +60,15 @@ static inline int64_t iq_mul_i32_i32(int32_t a, int32_t b)
 }
 
 /* gemmlowp SaturatingRoundingDoublingHighMul: high word of 2ab, round half up (nudge),
- * then C division by 2^31 (truncation toward zero). */
+ * then C division by 2^31 (truncation toward zero). For ab >= 0 that is (ab + 2^30) >> 31;
+ * for ab < 0 the truncated quotient of ab + 1 - 2^30 equals the floored quotient of
+ * ab + 1 - 2^30 + (2^31 - 1) = ab + 2^30: one formula, no branch. */
 static inline int32_t iq_srdhm(int32_t a, int32_t b)
 {
-    int64_t ab, num;
     if (a == INT32_MIN && b == INT32_MIN) {
         return INT32_MAX;
     }
-    ab = iq_mul_i32_i32(a, b);
-    num = ab + (ab >= 0 ? ((int64_t)1 << 30) : (1 - ((int64_t)1 << 30)));
-    return (int32_t)(num >= 0 ? (num >> 31) : -((-num) >> 31));
+    return (int32_t)((iq_mul_i32_i32(a, b) + ((int64_t)1 << 30)) >> 31);
 }
 
 /* gemmlowp RoundingDivideByPOT: x / 2^e rounded half away from zero (0 <= e <= 31). */

@@ -1,0 +1,102 @@
+/*
+ * 8-bit dot products in offset-binary form, the multiply-accumulate core of int8 conv and
+ * fully_connected.
+ *
+ * Why offset binary: Cortex-M0 loads a signed byte only with a register offset (LDRSB Rt,
+ * [Rn, Rm]) but an unsigned byte with an immediate offset (LDRB Rt, [Rn, #imm]). Storing the
+ * weights as wu = w + 128 (offline) and the im2col'ed inputs as xu = x + xoff (xoff = 128 for
+ * int8, 0 for uint8) makes every load an immediate-offset LDRB, and
+ *     sum w*x = sum wu*xu - xoff*sum(wu) - 128*sum(xu) + 128*xoff*K
+ * where sum(wu) and K are folded into the bias offline and sum(xu) is computed once per
+ * receptive field (shared by all output channels). All of it is done in uint32 arithmetic:
+ * wrap-around is well defined and the true accumulator fits int32 (checked at lowering), so
+ * the final result is exact.
+ *
+ * Four output channels are computed per pass over the inputs, their weights interleaved
+ * offline (w[k*4 + j]) so one loaded input feeds four multiply-accumulates. On Cortex-M0 the
+ * loop is written in assembly (gcc does not keep the eight values in registers): 3.5
+ * instructions per MAC. Every other target uses the portable C loop below, which computes
+ * the same sums.
+ */
+#ifndef IQ_DOT_H
+#define IQ_DOT_H
+
+#include "iq_runtime.h"
+
+#if defined(__ARM_ARCH_6M__) && defined(__GNUC__) && defined(__OPTIMIZE__)
+#define IQ_DOT4_ASM 1
+#define IQ_MAC4_ASM(xo, wo)                                                                    \
+    "ldrb %[xv], [%[x], #" #xo "]\n\t"                                                         \
+    "ldrb %[t], [%[w], #" #wo "]\n\t"                                                          \
+    "muls %[t], %[xv], %[t]\n\t"                                                               \
+    "adds %[a0], %[a0], %[t]\n\t"                                                              \
+    "ldrb %[t], [%[w], #" #wo "+1]\n\t"                                                        \
+    "muls %[t], %[xv], %[t]\n\t"                                                               \
+    "adds %[a1], %[a1], %[t]\n\t"                                                              \
+    "ldrb %[t], [%[w], #" #wo "+2]\n\t"                                                        \
+    "muls %[t], %[xv], %[t]\n\t"                                                               \
+    "adds %[a2], %[a2], %[t]\n\t"                                                              \
+    "ldrb %[t], [%[w], #" #wo "+3]\n\t"                                                        \
+    "muls %[t], %[xv], %[t]\n\t"                                                               \
+    "adds %[a3], %[a3], %[t]\n\t"
+#endif
+
+/* s[j] = sum_k x[k] * w[4k + j] for j = 0..3 (modulo 2^32). */
+static inline void iq_dot4_u8(const uint8_t* x, const uint8_t* w, int32_t n, uint32_t s[4])
+{
+    uint32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0, xv;
+    const uint8_t* end4 = x + (n & ~3);
+#ifdef IQ_DOT4_ASM
+    uint32_t t;
+    if (x != end4) {
+        __asm__ volatile(".syntax unified\n\t"
+                         "1:\n\t" IQ_MAC4_ASM(0, 0) IQ_MAC4_ASM(1, 4) IQ_MAC4_ASM(2, 8)
+                             IQ_MAC4_ASM(3, 12) "adds %[x], #4\n\t"
+                                                "adds %[w], #16\n\t"
+                                                "cmp %[x], %[end]\n\t"
+                                                "bne 1b\n\t"
+                         : [a0] "+l"(a0), [a1] "+l"(a1), [a2] "+l"(a2), [a3] "+l"(a3),
+                           [x] "+l"(x), [w] "+l"(w), [xv] "=&l"(xv), [t] "=&l"(t)
+                         : [end] "h"(end4)
+                         : "cc", "memory");
+    }
+#else
+    while (x != end4) {
+        int32_t k;
+        for (k = 0; k < 4; ++k) {
+            xv = x[k];
+            a0 += w[4 * k] * xv;
+            a1 += w[4 * k + 1] * xv;
+            a2 += w[4 * k + 2] * xv;
+            a3 += w[4 * k + 3] * xv;
+        }
+        x += 4;
+        w += 16;
+    }
+#endif
+    for (n &= 3; n > 0; --n) {
+        xv = *x++;
+        a0 += w[0] * xv;
+        a1 += w[1] * xv;
+        a2 += w[2] * xv;
+        a3 += w[3] * xv;
+        w += 4;
+    }
+    s[0] = a0;
+    s[1] = a1;
+    s[2] = a2;
+    s[3] = a3;
+}
+
+/* sum_k x[k] * w[k] (modulo 2^32): the 1-3 channels left over after the blocks of four. */
+static inline uint32_t iq_dot1_u8(const uint8_t* x, const uint8_t* w, int32_t n)
+{
+    uint32_t a = 0;
+    int32_t k;
+    for (k = 0; k < n; ++k) {
+        a += (uint32_t)x[k] * w[k];
+    }
+    return a;
+}
+
+#endif /* IQ_DOT_H */
