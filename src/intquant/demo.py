@@ -67,8 +67,41 @@ def phase1(progress: bool = True) -> list[Row]:
     return rows
 
 
+def phase2(progress: bool = True) -> tuple[object, Dataset]:
+    """Float → IntGraph → NumPy integer interpreter: textbook per-tensor vs intquant."""
+    from .config import Config
+    from .ptq import quantize
+
+    model, ds = zoo.get("digits_cnn", progress=progress)
+    float_acc = evaluate(model, ds.x_test, ds.y_test)
+    calib = ds.x_train[:1000]
+    configs = [
+        ("integer-only textbook max-abs/tensor", "8", Config(
+            granularity="per_tensor", calibration="maxabs", weight_calibration="maxabs",
+            symmetric_activations=True)),
+        ("integer-only intquant W8A8/channel", "8", Config()),
+        ("integer-only intquant W4A8/channel", "4", Config(weight_bits=4)),
+        ("integer-only intquant 16x8", "8", Config(act_bits=16)),
+    ]
+    rows = [Row("float32", "32", float_acc)]
+    chosen = None
+    for label, bits, cfg in configs:
+        q = quantize(model, calib, cfg, progress=False)
+        rows.append(Row(label, bits, q.accuracy(ds.x_test, ds.y_test), "int8/16 in, int out"))
+        if chosen is None and cfg.granularity == "per_channel":
+            chosen = q
+    print("Phase 2 — integer-only model (IntGraph) run by the NumPy interpreter, "
+          "no float in the run")
+    print(format_table(rows))
+    print()
+    print(chosen)
+    print()
+    return chosen, ds
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     phase1()
+    phase2()
     return 0
 
 
