@@ -9,9 +9,13 @@ Typical use::
     qmodel = intquant.qat.convert(qat, calib=x_train[:256])
 """
 
+from .convert import agreement, convert, folded_float_model, ptq_overrides
 from .modules import QConv1d, QConv2d, QLinear
 from .prepare import LayerInfo, prepare
 from .quantizers import ACT_QUANTIZERS, WEIGHT_QUANTIZERS, make_act_quantizer, make_weight_quantizer
 
-__all__ = ["prepare", "LayerInfo", "QConv1d", "QConv2d", "QLinear", "WEIGHT_QUANTIZERS",
-           "ACT_QUANTIZERS", "make_weight_quantizer", "make_act_quantizer"]
+__all__ = [
+    "prepare", "convert", "agreement", "folded_float_model", "ptq_overrides", "LayerInfo",
+    "QConv1d", "QConv2d", "QLinear", "WEIGHT_QUANTIZERS", "ACT_QUANTIZERS",
+    "make_weight_quantizer", "make_act_quantizer",
+]

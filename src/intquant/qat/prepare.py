@@ -140,6 +140,11 @@ def _validate_overrides(config: Config, layer_names: list[str]) -> None:
                              f"choose one of {ACT_QUANTIZERS}")
 
 
+def _remember_input_shape(module: nn.Module, args: tuple) -> None:
+    """convert() needs an input shape for PTQ's capture when no calibration data is given."""
+    module.last_shape = tuple(args[0].shape[1:])
+
+
 def _trace(model: nn.Module) -> fx.GraphModule:
     try:
         return fx.symbolic_trace(model)
@@ -242,7 +247,9 @@ def prepare(model: nn.Module, config: Config | None = None,
     ov = config.overrides.get(INPUT_KEY, {})
     in_bits = int(ov.get("act_bits", fl if fl is not None else config.act_bits))
     in_kind = ov.get("act_quantizer", "uniform")
-    gm.add_submodule("input_quant", make_act_quantizer(in_kind, in_bits, True, "input"))
+    in_quant = make_act_quantizer(in_kind, in_bits, True, "input")
+    in_quant.register_forward_pre_hook(_remember_input_shape)
+    gm.add_submodule("input_quant", in_quant)
     with graph.inserting_after(x):
         xq = graph.call_module("input_quant", (x,))
     x.replace_all_uses_with(xq, delete_user_cb=lambda u: u is not xq)

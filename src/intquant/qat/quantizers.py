@@ -195,21 +195,18 @@ class _LSQFunction(torch.autograd.Function):
     def forward(ctx, x, step, qn: int, qp: int, grad_scale: float):
         v = x / step
         q = torch.clamp(torch.round(v), -qn, qp)
-        ctx.save_for_backward(v, step)
-        ctx.qn, ctx.qp, ctx.g = qn, qp, grad_scale
+        ctx.save_for_backward(v, q)
+        ctx.g, ctx.qn, ctx.qp, ctx.step_shape = grad_scale, qn, qp, step.shape
         return q * step
 
     @staticmethod
     def backward(ctx, grad):
-        v, step = ctx.saved_tensors
-        below = v < -ctx.qn
-        above = v > ctx.qp
-        inside = ~(below | above)
-        grad_x = grad * inside.to(grad.dtype)
-        dstep = torch.where(below, torch.full_like(v, -ctx.qn),
-                            torch.where(above, torch.full_like(v, ctx.qp), torch.round(v) - v))
-        grad_step = _sum_to_shape(grad * dstep * ctx.g, step.shape)
-        return grad_x, grad_step, None, None, None
+        v, q = ctx.saved_tensors
+        inside = ((v >= -ctx.qn) & (v <= ctx.qp)).to(grad.dtype)
+        # Outside the range round(v) is clamped to the bound, so ∂v̂/∂s = q − v·1[inside]
+        # gives −Qn / Qp there and round(v) − v inside: the paper's three cases in one line.
+        grad_step = _sum_to_shape(grad * (q - v * inside), ctx.step_shape) * ctx.g
+        return grad * inside, grad_step, None, None, None
 
 
 class _PACTFunction(torch.autograd.Function):

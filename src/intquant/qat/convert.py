@@ -1,0 +1,223 @@
+"""convert(qat_model): the trained fake-quantized network → the integer ``QuantizedModel``.
+
+Conversion hands PTQ the *trained* integer grid instead of letting it observe new ranges:
+1. :func:`folded_float_model` builds a plain float network equal to the eval-mode QAT network:
+   each BatchNorm is folded into its layer's per-channel weight *scale* (the integer codes do
+   not change, see :mod:`intquant.qat.modules`), each weight is replaced by
+   fl32(scale'·code), and the fake-quantizer nodes are removed;
+2. :func:`ptq_overrides` states, per layer, the weight scale (float32 per output channel), the
+   weight container bits, and the output activation range and bits the QAT quantizers used;
+3. ``intquant.quantize`` lowers that float network with those overrides, so every weight code
+   and every activation format of the IntGraph is the trained one.
+The remaining difference between training and deployment is the integer contract's own
+rounding (bias rounding, fixed-point requantization multipliers); :func:`agreement` measures it.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import numpy as np
+import torch
+from torch import fx, nn
+
+from ..config import Config
+from .modules import QConv1d, QConv2d, QLinear
+from .prepare import INPUT_KEY, LayerInfo
+from .quantizers import Quantizer
+
+__all__ = ["convert", "folded_float_model", "ptq_overrides", "fold_layer", "agreement"]
+
+_QLAYERS = (QConv1d, QConv2d, QLinear)
+
+
+def _check_prepared(model: nn.Module) -> dict[str, LayerInfo]:
+    infos = getattr(model, "qat_layers", None)
+    if not isinstance(model, fx.GraphModule) or infos is None:
+        raise ValueError("convert: expected the model returned by intquant.qat.prepare "
+                         f"(a GraphModule with qat_layers), got {type(model).__name__}")
+    for name, info in infos.items():
+        if info.act_quantizer == "sign":
+            raise ValueError(
+                f"convert: layer {name!r} uses sign activations (BNN); IntGraph has no sign/"
+                "threshold op yet, so they cannot be deployed bit-exactly. Use a 'uniform', "
+                "'lsq', 'pact', 'dorefa' or 'hwgq' activation for deployment.")
+    return infos
+
+
+def fold_layer(layer: nn.Module, bn: nn.BatchNorm1d | nn.BatchNorm2d | None
+               ) -> dict[str, Any]:
+    """Integer codes, folded per-channel float32 scales and folded bias of one QAT layer.
+
+    f_c = γ_c / sqrt(σ²_c + ε); scale'_c = |s_c·f_c|, code'_c = sign(f_c)·code_c,
+    bias'_c = β_c + (b_c − μ_c)·f_c. Without BatchNorm f = 1 and β = μ = 0.
+    """
+    wq: Quantizer = layer.weight_quant
+    was_training = wq.training
+    wq.eval()
+    with torch.no_grad():
+        w_fq = wq(layer.weight.detach()).to(torch.float64)
+    wq.train(was_training)
+    e = wq.export()
+    cout = w_fq.shape[0]
+    scale = np.broadcast_to(e["scale"], (cout,)).astype(np.float64)
+    zp = np.broadcast_to(e["zero_point"], (cout,))
+    if np.any(zp != 0):
+        raise ValueError(f"convert: weight zero points must be 0, got {zp}")
+    view = (-1,) + (1,) * (w_fq.ndim - 1)
+    codes = np.rint(w_fq.numpy() / scale.reshape(view)).astype(np.int64)
+    bias = (layer.bias.detach().to(torch.float64).numpy() if layer.bias is not None
+            else np.zeros(cout))
+    if bn is not None:
+        if not bn.track_running_stats or bn.running_var is None:
+            raise ValueError("convert: BatchNorm without running statistics cannot be folded")
+        var = bn.running_var.detach().to(torch.float64).numpy()
+        mean = bn.running_mean.detach().to(torch.float64).numpy()
+        gamma = (bn.weight.detach().to(torch.float64).numpy() if bn.affine else np.ones(cout))
+        beta = (bn.bias.detach().to(torch.float64).numpy() if bn.affine else np.zeros(cout))
+        f = gamma / np.sqrt(var + bn.eps)
+        bias = beta + (bias - mean) * f
+    else:
+        f = np.ones(cout)
+    flip = np.where(f < 0, -1, 1)
+    codes = codes * flip.reshape(view)
+    scale32 = np.abs(scale * f).astype(np.float32)
+    scale32 = np.where(scale32 > 0, scale32, np.float32(1.0))  # γ = 0: any scale, codes·0
+    codes = np.where((np.abs(scale * f) > 0).reshape(view), codes, 0)
+    max_code = int(np.abs(codes).max()) if codes.size else 0
+    bits = e["bits"]
+    if bits > 1 and max_code > 2 ** (bits - 1) - 1:  # e.g. LSQ's −2^(b−1) negated by γ < 0
+        bits += 1
+    weight = torch.from_numpy(scale32.reshape(view)) * torch.from_numpy(codes).to(torch.float32)
+    return {"codes": codes, "scale": scale32.astype(np.float64), "bits": int(bits),
+            "weight": weight, "bias": torch.from_numpy(bias.astype(np.float32))}
+
+
+def _act_override(q: Quantizer) -> dict[str, Any]:
+    """act_bits/act_range reproducing the quantizer's grid in PTQ's signed b-bit format.
+
+    PTQ turns a range into s = (hi − lo)/(qmax − qmin), z = qmin − round(lo/s) on the signed
+    range [−2^(b−1), 2^(b−1) − 1]. Our codes are shifted into that range (unsigned codes move
+    down by 2^(b−1)); lo and hi are then exact float64 multiples of the float32 step, so PTQ
+    recovers the step and zero point bit for bit.
+    """
+    e = q.export()
+    s = float(e["scale"][0])
+    zp = int(e["zero_point"][0])
+    b = max(int(e["bits"]), 1)
+    if b == 1:
+        plo, phi = -1, 1
+    else:
+        plo, phi = -(2 ** (b - 1)), 2 ** (b - 1) - 1
+    shift = 0 if (e["qmin"] >= plo and e["qmax"] <= phi) else plo - e["qmin"]
+    zp_p = zp + shift
+    return {"act_bits": b, "act_range": (s * (plo - zp_p), s * (phi - zp_p)),
+            "act_signed": bool(e["signed"])}
+
+
+def ptq_overrides(qat_model: fx.GraphModule) -> dict[str, dict[str, Any]]:
+    """Config.overrides for intquant.quantize that reproduce the trained grid of every layer."""
+    infos = _check_prepared(qat_model)
+    overrides: dict[str, dict[str, Any]] = {}
+    for name, info in infos.items():
+        layer = qat_model.get_submodule(name)
+        bn = qat_model.get_submodule(info.batchnorm) if info.batchnorm else None
+        folded = fold_layer(layer, bn)
+        ov = {"weight_bits": folded["bits"], "weight_scale": folded["scale"]}
+        ov.update(_act_override(layer.output_quant))
+        overrides[name] = ov
+    overrides[INPUT_KEY] = _act_override(qat_model.get_submodule("input_quant"))
+    return overrides
+
+
+def folded_float_model(qat_model: fx.GraphModule) -> fx.GraphModule:
+    """A float network equal to the eval-mode QAT network, BN folded, weights on the grid.
+
+    Fake-quantizer nodes are removed (PTQ re-imposes the same grids through the overrides).
+    """
+    infos = _check_prepared(qat_model)
+    gm = copy.deepcopy(qat_model).eval()
+    for name, info in infos.items():
+        layer = gm.get_submodule(name)
+        bn = gm.get_submodule(info.batchnorm) if info.batchnorm else None
+        folded = fold_layer(layer, bn)
+        plain = _plain_copy(layer)
+        with torch.no_grad():
+            plain.weight.copy_(folded["weight"])
+            if plain.bias is None:
+                plain.bias = nn.Parameter(torch.zeros(plain.out_features if isinstance(
+                    plain, nn.Linear) else plain.out_channels))
+            plain.bias.copy_(folded["bias"])
+        _set_module(gm, name, plain)
+        if info.batchnorm:
+            _set_module(gm, info.batchnorm, nn.Identity())
+    for node in list(gm.graph.nodes):
+        if node.op == "call_module" and (node.target == "input_quant" or
+                                         node.target.endswith(".output_quant")):
+            node.replace_all_uses_with(node.args[0])
+            gm.graph.erase_node(node)
+    gm.graph.lint()
+    gm.recompile()
+    return gm
+
+
+def _plain_copy(layer: nn.Module) -> nn.Module:
+    if isinstance(layer, QLinear):
+        return nn.Linear(layer.in_features, layer.out_features, bias=layer.bias is not None)
+    cls = nn.Conv1d if isinstance(layer, QConv1d) else nn.Conv2d
+    return cls(layer.in_channels, layer.out_channels, layer.kernel_size, stride=layer.stride,
+               padding=layer.padding, dilation=layer.dilation, groups=layer.groups,
+               bias=layer.bias is not None, padding_mode=layer.padding_mode)
+
+
+def _set_module(root: nn.Module, name: str, module: nn.Module) -> None:
+    parent_name, _, child = name.rpartition(".")
+    parent = root.get_submodule(parent_name) if parent_name else root
+    setattr(parent, child, module)
+
+
+def convert(qat_model: fx.GraphModule, calib: Any = None, config: Config | None = None,
+            progress: bool = False):
+    """The integer ``QuantizedModel`` of a QAT-trained model (same type intquant.quantize returns).
+
+    ``calib``: a few float inputs. Every quantized tensor of a plain conv/linear chain has a
+    trained format, so any input of the right shape works; tensors QAT does not quantize
+    (e.g. residual adds) are calibrated on it. Default: zeros of the last input shape seen.
+    ``config``: base PTQ settings (rounding, input_spec …); its overrides are replaced.
+    """
+    from ..ptq import quantize
+
+    overrides = ptq_overrides(qat_model)
+    float_model = folded_float_model(qat_model)
+    if calib is None:
+        shape = getattr(qat_model.get_submodule("input_quant"), "last_shape", None)
+        if shape is None:
+            raise ValueError("convert: pass calib (a few inputs); the model has not run yet")
+        calib = np.zeros((2,) + tuple(shape), dtype=np.float32)
+    base = copy.deepcopy(config) if config is not None else Config()
+    base.overrides = overrides
+    base.validate()
+    return quantize(float_model, calib, base, progress=progress)
+
+
+def agreement(qat_model: nn.Module, qmodel: Any, x: Any) -> dict[str, float]:
+    """How closely the integer model reproduces the eval-mode QAT model on inputs ``x``.
+
+    Returns argmax agreement (fraction of samples with the same predicted class), the max and
+    mean |logit difference| in output LSBs (units of the output scale), and the fraction of
+    logits that are bit-identical.
+    """
+    xt = torch.as_tensor(np.asarray(x, dtype=np.float32))
+    qat_model.eval()
+    with torch.no_grad():
+        ref = qat_model(xt).to(torch.float64).numpy()
+    y = qmodel.predict(np.asarray(x, dtype=np.float32))
+    lsb = float(qmodel.output_info.scale)
+    diff = np.abs(ref - y) / lsb
+    return {
+        "argmax_agreement": float(np.mean(ref.argmax(1) == y.argmax(1))),
+        "max_abs_diff_lsb": float(diff.max()),
+        "mean_abs_diff_lsb": float(diff.mean()),
+        "exact_fraction": float(np.mean(diff < 0.5)),
+    }
