@@ -1,0 +1,699 @@
+"""``intquant``: the command line over the whole workflow.
+
+    intquant quantize MODEL --calib CALIB.npz --out DIR [--data TEST.npz] [options]
+    intquant eval DIR --data TEST.npz
+    intquant run DIR --input X.npy --output Y.npy
+    intquant inspect DIR | MODEL.iqm
+    intquant export-c MODEL.iqm OUT_DIR
+    intquant analyze DIR --data TEST.npz          (or MODEL --calib CALIB.npz --data TEST.npz)
+    intquant report DIR --data TEST.npz [--out REPORT_DIR]
+
+MODEL is ``zoo:<name>``, a torch.export ``.pt2`` file or an ``.onnx`` file. Array files are
+``.npz`` with keys ``x`` (and ``y`` for labels) or ``.npy`` (inputs only).
+
+What ``quantize`` writes to DIR (see docs/cli.md):
+    model.iqm          the integer model (NumPy-only format, no pickle)
+    float_model.pt2    the float model (a copy of the .pt2 / .onnx given, or the zoo model
+                       exported): ``eval`` compares against it, ``analyze``/``report`` re-quantize
+    config.json        the Config used; calib.npz the calibration inputs used
+    c/                 the C99 project (when the C back end is installed)
+    report.md, report.html, report_files/, analysis.json   (unless --no-report)
+    metrics.json       accuracies, logit error, flash / RAM / MACs, timings, the model source
+
+User mistakes (missing file or key, wrong shape, NaN, unsupported op, bad option) end with exit
+code 2 and one message on stderr saying what is wrong and what to do; no traceback (``--debug``
+shows it). Outputs go to a temporary folder next to the destination and are moved into place
+only when complete, so a failure or Ctrl-C never leaves a half-written DIR.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+EXIT_USER = 2
+EXIT_INTERRUPT = 130
+FLOAT_MODEL_FILES = ("float_model.pt2", "float_model.onnx")
+MODEL_FILE = "model.iqm"
+EVAL_BATCH = 256
+
+
+class UserError(Exception):
+    """A mistake the user can fix; printed as one line, exit code 2."""
+
+
+# ----------------------------------------------------------------------------------------------
+# Small output helpers
+# ----------------------------------------------------------------------------------------------
+
+
+def say(msg: str) -> None:
+    """Progress and results go to stderr, so stdout stays clean for --json / piping."""
+    print(msg, file=sys.stderr, flush=True)
+
+
+@contextmanager
+def step(title: str) -> Iterator[None]:
+    start = time.perf_counter()
+    say(f"• {title} ...")
+    yield
+    say(f"  done in {time.perf_counter() - start:.1f} s")
+
+
+def _quiet_torch() -> None:
+    """torch.export warns about things a CLI user cannot act on; keep stderr readable."""
+    import logging
+    import warnings
+
+    warnings.filterwarnings("ignore", category=UserWarning)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    logging.getLogger("torch").setLevel(logging.ERROR)
+
+
+# ----------------------------------------------------------------------------------------------
+# Array files
+# ----------------------------------------------------------------------------------------------
+
+
+def load_arrays(path: str | Path, what: str, need_labels: bool = False
+                ) -> tuple[np.ndarray, np.ndarray | None]:
+    """(x, y or None) from ``.npz`` (keys x, y) or ``.npy`` (x only), validated."""
+    p = Path(path)
+    if not p.exists():
+        raise UserError(f"{what} file {p} does not exist")
+    if p.suffix not in (".npz", ".npy"):
+        raise UserError(f"{what} file {p} must be .npz (keys 'x' and 'y') or .npy (inputs only)")
+    try:
+        if p.suffix == ".npy":
+            x, y = np.load(p, allow_pickle=False), None
+        else:
+            with np.load(p, allow_pickle=False) as z:
+                keys = list(z.files)
+                if "x" not in keys:
+                    raise UserError(
+                        f"{what} file {p} has no array 'x' (it has {keys}); save it with "
+                        f"np.savez('{p.name}', x=inputs, y=labels)")
+                x = z["x"]
+                y = z["y"] if "y" in keys else None
+    except UserError:
+        raise
+    except (ValueError, OSError) as e:
+        raise UserError(f"{what} file {p} cannot be read as a NumPy array file ({e}); write it "
+                        f"with np.savez / np.save (no pickled objects)") from None
+    if need_labels and y is None:
+        raise UserError(f"{what} file {p} has no labels; save it with np.savez('{p.name}', "
+                        f"x=inputs, y=labels)")
+    if not np.issubdtype(x.dtype, np.number) or x.ndim < 2:
+        raise UserError(f"{what} file {p}: 'x' must be a numeric array of shape (N, ...), got "
+                        f"dtype {x.dtype} and shape {x.shape}")
+    if np.issubdtype(x.dtype, np.floating) and not np.all(np.isfinite(x)):
+        bad = int(np.count_nonzero(~np.isfinite(x).reshape(len(x), -1).all(axis=1)))
+        raise UserError(f"{what} file {p}: 'x' contains NaN or inf values in {bad} of {len(x)} "
+                        f"samples; remove or fix those samples")
+    if y is not None:
+        y = np.asarray(y)
+        if not np.issubdtype(y.dtype, np.integer) or y.shape != (len(x),):
+            raise UserError(f"{what} file {p}: 'y' must hold one integer class label per sample, "
+                            f"shape ({len(x)},), got dtype {y.dtype} and shape {y.shape}")
+    return x, y
+
+
+def check_shape(x: np.ndarray, shape: tuple[int, ...], what: str) -> None:
+    if tuple(x.shape[1:]) != tuple(shape):
+        hint = ""
+        if tuple(x.shape) == tuple(shape):
+            hint = " (a single sample? add the batch dimension: x[None])"
+        elif int(np.prod(x.shape[1:])) == int(np.prod(shape)):
+            hint = f" (same size per sample: use x.reshape(len(x), {', '.join(map(str, shape))}))"
+        raise UserError(f"{what}: 'x' has shape {tuple(x.shape)}, the model expects "
+                        f"(N, {', '.join(map(str, shape))}){hint}")
+
+
+# ----------------------------------------------------------------------------------------------
+# Models
+# ----------------------------------------------------------------------------------------------
+
+
+def check_model_spec(spec: str) -> None:
+    """Fail fast (before importing torch) on a MODEL argument that cannot work."""
+    if spec.startswith("zoo:"):
+        from .zoo import names
+
+        if spec[4:] not in names():
+            raise UserError(f"unknown zoo model {spec[4:]!r}; choose one of {names()}")
+        return
+    p = Path(spec)
+    if p.suffix not in (".pt2", ".onnx"):
+        raise UserError(f"MODEL {spec!r} must be zoo:<name>, a torch.export .pt2 file or an "
+                        f".onnx file")
+    if not p.is_file():
+        raise UserError(f"model file {p} does not exist")
+
+
+def load_float_model(spec: str) -> tuple[Any, Any, str]:
+    """(model for intquant.quantize, float Graph, kind) from ``zoo:<name>`` / .pt2 / .onnx."""
+    check_model_spec(spec)
+    _quiet_torch()
+    from .graph import GraphModule
+    from .graph.capture import capture_exported
+
+    if spec.startswith("zoo:"):
+        from . import zoo
+        from .graph import capture
+
+        model, ds = zoo.get(spec[4:], progress=True)
+        return model, capture(model, ds.x_train[:1]), "zoo"
+    p = Path(spec)
+    if p.suffix == ".onnx":
+        from .graph.onnx_import import from_onnx
+
+        gm = from_onnx(p)
+        return gm, gm.graph, "onnx"
+    import torch
+
+    try:
+        ep = torch.export.load(str(p))
+    except Exception as e:
+        raise UserError(f"{p} is not a torch.export program ({type(e).__name__}: {e}); create "
+                        f"it with torch.export.save(torch.export.export(model, (example,)), "
+                        f"'{p.name}')") from None
+    graph = capture_exported(ep)
+    return GraphModule(graph), graph, "pt2"
+
+
+def save_float_model(spec: str, kind: str, model: Any, example: np.ndarray, out: Path) -> Path:
+    """Keep the float model in DIR: the file given, or the zoo model exported to .pt2."""
+    if kind == "pt2":
+        dst = out / "float_model.pt2"
+        shutil.copyfile(spec, dst)
+    elif kind == "onnx":
+        dst = out / "float_model.onnx"
+        shutil.copyfile(spec, dst)
+    else:
+        import torch
+
+        dst = out / "float_model.pt2"
+        ep = torch.export.export(model.eval(), (torch.as_tensor(example[:1], dtype=torch.float32),))
+        torch.export.save(ep, str(dst))
+    return dst
+
+
+def float_model_in(d: Path) -> Path:
+    for f in FLOAT_MODEL_FILES:
+        if (d / f).exists():
+            return d / f
+    raise UserError(f"{d} has no float model ({' or '.join(FLOAT_MODEL_FILES)}); it was not "
+                    f"written by 'intquant quantize' — run that first")
+
+
+def open_dir(path: str) -> Path:
+    d = Path(path)
+    if not d.is_dir() or not (d / MODEL_FILE).exists():
+        raise UserError(f"{path} is not an intquant output folder (no {MODEL_FILE} in it); "
+                        f"create one with 'intquant quantize MODEL --calib CALIB.npz --out {path}'")
+    return d
+
+
+def load_qmodel(path: str | Path):
+    from .qmodel import load
+
+    p = Path(path)
+    if p.is_dir():
+        p = open_dir(str(p)) / MODEL_FILE
+    if not p.exists():
+        raise UserError(f"{p} does not exist")
+    return load(p)
+
+
+def requantize_from_dir(d: Path, progress: bool = True):
+    """The QuantizedModel of DIR rebuilt with its float graph and plan (analyze, report)."""
+    from .config import Config
+    from .ptq import quantize
+
+    model, _, _ = load_float_model(str(float_model_in(d)))
+    config = Config.load(d / "config.json")
+    calib, _ = load_arrays(d / "calib.npz", "calibration (saved in DIR)")
+    return model, quantize(model, calib.astype(np.float32), config, progress=progress)
+
+
+# ----------------------------------------------------------------------------------------------
+# Atomic output folders
+# ----------------------------------------------------------------------------------------------
+
+
+@contextmanager
+def staged_dir(dest: Path, force: bool) -> Iterator[Path]:
+    """A temporary folder next to ``dest``, renamed to ``dest`` only if the block succeeds."""
+    dest = dest.resolve()
+    if dest.exists() and not force:
+        raise UserError(f"output folder {dest} already exists; pass --force to replace it or "
+                        f"choose another --out")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.partial-", dir=dest.parent))
+    try:
+        yield tmp
+        old = None
+        if dest.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.old-", dir=dest.parent))
+            os.replace(dest, old / "x")
+        os.replace(tmp, dest)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def move_into(src_dir: Path, dest_dir: Path) -> None:
+    """Move every entry of ``src_dir`` into ``dest_dir``, replacing entries of the same name."""
+    for item in src_dir.iterdir():
+        target = dest_dir / item.name
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
+        os.replace(item, target)
+
+
+# ----------------------------------------------------------------------------------------------
+# Evaluation
+# ----------------------------------------------------------------------------------------------
+
+
+def run_integer(qmodel: Any, x: np.ndarray, progress: bool = True) -> np.ndarray:
+    """Integer logits (dequantized) of float inputs, in batches with a progress bar."""
+    from tqdm.auto import tqdm
+
+    outs = []
+    for i in tqdm(range(0, len(x), EVAL_BATCH), desc="integer run", disable=not progress,
+                  leave=False, file=sys.stderr):
+        xb = x[i:i + EVAL_BATCH]
+        outs.append(qmodel.dequantize_output(qmodel.run(qmodel.quantize_input(xb))))
+    return np.concatenate(outs).reshape(len(x), -1)
+
+
+def compare(float_logits: np.ndarray, int_logits: np.ndarray, y: np.ndarray | None
+            ) -> dict[str, float]:
+    from .analysis.stats import sqnr_db
+
+    f, q = float_logits.reshape(len(float_logits), -1), int_logits.reshape(len(int_logits), -1)
+    m: dict[str, Any] = {
+        "samples": int(len(f)),
+        "top1_agreement": float(np.mean(f.argmax(1) == q.argmax(1))),
+        "logit_max_abs_error": float(np.max(np.abs(f - q))),
+        "logit_mean_abs_error": float(np.mean(np.abs(f - q))),
+        "logit_sqnr_db": sqnr_db(f, q),
+    }
+    if y is not None:
+        m["float_accuracy"] = float(np.mean(f.argmax(1) == y))
+        m["int_accuracy"] = float(np.mean(q.argmax(1) == y))
+        m["accuracy_change_pp"] = 100 * (m["int_accuracy"] - m["float_accuracy"])
+    return m
+
+
+def format_metrics(m: dict[str, Any]) -> str:
+    lines = [f"samples                 {m['samples']}"]
+    if "int_accuracy" in m:
+        lines += [f"float accuracy          {100 * m['float_accuracy']:.2f} %",
+                  f"integer accuracy        {100 * m['int_accuracy']:.2f} %  "
+                  f"({m['accuracy_change_pp']:+.2f} pp)"]
+    lines += [f"top-1 agreement         {100 * m['top1_agreement']:.2f} %",
+              f"logit error max / mean  {m['logit_max_abs_error']:.4g} / "
+              f"{m['logit_mean_abs_error']:.4g}",
+              f"logit SQNR              {m['logit_sqnr_db']:.1f} dB"]
+    return "\n".join(lines)
+
+
+def _json_default(v: Any) -> Any:
+    if isinstance(v, (np.integer,)):
+        return int(v)
+    if isinstance(v, (np.floating,)):
+        return float(v)
+    if isinstance(v, Path):
+        return str(v)
+    raise TypeError(type(v).__name__)
+
+
+def write_json(path: Path, obj: Any) -> None:
+    from .analysis.stats import _json_safe
+
+    path.write_text(json.dumps(_json_safe(obj), indent=2, default=_json_default) + "\n")
+
+
+# ----------------------------------------------------------------------------------------------
+# Commands
+# ----------------------------------------------------------------------------------------------
+
+
+def build_config(args: argparse.Namespace):
+    from .config import Config
+
+    d: dict[str, Any] = {}
+    if args.config:
+        if not Path(args.config).exists():
+            raise UserError(f"config file {args.config} does not exist")
+        d = json.loads(Config.load(args.config).to_json())
+    for field in ("weight_bits", "act_bits", "granularity", "calibration"):
+        v = getattr(args, field)
+        if v is not None:
+            d[field] = v
+    return Config.from_dict(d, where=args.config or "command line")
+
+
+def c_backend_available() -> bool:
+    try:
+        from .codegen import export_c  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def cmd_quantize(args: argparse.Namespace) -> int:
+    from .ptq import quantize
+
+    check_model_spec(args.model)
+    config = build_config(args)
+    calib, _ = load_arrays(args.calib, "calibration")
+    data = load_arrays(args.data, "test data") if args.data else None
+    out = Path(args.out)
+    with staged_dir(out, args.force) as tmp:
+        metrics: dict[str, Any] = {"model": args.model, "intquant_command": sys.argv[1:]}
+        with step(f"loading {args.model}"):
+            model, fgraph, kind = load_float_model(args.model)
+        input_shape = tuple(fgraph.input.shape)
+        check_shape(calib, input_shape, f"calibration file {args.calib}")
+        if data is not None:
+            check_shape(data[0], input_shape, f"test data file {args.data}")
+        calib = calib.astype(np.float32)[:config.max_calib_samples]
+        with step(f"quantizing (W{config.weight_bits}A{config.act_bits}, {config.granularity}, "
+                  f"{config.calibration}) on {len(calib)} calibration samples"):
+            t = time.perf_counter()
+            qmodel = quantize(model, calib, config, progress=True)
+            metrics["quantize_seconds"] = round(time.perf_counter() - t, 2)
+        qmodel.save(tmp / MODEL_FILE)
+        save_float_model(args.model, kind, model, calib, tmp)
+        (tmp / "config.json").write_text(config.to_json() + "\n")
+        np.savez(tmp / "calib.npz", x=calib)
+        metrics.update(input_shape=list(input_shape), config=json.loads(config.to_json()),
+                       weight_bytes=qmodel.weight_bytes(), macs=qmodel.macs(),
+                       input=_tensor_dict(qmodel.input_info),
+                       output=_tensor_dict(qmodel.output_info))
+        if data is not None:
+            with step(f"evaluating on {len(data[0])} samples of {args.data}"):
+                x, y = data
+                x = x.astype(np.float32)
+                from .graph import run_graph
+
+                fl = run_graph(qmodel.float_graph, x).numpy()
+                metrics["eval"] = compare(fl, run_integer(qmodel, x), y)
+                say(format_metrics(metrics["eval"]))
+        if not args.no_c:
+            if c_backend_available():
+                with step("generating the C project (c/)"):
+                    res = qmodel.export_c(tmp / "c", name=args.name)
+                    metrics["c"] = {"dir": "c", "files": [p.name for p in res.paths],
+                                    "arena_bytes": res.arena_bytes,
+                                    "arena_lower_bound": res.arena_lower_bound,
+                                    "weight_bytes": res.weight_bytes, "macs": res.macs}
+                    say("  " + res.summary())
+            else:
+                say("• C back end not installed in this version: no c/ folder")
+        if not args.no_report:
+            with step("analysing and writing report.md / report.html"):
+                from .analysis import analyze, write_report
+
+                eval_data = (data[0].astype(np.float32), data[1]) if data else calib
+                analysis = analyze(model, qmodel, eval_data, name=args.model,
+                                   sweep=not args.no_sweep)
+                write_report(analysis, tmp)
+                metrics["analysis_seconds"] = round(analysis.seconds, 2)
+        write_json(tmp / "metrics.json", metrics)
+    say(f"wrote {out}/ : {', '.join(sorted(p.name for p in out.iterdir()))}")
+    return 0
+
+
+def _tensor_dict(info: Any) -> dict[str, Any]:
+    return {"shape": list(info.shape), "dtype": info.dtype, "scale": info.scale,
+            "zero_point": info.zero_point}
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    d = open_dir(args.dir)
+    x, y = load_arrays(args.data, "test data")
+    qmodel = load_qmodel(d)
+    check_shape(x, tuple(qmodel.input_info.shape), f"test data file {args.data}")
+    _, fgraph, _ = load_float_model(str(float_model_in(d)))
+    from .graph import run_graph
+
+    x = x.astype(np.float32)
+    with step(f"running the float and the integer model on {len(x)} samples"):
+        fl = np.concatenate([run_graph(fgraph, x[i:i + EVAL_BATCH]).numpy()
+                             for i in range(0, len(x), EVAL_BATCH)])
+        m = compare(fl, run_integer(qmodel, x), y)
+    if args.json:
+        print(json.dumps(m, indent=2, default=_json_default))
+    else:
+        print(format_metrics(m))
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    qmodel = load_qmodel(args.model)
+    x, _ = load_arrays(args.input, "input")
+    info = qmodel.input_info
+    check_shape(x, tuple(info.shape), f"input file {args.input}")
+    out = Path(args.output)
+    if out.suffix != ".npy":
+        raise UserError(f"--output {out} must end in .npy")
+    if np.issubdtype(x.dtype, np.integer):
+        if x.dtype != np.dtype(info.dtype):
+            raise UserError(f"input file {args.input} holds {x.dtype} integers but the model "
+                            f"input is {info.dtype}; pass raw {info.dtype} values, or floats "
+                            f"to have them quantized on the host")
+        y = qmodel.run(x)
+        what = f"integer {info.dtype} input -> integer {qmodel.output_info.dtype} output"
+    else:
+        y = run_integer(qmodel, x.astype(np.float32), progress=False)
+        what = "float input (quantized on the host) -> dequantized float output"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.partial.npy")
+    np.save(tmp, y)
+    os.replace(tmp, out)
+    say(f"{what}: wrote {out} with shape {y.shape}")
+    return 0
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from .intgraph import op_macs
+
+    q = load_qmodel(args.model)
+    g = q.graph
+    rows = [f"{'layer':24s} {'kind':16s} {'out shape':14s} {'dtype':6s} {'weights':12s} "
+            f"{'bytes':>7s} {'MACs':>9s}"]
+    for op in g.ops:
+        t = g.tensors[op.output]
+        w = op.consts.get("weight")
+        wdesc = "" if w is None else f"{w.dtype}{list(w.shape)}"
+        nbytes = sum(int(c.nbytes) for c in op.consts.values())
+        rows.append(f"{op.name:24s} {op.kind:16s} {str(list(t.shape)):14s} {t.dtype:6s} "
+                    f"{wdesc:12s} {nbytes:7d} {op_macs(op, g):9d}")
+    i, o = q.input_info, q.output_info
+    print("\n".join(rows))
+    print(f"\ninput  {i.dtype}{list(i.shape)}  real = {i.scale:.6g} * (q - {i.zero_point})")
+    print(f"output {o.dtype}{list(o.shape)}  real = {o.scale:.6g} * (q - {o.zero_point})")
+    print(f"flash (constants) {q.weight_bytes()} B, {q.macs()} MACs per inference", end="")
+    from .analysis.stats import arena_bytes
+
+    arena = arena_bytes(g)
+    print("" if arena is None else f", RAM arena {arena} B")
+    return 0
+
+
+def cmd_export_c(args: argparse.Namespace) -> int:
+    if not c_backend_available():
+        raise UserError("the C back end is not installed in this version of intquant")
+    q = load_qmodel(args.model)
+    out = Path(args.out_dir)
+    if out.exists() and not args.force:
+        raise UserError(f"{out} already exists; pass --force to replace it")
+    res = q.export_c(out, name=args.name)
+    say(res.summary())
+    say(f"wrote {out}/ : {', '.join(sorted(p.name for p in res.paths))}")
+    return 0
+
+
+def _analysis_inputs(args: argparse.Namespace):
+    """(model, qmodel, (x, y)) for analyze/report: from DIR, or from MODEL + --calib."""
+    x, y = load_arrays(args.data, "test data")
+    if Path(args.target).is_dir():
+        d = open_dir(args.target)
+        with step(f"re-quantizing {d} from its float model, config and calibration data"):
+            model, qmodel = requantize_from_dir(d)
+    else:
+        if not args.calib:
+            raise UserError("analyzing a MODEL (not an output folder) needs --calib CALIB.npz")
+        from .config import Config
+        from .ptq import quantize
+
+        calib, _ = load_arrays(args.calib, "calibration")
+        model, fgraph, _ = load_float_model(args.target)
+        check_shape(calib, tuple(fgraph.input.shape), f"calibration file {args.calib}")
+        config = Config.load(args.config) if args.config else Config()
+        with step("quantizing"):
+            qmodel = quantize(model, calib.astype(np.float32), config)
+    check_shape(x, tuple(qmodel.input_info.shape), f"test data file {args.data}")
+    return model, qmodel, (x.astype(np.float32), y)
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    from .analysis import analyze
+
+    model, qmodel, data = _analysis_inputs(args)
+    with step("analysing"):
+        a = analyze(model, qmodel, data, name=args.target, sweep=not args.no_sweep)
+    if args.json:
+        Path(args.json).write_text(a.to_json() + "\n")
+        say(f"wrote {args.json}")
+    print(a.to_markdown())
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .analysis import analyze, write_report
+
+    model, qmodel, data = _analysis_inputs(args)
+    dest = Path(args.out) if args.out else (Path(args.target) if Path(args.target).is_dir()
+                                            else None)
+    if dest is None:
+        raise UserError("reporting on a MODEL (not an output folder) needs --out REPORT_DIR")
+    with step("analysing"):
+        a = analyze(model, qmodel, data, name=args.target, sweep=not args.no_sweep)
+    dest.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".report.partial-", dir=dest))
+    try:
+        with step("writing report.md / report.html"):
+            write_report(a, tmp)
+        move_into(tmp, dest)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    say(f"wrote {dest / 'report.md'} and {dest / 'report.html'}")
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------
+# Parser and entry point
+# ----------------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.Namespace:
+    from . import __version__
+    from .config import CALIBRATIONS, GRANULARITIES
+
+    p = argparse.ArgumentParser(
+        prog="intquant",
+        description="Float PyTorch/ONNX networks to integer-only networks for MCUs with no FPU.",
+        epilog="MODEL: zoo:<name>, a torch.export .pt2 file, or an .onnx file. Arrays: .npz with "
+               "keys x (and y) or .npy. Walkthrough: docs/cli.md")
+    p.add_argument("--version", action="version", version=f"intquant {__version__}")
+    p.add_argument("--debug", action="store_true", help="show tracebacks for every error")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    q = sub.add_parser("quantize", help="quantize a float model; write DIR with model.iqm, c/, "
+                                        "report, metrics")
+    q.add_argument("model", metavar="MODEL")
+    q.add_argument("--calib", required=True, metavar="CALIB.npz",
+                   help="representative inputs (key x; 100-2000 samples)")
+    q.add_argument("--out", required=True, metavar="DIR")
+    q.add_argument("--data", metavar="TEST.npz", help="labelled test data (x, y) for metrics "
+                                                      "and the report")
+    q.add_argument("--weight-bits", type=int, dest="weight_bits")
+    q.add_argument("--act-bits", type=int, dest="act_bits")
+    q.add_argument("--granularity", choices=GRANULARITIES)
+    q.add_argument("--calibration", choices=CALIBRATIONS)
+    q.add_argument("--config", metavar="CONFIG.json",
+                   help="a Config as JSON (per-layer overrides...); options above override it")
+    q.add_argument("--name", default="model", help="C identifier prefix (default: model)")
+    q.add_argument("--no-c", action="store_true", help="skip the C project")
+    q.add_argument("--no-report", action="store_true", help="skip report.md/html")
+    q.add_argument("--no-sweep", action="store_true",
+                   help="skip the accuracy-vs-bits sweep in the report (faster)")
+    q.add_argument("--force", action="store_true", help="replace DIR if it exists")
+    q.set_defaults(fn=cmd_quantize)
+
+    e = sub.add_parser("eval", help="accuracy and logit error of DIR's integer model vs float")
+    e.add_argument("dir", metavar="DIR")
+    e.add_argument("--data", required=True, metavar="TEST.npz")
+    e.add_argument("--json", action="store_true", help="print JSON")
+    e.set_defaults(fn=cmd_eval)
+
+    r = sub.add_parser("run", help="run the integer model on inputs (float in -> float out; "
+                                   "integer in -> integer out)")
+    r.add_argument("model", metavar="DIR|MODEL.iqm")
+    r.add_argument("--input", required=True, metavar="X.npy")
+    r.add_argument("--output", required=True, metavar="Y.npy")
+    r.set_defaults(fn=cmd_run)
+
+    i = sub.add_parser("inspect", help="layers, formats, sizes of an integer model")
+    i.add_argument("model", metavar="DIR|MODEL.iqm")
+    i.set_defaults(fn=cmd_inspect)
+
+    c = sub.add_parser("export-c", help="write the C99 project of an integer model")
+    c.add_argument("model", metavar="MODEL.iqm")
+    c.add_argument("out_dir", metavar="OUT_DIR")
+    c.add_argument("--name", default="model")
+    c.add_argument("--force", action="store_true")
+    c.set_defaults(fn=cmd_export_c)
+
+    for cmd, fn, helptext in (("analyze", cmd_analyze, "per-layer statistics, SQNR, sensitivity "
+                                                       "(Markdown on stdout)"),
+                              ("report", cmd_report, "write report.md and report.html")):
+        a = sub.add_parser(cmd, help=helptext)
+        a.add_argument("target", metavar="DIR|MODEL")
+        a.add_argument("--data", required=True, metavar="TEST.npz")
+        a.add_argument("--calib", metavar="CALIB.npz", help="with MODEL: calibration inputs")
+        a.add_argument("--config", metavar="CONFIG.json", help="with MODEL: the Config")
+        a.add_argument("--no-sweep", action="store_true", help="skip the accuracy-vs-bits sweep")
+        if cmd == "analyze":
+            a.add_argument("--json", metavar="OUT.json", help="also write the analysis as JSON")
+        else:
+            a.add_argument("--out", metavar="REPORT_DIR", help="default: DIR itself")
+        a.set_defaults(fn=fn)
+    return p
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions that mean bad input (the library raises ValueError with a clear message)."""
+    return (UserError, ValueError, FileNotFoundError, NotADirectoryError, PermissionError,
+            NotImplementedError)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return EXIT_USER
+    try:
+        return int(args.fn(args) or 0)
+    except KeyboardInterrupt:
+        say("intquant: interrupted; nothing was left half-written")
+        return EXIT_INTERRUPT
+    except _user_errors() as e:
+        if args.debug:
+            raise
+        msg = str(e).strip() or type(e).__name__
+        say(f"intquant {args.command}: error: {msg}")
+        return EXIT_USER
+
+
+if __name__ == "__main__":
+    sys.exit(main())
