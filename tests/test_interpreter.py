@@ -795,15 +795,21 @@ def small_cnn_1d() -> IntGraph:
 
 
 def test_interpreter_speed_small_1d_cnn() -> None:
-    """1000 samples through a small 1-D CNN: ~0.1 s CPU measured; generous budget for a busy CI."""
+    """1000 samples through a small 1-D CNN in well under 1 s.
+
+    Measured as process CPU time (~0.1 s here), which a busy CI machine does not inflate the
+    way it inflates wall-clock time; NumPy's integer kernels are single-threaded.
+    """
     g = small_cnn_1d()
     x = random_input(np.random.default_rng(0), g, 1000)
     run(g, x)
-    t0 = time.perf_counter()
-    y = run(g, x)
-    elapsed = time.perf_counter() - t0
+    best = float("inf")
+    for _ in range(3):
+        t0 = time.process_time()
+        y = run(g, x)
+        best = min(best, time.process_time() - t0)
     assert y.shape == (1000, 10)
-    assert elapsed < 3.0, f"interpreter took {elapsed:.2f} s for 1000 samples"
+    assert best < 1.0, f"interpreter took {best:.2f} s CPU for 1000 samples"
 
 
 def test_batch_chunking_does_not_change_results(monkeypatch) -> None:
@@ -819,3 +825,15 @@ def test_batch_chunking_does_not_change_results(monkeypatch) -> None:
     for k in whole:
         np.testing.assert_array_equal(chunked[k], whole[k])
     np.testing.assert_array_equal(whole[g.output], np.concatenate(one_by_one))
+
+
+@pytest.mark.parametrize("dtype", ["int8", "uint8", "int16"])
+def test_random_chains_cover_every_op_kind_and_run(dtype: str) -> None:
+    """The factory's chains (reused by the C back-end tests) exercise every op kind."""
+    kinds: set[str] = set()
+    for seed in range(8):
+        g = random_chain(np.random.default_rng(seed), 10, dims=1 + seed % 2, dtype=dtype)
+        y = run(g, random_input(np.random.default_rng(seed), g, 2))
+        assert y.dtype == np.dtype(g.tensors[g.output].dtype)
+        kinds |= {op.kind for op in g.ops}
+    assert kinds == set(interpreter.OP_RUNNERS)
