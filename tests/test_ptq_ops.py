@@ -81,6 +81,9 @@ CASES = {
         (3, 6),
         2,
     ),
+    "add_const_channel": (Fn(lambda x: x + torch.tensor([0.5, -1.0, 2.0]).view(1, 3, 1)),
+                          (3, 6), 2),
+    "sub_const_scalar": (Fn(lambda x: x - 0.25), (3, 6), 2),
     "dropout_identity": (nn.Sequential(nn.Dropout(0.5), nn.Identity(), nn.Linear(6, 3)), (6,), 2),
 }
 
@@ -196,3 +199,20 @@ def test_simulate_agrees_with_interpreter() -> None:
     out = q.predict(x)
     assert np.abs(sim - out).max() <= 2 * q.output_info.scale + 1e-6
     assert (sim.argmax(1) == out.argmax(1)).mean() >= 0.97
+
+
+def test_raw_uint8_input_needs_no_float_on_device() -> None:
+    """InputSpec: the device receives raw uint8 pixels; normalisation x = (raw/16 − 0.3)/0.4
+    happens in integers inside the graph, and equals quantize_input's host-side conversion."""
+    model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Flatten(),
+                          nn.Linear(4 * 16, 3)).eval()
+    raw = torch.randint(0, 17, (64, 1, 4, 4), generator=torch.Generator().manual_seed(3))
+    x = (raw.float() / 16 - 0.3) / 0.4
+    spec = intquant.InputSpec(dtype="uint8", raw_scale=1 / 16, mean=0.3, std=0.4)
+    q = intquant.quantize(model, x, intquant.Config(input_spec=spec), progress=False)
+    assert q.input_info.dtype == "uint8"
+    np.testing.assert_array_equal(q.quantize_input(x), raw.numpy().astype(np.uint8))
+    out = q.dequantize_output(q.run(raw.numpy().astype(np.uint8)))
+    with torch.no_grad():
+        ref = model(x).numpy()
+    assert np.abs(out - ref).max() <= 3 * q.output_info.scale

@@ -280,7 +280,8 @@ def lower_batchnorm(lw: Lowerer, node: Node, inputs: list[str]) -> str:
 
 
 def lower_mul_const(lw: Lowerer, node: Node, inputs: list[str]) -> str:
-    return _per_channel_affine(lw, node, inputs[0], node.params["value"], 0.0)
+    bias = node.params.get("bias", np.zeros(1, np.float32))
+    return _per_channel_affine(lw, node, inputs[0], node.params["value"], bias)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -382,11 +382,31 @@ def h_permute(t, n):
     t.emit(n, "transpose", [t.value(n.args[0])], {"perm": [p - 1 for p in perm[1:]]})
 
 
-def h_add(t, n):
+def _add_constant(t, n, x, c, sign: float) -> None:
+    """x ± c for a constant scalar / per-channel c: a per-channel affine op (value 1, bias ±c)."""
+    value = t.const(c) if isinstance(c, torch.fx.Node) else np.float32(c)
+    value = np.asarray(value, dtype=np.float32)
+    channels = x.meta["val"].shape[1]
+    if value.size not in (1, channels) or (value.size > 1 and value.squeeze().ndim != 1):
+        raise UnsupportedOpError("adding a constant needs a scalar or one value per channel")
+    t.emit(n, "mul_const", [t.value(x)], {},
+           {"value": np.ones(1, np.float32), "bias": sign * value.reshape(-1)})
+
+
+def h_add(t, n, sign: float = 1.0):
     a, b = n.args[0], n.args[1]
     alpha = n.kwargs.get("alpha", 1)
-    if alpha != 1 or not isinstance(b, torch.fx.Node) or t.is_const(b) or t.is_const(a):
-        raise UnsupportedOpError("add is supported between two activations of the same shape")
+    if alpha != 1:
+        raise UnsupportedOpError("add/sub with alpha != 1")
+    a_act = isinstance(a, torch.fx.Node) and not t.is_const(a)
+    b_act = isinstance(b, torch.fx.Node) and not t.is_const(b)
+    if a_act and not b_act:
+        return _add_constant(t, n, a, b, sign)
+    if b_act and not a_act and sign > 0:
+        return _add_constant(t, n, b, a, sign)
+    if not (a_act and b_act) or sign < 0:
+        raise UnsupportedOpError("add is supported between two activations of the same shape, "
+                                 "or of an activation and a constant")
     if tuple(a.meta["val"].shape) != tuple(b.meta["val"].shape):
         raise UnsupportedOpError("add with broadcasting")
     t.emit(n, "add", [t.value(a), t.value(b)])
@@ -495,6 +515,9 @@ HANDLERS: dict[str, Callable[[_Translator, torch.fx.Node], None]] = {
     "aten.unsqueeze.default": h_reshape,
     "aten.permute.default": h_permute,
     "aten.add.Tensor": h_add,
+    "aten.add.Scalar": h_add,
+    "aten.sub.Tensor": lambda t, n: h_add(t, n, -1.0),
+    "aten.sub.Scalar": lambda t, n: h_add(t, n, -1.0),
     "aten.mul.Tensor": h_mul,
     "aten.mul.Scalar": h_mul,
     "aten.cat.default": h_cat,

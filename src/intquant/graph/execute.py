@@ -103,7 +103,12 @@ def run_mul_const(node: Node, x: Tensor) -> Tensor:
     v = _p(node, "value")
     if v.dim() == 1 and x.dim() > 1 and v.numel() == x.shape[1] and v.numel() > 1:
         v = v.reshape((1, -1) + (1,) * (x.dim() - 2))
-    return x * v
+    b = _p(node, "bias")
+    if b is None:
+        return x * v
+    if b.dim() == 1 and x.dim() > 1 and b.numel() == x.shape[1] and b.numel() > 1:
+        b = b.reshape((1, -1) + (1,) * (x.dim() - 2))
+    return x * v + b
 
 
 def run_lrn(node: Node, x: Tensor) -> Tensor:

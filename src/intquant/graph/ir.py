@@ -32,7 +32,7 @@ OPS: dict[str, str] = {
     "add": "elementwise sum of two tensors of the same shape",
     "concat": "concatenation; attr axis (non-batch)",
     "pad": "constant pad; attrs pads (flat [before_0, after_0, ...] over non-batch dims), value",
-    "mul_const": "multiplication by a constant scalar or per-channel vector; param value",
+    "mul_const": "x·value + bias, constants scalar or per channel; params value[, bias]",
     "lrn": "ONNX LRN across channels; attrs size, alpha, beta, bias (from ONNX import)",
 }
 
