@@ -378,8 +378,6 @@ def c_backend_available() -> bool:
 
 
 def cmd_quantize(args: argparse.Namespace) -> int:
-    from .ptq import quantize
-
     check_model_spec(args.model)
     config = build_config(args)
     calib, _ = load_arrays(args.calib, "calibration")
@@ -394,6 +392,8 @@ def cmd_quantize(args: argparse.Namespace) -> int:
         if data is not None:
             check_shape(data[0], input_shape, f"test data file {args.data}")
         calib = calib.astype(np.float32)[:config.max_calib_samples]
+        from .ptq import quantize
+
         with step(f"quantizing (W{config.weight_bits}A{config.act_bits}, {config.granularity}, "
                   f"{config.calibration}) on {len(calib)} calibration samples"):
             t = time.perf_counter()
