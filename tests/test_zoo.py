@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import threading
+import time
 from fractions import Fraction
 
 import numpy as np
@@ -176,6 +178,39 @@ def test_get_without_training_on_empty_cache_raises(tmp_path, monkeypatch):
     monkeypatch.setenv("INTQUANT_CACHE", str(tmp_path))
     with pytest.raises(FileNotFoundError, match="train_if_missing=True"):
         zoo.get("digits_cnn", train_if_missing=False)
+
+
+def test_get_rechecks_the_cache_after_taking_the_lock(tmp_path, monkeypatch):
+    """A process that waited for the lock loads what the other one trained instead of training."""
+    monkeypatch.setenv("INTQUANT_CACHE", str(tmp_path))
+    calls = iter([False, True])  # missing before the lock, present after it
+    monkeypatch.setattr(zoo, "_load_weights", lambda model, path: next(calls))
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("trained although another process had just cached the model")
+
+    monkeypatch.setattr(zoo, "_train_and_cache", no_training)
+    model, _ = zoo.get("digits_cnn")
+    assert not model.training
+
+
+def test_file_lock_is_exclusive(tmp_path):
+    events: list[str] = []
+    held = threading.Event()
+
+    def holder() -> None:
+        with zoo._file_lock(tmp_path / "x.lock"):
+            held.set()
+            time.sleep(0.3)
+            events.append("holder done")
+
+    t = threading.Thread(target=holder)
+    t.start()
+    held.wait()
+    with zoo._file_lock(tmp_path / "x.lock"):
+        events.append("waiter in")
+    t.join()
+    assert events == ["holder done", "waiter in"]
 
 
 # ---------------------------------------------------------------------------------------------
