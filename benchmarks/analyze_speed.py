@@ -1,0 +1,68 @@
+"""Wall time of ``intquant analyze`` on every zoo model (target: under 30 s each on 2 cores).
+
+Runs the command exactly as a user would (a fresh process: Python start-up, torch import,
+capture, calibration, integer run, sensitivity of every layer, the 4-method × 6-width sweep),
+with calibration = the first 1024 training samples and data = the test split.
+
+    .venv/bin/python benchmarks/analyze_speed.py
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from intquant import zoo  # noqa: E402
+from results import machine, table, write_section  # noqa: E402
+
+TARGET_S = 30.0
+
+
+def main() -> None:
+    rows = []
+    exe = Path(sys.executable).with_name("intquant")
+    cmd0 = [str(exe)] if exe.exists() else [sys.executable, "-m", "intquant.cli"]
+    with tempfile.TemporaryDirectory() as d:
+        for name in zoo.names():
+            _, ds = zoo.get(name, progress=True)
+            calib, test = Path(d) / f"{name}_calib.npz", Path(d) / f"{name}_test.npz"
+            np.savez(calib, x=ds.x_train[:1024])
+            np.savez(test, x=ds.x_test, y=ds.y_test)
+            cmd = [*cmd0, "analyze", f"zoo:{name}", "--calib", str(calib), "--data", str(test)]
+            t = time.perf_counter()
+            r = subprocess.run(cmd, capture_output=True, text=True,
+                               env={**os.environ, "PYTHONWARNINGS": "ignore"})
+            seconds = time.perf_counter() - t
+            if r.returncode != 0:
+                raise SystemExit(f"{name}: intquant analyze failed\n{r.stderr}")
+            layers = sum(1 for line in r.stdout.splitlines() if line.startswith("| ")
+                         and ("| conv |" in line or "| linear |" in line))
+            rows.append([name, len(ds.y_test), layers, f"{seconds:.1f}",
+                         "yes" if seconds < TARGET_S else "NO"])
+            print(name, f"{seconds:.1f} s", flush=True)
+    md = "\n".join([
+        "## `intquant analyze` wall time per zoo model",
+        "",
+        "Command: `.venv/bin/python benchmarks/analyze_speed.py` "
+        f"({machine()}). Each row is one fresh `intquant analyze zoo:<name> --calib "
+        "calib.npz --data test.npz` process (torch import, capture, calibration on 1024 "
+        "samples, integer run on the test split, per-layer SQNR and sensitivity, the "
+        f"accuracy-vs-bits sweep of 4 methods × 6 widths). Target: under {TARGET_S:.0f} s.",
+        "",
+        table(["model", "test samples", "weighted layers", "seconds", f"< {TARGET_S:.0f} s"],
+              rows),
+    ])
+    print(md)
+    write_section("analyze_speed", md)
+
+
+if __name__ == "__main__":
+    main()
