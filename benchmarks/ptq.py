@@ -6,6 +6,7 @@ For each zoo model: float accuracy; intquant integer-only (NumPy interpreter, no
 run) for W8A8 per-tensor textbook max-abs, W8A8 per-channel × each activation observer, 16x8,
 W16A16, W4A8 per-channel; torch.ao FX (x86, qnnpack) and ONNX Runtime quantize_static (QDQ,
 per-channel, MinMax / Percentile; fused kernels and the reference path) on the same weights.
+intquant rows use empirical bias correction unless they say otherwise (the default).
 Writes the PTQ section of benchmarks/RESULTS.md.
 """
 
@@ -34,7 +35,8 @@ from results import machine, table, write_section  # noqa: E402
 CONFIGS: dict[str, intquant.Config] = {
     "W8A8 per-tensor textbook max-abs": intquant.Config(
         granularity="per_tensor", calibration="maxabs", weight_calibration="maxabs",
-        symmetric_activations=True),
+        symmetric_activations=True, bias_correction=False),
+    "W8A8 per-channel mse, no bias correction": intquant.Config(bias_correction=False),
     "W8A8 per-channel minmax": intquant.Config(calibration="minmax"),
     "W8A8 per-channel maxabs": intquant.Config(calibration="maxabs"),
     "W8A8 per-channel percentile": intquant.Config(calibration="percentile"),

@@ -41,7 +41,7 @@ class Config:
     weight_bits: int = 8
     act_bits: int = 8
     granularity: str | tuple = "per_channel"
-    calibration: str = "minmax"
+    calibration: str = "mse"
     weight_calibration: str = "auto"  # maxabs at >= 8 bits, mse below
     symmetric_activations: bool = False
     power_of_two: bool = False
@@ -50,6 +50,7 @@ class Config:
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     input_spec: InputSpec | None = None
     max_calib_samples: int = 2048
+    bias_correction: bool = True  # subtract the mean output shift caused by weight rounding
     # QAT fields (used by intquant.qat.prepare)
     weight_quantizer: str = "uniform"
     act_quantizer: str = "uniform"

@@ -6,6 +6,7 @@ float graph's activations) → plan (formats per tensor) → lower (IntGraph).
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable
 from typing import Any
 
@@ -14,9 +15,11 @@ import torch
 from tqdm.auto import tqdm
 
 from .config import Config
-from .graph import Graph, capture, optimize, run_graph
+from .graph import Graph, Node, capture, optimize, run_graph
+from .graph.execute import run_conv, run_linear
 from .lower import QuantPlan, lower
-from .numerics import QParams, choose_qparams
+from .numerics import QParams, choose_qparams, dequantize
+from .numerics import quantize as quantize_array
 from .observers import make_observer
 from .qmodel import QuantizedModel
 
@@ -152,12 +155,48 @@ def weight_qparams(node_name: str, weight: np.ndarray, cfg: dict[str, Any]) -> Q
     return obs.qparams(bits, symmetric=True, signed=True, power_of_two=cfg["power_of_two"])
 
 
-def make_plan(graph: Graph, acts: dict[str, QParams], config: Config) -> QuantPlan:
+def weight_error_per_channel(node: Node, x: torch.Tensor, w_qp: QParams) -> np.ndarray:
+    """E[(Ŵ − W)·x] per output channel over a batch: the bias shift weight rounding causes."""
+    w = node.params["weight"]
+    w_hat = dequantize(quantize_array(w, w_qp), w_qp).astype(np.float32)
+    diff = copy.copy(node)
+    diff.params = {"weight": w_hat - w}
+    y = run_conv(diff, x) if node.op == "conv" else run_linear(diff, x)
+    dims = [0] + list(range(2, y.dim()))
+    return y.mean(dim=dims).double().numpy()
+
+
+def correct_biases(graph: Graph, weights: dict[str, QParams], batches: list[np.ndarray]) -> Graph:
+    """Empirical bias correction (Nagel et al. 2019): subtract the mean output error that
+    rounding the weights introduces, measured on the calibration inputs of each layer."""
+    graph = copy.deepcopy(graph)
+    names = [n.name for n in graph.nodes if n.name in weights]
+    sums = {n: 0.0 for n in names}
+    count = 0
+    for x in batches:
+        values = run_graph(graph, x, record=True)
+        for name in names:
+            node = graph.node(name)
+            sums[name] = sums[name] + len(x) * weight_error_per_channel(
+                node, values[node.inputs[0]], weights[name])
+        count += len(x)
+    for name in names:
+        node = graph.node(name)
+        bias = node.params.get("bias")
+        bias = np.zeros(node.params["weight"].shape[0]) if bias is None else bias
+        node.params["bias"] = (bias - sums[name] / count).astype(np.float32)
+    return graph
+
+
+def make_plan(graph: Graph, acts: dict[str, QParams], config: Config,
+              batches: list[np.ndarray] | None = None) -> QuantPlan:
     weights = {}
     for node in graph.nodes:
         if node.op in WEIGHTED:
             weights[node.name] = weight_qparams(node.name, node.params["weight"],
                                                 config.for_layer(node.name))
+    if config.bias_correction and batches:
+        graph = correct_biases(graph, weights, batches)
     rounding = "pow2" if config.power_of_two else config.rounding
     raw = None
     if config.input_spec is not None:
@@ -190,7 +229,7 @@ def quantize(model: torch.nn.Module, calib: Any, config: Config | None = None, *
                 f"{[n.name for n in graph.nodes if n.op != 'input']}"
             )
     acts = calibrate(graph, batches, config, progress=progress)
-    plan = make_plan(graph, acts, config)
+    plan = make_plan(graph, acts, config, batches)
     return QuantizedModel(lower(plan), float_graph=graph, plan=plan, config=config)
 
 
