@@ -23,7 +23,7 @@ import torch
 from torch import fx, nn
 
 from ..config import Config
-from .modules import QConv1d, QConv2d, QLinear
+from .modules import QConv1d, QConv2d, QLinear, fold_params
 from .prepare import INPUT_KEY, LayerInfo
 from .quantizers import Quantizer
 
@@ -46,52 +46,17 @@ def _check_prepared(model: nn.Module) -> dict[str, LayerInfo]:
     return infos
 
 
-def fold_layer(layer: nn.Module, bn: nn.BatchNorm1d | nn.BatchNorm2d | None
-               ) -> dict[str, Any]:
-    """Integer codes, folded per-channel float32 scales and folded bias of one QAT layer.
-
-    f_c = γ_c / sqrt(σ²_c + ε); scale'_c = |s_c·f_c|, code'_c = sign(f_c)·code_c,
-    bias'_c = β_c + (b_c − μ_c)·f_c. Without BatchNorm f = 1 and β = μ = 0.
-    """
-    wq: Quantizer = layer.weight_quant
-    was_training = wq.training
-    wq.eval()
-    with torch.no_grad():
-        w_fq = wq(layer.weight.detach()).to(torch.float64)
-    wq.train(was_training)
-    e = wq.export()
-    cout = w_fq.shape[0]
-    scale = np.broadcast_to(e["scale"], (cout,)).astype(np.float64)
-    zp = np.broadcast_to(e["zero_point"], (cout,))
-    if np.any(zp != 0):
-        raise ValueError(f"convert: weight zero points must be 0, got {zp}")
-    view = (-1,) + (1,) * (w_fq.ndim - 1)
-    codes = np.rint(w_fq.numpy() / scale.reshape(view)).astype(np.int64)
-    bias = (layer.bias.detach().to(torch.float64).numpy() if layer.bias is not None
-            else np.zeros(cout))
-    if bn is not None:
-        if not bn.track_running_stats or bn.running_var is None:
-            raise ValueError("convert: BatchNorm without running statistics cannot be folded")
-        var = bn.running_var.detach().to(torch.float64).numpy()
-        mean = bn.running_mean.detach().to(torch.float64).numpy()
-        gamma = (bn.weight.detach().to(torch.float64).numpy() if bn.affine else np.ones(cout))
-        beta = (bn.bias.detach().to(torch.float64).numpy() if bn.affine else np.zeros(cout))
-        f = gamma / np.sqrt(var + bn.eps)
-        bias = beta + (bias - mean) * f
-    else:
-        f = np.ones(cout)
-    flip = np.where(f < 0, -1, 1)
-    codes = codes * flip.reshape(view)
-    scale32 = np.abs(scale * f).astype(np.float32)
-    scale32 = np.where(scale32 > 0, scale32, np.float32(1.0))  # γ = 0: any scale, codes·0
-    codes = np.where((np.abs(scale * f) > 0).reshape(view), codes, 0)
+def fold_layer(layer: nn.Module) -> dict[str, Any]:
+    """Integer codes, folded per-channel float32 scales, folded bias and container bits of one
+    QAT layer (see :func:`intquant.qat.modules.fold_params` for the math)."""
+    p = fold_params(layer)
+    codes = p["codes"].numpy()
+    bits = int(layer.weight_quant.export()["bits"])
     max_code = int(np.abs(codes).max()) if codes.size else 0
-    bits = e["bits"]
     if bits > 1 and max_code > 2 ** (bits - 1) - 1:  # e.g. LSQ's −2^(b−1) negated by γ < 0
         bits += 1
-    weight = torch.from_numpy(scale32.reshape(view)) * torch.from_numpy(codes).to(torch.float32)
-    return {"codes": codes, "scale": scale32.astype(np.float64), "bits": int(bits),
-            "weight": weight, "bias": torch.from_numpy(bias.astype(np.float32))}
+    return {"codes": codes, "scale": p["scale"].numpy().astype(np.float64), "bits": bits,
+            "weight": p["weight"], "bias": p["bias"].to(torch.float32)}
 
 
 def _act_override(q: Quantizer) -> dict[str, Any]:
@@ -120,10 +85,9 @@ def ptq_overrides(qat_model: fx.GraphModule) -> dict[str, dict[str, Any]]:
     """Config.overrides for intquant.quantize that reproduce the trained grid of every layer."""
     infos = _check_prepared(qat_model)
     overrides: dict[str, dict[str, Any]] = {}
-    for name, info in infos.items():
+    for name, _info in infos.items():
         layer = qat_model.get_submodule(name)
-        bn = qat_model.get_submodule(info.batchnorm) if info.batchnorm else None
-        folded = fold_layer(layer, bn)
+        folded = fold_layer(layer)
         ov = {"weight_bits": folded["bits"], "weight_scale": folded["scale"]}
         ov.update(_act_override(layer.output_quant))
         overrides[name] = ov
@@ -140,8 +104,7 @@ def folded_float_model(qat_model: fx.GraphModule) -> fx.GraphModule:
     gm = copy.deepcopy(qat_model).eval()
     for name, info in infos.items():
         layer = gm.get_submodule(name)
-        bn = gm.get_submodule(info.batchnorm) if info.batchnorm else None
-        folded = fold_layer(layer, bn)
+        folded = fold_layer(layer)
         plain = _plain_copy(layer)
         with torch.no_grad():
             plain.weight.copy_(folded["weight"])
@@ -185,6 +148,11 @@ def convert(qat_model: fx.GraphModule, calib: Any = None, config: Config | None 
     trained format, so any input of the right shape works; tensors QAT does not quantize
     (e.g. residual adds) are calibrated on it. Default: zeros of the last input shape seen.
     ``config``: base PTQ settings (rounding, input_spec …); its overrides are replaced.
+    Default: ``Config(rounding="single")``. TFLM's default double rounding first rounds
+    acc·M to an integer and then divides by 2^shift, rounding again; with the small
+    accumulators of low-bit layers that second rounding often lands on the wrong side (e.g.
+    acc·m = 1.41 → 5.64 → 6 → 6/4 = 1.5 → 2), so the deployment would disagree with the trained
+    network. CMSIS-NN's single rounding rounds the exact product once, as training does.
     """
     from ..ptq import quantize
 
@@ -195,7 +163,7 @@ def convert(qat_model: fx.GraphModule, calib: Any = None, config: Config | None 
         if shape is None:
             raise ValueError("convert: pass calib (a few inputs); the model has not run yet")
         calib = np.zeros((2,) + tuple(shape), dtype=np.float32)
-    base = copy.deepcopy(config) if config is not None else Config()
+    base = copy.deepcopy(config) if config is not None else Config(rounding="single")
     base.overrides = overrides
     base.validate()
     return quantize(float_model, calib, base, progress=progress)

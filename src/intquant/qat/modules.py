@@ -16,6 +16,12 @@ b'_c = β_c + (b_c − μ_c)·γ_c/sqrt(σ²_c + ε). The converted integer mode
 eval-mode QAT network exactly (up to the requantization rounding of the integer contract), with
 no re-quantization of weights after training. (Folding BN into the weights *before* quantizing,
 as Jacob et al. 2018 do, would also work but needs per-batch refolding during training.)
+
+In eval mode a layer computes exactly what the integer graph will: BatchNorm folded into the
+per-channel scale (its BatchNorm module then passes values through), weights fl32(s'·q), and
+the bias rounded to the int32 accumulator grid s_in·s'_c of the deployed layer — the bias
+rounding matters at low bit widths, where one accumulator step can be a sizeable fraction of
+an output step. Evaluating the QAT model therefore measures the accuracy of the deployment.
 """
 
 from __future__ import annotations
@@ -26,7 +32,85 @@ from torch import Tensor, nn
 
 from .quantizers import Quantizer
 
-__all__ = ["QConv1d", "QConv2d", "QLinear", "QUANT_LAYERS", "to_qat_layer"]
+__all__ = ["QConv1d", "QConv2d", "QLinear", "QUANT_LAYERS", "to_qat_layer", "fold_params",
+           "FoldableBatchNorm1d", "FoldableBatchNorm2d", "to_foldable_bn"]
+
+
+def _links(layer: nn.Module) -> tuple[nn.Module | None, Quantizer | None]:
+    """(BatchNorm folded into the layer, quantizer of the layer's input): plain references kept
+    out of the module tree so parameters and state_dict keys are not duplicated."""
+    return layer.__dict__.get("_bn"), layer.__dict__.get("_input_quant")
+
+
+def fold_params(layer: nn.Module) -> dict[str, Tensor]:
+    """The deployed parameters of a QAT layer (eval-mode quantizers, frozen BN statistics).
+
+    f_c = γ_c / sqrt(σ²_c + ε) (1 without BN); codes'_c = sign(f_c)·codes_c;
+    scale'_c = fl32(|s_c·f_c|); weight = fl32(scale'·codes'); bias' = β + (b − μ)·f (float64);
+    bias_q = round(bias'/(s_in·scale'))·s_in·scale' when the input quantizer is known (the int32
+    bias of the integer layer), else bias'.
+    """
+    bn, in_quant = _links(layer)
+    wq = layer.weight_quant
+    was_training = wq.training
+    wq.eval()
+    with torch.no_grad():
+        w_fq = wq(layer.weight.detach()).to(torch.float64)
+    wq.train(was_training)
+    cout = w_fq.shape[0]
+    view = (-1,) + (1,) * (w_fq.ndim - 1)
+    scale = wq.scale.detach().to(torch.float64).expand(cout) if wq.scale.numel() == 1 else \
+        wq.scale.detach().to(torch.float64)
+    codes = torch.round(w_fq / scale.reshape(view))
+    bias = (layer.bias.detach().to(torch.float64) if layer.bias is not None
+            else torch.zeros(cout, dtype=torch.float64))
+    f = torch.ones(cout, dtype=torch.float64)
+    if bn is not None:
+        var = bn.running_var.detach().to(torch.float64)
+        mean = bn.running_mean.detach().to(torch.float64)
+        gamma = bn.weight.detach().to(torch.float64) if bn.affine else torch.ones_like(var)
+        beta = bn.bias.detach().to(torch.float64) if bn.affine else torch.zeros_like(var)
+        f = gamma / torch.sqrt(var + bn.eps)
+        bias = beta + (bias - mean) * f
+    sf = (scale * f).abs()
+    codes = torch.where(sf.reshape(view) > 0, codes * torch.sign(f).reshape(view), 0.0)
+    scale32 = torch.where(sf > 0, sf, torch.ones_like(sf)).to(torch.float32)
+    bias_q = bias
+    if in_quant is not None and in_quant.scale.numel() == 1:
+        unit = float(in_quant.scale) * scale32.to(torch.float64)
+        bias_q = torch.round(bias / unit) * unit
+    return {"codes": codes.to(torch.int64), "scale": scale32,
+            "weight": scale32.reshape(view) * codes.to(torch.float32),
+            "bias": bias, "bias_q": bias_q}
+
+
+class _FoldableBN:
+    """A BatchNorm that steps aside in eval mode when its QAT layer has folded it."""
+
+    folded: bool = True
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.folded and not self.training:
+            return x
+        return super().forward(x)
+
+
+class FoldableBatchNorm1d(_FoldableBN, nn.BatchNorm1d):
+    """BatchNorm1d folded into the preceding QAT layer in eval mode."""
+
+
+class FoldableBatchNorm2d(_FoldableBN, nn.BatchNorm2d):
+    """BatchNorm2d folded into the preceding QAT layer in eval mode."""
+
+
+def to_foldable_bn(bn: nn.Module) -> nn.Module:
+    """A Foldable copy of a BatchNorm1d/2d with the same parameters and statistics."""
+    cls = FoldableBatchNorm1d if isinstance(bn, nn.BatchNorm1d) else FoldableBatchNorm2d
+    new = cls(bn.num_features, eps=bn.eps, momentum=bn.momentum, affine=bn.affine,
+              track_running_stats=bn.track_running_stats)
+    new.load_state_dict(bn.state_dict())
+    new.train(bn.training)
+    return new
 
 
 class _QATLayer:
@@ -49,26 +133,38 @@ class _QATLayer:
         self.weight_quant = weight_quant
         self.output_quant = output_quant
 
+    def link(self, bn: nn.Module | None, input_quant: Quantizer | None) -> None:
+        """Remember the BatchNorm to fold and the input quantizer (for the bias grid)."""
+        self.__dict__["_bn"] = bn
+        self.__dict__["_input_quant"] = input_quant
+
+    def deployed_weight_bias(self) -> tuple[Tensor, Tensor | None]:
+        """(weight, bias) used for the forward pass: QAT's in training, the deployed in eval."""
+        if self.training:
+            return self.quantized_weight(), self.bias
+        p = fold_params(self)
+        return p["weight"], p["bias_q"].to(torch.float32)
+
 
 class QConv1d(nn.Conv1d, _QATLayer):
     """nn.Conv1d computing with fake-quantized weights."""
 
     def forward(self, x: Tensor) -> Tensor:
-        return self._conv_forward(x, self.quantized_weight(), self.bias)
+        return self._conv_forward(x, *self.deployed_weight_bias())
 
 
 class QConv2d(nn.Conv2d, _QATLayer):
     """nn.Conv2d computing with fake-quantized weights."""
 
     def forward(self, x: Tensor) -> Tensor:
-        return self._conv_forward(x, self.quantized_weight(), self.bias)
+        return self._conv_forward(x, *self.deployed_weight_bias())
 
 
 class QLinear(nn.Linear, _QATLayer):
     """nn.Linear computing with fake-quantized weights."""
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.linear(x, self.quantized_weight(), self.bias)
+        return F.linear(x, *self.deployed_weight_bias())
 
 
 QUANT_LAYERS = {nn.Conv1d: QConv1d, nn.Conv2d: QConv2d, nn.Linear: QLinear}

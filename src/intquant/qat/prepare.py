@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import fx, nn
 
 from ..config import Config
-from .modules import QUANT_LAYERS, to_qat_layer
+from .modules import QUANT_LAYERS, to_foldable_bn, to_qat_layer
 from .quantizers import ACT_QUANTIZERS, WEIGHT_QUANTIZERS, make_act_quantizer, make_weight_quantizer
 
 __all__ = ["prepare", "LayerInfo", "QAT_OVERRIDE_KEYS"]
@@ -140,6 +140,35 @@ def _validate_overrides(config: Config, layer_names: list[str]) -> None:
                              f"choose one of {ACT_QUANTIZERS}")
 
 
+_PASS_THROUGH_MODULES = (nn.MaxPool1d, nn.MaxPool2d, nn.Flatten, nn.Dropout, nn.Identity,
+                         nn.Unflatten)
+_PASS_THROUGH_CALLS = {"flatten", "view", "reshape", "contiguous", "squeeze", "unsqueeze"}
+
+
+def _input_quantizer(gm: fx.GraphModule, node: fx.Node) -> nn.Module | None:
+    """The fake quantizer whose output reaches ``node``'s input unchanged (through max pools,
+    flatten, reshapes, dropout), i.e. the format of the layer's input; None if there is none.
+
+    The layer's bias is rounded to that input's accumulator grid in eval mode. Average pools
+    are not passed through: the integer average rounds, so its output is not the quantizer's.
+    """
+    cur = node.args[0] if node.args else None
+    while isinstance(cur, fx.Node):
+        if cur.op == "call_module":
+            if cur.target == "input_quant" or cur.target.endswith(".output_quant"):
+                return gm.get_submodule(cur.target)
+            if not isinstance(gm.get_submodule(cur.target), _PASS_THROUGH_MODULES):
+                return None
+        elif cur.op == "call_method" and cur.target in _PASS_THROUGH_CALLS:
+            pass
+        elif cur.op == "call_function" and cur.target in (torch.flatten, torch.reshape):
+            pass
+        else:
+            return None
+        cur = cur.args[0] if cur.args else None
+    return None
+
+
 def _remember_input_shape(module: nn.Module, args: tuple) -> None:
     """convert() needs an input shape for PTQ's capture when no calibration data is given."""
     module.last_shape = tuple(args[0].shape[1:])
@@ -243,6 +272,14 @@ def prepare(model: nn.Module, config: Config | None = None,
         else:
             anchor.replace_all_uses_with(qnode, delete_user_cb=lambda u, q=qnode: u is not q)
 
+    for _node, bn, _, info in plan:
+        qlayer = gm.get_submodule(info.name)
+        bn_module = None
+        if bn is not None:
+            bn_module = to_foldable_bn(modules[bn.target])
+            _set_module(gm, bn.target, bn_module)
+        qlayer.link(bn_module, None)  # the input quantizer is linked below, once it exists
+
     x = placeholders[0]
     ov = config.overrides.get(INPUT_KEY, {})
     in_bits = int(ov.get("act_bits", fl if fl is not None else config.act_bits))
@@ -255,6 +292,9 @@ def prepare(model: nn.Module, config: Config | None = None,
     x.replace_all_uses_with(xq, delete_user_cb=lambda u: u is not xq)
     graph.lint()
     gm.recompile()
+    for node, _bn, _, info in plan:
+        qlayer = gm.get_submodule(info.name)
+        qlayer.link(qlayer.__dict__.get("_bn"), _input_quantizer(gm, node))
     gm.qat_layers = infos
     gm.qat_config = config
     if example_input is not None:
