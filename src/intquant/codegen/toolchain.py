@@ -430,7 +430,12 @@ def _thumb_instruction_count(code: bytes) -> int:
 
 
 def emulate_unicorn(
-    out_dir: str | os.PathLike, inputs: np.ndarray, *, profile: bool = False, opt: str = "-O2"
+    out_dir: str | os.PathLike,
+    inputs: np.ndarray,
+    *,
+    profile: bool = False,
+    opt: str = "-O2",
+    allow_soft_float: bool = False,
 ) -> UnicornResult:
     """Call ``<name>_run`` once per sample on unicorn's Cortex-M0, counting instructions.
 
@@ -451,7 +456,8 @@ def emulate_unicorn(
     info = project_info(out_dir)
     x = _check_inputs(info, inputs)
     build = build_m0(out_dir, x[:1], profile=profile, opt=opt)
-    _assert_no_soft_float(build)
+    if not allow_soft_float:  # only the benchmark's float32 comparison build links them
+        _assert_no_soft_float(build)
     syms = {name: addr for name, _, addr, _ in elf_symbols(build.elf)}
     uc = Uc(UC_ARCH_ARM, UC_MODE_THUMB)
     uc.ctl_set_cpu_model(UC_CPU_ARM_CORTEX_M0)

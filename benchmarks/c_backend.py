@@ -1,0 +1,319 @@
+"""C back end benchmark: memory plan, flash, Cortex-M0 instructions, host latency, float32 C.
+
+For each zoo model (int8, per-channel weights):
+- arena vs its lower bound (and vs TFLM's greedy largest-first planner), flash, RAM;
+- Cortex-M0 instructions per inference and per MAC over conv/linear (unicorn, -O2);
+- host batch-1 latency of the compiled C (gcc -O2) vs ONNX Runtime on the QDQ export and
+  PyTorch float, one thread each;
+- the same network as float32 C (weights dequantized from the IntGraph, float activations),
+  compiled with soft float for Cortex-M0: instruction ratio float / int8.
+
+    .venv/bin/python benchmarks/c_backend.py [--models digits_cnn,...]
+
+Writes its section of benchmarks/RESULTS.md and benchmarks/c_backend.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import intquant  # noqa: E402
+from intquant import zoo  # noqa: E402
+from intquant.codegen.cost import cost_report  # noqa: E402
+from intquant.codegen.m0 import m0_files  # noqa: E402
+from intquant.codegen.toolchain import emulate_unicorn, time_host  # noqa: E402
+from intquant.intgraph import IntGraph, Op  # noqa: E402
+from results import machine, table, write_section  # noqa: E402
+
+ZOO = ["digits_cnn", "mnist1d_cnn", "mnist1d_mlp", "mnist1d_dscnn", "mnist1d_resnet"]
+
+
+# ----------------------------------------------------------------------------------------------
+# float32 C of the same network (benchmark only: the soft-float cost a user would otherwise pay)
+# ----------------------------------------------------------------------------------------------
+
+FLOAT_KERNELS = r"""
+#pragma GCC diagnostic ignored "-Wmisleading-indentation"
+#include <stdint.h>
+#include <string.h>
+static float clampf(float v, float lo, float hi) { return v < lo ? lo : (v > hi ? hi : v); }
+void conv_f(const float* x, int C, int H, int W, const float* w, const float* b, int O,
+    int OH, int OW, int KH, int KW, int SH, int SW, int PT, int PL, int DH, int DW, int G,
+    float lo, float hi, float* y) {
+    int cg = C / G, og = O / G, o, oy, ox, ci, ky, kx;
+    for (o = 0; o < O; ++o) { int g = o / og;
+      for (oy = 0; oy < OH; ++oy) for (ox = 0; ox < OW; ++ox) { float acc = b[o];
+        for (ci = 0; ci < cg; ++ci) for (ky = 0; ky < KH; ++ky) { int iy = oy*SH - PT + ky*DH;
+          if (iy < 0 || iy >= H) continue;
+          for (kx = 0; kx < KW; ++kx) { int ix = ox*SW - PL + kx*DW;
+            if (ix < 0 || ix >= W) continue;
+            acc += w[((o*cg + ci)*KH + ky)*KW + kx] * x[((g*cg + ci)*H + iy)*W + ix]; } }
+        y[(o*OH + oy)*OW + ox] = clampf(acc, lo, hi); } }
+}
+void fc_f(const float* x, int I, const float* w, const float* b, int O, float lo,
+    float hi, float* y) { int o, i; for (o = 0; o < O; ++o) { float acc = b[o];
+    for (i = 0; i < I; ++i) acc += w[o*I + i] * x[i]; y[o] = clampf(acc, lo, hi); } }
+void pool_f(const float* x, int C, int H, int W, int OH, int OW, int KH, int KW, int SH,
+    int SW, int PT, int PL, int is_max, int cip, float* y) { int c, oy, ox, ky, kx;
+    for (c = 0; c < C; ++c) for (oy = 0; oy < OH; ++oy) for (ox = 0; ox < OW; ++ox) {
+      float acc = is_max ? -3.0e38f : 0.0f; int n = 0;
+      for (ky = 0; ky < KH; ++ky) for (kx = 0; kx < KW; ++kx) {
+        int iy = oy*SH-PT+ky, ix = ox*SW-PL+kx;
+        if (iy >= 0 && iy < H && ix >= 0 && ix < W) { float v = x[(c*H+iy)*W+ix];
+          if (is_max) acc = v > acc ? v : acc; else acc += v; ++n; } }
+      y[(c*OH+oy)*OW+ox] = is_max ? acc : acc / (float)(cip ? KH*KW : n); } }
+void add_f(const float* a, const float* b, int n, float lo, float hi, float* y) {
+    int i; for (i = 0; i < n; ++i) y[i] = clampf(a[i] + b[i], lo, hi); }
+void clamp_f(const float* a, int n, float lo, float hi, float* y) {
+    int i; for (i = 0; i < n; ++i) y[i] = clampf(a[i], lo, hi); }
+"""
+
+
+def _real_multiplier(op: Op) -> np.ndarray:
+    m = op.consts["multiplier"].astype(np.float64)
+    s = op.consts["shift"].astype(np.float64)
+    if op.attrs.get("rounding") == "pow2":
+        return 2.0 ** (s - 1)
+    return m * 2.0 ** (s - 31)
+
+
+def _farr(name: str, v: np.ndarray) -> str:
+    vals = ", ".join(f"{float(x):.9e}f" for x in np.ravel(v))
+    return f"static const float {name}[{max(1, np.size(v))}] = {{{vals or '0'}}};\n"
+
+
+def float_c_project(g: IntGraph, out: Path) -> Path:
+    """A float32 C project of ``g`` laid out like an export (so the M0 runners accept it)."""
+    t = g.tensors
+    out.mkdir(parents=True, exist_ok=True)
+    data, body, bufs = [], [], []
+
+    def real_bounds(op: Op, out_name: str) -> tuple[float, float]:
+        ti = t[out_name]
+        lo, hi = op.attrs.get("act_min", -(2**15)), op.attrs.get("act_max", 2**15)
+        return ti.scale * (lo - ti.zero_point), ti.scale * (hi - ti.zero_point)
+
+    names = {g.input: "xin"}
+    for tn, ti in t.items():
+        if tn != g.input:
+            names[tn] = f"b_{len(bufs)}"
+            bufs.append(f"static float b_{len(bufs)}[{math.prod(ti.shape)}];")
+    tin = t[g.input]
+    body.append(
+        f"    for (i = 0; i < {math.prod(tin.shape)}; ++i) xin[i] = "
+        f"{tin.scale:.9e}f * (float)(input[i] - ({tin.zero_point}));"
+    )
+    for k, op in enumerate(g.ops):
+        x, y = names[op.inputs[0]], names[op.output]
+        xs, ys = t[op.inputs[0]].shape, t[op.output].shape
+        if op.kind in ("conv", "fully_connected"):
+            s_in, s_out = t[op.inputs[0]].scale, t[op.output].scale
+            sw = _real_multiplier(op) * s_out / s_in
+            w = op.consts["weight"].astype(np.float64)
+            wr = w * sw.reshape((-1,) + (1,) * (w.ndim - 1))
+            br = op.consts["bias"].astype(np.float64) * sw * s_in
+            data += [_farr(f"w{k}", wr), _farr(f"bb{k}", br)]
+            lo, hi = real_bounds(op, op.output)
+            if op.kind == "conv":
+                a = op.attrs
+                c, h, wd = (xs[0], 1, xs[1]) if len(xs) == 2 else xs
+                o, oh, ow = (ys[0], 1, ys[1]) if len(ys) == 2 else ys
+                kh, kw = op.consts["weight"].shape[2:]
+                body.append(
+                    f"    conv_f({x}, {c}, {h}, {wd}, w{k}, bb{k}, {o}, {oh}, {ow}, {kh}, {kw}, "
+                    f"{a['stride'][0]}, {a['stride'][1]}, {a['padding'][0]}, {a['padding'][1]}, "
+                    f"{a['dilation'][0]}, {a['dilation'][1]}, {a['groups']}, {lo:.9e}f, "
+                    f"{hi:.9e}f, {y});"
+                )
+            else:
+                body.append(
+                    f"    fc_f({x}, {xs[0]}, w{k}, bb{k}, {ys[0]}, {lo:.9e}f, {hi:.9e}f, {y});"
+                )
+        elif op.kind in ("max_pool", "avg_pool"):
+            a = op.attrs
+            c, h, wd = (xs[0], 1, xs[1]) if len(xs) == 2 else xs
+            _, oh, ow = (ys[0], 1, ys[1]) if len(ys) == 2 else ys
+            body.append(
+                f"    pool_f({x}, {c}, {h}, {wd}, {oh}, {ow}, {a['kernel'][0]}, {a['kernel'][1]}, "
+                f"{a['stride'][0]}, {a['stride'][1]}, {a['padding'][0]}, {a['padding'][1]}, "
+                f"{int(op.kind == 'max_pool')}, {a.get('count_include_pad', 0)}, {y});"
+            )
+        elif op.kind == "add":
+            lo, hi = real_bounds(op, op.output)
+            body.append(
+                f"    add_f({x}, {names[op.inputs[1]]}, {math.prod(ys)}, {lo:.9e}f, "
+                f"{hi:.9e}f, {y});"
+            )
+        elif op.kind in ("clamp", "rescale"):
+            lo, hi = real_bounds(op, op.output)
+            body.append(f"    clamp_f({x}, {math.prod(ys)}, {lo:.9e}f, {hi:.9e}f, {y});")
+        elif op.kind == "reshape":
+            body.append(f"    memcpy({y}, {x}, sizeof(float) * {math.prod(ys)});")
+        else:
+            raise ValueError(f"float benchmark has no kernel for {op.kind}")
+    n_out = math.prod(t[g.output].shape)
+    body.append(f"    for (i = 0; i < {n_out}; ++i) output[i] = {names[g.output]}[i];")
+    n_in = math.prod(tin.shape)
+    header = (
+        f"#include <stdint.h>\ntypedef int8_t model_input_t;\ntypedef float model_output_t;"
+        f"\n#define MODEL_INPUT_SIZE {n_in}\n#define MODEL_OUTPUT_SIZE {n_out}\n"
+        "int model_run(const model_input_t* input, model_output_t* output);\n"
+    )
+    (out / "model.h").write_text(header)
+    src = (
+        FLOAT_KERNELS
+        + '#include "model.h"\n'
+        + "".join(data)
+        + "\n".join(bufs)
+        + f"\nstatic float xin[{n_in}];\n"
+        + "int model_run(const model_input_t* input, model_output_t* output) {\n    int i;\n"
+        + "\n".join(body)
+        + "\n    return 0;\n}\n"
+    )
+    (out / "model.c").write_text(src)
+    for rel, text in m0_files("model", "int8_t", np.full(n_in, tin.zero_point)).items():
+        (out / rel).parent.mkdir(parents=True, exist_ok=True)
+        (out / rel).write_text(text)
+    info = {
+        "name": "model",
+        "library_sources": ["model.c"],
+        "input": {"dtype": tin.dtype, "shape": list(tin.shape)},
+        "output": {"dtype": "float32", "shape": list(t[g.output].shape)},
+    }
+    (out / "model_info.json").write_text(json.dumps(info))
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+
+
+def _time(fn, runs: int) -> float:
+    fn()
+    best = float("inf")
+    for _ in range(3):
+        t0 = time.perf_counter()
+        for _ in range(runs):
+            fn()
+        best = min(best, (time.perf_counter() - t0) / runs)
+    return best
+
+
+def bench_model(name: str, work: Path) -> dict:
+    torch.set_num_threads(1)
+    model, ds = zoo.get(name, progress=False)
+    q = intquant.quantize(model, ds.x_train[:256], intquant.Config())
+    x = q.quantize_input(ds.x_test[:8])
+    res = q.export_c(work / name / "c", name="model")
+    cost = cost_report(res.out_dir, x[:2])
+    host_s = time_host(res.out_dir, x[0], runs=2000)
+    xf = torch.as_tensor(ds.x_test[:1], dtype=torch.float32)
+    with torch.no_grad():
+        torch_s = _time(lambda: model(xf), 300)
+    ort_s = None
+    try:
+        import onnxruntime as ort
+
+        path = q.to_onnx(work / name / "model.onnx")
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = 1
+        opts.inter_op_num_threads = 1
+        sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        feed = {sess.get_inputs()[0].name: x[:1]}
+        ort_s = _time(lambda: sess.run(None, feed), 300)
+    except Exception as e:  # report, don't hide
+        print(f"{name}: ONNX Runtime timing failed: {e}", file=sys.stderr)
+    float_instr = None
+    try:
+        fdir = float_c_project(q.graph, work / name / "float_c")
+        fres = emulate_unicorn(fdir, x[:1], allow_soft_float=True)
+        float_instr = fres.instructions[0]
+    except Exception as e:
+        print(f"{name}: float32 C build failed: {e}", file=sys.stderr)
+    return {
+        "model": name,
+        **cost,
+        "host_c_s": host_s,
+        "torch_float_s": torch_s,
+        "ort_int8_s": ort_s,
+        "float32_m0_instructions": float_instr,
+    }
+
+
+def _us(s: float | None) -> str:
+    return f"{s * 1e6:.1f}" if s else "n/a"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--models", default=",".join(ZOO))
+    args = ap.parse_args()
+    rows, results = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in args.models.split(","):
+            r = bench_model(name, Path(tmp))
+            results.append(r)
+            ratio = (
+                r["float32_m0_instructions"] / r["m0_instructions_per_inference"]
+                if r["float32_m0_instructions"]
+                else None
+            )
+            rows.append(
+                [
+                    name,
+                    r["arena_bytes"],
+                    r["arena_lower_bound"],
+                    r["arena_greedy_bytes"],
+                    r["stack_bytes"],
+                    r["flash_bytes"],
+                    f"{r['m0_instructions_per_inference']:.0f}",
+                    f"{r['m0_instructions_per_mac_conv_linear']:.2f}",
+                    _us(r["host_c_s"]),
+                    _us(r["ort_int8_s"]),
+                    _us(r["torch_float_s"]),
+                    f"{ratio:.1f}x" if ratio else "n/a",
+                ]
+            )
+            print(rows[-1], flush=True)
+    md = (
+        "## C back end: memory, flash, Cortex-M0 instructions, latency\n\n"
+        f"Command: `.venv/bin/python benchmarks/c_backend.py` ({machine()}). int8 models "
+        "(per-channel weights). Arena/lower bound/greedy: bytes of activations (TFLM-style "
+        "greedy largest-first for comparison). Flash: code + const data of the model library "
+        "on Cortex-M0 (-O2, harness excluded). M0 instructions: unicorn Cortex-M0 count for one "
+        "inference; per MAC over conv/linear ops. Host latency: batch 1, one thread, µs "
+        "(compiled C at -O2 vs ONNX Runtime on the QDQ export vs PyTorch float). float32/int8: "
+        "M0 instructions of the same network as float32 C with soft float over the int8 C.\n\n"
+        + table(
+            [
+                "model",
+                "arena B",
+                "lower bound B",
+                "greedy B",
+                "stack B",
+                "flash B",
+                "M0 instr/inference",
+                "M0 instr/MAC",
+                "host C µs",
+                "ORT int8 µs",
+                "torch float µs",
+                "float32/int8 M0",
+            ],
+            rows,
+        )
+    )
+    write_section("c_backend", md)
+    (Path(__file__).parent / "c_backend.json").write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()
