@@ -139,11 +139,6 @@ def weight_qparams(node_name: str, weight: np.ndarray, cfg: dict[str, Any]) -> Q
     if cfg.get("weight_qparams") is not None:
         return cfg["weight_qparams"]
     gran = cfg["granularity"]
-    if isinstance(gran, (tuple, list)) and gran[0] == "per_block":
-        raise NotImplementedError(
-            f"layer {node_name!r}: per_block granularity is not lowered to integers yet; "
-            f"use 'per_channel'"
-        )
     axis = 0 if gran == "per_channel" else None
     if cfg.get("weight_scale") is not None:
         scale = np.asarray(cfg["weight_scale"], dtype=np.float64).reshape(-1)
@@ -155,10 +150,11 @@ def weight_qparams(node_name: str, weight: np.ndarray, cfg: dict[str, Any]) -> Q
     return obs.qparams(bits, symmetric=True, signed=True, power_of_two=cfg["power_of_two"])
 
 
-def weight_error_per_channel(node: Node, x: torch.Tensor, w_qp: QParams) -> np.ndarray:
+def weight_error_per_channel(node: Node, x: torch.Tensor, w_qp: QParams,
+                             w_float: np.ndarray) -> np.ndarray:
     """E[(Ŵ − W)·x] per output channel over a batch: the bias shift weight rounding causes."""
-    w = node.params["weight"]
-    w_hat = dequantize(quantize_array(w, w_qp), w_qp).astype(np.float32)
+    w = w_float
+    w_hat = dequantize(quantize_array(node.params["weight"], w_qp), w_qp).astype(np.float32)
     diff = copy.copy(node)
     diff.params = {"weight": w_hat - w}
     y = run_conv(diff, x) if node.op == "conv" else run_linear(diff, x)
@@ -166,9 +162,11 @@ def weight_error_per_channel(node: Node, x: torch.Tensor, w_qp: QParams) -> np.n
     return y.mean(dim=dims).double().numpy()
 
 
-def correct_biases(graph: Graph, weights: dict[str, QParams], batches: list[np.ndarray]) -> Graph:
+def correct_biases(graph: Graph, weights: dict[str, QParams], batches: list[np.ndarray],
+                   original: Graph) -> Graph:
     """Empirical bias correction (Nagel et al. 2019): subtract the mean output error that
-    rounding the weights introduces, measured on the calibration inputs of each layer."""
+    rounding the weights introduces (vs the ``original`` float weights), measured on the
+    calibration inputs of each layer."""
     graph = copy.deepcopy(graph)
     names = [n.name for n in graph.nodes if n.name in weights]
     sums = {n: 0.0 for n in names}
@@ -178,7 +176,8 @@ def correct_biases(graph: Graph, weights: dict[str, QParams], batches: list[np.n
         for name in names:
             node = graph.node(name)
             sums[name] = sums[name] + len(x) * weight_error_per_channel(
-                node, values[node.inputs[0]], weights[name])
+                node, values[node.inputs[0]], weights[name],
+                original.node(name).params["weight"])
         count += len(x)
     for name in names:
         node = graph.node(name)
@@ -188,15 +187,70 @@ def correct_biases(graph: Graph, weights: dict[str, QParams], batches: list[np.n
     return graph
 
 
+def block_exponents(block_scale: np.ndarray, max_exponent: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-block scales as power-of-two fractions of the channel's largest block scale.
+
+    s'_{c,b} = s_c · 2^(−e_{c,b}) with e = floor(log2(s_c / s_{c,b})) clipped to [0, max_exponent]
+    (so s' ≥ s: the block's range stays covered). Returns (s_c, e).
+    """
+    s_c = block_scale.max(axis=1)
+    e = np.floor(np.log2(s_c[:, None] / block_scale))
+    return s_c, np.clip(e, 0, max_exponent).astype(np.int64)
+
+
+def per_block_weights(node_name: str, weight: np.ndarray, cfg: dict[str, Any],
+                      block: int) -> tuple[np.ndarray, QParams]:
+    """Per-block quantization that still runs on per-channel integer kernels.
+
+    Each block of ``block`` consecutive weights of an output channel gets its own scale, a
+    power-of-two fraction of the channel's scale (a shared-exponent / block-floating-point
+    grid). Its ``bits``-bit codes q, shifted left by the exponent difference, are exact
+    integers on the channel's finest grid, stored in an int8 container (int16 when
+    bits + exponent range exceed 8). Returns the weights rounded to the block grid (exactly
+    representable on the per-channel grid) and that per-channel format.
+    """
+    bits = int(cfg["weight_bits"])
+    container = 8 if bits <= 6 else 16
+    obs = make_observer(weight_calibration(cfg), axis=0, block_size=block,
+                        name=f"{node_name}.weight")
+    obs.update(weight)
+    qp = obs.qparams(bits, symmetric=True, signed=True)
+    s_c, e = block_exponents(qp.scale.reshape(weight.shape[0], -1), container - bits)
+    fine = e.max(axis=1)  # channel grid = s_c · 2^(−max e)
+    flat = weight.reshape(weight.shape[0], -1).astype(np.float64)
+    idx = np.arange(flat.shape[1]) // block
+    block_scale = s_c[:, None] * np.exp2(-e[:, idx].astype(np.float64))
+    qmax = 2 ** (bits - 1) - 1
+    q = np.clip(np.rint(flat / block_scale), -qmax, qmax)
+    w_block = (q * block_scale).reshape(weight.shape)
+    fine_scale = s_c * np.exp2(-fine.astype(np.float64))
+    channel_qp = QParams(scale=fine_scale, zero_point=np.zeros_like(fine), bits=container,
+                         signed=True, axis=0, narrow=True, name=node_name)
+    return w_block.astype(np.float64), channel_qp
+
+
 def make_plan(graph: Graph, acts: dict[str, QParams], config: Config,
               batches: list[np.ndarray] | None = None) -> QuantPlan:
     weights = {}
+    blocked: dict[str, np.ndarray] = {}
     for node in graph.nodes:
-        if node.op in WEIGHTED:
-            weights[node.name] = weight_qparams(node.name, node.params["weight"],
-                                                config.for_layer(node.name))
+        if node.op not in WEIGHTED:
+            continue
+        cfg = config.for_layer(node.name)
+        gran = cfg["granularity"]
+        if (isinstance(gran, (tuple, list)) and gran[0] == "per_block"
+                and cfg.get("weight_scale") is None and cfg.get("weight_qparams") is None):
+            blocked[node.name], weights[node.name] = per_block_weights(
+                node.name, node.params["weight"], cfg, int(gran[1]))
+        else:
+            weights[node.name] = weight_qparams(node.name, node.params["weight"], cfg)
+    original = graph
+    if blocked:
+        graph = copy.deepcopy(graph)
+        for name, w in blocked.items():
+            graph.node(name).params["weight"] = w
     if config.bias_correction and batches:
-        graph = correct_biases(graph, weights, batches)
+        graph = correct_biases(graph, weights, batches, original)
     rounding = "pow2" if config.power_of_two else config.rounding
     raw = None
     if config.input_spec is not None:
