@@ -1,0 +1,173 @@
+"""QAT benchmark: each quantizer at its natural widths, KURE + PTQ, and QAT step time.
+
+Usage: ``.venv/bin/python benchmarks/qat.py [--models mnist1d_cnn digits_cnn] [--epochs 5]``
+
+For every model: the float accuracy; QAT fine-tuning from the trained float model (BatchNorm
+kept, folded at conversion) with each quantizer pair; the eval-mode QAT accuracy (which is the
+deployed integer computation, see intquant.qat.modules) and, where deployable, the accuracy of
+the converted integer model in the NumPy interpreter plus its logit agreement with QAT; PTQ at
+W4A8 / W3A8 of a model trained from scratch with and without the kurtosis regularizer; and
+the training-step time of QAT vs float. The section is rewritten after every row, so a partial
+run still leaves its figures in RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from intquant import zoo  # noqa: E402
+from intquant.config import Config  # noqa: E402
+from intquant.ptq import quantize  # noqa: E402
+from intquant.qat import agreement, convert, prepare  # noqa: E402
+from intquant.regularizers import kurtosis, weight_stats  # noqa: E402
+from intquant.train import evaluate, train  # noqa: E402
+from results import machine, table, write_section  # noqa: E402
+
+# (label, weight quantizer, weight bits, act quantizer, act bits)
+QUANTIZERS = [
+    ("LSQ W4A4", "lsq", 4, "lsq", 4),
+    ("LSQ W2A2", "lsq", 2, "lsq", 2),
+    ("BNN W1A1 (BinaryConnect + sign)", "binary", 1, "sign", 1),
+    ("XNOR W1A1", "xnor", 1, "sign", 1),
+    ("BinaryConnect W1A8", "binary", 1, "uniform", 8),
+    ("BinaryConnect stochastic W1A8", "binary_stochastic", 1, "uniform", 8),
+    ("TWN W2A8", "ternary", 2, "uniform", 8),
+    ("DoReFa W2A2", "dorefa", 2, "dorefa", 2),
+    ("DoReFa W4A4", "dorefa", 4, "dorefa", 4),
+    ("PACT W4A4", "uniform", 4, "pact", 4),
+    ("HWGQ W1A2 (XNOR weights)", "xnor", 1, "hwgq", 2),
+    ("power-of-two W4A8", "pow2", 4, "uniform", 8),
+]
+
+
+def step_time(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int = 20) -> float:
+    """Median seconds per training step (forward, backward, Adam) on one batch."""
+    model.train()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+    times = []
+    for i in range(steps + 3):
+        t = time.perf_counter()
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if i >= 3:
+            times.append(time.perf_counter() - t)
+    return float(np.median(times))
+
+
+def run_model(name: str, epochs: int, rows: list, flush) -> None:
+    model, ds = zoo.get(name, progress=False)
+    float_acc = evaluate(model, ds.x_test, ds.y_test)
+    rows.append([name, "float", "", f"{100 * float_acc:.2f}", "", "", "", ""])
+    flush()
+    calib = ds.x_train[:512]
+    for label, wq, wb, aq, ab in QUANTIZERS:
+        cfg = Config(weight_bits=wb, act_bits=ab, weight_quantizer=wq, act_quantizer=aq)
+        torch.manual_seed(0)
+        t0 = time.perf_counter()
+        q = prepare(model, cfg, example_input=calib)
+        train(q, (ds.x_train, ds.y_train), epochs=epochs, lr=1e-3, batch_size=64,
+              schedule="cosine", progress=False)
+        secs = time.perf_counter() - t0
+        qat_acc = evaluate(q, ds.x_test, ds.y_test)
+        int_acc, agree = "", ""
+        if aq != "sign":
+            qm = convert(q, calib)
+            int_acc = f"{100 * qm.accuracy(ds.x_test, ds.y_test):.2f}"
+            a = agreement(q, qm, ds.x_test)
+            agree = f"{100 * a['argmax_agreement']:.2f} / {100 * a['exact_fraction']:.2f}"
+        rows.append([name, label, "", f"{100 * qat_acc:.2f}",
+                     f"{100 * (qat_acc - float_acc):+.2f}", int_acc, agree, f"{secs:.0f}"])
+        flush()
+
+
+def kure_rows(name: str, rows: list, flush, weight: float = 0.1) -> None:
+    """Train from scratch with and without KURE (same recipe), then PTQ at W4A8 and W3A8."""
+    rec = zoo.recipe(name)
+    ds = zoo.dataset_for(name)
+    for label, extra in (("no regularizer", None),
+                         (f"KURE λ={weight}", lambda m: weight * kurtosis(m))):
+        m = zoo.build(name)
+        train(m, (ds.x_train, ds.y_train), epochs=rec.epochs, lr=rec.lr,
+              batch_size=rec.batch_size, schedule=rec.schedule, extra_loss=extra,
+              progress=False)
+        acc = evaluate(m, ds.x_test, ds.y_test)
+        kurt = np.mean([r["kurtosis"] for r in weight_stats(m)])
+        accs = []
+        for wb in (4, 3):
+            qm = quantize(copy.deepcopy(m), ds.x_train[:1000],
+                          Config(weight_bits=wb, act_bits=8), progress=False)
+            accs.append(f"{100 * qm.accuracy(ds.x_test, ds.y_test):.2f}")
+        rows.append([name, label, f"{kurt:.2f}", f"{100 * acc:.2f}", *accs])
+        flush()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--models", nargs="+", default=["mnist1d_cnn", "digits_cnn"])
+    ap.add_argument("--epochs", type=int, default=5)
+    ap.add_argument("--skip-qat", action="store_true")
+    ap.add_argument("--skip-kure", action="store_true")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    cmd = "`.venv/bin/python benchmarks/qat.py " + " ".join(sys.argv[1:]) + "`"
+    qat_rows: list = []
+    kure: list = []
+    timing: list = []
+
+    def flush() -> None:
+        md = [
+            "## Quantization-aware training",
+            "",
+            f"Command: {cmd} ({machine()}, 1 torch thread). QAT fine-tunes the trained float "
+            f"zoo model for {args.epochs} epochs (Adam 1e-3, cosine). First/last layer weights, "
+            "the input, the tensor feeding the last layer and the logits at 8 bits (policy). "
+            "'QAT acc' is the eval-mode QAT network, which computes the deployed layers (BN "
+            "folded into per-channel scales, bias on the int32 grid); 'int acc' is the "
+            "converted IntGraph in the integer interpreter; 'agree' = argmax agreement / "
+            "bit-identical logits (%) between them. Sign activations (BNN, XNOR W1A1) have no "
+            "IntGraph op yet, so those rows are QAT only.",
+            "",
+            table(["model", "method", "", "QAT acc %", "Δ vs float pp", "int acc %",
+                   "agree %", "train s"], qat_rows),
+        ]
+        if kure:
+            md += ["", "### Kurtosis regularization (KURE, target 1.8) then PTQ", "",
+                   "Trained from scratch with the zoo recipe, with and without "
+                   "λ·kurtosis(model) in the loss; then intquant.quantize per-channel "
+                   "(mse weights) at W4A8 and W3A8 on 1000 calibration samples.", "",
+                   table(["model", "training", "mean kurtosis", "float acc %",
+                          "PTQ W4A8 %", "PTQ W3A8 %"], kure)]
+        if timing:
+            md += ["", "### Training step time (batch 64, median of 20 steps)", "",
+                   table(["model", "float ms", "QAT LSQ W4A4 ms", "ratio"], timing)]
+        write_section("qat", "\n".join(md))
+
+    for name in args.models:
+        model, ds = zoo.get(name, progress=False)
+        x = torch.from_numpy(ds.x_train[:64])
+        y = torch.from_numpy(ds.y_train[:64])
+        tf = step_time(copy.deepcopy(model), x, y)
+        q = prepare(model, Config(weight_bits=4, act_bits=4, weight_quantizer="lsq",
+                                  act_quantizer="lsq"), example_input=ds.x_train[:512])
+        tq = step_time(q, x, y)
+        timing.append([name, f"{1e3 * tf:.2f}", f"{1e3 * tq:.2f}", f"{tq / tf:.2f}"])
+        flush()
+    for name in args.models:
+        if not args.skip_qat:
+            run_model(name, args.epochs, qat_rows, flush)
+        if not args.skip_kure:
+            kure_rows(name, kure, flush)
+
+
+if __name__ == "__main__":
+    main()
