@@ -9,6 +9,7 @@ with calibration = the first 1024 training samples and data = the test split.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -36,15 +37,16 @@ def main() -> None:
             calib, test = Path(d) / f"{name}_calib.npz", Path(d) / f"{name}_test.npz"
             np.savez(calib, x=ds.x_train[:1024])
             np.savez(test, x=ds.x_test, y=ds.y_test)
-            cmd = [*cmd0, "analyze", f"zoo:{name}", "--calib", str(calib), "--data", str(test)]
+            out = Path(d) / f"{name}.json"
+            cmd = [*cmd0, "analyze", f"zoo:{name}", "--calib", str(calib), "--data", str(test),
+                   "--json", str(out)]
             t = time.perf_counter()
             r = subprocess.run(cmd, capture_output=True, text=True,
                                env={**os.environ, "PYTHONWARNINGS": "ignore"})
             seconds = time.perf_counter() - t
             if r.returncode != 0:
                 raise SystemExit(f"{name}: intquant analyze failed\n{r.stderr}")
-            layers = sum(1 for line in r.stdout.splitlines() if line.startswith("| ")
-                         and ("| conv |" in line or "| linear |" in line))
+            layers = sum(1 for layer in json.loads(out.read_text())["layers"] if layer["params"])
             rows.append([name, len(ds.y_test), layers, f"{seconds:.1f}",
                          "yes" if seconds < TARGET_S else "NO"])
             print(name, f"{seconds:.1f} s", flush=True)

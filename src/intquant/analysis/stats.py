@@ -251,6 +251,7 @@ def _calib_of(data: Any, x_eval: np.ndarray) -> np.ndarray:
 def analyze(model: Any, qmodel_or_config: Any = None, data: Any = None, *,
             calib: Any = None, sensitivity: bool = True, sweep: bool = True,
             sweep_bits: tuple[int, ...] = (2, 3, 4, 5, 6, 8), max_samples: int = 2000,
+            sweep_samples: int = 500,
             name: str | None = None, progress: bool = False) -> Analysis:
     """Per-layer analysis of quantizing ``model``.
 
@@ -329,7 +330,9 @@ def analyze(model: Any, qmodel_or_config: Any = None, data: Any = None, *,
                 stats.sensitivity = acc - base
     sweep_result: dict[str, dict[int, float]] = {}
     if sweep:
-        sweep_result = weight_method_sweep(cache, plan, config, targets, bits=sweep_bits)
+        n = min(len(x), sweep_samples)
+        small = float_cache(graph, x[:n], {k: v[:n] for k, v in float_values.items()})
+        sweep_result = weight_method_sweep(small, plan, config, targets[:n], bits=sweep_bits)
 
     return Analysis(
         model=name or graph.name,
@@ -346,8 +349,9 @@ def analyze(model: Any, qmodel_or_config: Any = None, data: Any = None, *,
         arena_bytes=arena_bytes(qmodel.graph),
         seconds=time.perf_counter() - start,
         sweep=sweep_result,
-        sweep_note=("weights fake-quantized at each width, every activation at the plan's "
-                    "format, float arithmetic otherwise"),
+        sweep_note=(f"weights fake-quantized at each width, every activation at the plan's "
+                    f"format, float arithmetic otherwise; first {min(len(x), sweep_samples)} "
+                    f"samples"),
         weights=weights,
         weight_qparams=dict(plan.weights),
     )
