@@ -515,14 +515,20 @@ def cmd_inspect(args: argparse.Namespace) -> int:
                     f"{wdesc:12s} {nbytes:7d} {op_macs(op, g):9d}")
     i, o = q.input_info, q.output_info
     print("\n".join(rows))
-    print(f"\ninput  {i.dtype}{list(i.shape)}  real = {i.scale:.6g} * (q - {i.zero_point})")
-    print(f"output {o.dtype}{list(o.shape)}  real = {o.scale:.6g} * (q - {o.zero_point})")
+    print(f"\ninput  {i.dtype}{list(i.shape)}  real = {_affine(i)}")
+    print(f"output {o.dtype}{list(o.shape)}  real = {_affine(o)}")
     print(f"flash (constants) {q.weight_bytes()} B, {q.macs()} MACs per inference", end="")
     from .analysis.stats import arena_bytes
 
     arena = arena_bytes(g)
     print("" if arena is None else f", RAM arena {arena} B")
     return 0
+
+
+def _affine(info: Any) -> str:
+    z = int(info.zero_point)
+    q = "q" if z == 0 else (f"(q - {z})" if z > 0 else f"(q + {-z})")
+    return f"{info.scale:.6g} * {q}"
 
 
 def cmd_export_c(args: argparse.Namespace) -> int:

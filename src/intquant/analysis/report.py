@@ -60,7 +60,7 @@ def summary_blocks(a: Analysis) -> list[Block]:
         ("RAM: C arena", "–" if a.arena_bytes is None else f"{a.arena_bytes} B"),
         ("MACs per inference", str(a.macs)),
     )
-    return [Block("h2", "Summary"), Block("table", headers=("", ""), rows=rows)]
+    return [Block("h2", "Summary"), Block("table", headers=("quantity", "value"), rows=rows)]
 
 
 def weight_table(a: Analysis) -> Block:
