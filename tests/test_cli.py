@@ -140,6 +140,18 @@ def test_analyze_and_report(work: Path) -> None:
     assert no_partial_dirs(work / "rep")
 
 
+def test_onnx_model(work: Path) -> None:
+    torch.onnx.export(tiny_model(), (torch.zeros(1, 1, 12),), str(work / "m.onnx"),
+                      dynamo=False)
+    r = intquant("quantize", "m.onnx", "--calib", "calib.npz", "--out", "out_onnx",
+                 "--no-report", "--no-c", cwd=work)
+    assert r.returncode == 0, r.stderr
+    assert (work / "out_onnx" / "float_model.onnx").is_file()
+    r = intquant("eval", "out_onnx", "--data", "test.npz", "--json", cwd=work)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["float_accuracy"] == 1.0  # labels come from the torch model
+
+
 # ----------------------------------------------------------------------------------------------
 # User mistakes: exit code 2, one clear line, no traceback, nothing half-written
 # ----------------------------------------------------------------------------------------------

@@ -700,6 +700,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         say("intquant: interrupted; nothing was left half-written")
         return EXIT_INTERRUPT
+    except BrokenPipeError:  # `intquant inspect DIR | head`: the reader left, not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except _user_errors() as e:
         if args.debug:
             raise
