@@ -152,6 +152,23 @@ def test_onnx_model(work: Path) -> None:
     assert json.loads(r.stdout)["float_accuracy"] == 1.0  # labels come from the torch model
 
 
+def test_zoo_model(zoo_model, tmp_path: Path) -> None:
+    """zoo:<name> (cached by the session fixture): float model exported once and kept."""
+    _, ds = zoo_model("digits_cnn")
+    np.savez(tmp_path / "calib.npz", x=ds.x_train[:200])
+    np.savez(tmp_path / "test.npz", x=ds.x_test, y=ds.y_test)
+    r = intquant("quantize", "zoo:digits_cnn", "--calib", "calib.npz", "--data", "test.npz",
+                 "--out", "z", "--no-report", "--no-c", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    m = json.loads((tmp_path / "z" / "metrics.json").read_text())
+    assert m["eval"]["float_accuracy"] >= 0.97 and m["eval"]["int_accuracy"] >= 0.95
+    ep = torch.export.load(str(tmp_path / "z" / "float_model.pt2"))
+    model, _ = zoo_model("digits_cnn")
+    x = torch.from_numpy(ds.x_test[:1])  # exported with a static batch of one
+    with torch.no_grad():
+        torch.testing.assert_close(ep.module()(x), model(x))
+
+
 # ----------------------------------------------------------------------------------------------
 # User mistakes: exit code 2, one clear line, no traceback, nothing half-written
 # ----------------------------------------------------------------------------------------------

@@ -176,11 +176,16 @@ def load_float_model(spec: str) -> tuple[Any, Any, str]:
     from .graph.capture import capture_exported
 
     if spec.startswith("zoo:"):
+        import torch
+
         from . import zoo
-        from .graph import capture
 
         model, ds = zoo.get(spec[4:], progress=True)
-        return model, capture(model, ds.x_train[:1]), "zoo"
+        # Export once: the same program is captured here and saved as DIR/float_model.pt2.
+        ep = torch.export.export(model.eval(), (torch.as_tensor(ds.x_train[:1]),))
+        _EXPORTED[spec] = ep
+        graph = capture_exported(ep)
+        return GraphModule(graph), graph, "zoo"
     p = Path(spec)
     if p.suffix == ".onnx":
         from .graph.onnx_import import from_onnx
@@ -199,7 +204,10 @@ def load_float_model(spec: str) -> tuple[Any, Any, str]:
     return GraphModule(graph), graph, "pt2"
 
 
-def save_float_model(spec: str, kind: str, model: Any, example: np.ndarray, out: Path) -> Path:
+_EXPORTED: dict[str, Any] = {}  # zoo spec -> its ExportedProgram (exported once per process)
+
+
+def save_float_model(spec: str, kind: str, out: Path) -> Path:
     """Keep the float model in DIR: the file given, or the zoo model exported to .pt2."""
     if kind == "pt2":
         dst = out / "float_model.pt2"
@@ -211,8 +219,7 @@ def save_float_model(spec: str, kind: str, model: Any, example: np.ndarray, out:
         import torch
 
         dst = out / "float_model.pt2"
-        ep = torch.export.export(model.eval(), (torch.as_tensor(example[:1], dtype=torch.float32),))
-        torch.export.save(ep, str(dst))
+        torch.export.save(_EXPORTED[spec], str(dst))
     return dst
 
 
@@ -407,7 +414,7 @@ def cmd_quantize(args: argparse.Namespace) -> int:
             qmodel = quantize(model, calib, config, progress=True)
             metrics["quantize_seconds"] = round(time.perf_counter() - t, 2)
         qmodel.save(tmp / MODEL_FILE)
-        save_float_model(args.model, kind, model, calib, tmp)
+        save_float_model(args.model, kind, tmp)
         (tmp / "config.json").write_text(config.to_json() + "\n")
         np.savez(tmp / "calib.npz", x=calib)
         metrics.update(input_shape=list(input_shape), config=json.loads(config.to_json()),
