@@ -268,6 +268,24 @@ def test_config_file_with_override_is_applied(work: Path) -> None:
     assert np.abs(w_lin).max() <= 7 and np.abs(w_conv).max() == 127
 
 
+def test_weight_budget_mixed_precision(work: Path) -> None:
+    r = intquant("quantize", "m.pt2", "--calib", "calib.npz", "--out", "o8", "--weight-budget",
+                 "60%", "--candidates", "4,8", "--no-c", "--no-sweep", cwd=work)
+    assert r.returncode == 0, r.stderr
+    chosen = json.loads((work / "o8" / "mixed.json").read_text())
+    model = tiny_model()
+    sizes = {"0": model[0].weight.numel(), "3": model[3].weight.numel()}
+    budget = int(0.6 * sum(sizes.values()))
+    assert chosen["budget_bytes"] == budget
+    bits = chosen["weight_bits"]
+    assert sum(-(-sizes[n] * b // 8) for n, b in bits.items()) <= budget
+    with np.load(work / "o8" / "model.iqm") as z:
+        names = [op["name"] for op in json.loads(bytes(z["__manifest__"]).decode())["ops"]]
+        for n, b in bits.items():
+            assert np.abs(z[f"{names.index(n)}/weight"].astype(int)).max() <= 2 ** (b - 1) - 1
+    assert "Mixed precision" in (work / "o8" / "report.md").read_text()
+
+
 def test_ctrl_c_leaves_nothing_half_written(work: Path) -> None:
     proc = subprocess.Popen(
         [sys.executable, "-m", "intquant.cli", "quantize", "m.pt2", "--calib", "calib.npz",

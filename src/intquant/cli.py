@@ -406,10 +406,16 @@ def cmd_quantize(args: argparse.Namespace) -> int:
         if data is not None:
             check_shape(data[0], input_shape, f"test data file {args.data}")
         calib = calib.astype(np.float32)[:config.max_calib_samples]
+        mixed_blocks = []
+        if args.weight_budget:
+            config, metrics["mixed"], mixed_blocks = choose_widths(args, model, fgraph, calib,
+                                                                   config)
+            (tmp / "mixed.json").write_text(json.dumps(metrics["mixed"], indent=2) + "\n")
         from .ptq import quantize
 
+        extra = f" + {len(config.overrides)} per-layer overrides" if config.overrides else ""
         with step(f"quantizing (W{config.weight_bits}A{config.act_bits}, {config.granularity}, "
-                  f"{config.calibration}) on {len(calib)} calibration samples"):
+                  f"{config.calibration}{extra}) on {len(calib)} calibration samples"):
             t = time.perf_counter()
             qmodel = quantize(model, calib, config, progress=True)
             metrics["quantize_seconds"] = round(time.perf_counter() - t, 2)
@@ -448,11 +454,58 @@ def cmd_quantize(args: argparse.Namespace) -> int:
                 eval_data = (data[0].astype(np.float32), data[1]) if data else calib
                 analysis = analyze(model, qmodel, eval_data, name=args.model,
                                    sweep=not args.no_sweep)
-                write_report(analysis, tmp)
+                write_report(analysis, tmp, extra=mixed_blocks)
                 metrics["analysis_seconds"] = round(analysis.seconds, 2)
         write_json(tmp / "metrics.json", metrics)
     say(f"wrote {out}/ : {', '.join(sorted(p.name for p in out.iterdir()))}")
     return 0
+
+
+def parse_budget(text: str, fgraph: Any) -> int:
+    """'12000' bytes, or '60%' of the int8 weight bytes of the conv/linear layers."""
+    try:
+        if text.endswith("%"):
+            int8 = sum(int(n.params["weight"].size) for n in fgraph.nodes
+                       if n.op in ("conv", "linear"))
+            return int(float(text[:-1]) / 100 * int8)
+        return int(text)
+    except ValueError:
+        raise UserError(f"--weight-budget {text!r}: give bytes (12000) or a share of the int8 "
+                        f"weight bytes (60%)") from None
+
+
+def choose_widths(args: argparse.Namespace, model: Any, fgraph: Any, calib: np.ndarray,
+                  config: Any) -> tuple[Any, dict[str, Any], list]:
+    """Run search_bits under --weight-budget; return its Config, a summary and report blocks."""
+    from .analysis.mixed import search_bits
+    from .analysis.report import Block
+
+    budget = parse_budget(args.weight_budget, fgraph)
+    try:
+        cands = tuple(int(c) for c in args.candidates.split(","))
+    except ValueError:
+        raise UserError(f"--candidates {args.candidates!r}: give widths like 4,8,16") from None
+    if args.search_data:
+        x, y = load_arrays(args.search_data, "search data")
+        check_shape(x, tuple(fgraph.input.shape), f"search data file {args.search_data}")
+        eval_data, on = (x.astype(np.float32), y), args.search_data
+    else:
+        eval_data, on = calib, "the calibration inputs (agreement with the float model)"
+    with step(f"choosing per-layer weight widths from {cands} under {budget} B on {on}"):
+        res = search_bits(model, calib, eval_data, budget_bytes=budget, candidates=cands,
+                          config=config, measure=False)
+    widths = ", ".join(f"{n}: {b}" for n, b in res.weight_bits.items())
+    say(f"  {widths}  ({res.predicted['weight_bytes']} of {budget} B)")
+    summary = {"budget_bytes": budget, "candidates": list(cands), "chosen_on": on,
+               **res.to_dict()}
+    rows = tuple((n, str(b), str(-(-int(fgraph.node(n).params["weight"].size) * b // 8)))
+                 for n, b in res.weight_bits.items() if n in {m.name for m in fgraph.nodes})
+    blocks = [Block("h2", "Mixed precision"),
+              Block("p", f"search_bits chose these weight widths under a budget of {budget} B "
+                         f"(dense weight bytes), candidates {cands}, choosing on {on}: predicted "
+                         f"{res.predicted['weight_bytes']} B."),
+              Block("table", headers=("layer", "weight bits", "weight bytes"), rows=rows)]
+    return res.config, summary, blocks
 
 
 def _tensor_dict(info: Any) -> dict[str, Any]:
@@ -641,6 +694,12 @@ def build_parser() -> argparse.Namespace:
     q.add_argument("--calibration", choices=CALIBRATIONS)
     q.add_argument("--config", metavar="CONFIG.json",
                    help="a Config as JSON (per-layer overrides...); options above override it")
+    q.add_argument("--weight-budget", metavar="BYTES|PCT%",
+                   help="mixed precision: choose per-layer weight widths (search_bits) so the "
+                        "dense weight bytes fit, e.g. 12000 or 60%% (of int8)")
+    q.add_argument("--candidates", default="4,8,16", help="widths for --weight-budget")
+    q.add_argument("--search-data", metavar="VAL.npz",
+                   help="labelled data to choose widths on (default: the calibration inputs)")
     q.add_argument("--name", default="model", help="C identifier prefix (default: model)")
     q.add_argument("--no-c", action="store_true", help="skip the C project")
     q.add_argument("--no-report", action="store_true", help="skip report.md/html")
