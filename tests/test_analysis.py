@@ -166,3 +166,13 @@ def test_loaded_model_without_plan_is_refused(setup, tmp_path) -> None:
     qmodel.save(tmp_path / "m.iqm")
     with pytest.raises(ValueError, match="pass the Config"):
         analyze(model, intquant.load(tmp_path / "m.iqm"), x[:10])
+
+
+def test_low_bit_sensitivity_is_reported(setup) -> None:
+    *_, a = setup
+    for s in a.layers:
+        if s.weighted:
+            # 4-bit weights cannot be better than 8-bit ones by more than noise (1 sample).
+            assert s.sensitivity_low is not None
+            assert s.sensitivity_low <= s.sensitivity + 1 / a.samples
+    assert "sensitivity at W4" in a.to_markdown()

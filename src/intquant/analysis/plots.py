@@ -103,9 +103,13 @@ def sensitivity_chart(analysis: Analysis, path: Path) -> Path:
     rows = [s for s in analysis.layers if s.sensitivity is not None]
     fig = Figure(figsize=(max(6.0, 0.7 * len(rows) + 2), 3.2), layout="constrained")
     ax = fig.subplots()
-    vals = [100 * s.sensitivity for s in rows]
-    ax.bar(range(len(rows)), vals, color=["#cc3311" if v < 0 else "#228833" for v in vals])
+    x = np.arange(len(rows))
+    ax.bar(x - 0.2, [100 * s.sensitivity for s in rows], 0.4, color="#4477aa",
+           label="at its planned width")
+    ax.bar(x + 0.2, [100 * (s.sensitivity_low or 0.0) for s in rows], 0.4, color="#cc3311",
+           label=f"weights at {analysis.low_bits} bits")
     ax.axhline(0, color="black", lw=0.8)
+    ax.legend(fontsize=8)
     ax.set_xticks(range(len(rows)), [s.name for s in rows], rotation=45, ha="right", fontsize=8)
     ax.set_ylabel("change (pp)")
     ax.set_title(f"{analysis.metric}: only this layer quantized, vs float", fontsize=10)

@@ -66,7 +66,7 @@ def summary_blocks(a: Analysis) -> list[Block]:
 def weight_table(a: Analysis) -> Block:
     headers = ("layer", "op", "params", "bits", "min", "max", "std", "kurtosis", "skew",
                "zeros", ">3σ", "scale (min…max)", "levels used", "weight SQNR dB",
-               "sensitivity")
+               "sensitivity", f"sensitivity at W{a.low_bits}")
     rows = []
     for s in a.layers:
         if not s.weighted:
@@ -77,7 +77,8 @@ def weight_table(a: Analysis) -> Block:
                      _f(s.w_max), _f(s.w_std), _f(s.kurtosis, ".2f"), _f(s.skew, ".2f"),
                      _pct(s.sparsity), _pct(s.outliers_3std), scale,
                      f"{s.levels_used}/{2 ** s.weight_bits - 1}",
-                     _f(s.weight_sqnr_db, ".1f"), _pp(s.sensitivity)))
+                     _f(s.weight_sqnr_db, ".1f"), _pp(s.sensitivity),
+                     _pp(s.sensitivity_low)))
     return Block("table", headers=headers, rows=tuple(rows))
 
 
@@ -104,7 +105,8 @@ def analysis_blocks(a: Analysis, images: dict[str, Path] | None = None) -> list[
         Block("p", "Statistics of the float weights (after BatchNorm folding) and of their "
                    "integer format. Kurtosis is excess kurtosis (0 for a Gaussian; large = "
                    "heavy tails, which stretch max-abs scales). Sensitivity: change in "
-                   f"{a.metric} when only that layer is quantized."),
+                   f"{a.metric} when only that layer is quantized (weights and output), at "
+                   f"its planned width and with its weights at {a.low_bits} bits."),
         weight_table(a),
         Block("h2", "Activations per node"),
         Block("p", "SQNR of every node's integer output against the float run, layer by layer "

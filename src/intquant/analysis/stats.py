@@ -115,6 +115,7 @@ class LayerStats:
     weight_sqnr_db: float | None = None
     weight_bytes: int | None = None  # packed at weight_bits (what a sub-byte layout would store)
     sensitivity: float | None = None  # accuracy(only this layer quantized) − accuracy(float)
+    sensitivity_low: float | None = None  # the same with this layer's weights at low_bits
 
     @property
     def weighted(self) -> bool:
@@ -140,6 +141,7 @@ class Analysis:
     seconds: float = 0.0
     sweep: dict[str, dict[int, float]] = field(default_factory=dict)  # method -> bits -> acc
     sweep_note: str = ""
+    low_bits: int = 4  # width of the second sensitivity column ("what if this layer had N bits")
     # Kept for the plots, not serialized: float weights and weight formats per layer.
     weights: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
     weight_qparams: dict[str, QParams] = field(default_factory=dict, repr=False)
@@ -251,7 +253,7 @@ def _calib_of(data: Any, x_eval: np.ndarray) -> np.ndarray:
 def analyze(model: Any, qmodel_or_config: Any = None, data: Any = None, *,
             calib: Any = None, sensitivity: bool = True, sweep: bool = True,
             sweep_bits: tuple[int, ...] = (2, 3, 4, 5, 6, 8), max_samples: int = 2000,
-            sweep_samples: int = 500,
+            sweep_samples: int = 500, low_bits: int = 4,
             name: str | None = None, progress: bool = False) -> Analysis:
     """Per-layer analysis of quantizing ``model``.
 
@@ -260,14 +262,20 @@ def analyze(model: Any, qmodel_or_config: Any = None, data: Any = None, *,
     ``data``: a zoo ``Dataset`` (test split evaluated, train split calibrates), an ``(x, y)``
     pair, or inputs ``x`` alone — then accuracies are top-1 agreement with the float model.
     ``calib``: calibration inputs when a Config is given (default: from ``data``).
-    ``sensitivity``: measure, for each weighted layer, the accuracy when only it is quantized.
+    ``sensitivity``: measure, for each weighted layer, the accuracy when only it is quantized
+    (at its planned format, and with its weights at ``low_bits``: which layers could go lower).
     ``sweep``: accuracy vs weight bit width for several weight-quantization methods (simulated
     weights, activations at the plan's formats), for the "what would N bits buy" plot.
     """
     from ..config import Config
     from ..graph import run_graph
     from ..qmodel import QuantizedModel
-    from .sensitivity import float_cache, layer_sensitivity, weight_method_sweep
+    from .sensitivity import (
+        float_cache,
+        layer_sensitivity,
+        weight_format,
+        weight_method_sweep,
+    )
 
     start = time.perf_counter()
     if data is None:
@@ -328,6 +336,9 @@ def analyze(model: Any, qmodel_or_config: Any = None, data: Any = None, *,
             if stats.weighted:
                 acc = layer_sensitivity(cache, plan, stats.name, targets)
                 stats.sensitivity = acc - base
+                low = weight_format(graph, stats.name, config, weight_bits=low_bits)
+                acc = layer_sensitivity(cache, plan, stats.name, targets, weight_qp=low)
+                stats.sensitivity_low = acc - base
     sweep_result: dict[str, dict[int, float]] = {}
     if sweep:
         n = min(len(x), sweep_samples)
@@ -352,6 +363,7 @@ def analyze(model: Any, qmodel_or_config: Any = None, data: Any = None, *,
         sweep_note=(f"weights fake-quantized at each width, every activation at the plan's "
                     f"format, float arithmetic otherwise; first {min(len(x), sweep_samples)} "
                     f"samples"),
+        low_bits=low_bits,
         weights=weights,
         weight_qparams=dict(plan.weights),
     )
