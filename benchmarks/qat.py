@@ -64,7 +64,7 @@ def step_time(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, steps: i
     return float(np.median(times))
 
 
-def run_model(name: str, epochs: int, rows: list, flush) -> None:
+def run_model(name: str, epochs: int, lr: float, rows: list, flush) -> None:
     model, ds = zoo.get(name, progress=False)
     float_acc = evaluate(model, ds.x_test, ds.y_test)
     rows.append([name, "float", "", f"{100 * float_acc:.2f}", "", "", "", ""])
@@ -75,7 +75,7 @@ def run_model(name: str, epochs: int, rows: list, flush) -> None:
         torch.manual_seed(0)
         t0 = time.perf_counter()
         q = prepare(model, cfg, example_input=calib)
-        train(q, (ds.x_train, ds.y_train), epochs=epochs, lr=1e-3, batch_size=64,
+        train(q, (ds.x_train, ds.y_train), epochs=epochs, lr=lr, batch_size=64,
               schedule="cosine", progress=False)
         secs = time.perf_counter() - t0
         qat_acc = evaluate(q, ds.x_test, ds.y_test)
@@ -90,12 +90,13 @@ def run_model(name: str, epochs: int, rows: list, flush) -> None:
         flush()
 
 
-def kure_rows(name: str, rows: list, flush, weight: float = 0.1) -> None:
+def kure_rows(name: str, rows: list, flush, weights: tuple[float, ...] = (0.1, 1.0)) -> None:
     """Train from scratch with and without KURE (same recipe), then PTQ at W4A8 and W3A8."""
     rec = zoo.recipe(name)
     ds = zoo.dataset_for(name)
-    for label, extra in (("no regularizer", None),
-                         (f"KURE λ={weight}", lambda m: weight * kurtosis(m))):
+    runs = [("no regularizer", None)] + [
+        (f"KURE λ={w:g}", lambda m, w=w: w * kurtosis(m)) for w in weights]
+    for label, extra in runs:
         m = zoo.build(name)
         train(m, (ds.x_train, ds.y_train), epochs=rec.epochs, lr=rec.lr,
               batch_size=rec.batch_size, schedule=rec.schedule, extra_loss=extra,
@@ -114,7 +115,8 @@ def kure_rows(name: str, rows: list, flush, weight: float = 0.1) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--models", nargs="+", default=["mnist1d_cnn", "digits_cnn"])
-    ap.add_argument("--epochs", type=int, default=5)
+    ap.add_argument("--epochs", type=int, default=10)
+    ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--skip-qat", action="store_true")
     ap.add_argument("--skip-kure", action="store_true")
     args = ap.parse_args()
@@ -129,10 +131,10 @@ def main() -> None:
             "## Quantization-aware training",
             "",
             f"Command: {cmd} ({machine()}, 1 torch thread). QAT fine-tunes the trained float "
-            f"zoo model for {args.epochs} epochs (Adam 1e-3, cosine). First/last layer weights, "
-            "the input, the tensor feeding the last layer and the logits at 8 bits (policy). "
-            "'QAT acc' is the eval-mode QAT network, which computes the deployed layers (BN "
-            "folded into per-channel scales, bias on the int32 grid); 'int acc' is the "
+            f"zoo model for {args.epochs} epochs (Adam {args.lr:g}, cosine). First/last layer "
+            "weights, the input, the tensor feeding the last layer and the logits at 8 bits "
+            "(policy). 'QAT acc' is the eval-mode QAT network, which computes the deployed "
+            "layers (BN folded into per-channel scales, bias on the int32 grid); 'int acc' is the "
             "converted IntGraph in the integer interpreter; 'agree' = argmax agreement / "
             "bit-identical logits (%) between them. Sign activations (BNN, XNOR W1A1) have no "
             "IntGraph op yet, so those rows are QAT only.",
@@ -164,7 +166,7 @@ def main() -> None:
         flush()
     for name in args.models:
         if not args.skip_qat:
-            run_model(name, args.epochs, qat_rows, flush)
+            run_model(name, args.epochs, args.lr, qat_rows, flush)
         if not args.skip_kure:
             kure_rows(name, kure, flush)
 

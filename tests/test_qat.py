@@ -256,3 +256,25 @@ def test_lsq_steps_are_trained():
     wq = q.get_submodule("features.4").weight_quant
     assert isinstance(wq, LSQ) and wq.step.shape == step0.shape == (8,)
     assert not torch.equal(wq.step.detach(), step0)
+
+
+def test_global_average_pool_rounds_like_the_integer_op(tmp_path):
+    """conv2d-bn-relu → global average pool → linear: the pool's rounding of stored codes
+    (half away from zero, on the deployed signed codes) is reproduced in QAT eval."""
+    torch.manual_seed(3)
+    m = nn.Sequential(nn.Conv2d(1, 6, 3, padding=1), nn.BatchNorm2d(6), nn.ReLU(),
+                      nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(6, 3))
+    x = torch.randn(256, 1, 4, 4)
+    m.train()
+    with torch.no_grad():
+        m(x)
+    m.eval()
+    # 8-bit edges (default policy): unrounded means would change ~40% of the 8-bit logits
+    cfg = Config(weight_bits=4, act_bits=4, weight_quantizer="lsq", act_quantizer="lsq")
+    q = prepare(m, cfg, example_input=x).eval()
+    qm = convert(q, x[:32].numpy())
+    agree = agreement(q, qm, x.numpy())
+    assert agree["exact_fraction"] == 1.0, agree
+    xi = qm.quantize_input(x[:32].numpy())
+    qm.export_c(tmp_path / "c")
+    np.testing.assert_array_equal(compile_and_run_host(tmp_path / "c", xi), qm.run(xi))

@@ -23,9 +23,9 @@ import torch
 from torch import fx, nn
 
 from ..config import Config
-from .modules import QConv1d, QConv2d, QLinear, fold_params
+from .modules import GridAvgPool, QConv1d, QConv2d, QLinear, fold_params
 from .prepare import INPUT_KEY, LayerInfo
-from .quantizers import Quantizer
+from .quantizers import Quantizer, deployed_code_shift
 
 __all__ = ["convert", "folded_float_model", "ptq_overrides", "fold_layer", "agreement"]
 
@@ -71,12 +71,8 @@ def _act_override(q: Quantizer) -> dict[str, Any]:
     s = float(e["scale"][0])
     zp = int(e["zero_point"][0])
     b = max(int(e["bits"]), 1)
-    if b == 1:
-        plo, phi = -1, 1
-    else:
-        plo, phi = -(2 ** (b - 1)), 2 ** (b - 1) - 1
-    shift = 0 if (e["qmin"] >= plo and e["qmax"] <= phi) else plo - e["qmin"]
-    zp_p = zp + shift
+    plo, phi = (-1, 1) if b == 1 else (-(2 ** (b - 1)), 2 ** (b - 1) - 1)
+    zp_p = zp + deployed_code_shift(q)
     return {"act_bits": b, "act_range": (s * (plo - zp_p), s * (phi - zp_p)),
             "act_signed": bool(e["signed"])}
 
@@ -116,10 +112,13 @@ def folded_float_model(qat_model: fx.GraphModule) -> fx.GraphModule:
         if info.batchnorm:
             _set_module(gm, info.batchnorm, nn.Identity())
     for node in list(gm.graph.nodes):
-        if node.op == "call_module" and (node.target == "input_quant" or
-                                         node.target.endswith(".output_quant")):
+        if node.op != "call_module":
+            continue
+        if node.target == "input_quant" or node.target.endswith(".output_quant"):
             node.replace_all_uses_with(node.args[0])
             gm.graph.erase_node(node)
+        elif isinstance(gm.get_submodule(node.target), GridAvgPool):
+            _set_module(gm, node.target, gm.get_submodule(node.target).pool)
     gm.graph.lint()
     gm.recompile()
     return gm

@@ -30,10 +30,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .quantizers import Quantizer
+from .quantizers import Quantizer, _ste, deployed_code_shift
 
 __all__ = ["QConv1d", "QConv2d", "QLinear", "QUANT_LAYERS", "to_qat_layer", "fold_params",
-           "FoldableBatchNorm1d", "FoldableBatchNorm2d", "to_foldable_bn"]
+           "FoldableBatchNorm1d", "FoldableBatchNorm2d", "to_foldable_bn", "GridAvgPool"]
 
 
 def _links(layer: nn.Module) -> tuple[nn.Module | None, Quantizer | None]:
@@ -191,3 +191,43 @@ def to_qat_layer(module: nn.Module, weight_quant: Quantizer,
     new.train(module.training)
     new._attach(weight_quant, output_quant)
     return new
+
+
+class GridAvgPool(nn.Module):
+    """An average pool whose output is re-rounded to its input's grid, as the integer op does.
+
+    The integer ``avg_pool`` sums the stored codes of the window and divides by the count,
+    rounding half away from zero, keeping the input's scale and zero point. Without this the
+    QAT network would feed the next layer an unrounded mean. Gradient: straight through.
+    Only fixed-count windows (global pooling, unpadded pools) are wrapped.
+    """
+
+    def __init__(self, pool: nn.Module, source: Quantizer) -> None:
+        super().__init__()
+        self.pool = pool
+        self.__dict__["_source"] = source
+
+    def _count(self, x: Tensor) -> int:
+        if isinstance(self.pool, nn.AdaptiveAvgPool1d | nn.AdaptiveAvgPool2d):
+            n = 1
+            for d in x.shape[2:]:
+                n *= int(d)
+            return n
+        k = self.pool.kernel_size
+        k = (k,) if isinstance(k, int) else tuple(k)
+        n = 1
+        for d in k:
+            n *= int(d)
+        return n
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = self.pool(x)
+        src: Quantizer = self.__dict__["_source"]
+        n = self._count(x)
+        s = src.scale.detach().to(torch.float64).reshape(())
+        zp = float(src.zero_point.reshape(-1)[0])
+        shift = deployed_code_shift(src)
+        raw_sum = torch.round(n * (y.detach().to(torch.float64) / s + zp + shift))
+        code = torch.sign(raw_sum) * torch.floor((raw_sum.abs() + n // 2) / n)
+        out = (s.to(torch.float32) * (code - shift - zp).to(torch.float32))
+        return _ste(y, out)

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import fx, nn
 
 from ..config import Config
-from .modules import QUANT_LAYERS, to_foldable_bn, to_qat_layer
+from .modules import QUANT_LAYERS, GridAvgPool, to_foldable_bn, to_qat_layer
 from .quantizers import ACT_QUANTIZERS, WEIGHT_QUANTIZERS, make_act_quantizer, make_weight_quantizer
 
 __all__ = ["prepare", "LayerInfo", "QAT_OVERRIDE_KEYS"]
@@ -141,16 +141,15 @@ def _validate_overrides(config: Config, layer_names: list[str]) -> None:
 
 
 _PASS_THROUGH_MODULES = (nn.MaxPool1d, nn.MaxPool2d, nn.Flatten, nn.Dropout, nn.Identity,
-                         nn.Unflatten)
+                         nn.Unflatten, GridAvgPool)
 _PASS_THROUGH_CALLS = {"flatten", "view", "reshape", "contiguous", "squeeze", "unsqueeze"}
 
 
 def _input_quantizer(gm: fx.GraphModule, node: fx.Node) -> nn.Module | None:
     """The fake quantizer whose output reaches ``node``'s input unchanged (through max pools,
-    flatten, reshapes, dropout), i.e. the format of the layer's input; None if there is none.
-
-    The layer's bias is rounded to that input's accumulator grid in eval mode. Average pools
-    are not passed through: the integer average rounds, so its output is not the quantizer's.
+    flatten, reshapes, dropout, grid-rounding average pools), i.e. the format of the layer's
+    input; None if there is none. The layer's bias is rounded to that input's accumulator grid
+    in eval mode.
     """
     cur = node.args[0] if node.args else None
     while isinstance(cur, fx.Node):
@@ -167,6 +166,29 @@ def _input_quantizer(gm: fx.GraphModule, node: fx.Node) -> nn.Module | None:
             return None
         cur = cur.args[0] if cur.args else None
     return None
+
+
+def _fixed_count_pool(m: nn.Module) -> bool:
+    if isinstance(m, nn.AdaptiveAvgPool1d | nn.AdaptiveAvgPool2d):
+        size = m.output_size if isinstance(m.output_size, tuple) else (m.output_size,)
+        return all(v == 1 for v in size)
+    if isinstance(m, nn.AvgPool1d | nn.AvgPool2d):
+        pad = m.padding if isinstance(m.padding, tuple) else (m.padding,)
+        return all(p == 0 for p in pad) and not m.ceil_mode
+    return False
+
+
+def _wrap_average_pools(gm: fx.GraphModule) -> None:
+    """Make fixed-count average pools round to their input grid, as the integer op does."""
+    for node in gm.graph.nodes:
+        if node.op != "call_module":
+            continue
+        pool = gm.get_submodule(node.target)
+        if not _fixed_count_pool(pool):
+            continue
+        src = _input_quantizer(gm, node)
+        if src is not None:
+            _set_module(gm, node.target, GridAvgPool(pool, src))
 
 
 def _remember_input_shape(module: nn.Module, args: tuple) -> None:
@@ -292,6 +314,7 @@ def prepare(model: nn.Module, config: Config | None = None,
     x.replace_all_uses_with(xq, delete_user_cb=lambda u: u is not xq)
     graph.lint()
     gm.recompile()
+    _wrap_average_pools(gm)
     for node, _bn, _, info in plan:
         qlayer = gm.get_submodule(info.name)
         qlayer.link(qlayer.__dict__.get("_bn"), _input_quantizer(gm, node))

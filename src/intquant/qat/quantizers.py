@@ -41,6 +41,7 @@ __all__ = [
     "DoReFaAct",
     "HWGQ",
     "quantize_gradient",
+    "deployed_code_shift",
     "hwgq_step",
     "make_weight_quantizer",
     "make_act_quantizer",
@@ -797,6 +798,19 @@ class HWGQ(Quantizer):
         q = torch.clamp(torch.round(x.detach() / step), 0, qmax)
         clipped = torch.clamp(x, 0.0, float(qmax * step))  # derivative: 1 on (0, q_max)
         return _ste(clipped, step * q)
+
+
+def deployed_code_shift(q: Quantizer) -> int:
+    """Offset between this quantizer's codes and the stored codes of the deployed tensor.
+
+    PTQ stores a b-bit activation in the signed range [−2^(b−1), 2^(b−1) − 1]; codes that do
+    not fit (unsigned [0, 2^b − 1]) move down by 2^(b−1). Ops that round raw codes (average
+    pooling) must round the stored codes, so QAT needs the same offset.
+    """
+    qmin, qmax = q.code_range()
+    b = max(q.bits, 1)
+    lo, hi = (-1, 1) if b == 1 else (-(2 ** (b - 1)), 2 ** (b - 1) - 1)
+    return 0 if (qmin >= lo and qmax <= hi) else lo - qmin
 
 
 # ----------------------------------------------------------------------------------------------
