@@ -11,11 +11,12 @@ Typical use::
 
 from .convert import agreement, convert, folded_float_model, ptq_overrides
 from .modules import QConv1d, QConv2d, QLinear
-from .prepare import LayerInfo, prepare
+from .prepare import LayerInfo, prepare, recalibrate_batchnorm
 from .quantizers import ACT_QUANTIZERS, WEIGHT_QUANTIZERS, make_act_quantizer, make_weight_quantizer
 
 __all__ = [
-    "prepare", "convert", "agreement", "folded_float_model", "ptq_overrides", "LayerInfo",
+    "prepare", "recalibrate_batchnorm", "convert", "agreement", "folded_float_model",
+    "ptq_overrides", "LayerInfo",
     "QConv1d", "QConv2d", "QLinear", "WEIGHT_QUANTIZERS", "ACT_QUANTIZERS",
     "make_weight_quantizer", "make_act_quantizer",
 ]

@@ -51,6 +51,8 @@ def fold_params(layer: nn.Module) -> dict[str, Tensor]:
     bias of the integer layer), else bias'.
     """
     bn, in_quant = _links(layer)
+    if bn is not None and not getattr(bn, "folded", True):
+        bn = None  # the BatchNorm is computing statistics itself (recalibrate_batchnorm)
     wq = layer.weight_quant
     was_training = wq.training
     wq.eval()
@@ -75,13 +77,14 @@ def fold_params(layer: nn.Module) -> dict[str, Tensor]:
     sf = (scale * f).abs()
     codes = torch.where(sf.reshape(view) > 0, codes * torch.sign(f).reshape(view), 0.0)
     scale32 = torch.where(sf > 0, sf, torch.ones_like(sf)).to(torch.float32)
-    bias_q = bias
+    out = {"codes": codes.to(torch.int64), "scale": scale32,
+           "weight": scale32.reshape(view) * codes.to(torch.float32), "bias": bias,
+           "bias_q": bias}
     if in_quant is not None and in_quant.scale.numel() == 1:
         unit = float(in_quant.scale) * scale32.to(torch.float64)
-        bias_q = torch.round(bias / unit) * unit
-    return {"codes": codes.to(torch.int64), "scale": scale32,
-            "weight": scale32.reshape(view) * codes.to(torch.float32),
-            "bias": bias, "bias_q": bias_q}
+        out["bias_q"] = torch.round(bias / unit) * unit
+        out["step"] = unit
+    return out
 
 
 class _FoldableBN:
@@ -143,7 +146,13 @@ class _QATLayer:
         if self.training:
             return self.quantized_weight(), self.bias
         p = fold_params(self)
-        return p["weight"], p["bias_q"].to(torch.float32)
+        bias = p["bias_q"]
+        if getattr(self, "sign_output", False) and "step" in p:
+            # sign(acc) with sign(0) = +1 is sign(acc + 1/2): half a step keeps the following
+            # SignAct away from float rounding noise around 0 and matches the deployed
+            # layer, whose bias is 2·b_int + 1 on a half-step grid (see qat.convert.fold_layer).
+            bias = bias + p["step"] / 2
+        return p["weight"], bias.to(torch.float32)
 
 
 class QConv1d(nn.Conv1d, _QATLayer):

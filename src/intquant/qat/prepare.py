@@ -25,7 +25,9 @@ from __future__ import annotations
 import copy
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import fx, nn
@@ -34,7 +36,7 @@ from ..config import Config
 from .modules import QUANT_LAYERS, GridAvgPool, to_foldable_bn, to_qat_layer
 from .quantizers import ACT_QUANTIZERS, WEIGHT_QUANTIZERS, make_act_quantizer, make_weight_quantizer
 
-__all__ = ["prepare", "LayerInfo", "QAT_OVERRIDE_KEYS"]
+__all__ = ["prepare", "recalibrate_batchnorm", "LayerInfo", "QAT_OVERRIDE_KEYS"]
 
 QAT_OVERRIDE_KEYS = ("weight_bits", "weight_quantizer", "act_bits", "act_quantizer")
 INPUT_KEY = "input"
@@ -318,6 +320,7 @@ def prepare(model: nn.Module, config: Config | None = None,
     for node, _bn, _, info in plan:
         qlayer = gm.get_submodule(info.name)
         qlayer.link(qlayer.__dict__.get("_bn"), _input_quantizer(gm, node))
+        qlayer.sign_output = info.act_quantizer == "sign"
     gm.qat_layers = infos
     gm.qat_config = config
     if example_input is not None:
@@ -325,3 +328,34 @@ def prepare(model: nn.Module, config: Config | None = None,
         with torch.no_grad():
             gm(torch.as_tensor(example_input, dtype=torch.float32))
     return gm.train()
+
+
+def recalibrate_batchnorm(model: fx.GraphModule, x: torch.Tensor | Any,
+                          batch_size: int = 256) -> fx.GraphModule:
+    """Re-estimate BatchNorm running statistics with the *deployed* (eval-mode) quantizers.
+
+    Stochastic quantizers (``binary_stochastic``) train with random weights, so the running
+    statistics BatchNorm collects describe a noisier network than the deterministic one that is
+    deployed. This pass recomputes them as a plain average over ``x`` with every quantizer in
+    eval mode and BatchNorm computing batch statistics, then leaves the model in eval mode.
+    """
+    xt = torch.as_tensor(np.asarray(x, dtype=np.float32)) if not isinstance(x, torch.Tensor) \
+        else x.to(torch.float32)
+    model.eval()
+    bns = [m for m in model.modules() if isinstance(m, _BN)]
+    saved = [(m.momentum, getattr(m, "folded", None)) for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative moving average: the plain mean over all batches
+        if hasattr(m, "folded"):
+            m.folded = False  # a folded BN must compute batch statistics in this pass
+        m.train()
+    with torch.no_grad():
+        for i in range(0, xt.shape[0], batch_size):
+            model(xt[i:i + batch_size])
+    for m, (momentum, folded) in zip(bns, saved, strict=True):
+        m.momentum = momentum
+        if folded is not None:
+            m.folded = folded
+        m.eval()
+    return model
