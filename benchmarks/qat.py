@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from intquant import zoo  # noqa: E402
 from intquant.config import Config  # noqa: E402
 from intquant.ptq import quantize  # noqa: E402
-from intquant.qat import agreement, convert, prepare  # noqa: E402
+from intquant.qat import agreement, convert, prepare, recalibrate_batchnorm  # noqa: E402
 from intquant.regularizers import kurtosis, weight_stats  # noqa: E402
 from intquant.train import evaluate, train  # noqa: E402
 from results import machine, table, write_section  # noqa: E402
@@ -77,14 +77,14 @@ def run_model(name: str, epochs: int, lr: float, rows: list, flush) -> None:
         q = prepare(model, cfg, example_input=calib)
         train(q, (ds.x_train, ds.y_train), epochs=epochs, lr=lr, batch_size=64,
               schedule="cosine", progress=False)
+        if wq == "binary_stochastic":  # BN statistics of the deterministic deployed weights
+            recalibrate_batchnorm(q, ds.x_train)
         secs = time.perf_counter() - t0
         qat_acc = evaluate(q, ds.x_test, ds.y_test)
-        int_acc, agree = "", ""
-        if aq != "sign":
-            qm = convert(q, calib)
-            int_acc = f"{100 * qm.accuracy(ds.x_test, ds.y_test):.2f}"
-            a = agreement(q, qm, ds.x_test)
-            agree = f"{100 * a['argmax_agreement']:.2f} / {100 * a['exact_fraction']:.2f}"
+        qm = convert(q, calib)
+        int_acc = f"{100 * qm.accuracy(ds.x_test, ds.y_test):.2f}"
+        a = agreement(q, qm, ds.x_test)
+        agree = f"{100 * a['argmax_agreement']:.2f} / {100 * a['exact_fraction']:.2f}"
         rows.append([name, label, "", f"{100 * qat_acc:.2f}",
                      f"{100 * (qat_acc - float_acc):+.2f}", int_acc, agree, f"{secs:.0f}"])
         flush()
@@ -136,8 +136,9 @@ def main() -> None:
             "(policy). 'QAT acc' is the eval-mode QAT network, which computes the deployed "
             "layers (BN folded into per-channel scales, bias on the int32 grid); 'int acc' is the "
             "converted IntGraph in the integer interpreter; 'agree' = argmax agreement / "
-            "bit-identical logits (%) between them. Sign activations (BNN, XNOR W1A1) have no "
-            "IntGraph op yet, so those rows are QAT only.",
+            "bit-identical logits (%) between them. Sign activations deploy as conv + clamp "
+            "(codes 2q, bias 2b+1, see intquant.qat.convert). The stochastic BinaryConnect row "
+            "recalibrates BatchNorm statistics with the deterministic weights after training.",
             "",
             table(["model", "method", "", "QAT acc %", "Δ vs float pp", "int acc %",
                    "agree %", "train s"], qat_rows),
