@@ -17,6 +17,11 @@
  * channel is then one dot product over contiguous memory. Because padding holds the zero
  * point, sum w*(x - z) == sum w*x - z*sum(w) everywhere, and the generator folds -z*sum(w)
  * into `bias` offline: the inner loop is a plain dot product.
+ *
+ * Depthwise convs on the 8-bit path (one input and one output channel per group) skip im2col:
+ * a receptive field of a few taps costs more to copy than to multiply, so each output is
+ * computed from the input plane directly, its channel's weights and requantization constants
+ * loaded once per channel instead of once per output.
  */
 #include "iq_dot.h"
 #include "iq_kernels.h"
@@ -32,40 +37,36 @@
 #define IQ_TBIAS int64_t
 #endif
 
-static IQ_TOUT IQ_CAT(IQ_FN, _requantize)(int64_t acc, int32_t m, int32_t s, int32_t zero_point,
-                                          int32_t act_min, int32_t act_max)
-{
-    int32_t r = iq_apply_multiplier(acc, m, s, IQ_MODE);
-    return (IQ_TOUT)iq_add_zero_point_and_clamp(r, zero_point, act_min, act_max);
-}
-
 #if defined(IQ_FAST8)
 /* ---------------------------------------------------------------------------------------
- * 8-bit path: `col` holds xu = x + xoff (uint8); returns 128 * sum(xu), the per-position
- * term of the offset-binary identity. Output channels of one group, from channel c0.
+ * 8-bit path: `col` holds xu = x + xoff (uint8); col_term = 128 * sum(xu), the per-position
+ * term of the offset-binary identity. `count` output channels from the given pointers (weights,
+ * bias, multipliers, shifts already offset to the first channel); outputs `out_stride` apart.
  */
 static void IQ_CAT(IQ_FN, _channels)(const uint8_t* col, uint32_t col_term, const uint8_t* w,
                                      const uint32_t* bias, const int32_t* mult,
-                                     const int32_t* shift, int32_t c0, int32_t count, int32_t k,
-                                     IQ_TOUT* out, int32_t out_stride, int32_t zero_point,
-                                     int32_t act_min, int32_t act_max)
+                                     const int32_t* shift, int32_t count, int32_t k,
+                                     IQ_TOUT* out, int32_t out_stride, iq_out_stage_t o)
 {
-    int32_t j, t;
     uint32_t s[4];
+    int32_t j, t;
     for (j = 0; j + 4 <= count; j += 4) {
-        iq_dot4_u8(col, w + j * k, k, s);
+        iq_dot4_u8(col, w, k, s);
+        w += 4 * k;
         for (t = 0; t < 4; ++t) {
-            const int32_t c = c0 + j + t;
-            const int32_t acc = (int32_t)(bias[c] + s[t] - col_term);
-            out[c * out_stride] =
-                IQ_CAT(IQ_FN, _requantize)(acc, mult[c], shift[c], zero_point, act_min, act_max);
+            *out = (IQ_TOUT)iq_requantize_out((int32_t)(bias[t] + s[t] - col_term), mult[t],
+                                              shift[t], IQ_MODE, o);
+            out += out_stride;
         }
+        bias += 4;
+        mult += 4;
+        shift += 4;
     }
     for (; j < count; ++j) {
-        const int32_t c = c0 + j;
-        const int32_t acc = (int32_t)(bias[c] + iq_dot1_u8(col, w + j * k, k) - col_term);
-        out[c * out_stride] =
-            IQ_CAT(IQ_FN, _requantize)(acc, mult[c], shift[c], zero_point, act_min, act_max);
+        const uint32_t acc = *bias++ + iq_dot1_u8(col, w, k) - col_term;
+        *out = (IQ_TOUT)iq_requantize_out((int32_t)acc, *mult++, *shift++, IQ_MODE, o);
+        out += out_stride;
+        w += k;
     }
 }
 
@@ -76,6 +77,13 @@ static void IQ_CAT(IQ_FN, _channels)(const uint8_t* col, uint32_t col_term, cons
  * Generic path (16-bit operands or a 64-bit accumulator): two channels per pass share each
  * loaded input; with IQ_ACC 64, products are summed in int32 chunks of IQ_CHUNK terms.
  */
+static IQ_TOUT IQ_CAT(IQ_FN, _requantize)(int64_t acc, int32_t m, int32_t s, int32_t zero_point,
+                                          int32_t act_min, int32_t act_max)
+{
+    int32_t r = iq_apply_multiplier(acc, m, s, IQ_MODE);
+    return (IQ_TOUT)iq_add_zero_point_and_clamp(r, zero_point, act_min, act_max);
+}
+
 static void IQ_CAT(IQ_FN, _dot2)(const IQ_TIN* x, const IQ_TW* w0, const IQ_TW* w1, int32_t n,
                                  IQ_TBIAS* s0, IQ_TBIAS* s1)
 {
@@ -117,51 +125,147 @@ static void IQ_CAT(IQ_FN, _channels)(const IQ_TIN* col, const IQ_TW* w, const IQ
 #endif
 
 #ifndef IQ_FC_TEMPLATE
+/* Taps [lo, hi) of a kernel axis that land inside the input for a window starting at `start`
+ * (no division: kernels are short). */
+static void IQ_CAT(IQ_FN, _valid_taps)(int32_t start, int32_t k, int32_t dil, int32_t size,
+                                       int32_t* lo, int32_t* hi)
+{
+    int32_t a = 0, b = k;
+    while (a < k && start + a * dil < 0) {
+        ++a;
+    }
+    while (b > a && start + (b - 1) * dil >= size) {
+        --b;
+    }
+    *lo = a;
+    *hi = b;
+}
+
 /* Gather the receptive field of output (oy, ox) for channels [c0, c0 + cin_g) into col.
- * Fast path: stores x + xoff as uint8 and returns 128 * sum; generic: stores x, returns 0. */
+ * Fast path: stores x + xoff as uint8 and returns 128 * sum; generic: stores x, returns 0.
+ * Row by row: the padded taps of a row are known from the window bounds, the valid ones are
+ * one strided run, so the inner loop is a plain copy. */
 static uint32_t IQ_CAT(IQ_FN, _im2col)(const iq_conv_params_t* p, const IQ_TIN* x, int32_t c0,
                                        int32_t cin_g, int32_t oy, int32_t ox, void* col_buf)
 {
+    const int32_t in_h = p->in_h, in_w = p->in_w, k_h = p->k_h, k_w = p->k_w;
+    const int32_t dil_h = p->dil_h, dil_w = p->dil_w, plane = in_h * in_w;
+    const int32_t y0 = oy * p->stride_h - p->pad_top;
+    const int32_t x0 = ox * p->stride_w - p->pad_left;
+    int32_t ky_lo, ky_hi, kx_lo, kx_hi, ci, ky, i;
 #if defined(IQ_FAST8)
     uint8_t* col = (uint8_t*)col_buf;
     const uint8_t pad = (uint8_t)(p->input_zero_point + IQ_XOFF);
-    uint32_t sum = 0;
+    uint32_t sum = 0, pads = 0;
 #define IQ_PUT(v) (sum += (*col++ = (uint8_t)((v) + IQ_XOFF)))
-#define IQ_PUT_PAD() (sum += (*col++ = pad))
 #else
     IQ_TIN* col = (IQ_TIN*)col_buf;
     const IQ_TIN pad = (IQ_TIN)p->input_zero_point;
-    const uint32_t sum = 0;
+    uint32_t pads = 0;
 #define IQ_PUT(v) (*col++ = (v))
-#define IQ_PUT_PAD() (*col++ = pad)
 #endif
-    const int32_t y0 = oy * p->stride_h - p->pad_top;
-    const int32_t x0 = ox * p->stride_w - p->pad_left;
-    int32_t ci, ky, kx;
+    IQ_CAT(IQ_FN, _valid_taps)(y0, k_h, dil_h, in_h, &ky_lo, &ky_hi);
+    IQ_CAT(IQ_FN, _valid_taps)(x0, k_w, dil_w, in_w, &kx_lo, &kx_hi);
     for (ci = 0; ci < cin_g; ++ci) {
-        const IQ_TIN* plane = x + (c0 + ci) * p->in_h * p->in_w;
-        for (ky = 0; ky < p->k_h; ++ky) {
-            const int32_t iy = y0 + ky * p->dil_h;
-            if (iy < 0 || iy >= p->in_h) {
-                for (kx = 0; kx < p->k_w; ++kx) {
-                    IQ_PUT_PAD();
+        const IQ_TIN* src_plane = x + (c0 + ci) * plane;
+        for (ky = 0; ky < k_h; ++ky) {
+            const IQ_TIN* src;
+            if (ky < ky_lo || ky >= ky_hi) {
+                for (i = 0; i < k_w; ++i) {
+                    *col++ = pad;
                 }
+                pads += (uint32_t)k_w;
                 continue;
             }
-            for (kx = 0; kx < p->k_w; ++kx) {
-                const int32_t ix = x0 + kx * p->dil_w;
-                if (ix >= 0 && ix < p->in_w) {
-                    IQ_PUT(plane[iy * p->in_w + ix]);
-                } else {
-                    IQ_PUT_PAD();
+            src = src_plane + (y0 + ky * dil_h) * in_w + x0 + kx_lo * dil_w;
+            for (i = 0; i < kx_lo; ++i) {
+                *col++ = pad;
+            }
+            if (dil_w == 1) {
+                for (i = kx_lo; i < kx_hi; ++i) {
+                    IQ_PUT(*src++);
+                }
+            } else {
+                for (i = kx_lo; i < kx_hi; ++i) {
+                    IQ_PUT(*src);
+                    src += dil_w;
                 }
             }
+            for (i = kx_hi; i < k_w; ++i) {
+                *col++ = pad;
+            }
+            pads += (uint32_t)(k_w - (kx_hi - kx_lo));
         }
     }
 #undef IQ_PUT
-#undef IQ_PUT_PAD
-    return sum * 128u;
+#if defined(IQ_FAST8)
+    return (sum + pads * pad) * 128u;
+#else
+    (void)pads;
+    return 0;
+#endif
 }
+
+#if defined(IQ_FAST8)
+/* Depthwise on the 8-bit path. With signed weights ws = wu - 128 the offset-binary identity
+ * reads acc = bias' + sum ws*(x + xoff) (padded taps: x = z), i.e.
+ *     acc = base + sum_valid ws*x,   base = bias' + xoff*sum(ws) + z*sum_padded(ws),
+ * all modulo 2^32 like the im2col path, whose value it equals. */
+static void IQ_CAT(IQ_FN, _depthwise)(const iq_conv_params_t* p, const IQ_TIN* x,
+                                      const uint8_t* w, const uint32_t* bias,
+                                      const int32_t* mult, const int32_t* shift, IQ_TOUT* y)
+{
+    const int32_t in_h = p->in_h, in_w = p->in_w, out_h = p->out_h, out_w = p->out_w;
+    const int32_t k_h = p->k_h, k_w = p->k_w, k = k_h * k_w;
+    const int32_t dil_h = p->dil_h, dil_w = p->dil_w, z = p->input_zero_point;
+    const iq_out_stage_t o = iq_out_stage(p->output_zero_point, p->act_min, p->act_max);
+    int32_t c, oy, ox, ky, kx;
+    for (c = 0; c < p->out_c; ++c) {
+        const uint8_t* wc = w + c * k;
+        const IQ_TIN* plane = x + c * in_h * in_w;
+        const int32_t m = mult[c], sh = shift[c];
+        uint32_t base = bias[c];
+        int32_t t;
+        for (t = 0; t < k; ++t) {
+            base += (uint32_t)(IQ_XOFF * ((int32_t)wc[t] - 128));
+        }
+        for (oy = 0; oy < out_h; ++oy) {
+            const int32_t y0 = oy * p->stride_h - p->pad_top;
+            int32_t ky_lo, ky_hi;
+            IQ_CAT(IQ_FN, _valid_taps)(y0, k_h, dil_h, in_h, &ky_lo, &ky_hi);
+            for (ox = 0; ox < out_w; ++ox) {
+                const int32_t x0 = ox * p->stride_w - p->pad_left;
+                int32_t kx_lo, kx_hi;
+                uint32_t acc = base;
+                IQ_CAT(IQ_FN, _valid_taps)(x0, k_w, dil_w, in_w, &kx_lo, &kx_hi);
+                for (ky = 0; ky < k_h; ++ky) {
+                    const uint8_t* wr = wc + ky * k_w;
+                    if (ky < ky_lo || ky >= ky_hi) {
+                        for (kx = 0; kx < k_w; ++kx) {
+                            acc += (uint32_t)(z * ((int32_t)wr[kx] - 128));
+                        }
+                        continue;
+                    }
+                    {
+                        const IQ_TIN* src = plane + (y0 + ky * dil_h) * in_w + x0;
+                        for (kx = 0; kx < kx_lo; ++kx) {
+                            acc += (uint32_t)(z * ((int32_t)wr[kx] - 128));
+                        }
+                        for (; kx < kx_hi; ++kx) {
+                            acc += (uint32_t)(src[kx * dil_w] * ((int32_t)wr[kx] - 128));
+                        }
+                        for (; kx < k_w; ++kx) {
+                            acc += (uint32_t)(z * ((int32_t)wr[kx] - 128));
+                        }
+                    }
+                }
+                y[(c * out_h + oy) * out_w + ox] =
+                    (IQ_TOUT)iq_requantize_out((int32_t)acc, m, sh, IQ_MODE, o);
+            }
+        }
+    }
+}
+#endif
 
 IQ_CONV_DECLARE(IQ_FN, IQ_TIN, IQ_TW, IQ_TOUT, IQ_TBIAS)
 {
@@ -170,6 +274,14 @@ IQ_CONV_DECLARE(IQ_FN, IQ_TIN, IQ_TW, IQ_TOUT, IQ_TBIAS)
     const int32_t k = cin_g * p->k_h * p->k_w;
     const int32_t out_plane = p->out_h * p->out_w;
     int32_t g, oy, ox;
+#if defined(IQ_FAST8)
+    const iq_out_stage_t o = iq_out_stage(p->output_zero_point, p->act_min, p->act_max);
+    if (cin_g == 1 && cout_g == 1) {
+        (void)col;
+        IQ_CAT(IQ_FN, _depthwise)(p, x, w, bias, mult, shift, y);
+        return;
+    }
+#endif
     for (g = 0; g < p->groups; ++g) {
         const IQ_TW* wg = w + g * cout_g * k;
         for (oy = 0; oy < p->out_h; ++oy) {
@@ -177,9 +289,10 @@ IQ_CONV_DECLARE(IQ_FN, IQ_TIN, IQ_TW, IQ_TOUT, IQ_TBIAS)
                 IQ_TOUT* out = y + oy * p->out_w + ox;
                 const uint32_t term = IQ_CAT(IQ_FN, _im2col)(p, x, g * cin_g, cin_g, oy, ox, col);
 #if defined(IQ_FAST8)
-                IQ_CAT(IQ_FN, _channels)((const uint8_t*)col, term, wg, bias, mult, shift,
-                                         g * cout_g, cout_g, k, out, out_plane,
-                                         p->output_zero_point, p->act_min, p->act_max);
+                const int32_t c0 = g * cout_g;
+                IQ_CAT(IQ_FN, _channels)((const uint8_t*)col, term, wg, bias + c0, mult + c0,
+                                         shift + c0, cout_g, k, out + c0 * out_plane, out_plane,
+                                         o);
 #else
                 (void)term;
                 IQ_CAT(IQ_FN, _channels)(col, wg, bias, mult, shift, g * cout_g, cout_g, k, out,
@@ -198,11 +311,12 @@ IQ_FC_DECLARE(IQ_FN, IQ_TIN, IQ_TW, IQ_TOUT, IQ_TBIAS)
     uint8_t* xu = (uint8_t*)col;
     uint32_t sum = 0;
     int32_t i;
-    for (i = 0; i < p->in_features; ++i) {
+    const int32_t n = p->in_features;
+    for (i = 0; i < n; ++i) {
         sum += (xu[i] = (uint8_t)(x[i] + IQ_XOFF));
     }
-    IQ_CAT(IQ_FN, _channels)(xu, sum * 128u, w, bias, mult, shift, 0, p->out_features,
-                             p->in_features, y, 1, p->output_zero_point, p->act_min, p->act_max);
+    IQ_CAT(IQ_FN, _channels)(xu, sum * 128u, w, bias, mult, shift, p->out_features, n, y, 1,
+                             iq_out_stage(p->output_zero_point, p->act_min, p->act_max));
 #else
     (void)col;
     IQ_CAT(IQ_FN, _channels)(x, w, bias, mult, shift, 0, p->out_features, p->in_features, y, 1,

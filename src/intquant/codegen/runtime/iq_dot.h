@@ -99,4 +99,35 @@ static inline uint32_t iq_dot1_u8(const uint8_t* x, const uint8_t* w, int32_t n)
     return a;
 }
 
+/* ---- 8-bit output stage --------------------------------------------------------------------
+ *
+ * out = clamp(r + z, lo, hi) with r the requantized accumulator. The contract first clamps r to
+ * +-2^30 so that the addition cannot overflow (iq_add_zero_point_and_clamp); here the bounds are
+ * moved instead: clamp(r, lo - z, hi - z) + z is the same value for every int32 r, because z,
+ * lo and hi lie in the 8/16-bit activation ranges (validated by IntGraph), so lo - z and hi - z
+ * lie strictly inside +-2^30 and (i) r in [lo - z, hi - z] gives r + z on both sides, (ii) below
+ * (above) that interval both sides give lo (hi). One subtraction per layer, none per output. */
+typedef struct {
+    int32_t zero_point, lo, hi; /* lo = act_min - z, hi = act_max - z */
+} iq_out_stage_t;
+
+static inline iq_out_stage_t iq_out_stage(int32_t zero_point, int32_t act_min, int32_t act_max)
+{
+    iq_out_stage_t o;
+    o.zero_point = zero_point;
+    o.lo = act_min - zero_point;
+    o.hi = act_max - zero_point;
+    return o;
+}
+
+/* Requantize an int32 accumulator (mode folds away: a constant in every template instance). */
+static inline int32_t iq_requantize_out(int32_t acc, int32_t m, int32_t shift, int32_t mode,
+                                        iq_out_stage_t o)
+{
+    int32_t r = mode == IQ_RQ_DOUBLE ? iq_mbqm_double(acc, m, shift)
+                                     : iq_apply_multiplier(acc, m, shift, mode);
+    r = r < o.lo ? o.lo : (r > o.hi ? o.hi : r);
+    return r + o.zero_point;
+}
+
 #endif /* IQ_DOT_H */

@@ -80,6 +80,77 @@ static inline int32_t iq_rounding_divide_by_pot(int32_t x, int32_t e)
     return (x >> e) + (remainder > threshold ? 1 : 0);
 }
 
+#if defined(__ARM_ARCH_6M__) && defined(__GNUC__) && defined(__OPTIMIZE__)
+#define IQ_REQUANT_ASM 1
+/* iq_srdhm on ARMv6-M in 23 instructions (libgcc's 64-bit multiply alone costs ~40), for
+ * b >= 0 and any a.
+ *
+ * Split a = ah*2^16 + al and b = bh*2^16 + bl with al, bl in [0, 2^16) (UXTH) and ah, bh the
+ * arithmetic high halves. Then, exactly,
+ *     ab + 2^30 = ah*bh*2^32 + (al*bh + 2^14)*2^16 + ah*bl*2^16 + al*bl
+ * and every term fits one 32-bit register: al*bl < 2^32 (unsigned), |ah*bh| <= 2^30,
+ * ah*bl in [-2^15*(2^16-1), (2^15-1)*(2^16-1)], al*bh + 2^14 in [2^14, (2^16-1)*(2^15-1)+2^14]
+ * (below 2^31 - 1). Each middle term t is added to the 64-bit pair (hi:lo) as lo += t << 16
+ * with carry into hi += t >> 16 (arithmetic): the pair is ab + 2^30 in two's complement, and
+ * bits 31..62 of it are the floored quotient by 2^31 (== the truncated C quotient of
+ * ab + nudge, see iq_srdhm), which fits int32 because b >= 0 excludes a == b == INT32_MIN. */
+static inline int32_t iq_srdhm_asm(int32_t a, int32_t b)
+{
+    uint32_t hi, lo, mid, t;
+    __asm__(".syntax unified\n\t"
+            "asrs %[hi], %[a], #16\n\t"      /* hi  = ah                    */
+            "uxth %[a], %[a]\n\t"            /* a   = al                    */
+            "uxth %[mid], %[b]\n\t"          /* mid = bl                    */
+            "movs %[lo], %[mid]\n\t"
+            "muls %[lo], %[a], %[lo]\n\t"    /* lo  = al*bl                 */
+            "muls %[mid], %[hi], %[mid]\n\t" /* mid = ah*bl                 */
+            "asrs %[t], %[b], #16\n\t"       /* t   = bh                    */
+            "muls %[a], %[t], %[a]\n\t"      /* a   = al*bh                 */
+            "muls %[hi], %[t], %[hi]\n\t"    /* hi  = ah*bh                 */
+            "movs %[t], #1\n\t"
+            "lsls %[t], %[t], #14\n\t"
+            "adds %[a], %[a], %[t]\n\t"      /* a   = al*bh + 2^14          */
+            "lsls %[t], %[a], #16\n\t"
+            "asrs %[a], %[a], #16\n\t"
+            "adds %[lo], %[lo], %[t]\n\t"
+            "adcs %[hi], %[hi], %[a]\n\t"    /* (hi:lo) += a * 2^16         */
+            "lsls %[t], %[mid], #16\n\t"
+            "asrs %[mid], %[mid], #16\n\t"
+            "adds %[lo], %[lo], %[t]\n\t"
+            "adcs %[hi], %[hi], %[mid]\n\t"  /* (hi:lo) += mid * 2^16       */
+            "lsls %[hi], %[hi], #1\n\t"
+            "lsrs %[lo], %[lo], #31\n\t"
+            "orrs %[hi], %[hi], %[lo]\n\t"   /* bits 31..62 of (hi:lo)      */
+            : [hi] "=&l"(hi), [lo] "=&l"(lo), [mid] "=&l"(mid), [t] "=&l"(t), [a] "+l"(a)
+            : [b] "l"(b)
+            : "cc");
+    return (int32_t)hi;
+}
+
+/* iq_rounding_divide_by_pot on ARMv6-M in 5 instructions, for 0 <= e <= 31, x > INT32_MIN.
+ *
+ * Half away from zero, x / 2^e rounds to floor((x + 2^(e-1)) / 2^e) for x >= 0 and to
+ * floor((x - 1 + 2^(e-1)) / 2^e) for x < 0 (e >= 1). With x' = x - (x < 0) (no overflow:
+ * x > INT32_MIN) both are floor((q + 1) / 2) = (q >> 1) + (q & 1) where q = x' >> (e - 1):
+ * that is x' >> e plus bit e-1 of x', exactly the carry that ASRS by a register leaves.
+ * e = 0: ADDS x, (x >> 31) sets C = (x < 0) (adding 0xFFFFFFFF to a negative x carries, adding
+ * 0 never does), MOVS #imm and ASRS by 0 leave C alone, so the result is x' + (x < 0) = x. */
+static inline int32_t iq_rounding_divide_by_pot_asm(int32_t x, int32_t e)
+{
+    int32_t t;
+    __asm__(".syntax unified\n\t"
+            "asrs %[t], %[x], #31\n\t"
+            "adds %[x], %[x], %[t]\n\t" /* x' = x - (x < 0)              */
+            "movs %[t], #0\n\t"         /* MOVS #imm leaves C untouched  */
+            "asrs %[x], %[x], %[e]\n\t" /* x' >> e, C = bit e-1 of x'     */
+            "adcs %[x], %[x], %[t]\n\t"
+            : [x] "+l"(x), [t] "=&l"(t)
+            : [e] "l"(e)
+            : "cc");
+    return x;
+}
+#endif
+
 /* The same on a 64-bit value (power-of-two requantization of an int64 accumulator). */
 static inline int64_t iq_rounding_divide_by_pot64(int64_t x, int32_t e)
 {
@@ -109,11 +180,38 @@ static inline int32_t iq_saturating_left_shift(int64_t x, int32_t e)
 }
 
 /* TFLM MultiplyByQuantizedMultiplier ("double rounding"). */
-static inline int32_t iq_mbqm_double(int32_t x, int32_t m, int32_t shift)
+static inline int32_t iq_mbqm_double_portable(int32_t x, int32_t m, int32_t shift)
 {
     int32_t left = shift > 0 ? shift : 0;
     int32_t right = shift > 0 ? 0 : -shift;
     return iq_rounding_divide_by_pot(iq_srdhm(iq_saturating_left_shift(x, left), m), right);
+}
+
+#ifdef IQ_REQUANT_ASM
+/* Out of line: multipliers >= 1 (shift > 0) are rare in 8-bit layers, and keeping the 64-bit
+ * saturating shift out of the hot loop keeps its registers free. */
+__attribute__((noinline, unused)) static int32_t iq_mbqm_double_rare(int32_t x, int32_t m,
+                                                                     int32_t shift)
+{
+    return iq_mbqm_double_portable(x, m, shift);
+}
+#endif
+
+static inline int32_t iq_mbqm_double(int32_t x, int32_t m, int32_t shift)
+{
+#ifdef IQ_REQUANT_ASM
+    /* Fast path: m >= 0 (always: intgraph validates multipliers to [0, 2^31)) and
+     * shift <= 0, i.e. no left shift and e = -shift in [0, 31]. For m >= 0 the SRDHM result is
+     * at least floor((-2^31 * (2^31 - 1) + 2^30) / 2^31) = 1 - 2^31 > INT32_MIN, as the asm
+     * RDBP needs. One sign test covers both conditions. */
+    int32_t e = (int32_t)(0u - (uint32_t)shift);
+    if ((m | e) >= 0) {
+        return iq_rounding_divide_by_pot_asm(iq_srdhm_asm(x, m), e);
+    }
+    return iq_mbqm_double_rare(x, m, shift);
+#else
+    return iq_mbqm_double_portable(x, m, shift);
+#endif
 }
 
 /* CMSIS-NN single rounding: (x*M + 2^(30-shift)) >> (31-shift), shift <= 30. */
