@@ -17,15 +17,13 @@ from tqdm.auto import tqdm
 from .config import Config
 from .graph import Graph, Node, capture, optimize, run_graph
 from .graph.execute import run_conv, run_linear
+from .graph.ir import SAME_FORMAT
 from .lower import QuantPlan, lower
 from .numerics import QParams, choose_qparams, dequantize
 from .numerics import quantize as quantize_array
 from .observers import make_observer
 from .qmodel import QuantizedModel
 
-# Ops whose output format is their input's (no requantization possible or needed).
-SAME_FORMAT = ("max_pool", "avg_pool", "global_avg_pool", "reshape", "transpose", "pad",
-               "relu", "clamp")
 WEIGHTED = ("conv", "linear")
 
 

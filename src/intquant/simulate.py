@@ -12,12 +12,9 @@ import torch
 import torch.nn.functional as F
 
 from .graph.execute import apply_act, run_node
-from .graph.ir import Graph, Node
+from .graph.ir import SAME_FORMAT, Graph, Node
 from .lower import QuantPlan
 from .numerics import QParams
-
-SAME_FORMAT = ("max_pool", "avg_pool", "global_avg_pool", "reshape", "transpose", "pad",
-               "relu", "clamp")
 
 
 def fake_quant(x: torch.Tensor, qp: QParams, axis: int | None = None) -> torch.Tensor:

@@ -36,6 +36,11 @@ OPS: dict[str, str] = {
     "lrn": "ONNX LRN across channels; attrs size, alpha, beta, bias (from ONNX import)",
 }
 
+# Ops whose output keeps its input's quantization format (they move or select raw values, or
+# clamp them): no requantization, no calibration of their own.
+SAME_FORMAT = ("max_pool", "avg_pool", "global_avg_pool", "reshape", "transpose", "pad",
+               "relu", "clamp")
+
 # Activations that can be fused into the producing conv/linear/add as clamp bounds.
 FUSABLE_ACTIVATIONS = ("relu", "clamp")
 
