@@ -362,12 +362,13 @@ def saturating_rounding_doubling_high_mul(a: np.ndarray, b: np.ndarray) -> np.nd
     a = _i64(a)
     b = _i64(b)
     ab = a * b  # |ab| <= 2^62: exact in int64
-    nudge = np.where(ab >= 0, 1 << 30, 1 - (1 << 30))
-    num = ab + nudge
-    # C integer division by 2^31 truncates toward zero.
-    q = np.where(num >= 0, num >> 31, -((-num) >> 31))
-    overflow = (a == INT32_MIN) & (b == INT32_MIN)
-    return np.where(overflow, INT32_MAX, q)
+    negative = (ab >> 63) & (2**31 - 1)  # 2^31 − 1 where ab < 0, else 0 (no temporaries of where)
+    num = ab + (1 << 30) - negative  # nudge: 2^30, or 1 − 2^30 for negative products
+    # C integer division by 2^31 truncates toward zero: bias negatives by 2^31 − 1, then floor.
+    q = (num + ((num >> 63) & (2**31 - 1))) >> 31
+    if np.any(b == INT32_MIN) or np.any(a == INT32_MIN):
+        q = np.where((a == INT32_MIN) & (b == INT32_MIN), INT32_MAX, q)
+    return q
 
 
 def rounding_divide_by_pot(x: np.ndarray, exponent: np.ndarray) -> np.ndarray:
