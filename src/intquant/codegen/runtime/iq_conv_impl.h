@@ -55,7 +55,7 @@ static void IQ_CAT(IQ_FN, _channels)(const uint8_t* col, uint32_t col_term, cons
         w += 4 * k;
         for (t = 0; t < 4; ++t) {
             *out = (IQ_TOUT)iq_requantize_out((int32_t)(bias[t] + s[t] - col_term), mult[t],
-                                              shift[t], IQ_MODE, o);
+                                              shift[t], IQ_MODE, &o);
             out += out_stride;
         }
         bias += 4;
@@ -64,7 +64,7 @@ static void IQ_CAT(IQ_FN, _channels)(const uint8_t* col, uint32_t col_term, cons
     }
     for (; j < count; ++j) {
         const uint32_t acc = *bias++ + iq_dot1_u8(col, w, k) - col_term;
-        *out = (IQ_TOUT)iq_requantize_out((int32_t)acc, *mult++, *shift++, IQ_MODE, o);
+        *out = (IQ_TOUT)iq_requantize_out((int32_t)acc, *mult++, *shift++, IQ_MODE, &o);
         out += out_stride;
         w += k;
     }
@@ -157,7 +157,7 @@ static uint32_t IQ_CAT(IQ_FN, _im2col)(const iq_conv_params_t* p, const IQ_TIN* 
     uint8_t* col = (uint8_t*)col_buf;
     const uint8_t pad = (uint8_t)(p->input_zero_point + IQ_XOFF);
     uint32_t sum = 0, pads = 0;
-#define IQ_PUT(v) (sum += (*col++ = (uint8_t)((v) + IQ_XOFF)))
+#define IQ_PUT(v) (sum += (*col++ = (uint8_t)((uint32_t)(uint8_t)(v) ^ (uint32_t)IQ_XOFF)))
 #else
     IQ_TIN* col = (IQ_TIN*)col_buf;
     const IQ_TIN pad = (IQ_TIN)p->input_zero_point;
@@ -166,7 +166,33 @@ static uint32_t IQ_CAT(IQ_FN, _im2col)(const iq_conv_params_t* p, const IQ_TIN* 
 #endif
     IQ_CAT(IQ_FN, _valid_taps)(y0, k_h, dil_h, in_h, &ky_lo, &ky_hi);
     IQ_CAT(IQ_FN, _valid_taps)(x0, k_w, dil_w, in_w, &kx_lo, &kx_hi);
-    for (ci = 0; ci < cin_g; ++ci) {
+    if (ky_lo == 0 && ky_hi == k_h && kx_lo == 0 && kx_hi == k_w && dil_w == 1) {
+        /* Window inside the input (all but the border positions): rows of k_w contiguous
+         * values, no padding; 1x1 kernels are one strided gather over the channels. */
+        const IQ_TIN* src = x + c0 * plane + y0 * in_w + x0;
+        const int32_t row_step = dil_h * in_w;
+        if (k_h == 1 && k_w == 1) {
+            for (ci = 0; ci < cin_g; ++ci) {
+                IQ_PUT(*src);
+                src += plane;
+            }
+        } else {
+            for (ci = 0; ci < cin_g; ++ci) {
+                const IQ_TIN* row = src;
+                for (ky = 0; ky < k_h; ++ky) {
+                    for (i = 0; i < k_w; ++i) {
+                        IQ_PUT(row[i]);
+                    }
+                    row += row_step;
+                }
+                src += plane;
+            }
+        }
+        ci = cin_g; /* done: skip the general loop below */
+    } else {
+        ci = 0;
+    }
+    for (; ci < cin_g; ++ci) {
         const IQ_TIN* src_plane = x + (c0 + ci) * plane;
         for (ky = 0; ky < k_h; ++ky) {
             const IQ_TIN* src;
@@ -207,60 +233,96 @@ static uint32_t IQ_CAT(IQ_FN, _im2col)(const iq_conv_params_t* p, const IQ_TIN* 
 }
 
 #if defined(IQ_FAST8)
+#ifndef IQ_DW_MAX_TAPS
+#define IQ_DW_MAX_TAPS 32 /* depthwise kernels up to this many taps skip im2col */
+#endif
 /* Depthwise on the 8-bit path. With signed weights ws = wu - 128 the offset-binary identity
  * reads acc = bias' + sum ws*(x + xoff) (padded taps: x = z), i.e.
- *     acc = base + sum_valid ws*x,   base = bias' + xoff*sum(ws) + z*sum_padded(ws),
- * all modulo 2^32 like the im2col path, whose value it equals. */
+ *     acc = base + sum_valid ws*x + z*sum_padded ws,   base = bias' + xoff*sum(ws),
+ * all modulo 2^32 like the im2col path, whose value it equals. Per channel the taps' weights and
+ * input offsets go to small local tables; outputs whose window lies inside the input (all but a
+ * border of pad/stride outputs) need no bounds test, and 1x3 kernels keep their weights in
+ * registers. */
 static void IQ_CAT(IQ_FN, _depthwise)(const iq_conv_params_t* p, const IQ_TIN* x,
                                       const uint8_t* w, const uint32_t* bias,
                                       const int32_t* mult, const int32_t* shift, IQ_TOUT* y)
 {
     const int32_t in_h = p->in_h, in_w = p->in_w, out_h = p->out_h, out_w = p->out_w;
-    const int32_t k_h = p->k_h, k_w = p->k_w, k = k_h * k_w;
+    const int32_t k_h = p->k_h, k_w = p->k_w, k = k_h * k_w, channels = p->out_c;
     const int32_t dil_h = p->dil_h, dil_w = p->dil_w, z = p->input_zero_point;
+    const int32_t stride_h = p->stride_h, stride_w = p->stride_w, pad_left = p->pad_left;
     const iq_out_stage_t o = iq_out_stage(p->output_zero_point, p->act_min, p->act_max);
-    int32_t c, oy, ox, ky, kx;
-    for (c = 0; c < p->out_c; ++c) {
-        const uint8_t* wc = w + c * k;
+    int32_t ws[IQ_DW_MAX_TAPS], off[IQ_DW_MAX_TAPS];
+    int32_t c, oy, ox, ky, kx, t, ox_lo = 0, ox_hi = out_w;
+    /* Outputs [ox_lo, ox_hi) of every row have all their taps inside the row. */
+    while (ox_lo < out_w && ox_lo * stride_w - pad_left < 0) {
+        ++ox_lo;
+    }
+    while (ox_hi > ox_lo && (ox_hi - 1) * stride_w - pad_left + (k_w - 1) * dil_w >= in_w) {
+        --ox_hi;
+    }
+    for (ky = 0, t = 0; ky < k_h; ++ky) {
+        for (kx = 0; kx < k_w; ++kx, ++t) {
+            off[t] = ky * dil_h * in_w + kx * dil_w;
+        }
+    }
+    for (c = 0; c < channels; ++c) {
         const IQ_TIN* plane = x + c * in_h * in_w;
         const int32_t m = mult[c], sh = shift[c];
         uint32_t base = bias[c];
-        int32_t t;
         for (t = 0; t < k; ++t) {
-            base += (uint32_t)(IQ_XOFF * ((int32_t)wc[t] - 128));
+            ws[t] = (int32_t)w[c * k + t] - 128;
+            base += (uint32_t)(IQ_XOFF * ws[t]);
         }
         for (oy = 0; oy < out_h; ++oy) {
-            const int32_t y0 = oy * p->stride_h - p->pad_top;
+            const int32_t y0 = oy * stride_h - p->pad_top;
+            IQ_TOUT* out = y + (c * out_h + oy) * out_w;
             int32_t ky_lo, ky_hi;
             IQ_CAT(IQ_FN, _valid_taps)(y0, k_h, dil_h, in_h, &ky_lo, &ky_hi);
             for (ox = 0; ox < out_w; ++ox) {
-                const int32_t x0 = ox * p->stride_w - p->pad_left;
-                int32_t kx_lo, kx_hi;
+                const int32_t x0 = ox * stride_w - pad_left;
                 uint32_t acc = base;
-                IQ_CAT(IQ_FN, _valid_taps)(x0, k_w, dil_w, in_w, &kx_lo, &kx_hi);
-                for (ky = 0; ky < k_h; ++ky) {
-                    const uint8_t* wr = wc + ky * k_w;
-                    if (ky < ky_lo || ky >= ky_hi) {
-                        for (kx = 0; kx < k_w; ++kx) {
-                            acc += (uint32_t)(z * ((int32_t)wr[kx] - 128));
+                if (ox == ox_lo && ox_lo < ox_hi && ky_lo == 0 && ky_hi == k_h) {
+                    /* the interior run of this row */
+                    const IQ_TIN* src = plane + y0 * in_w + x0;
+                    IQ_TOUT* const end = out + ox_hi;
+                    out += ox;
+                    if (k == 3 && k_h == 1) {
+                        const int32_t w0 = ws[0], w1 = ws[1], w2 = ws[2], d2 = 2 * dil_w;
+                        while (out != end) {
+                            acc = base + (uint32_t)(w0 * src[0] + w1 * src[dil_w] + w2 * src[d2]);
+                            *out++ = (IQ_TOUT)iq_requantize_out((int32_t)acc, m, sh, IQ_MODE, &o);
+                            src += stride_w;
                         }
-                        continue;
+                    } else {
+                        while (out != end) {
+                            acc = base;
+                            for (t = 0; t < k; ++t) {
+                                acc += (uint32_t)(ws[t] * src[off[t]]);
+                            }
+                            *out++ = (IQ_TOUT)iq_requantize_out((int32_t)acc, m, sh, IQ_MODE, &o);
+                            src += stride_w;
+                        }
                     }
-                    {
-                        const IQ_TIN* src = plane + (y0 + ky * dil_h) * in_w + x0;
-                        for (kx = 0; kx < kx_lo; ++kx) {
-                            acc += (uint32_t)(z * ((int32_t)wr[kx] - 128));
-                        }
-                        for (; kx < kx_hi; ++kx) {
-                            acc += (uint32_t)(src[kx * dil_w] * ((int32_t)wr[kx] - 128));
-                        }
-                        for (; kx < k_w; ++kx) {
-                            acc += (uint32_t)(z * ((int32_t)wr[kx] - 128));
+                    out -= ox_hi;
+                    ox = ox_hi - 1;
+                    continue;
+                }
+                {
+                    int32_t kx_lo, kx_hi;
+                    IQ_CAT(IQ_FN, _valid_taps)(x0, k_w, dil_w, in_w, &kx_lo, &kx_hi);
+                    for (ky = 0; ky < k_h; ++ky) {
+                        const int32_t row = (y0 + ky * dil_h) * in_w;
+                        const int32_t valid_row = ky >= ky_lo && ky < ky_hi;
+                        for (kx = 0; kx < k_w; ++kx) {
+                            const int32_t v = (valid_row && kx >= kx_lo && kx < kx_hi)
+                                                  ? plane[row + x0 + kx * dil_w]
+                                                  : z;
+                            acc += (uint32_t)(ws[ky * k_w + kx] * v);
                         }
                     }
                 }
-                y[(c * out_h + oy) * out_w + ox] =
-                    (IQ_TOUT)iq_requantize_out((int32_t)acc, m, sh, IQ_MODE, o);
+                out[ox] = (IQ_TOUT)iq_requantize_out((int32_t)acc, m, sh, IQ_MODE, &o);
             }
         }
     }
@@ -276,7 +338,7 @@ IQ_CONV_DECLARE(IQ_FN, IQ_TIN, IQ_TW, IQ_TOUT, IQ_TBIAS)
     int32_t g, oy, ox;
 #if defined(IQ_FAST8)
     const iq_out_stage_t o = iq_out_stage(p->output_zero_point, p->act_min, p->act_max);
-    if (cin_g == 1 && cout_g == 1) {
+    if (cin_g == 1 && cout_g == 1 && k <= IQ_DW_MAX_TAPS) {
         (void)col;
         IQ_CAT(IQ_FN, _depthwise)(p, x, w, bias, mult, shift, y);
         return;

@@ -120,14 +120,36 @@ static inline iq_out_stage_t iq_out_stage(int32_t zero_point, int32_t act_min, i
     return o;
 }
 
+static inline int32_t iq_out_clamp(int32_t r, const iq_out_stage_t* o)
+{
+    r = r < o->lo ? o->lo : (r > o->hi ? o->hi : r);
+    return r + o->zero_point;
+}
+
+#ifdef IQ_REQUANT_ASM
+/* The double-rounding output stage out of line on Cortex-M0: the asm needs six low registers,
+ * and a call boundary lets the kernels keep their loop state in callee-saved registers
+ * instead of spilling it around the inlined sequence. */
+__attribute__((noinline, unused)) static int32_t iq_requantize_double_out(int32_t acc, int32_t m,
+                                                                         int32_t shift,
+                                                                         const iq_out_stage_t* o)
+{
+    return iq_out_clamp(iq_mbqm_double(acc, m, shift), o);
+}
+#endif
+
 /* Requantize an int32 accumulator (mode folds away: a constant in every template instance). */
 static inline int32_t iq_requantize_out(int32_t acc, int32_t m, int32_t shift, int32_t mode,
-                                        iq_out_stage_t o)
+                                        const iq_out_stage_t* o)
 {
-    int32_t r = mode == IQ_RQ_DOUBLE ? iq_mbqm_double(acc, m, shift)
-                                     : iq_apply_multiplier(acc, m, shift, mode);
-    r = r < o.lo ? o.lo : (r > o.hi ? o.hi : r);
-    return r + o.zero_point;
+#ifdef IQ_REQUANT_ASM
+    if (mode == IQ_RQ_DOUBLE) {
+        return iq_requantize_double_out(acc, m, shift, o);
+    }
+#endif
+    return iq_out_clamp(mode == IQ_RQ_DOUBLE ? iq_mbqm_double(acc, m, shift)
+                                             : iq_apply_multiplier(acc, m, shift, mode),
+                        o);
 }
 
 #endif /* IQ_DOT_H */
