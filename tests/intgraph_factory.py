@@ -393,6 +393,57 @@ class GraphBuilder:
         }
         return self.op("softmax", [x], y, attrs, {"exp_table": table})
 
+    def lrn(
+        self,
+        x: str,
+        size: int | None = None,
+        strength: float | None = None,
+        beta: float = 0.75,
+        k: float = 1.0,
+        out_dtype: str | None = None,
+    ) -> str:
+        """Offline constants written from docs/intgraph.md (``lrn``), independent of ``lower``.
+
+        ``strength`` = α·s_in²·D²: how strongly the largest input is normalised (α follows).
+        """
+        xi = self.info(x)
+        size = size or int(self.rng.integers(1, 6))
+        strength = float(self.rng.uniform(0.2, 4.0)) if strength is None else strength
+        out_dtype = out_dtype or xi.dtype
+        lo, hi = ACTIVATION_DTYPES[xi.dtype]
+        d_max = max(hi - xi.zero_point, xi.zero_point - lo)
+        alpha = strength / (xi.scale**2 * d_max**2)
+        lut_shift = max(0, (size * d_max * d_max).bit_length() - 9)
+        left_shift = 30 - d_max.bit_length()
+        phi, phi_ref = lrn_factor(size, alpha, beta, k, xi.scale, lut_shift)
+        table = np.round(phi / phi_ref * 2**30).astype(np.int32)
+        ratio = _dtype_spread(xi.dtype) / _dtype_spread(out_dtype) * self.rng.uniform(0.4, 0.9)
+        y = self.new_tensor(xi.shape, out_dtype, scale=float(np.float32(xi.scale * ratio)))
+        yi = self.info(y)
+        m, sh = quantize_multiplier(xi.scale * phi_ref / (2.0 ** (left_shift - 1) * yi.scale))
+        amin, amax = ACTIVATION_DTYPES[out_dtype]
+        attrs = {
+            "size": size,
+            "input_zero_point": xi.zero_point,
+            "lut_shift": lut_shift,
+            "left_shift": left_shift,
+            "multiplier": m,
+            "shift": sh,
+            "output_zero_point": yi.zero_point,
+            "act_min": amin,
+            "act_max": amax,
+        }
+        return self.op("lrn", [x], y, attrs, {"table": table})
+
+
+def lrn_factor(
+    size: int, alpha: float, beta: float, k: float, s_in: float, lut_shift: int
+) -> tuple[np.ndarray, float]:
+    """φ(S) = (k + α/n·s_in²·S)^(−β) at the 513 knots S = i·2^lut_shift, and max φ."""
+    s = np.arange(513, dtype=np.float64) * 2.0**lut_shift
+    phi = (k + alpha / size * s_in**2 * s) ** (-beta)
+    return phi, float(phi.max())
+
 
 def exp_table(s_in: float, lut_shift: int, max_d: int = 65535) -> np.ndarray:
     """exp_table[i] = round(2^30·exp(−i·2^lut_shift·s_in)) until it reaches 0; last entry 0."""
@@ -556,6 +607,12 @@ def lut_graph(rng: np.random.Generator, *, dims: int = 2, dtype: str = "int8") -
     return b.graph()
 
 
+def lrn_graph(rng: np.random.Generator, *, dims: int = 2, dtype: str = "int8") -> IntGraph:
+    b = GraphBuilder(rng, _spatial_shape(rng, dims, int(rng.integers(1, 8))), dtype)
+    b.lrn(b.input)
+    return b.graph()
+
+
 def softmax_graph(rng: np.random.Generator, *, dtype: str = "int8") -> IntGraph:
     b = GraphBuilder(rng, (int(rng.integers(2, 6)), int(rng.integers(2, 12))), dtype)
     b.softmax(b.input)
@@ -576,6 +633,7 @@ ONE_OP_BUILDERS: dict[str, Callable[..., IntGraph]] = {
     "clamp": clamp_graph,
     "lut": lut_graph,
     "softmax": softmax_graph,
+    "lrn": lrn_graph,
 }
 
 
@@ -595,6 +653,7 @@ _CHAIN_STEPS = (
     "rescale",
     "pad",
     "transpose",
+    "lrn",
 )
 
 
@@ -650,6 +709,8 @@ def random_chain(
             cur = b.pad(cur, [0, 0] + [1] * (2 * (nd - 1)))
         elif step == "transpose" and len(sh) == 3:
             cur = b.transpose(b.transpose(cur, [0, 2, 1]), [0, 2, 1])
+        elif step == "lrn":
+            cur = b.lrn(cur)
     cur = b.flatten(cur)
     cur = b.fully_connected(cur, classes, **kw16)
     if softmax:

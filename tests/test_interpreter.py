@@ -716,6 +716,7 @@ def every_op_graph(dtype: str) -> IntGraph:
     t = b.transpose(t, [0, 2, 1])
     t = b.lut(t)
     t = b.rescale(t)
+    t = b.lrn(t, size=3)
     t = b.flatten(t)
     t = b.fully_connected(t, 6, **acc)
     t = b.softmax(t)

@@ -18,7 +18,13 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from .intgraph import IntGraph, Op, TensorInfo
-from .numerics import apply_multiplier, requantize, saturate
+from .numerics import (
+    apply_multiplier,
+    multiply_by_quantized_multiplier,
+    requantize,
+    saturate,
+    saturating_rounding_doubling_high_mul,
+)
 
 # Conv im2col buffers are built per batch chunk so memory stays bounded (int64 patches).
 _IM2COL_CHUNK_BYTES = 64 * 2**20
@@ -364,6 +370,42 @@ def exp_from_table(d: np.ndarray, table: np.ndarray, lut_shift: int) -> np.ndarr
     return np.where(i >= last, 0, e)
 
 
+def run_lrn(op: Op, inputs: list[np.ndarray], out: TensorInfo) -> np.ndarray:
+    """Local response normalization across channels (docs/intgraph.md, ``lrn``).
+
+    S = Σ d² over the channel window, the Q30 factor f(S) interpolated from the 513-knot table,
+    g = SRDHM(d·2^left_shift, f) keeps ~30 bits of d·f, one final requantization.
+    """
+    a = op.attrs
+    x = inputs[0]
+    d = x.reshape(x.shape[0], x.shape[1], -1).astype(np.int64) - a["input_zero_point"]
+    s = channel_window_sum(d * d, a["size"])
+    f = interpolate_table_pot(op.consts["table"].astype(np.int64), s, a["lut_shift"])
+    g = saturating_rounding_doubling_high_mul(d << a["left_shift"], f)
+    r = multiply_by_quantized_multiplier(g, a["multiplier"], a["shift"])
+    y = saturate(r + a["output_zero_point"], a["act_min"], a["act_max"])
+    return _to_out(y.reshape(x.shape), out)
+
+
+def channel_window_sum(v: np.ndarray, size: int) -> np.ndarray:
+    """Σ v[j] over j in [c − ⌊(size−1)/2⌋, c + ⌈(size−1)/2⌉] ∩ [0, C), axis 1 of (N, C, P).
+
+    A difference of prefix sums over the zero-padded channels (int64, exact).
+    """
+    before, after = (size - 1) // 2, size // 2
+    padded = np.pad(v, ((0, 0), (before + 1, after), (0, 0)))
+    prefix = np.cumsum(padded, axis=1)
+    channels = v.shape[1]
+    return prefix[:, size : size + channels] - prefix[:, :channels]
+
+
+def interpolate_table_pot(table: np.ndarray, s: np.ndarray, shift: int) -> np.ndarray:
+    """t[s >> shift] + ((t[(s >> shift) + 1] − t[s >> shift])·(s mod 2^shift) >> shift), s >= 0."""
+    i = s >> shift
+    r = s & ((1 << shift) - 1)
+    return table[i] + (((table[i + 1] - table[i]) * r) >> shift)
+
+
 OP_RUNNERS: dict[str, OpRunner] = {
     "conv": run_conv,
     "fully_connected": run_fully_connected,
@@ -378,4 +420,5 @@ OP_RUNNERS: dict[str, OpRunner] = {
     "clamp": run_clamp,
     "lut": run_lut,
     "softmax": run_softmax,
+    "lrn": run_lrn,
 }

@@ -47,6 +47,7 @@ OP_KINDS = (
     "clamp",
     "lut",
     "softmax",
+    "lrn",
 )
 ROUNDINGS = ("double", "single", "pow2")
 
@@ -56,6 +57,9 @@ _SHIFT_RANGE = (-31, 30)
 _SHIFT_MAX_16X8 = 7  # TFLM's int64 MultiplyByQuantizedMultiplier asserts shift < 8
 _ACC_LIMIT = {32: 2**31, 64: 2**47}
 _LUT_VALUE_LIMIT = 2**23  # (t[i+1] - t[i]) * 127 + 64 must fit int32 in C
+_LRN_TABLE_MAX = 2**30  # Q30 factor: SRDHM never saturates, (t[i+1] - t[i]) * r fits int64
+_LRN_SIZE_MAX = 2**16
+_LRN_LUT_SHIFT_MAX = 32
 
 
 class IntGraphError(ValueError):
@@ -666,6 +670,40 @@ def _check_softmax(chk: _OpCheck) -> None:
         raise chk.fail("const 'exp_table' must be non-negative and non-increasing")
 
 
+def _check_lrn(chk: _OpCheck) -> None:
+    """Every input indexes inside the 513-knot table and d·2^left_shift fits int32."""
+    _arity(chk, 1)
+    x = chk.ins()[0]
+    chk.expect_output_shape(x.shape)
+    size = chk.int_attr("size", 1, _LRN_SIZE_MAX)
+    z = chk.zero_point_attr("input_zero_point", x)
+    lut_shift = chk.int_attr("lut_shift", 0, _LRN_LUT_SHIFT_MAX)
+    left_shift = chk.int_attr("left_shift", 0, 30)
+    chk.multiplier_attr("multiplier")
+    chk.shift_attr("shift")
+    chk.zero_point_attr("output_zero_point", chk.out)
+    chk.act_range()
+    lo, hi = ACTIVATION_DTYPES[x.dtype]
+    d_max = max(hi - z, z - lo)
+    s_max = size * d_max * d_max
+    if s_max >> lut_shift > 511:
+        raise chk.fail(
+            f"attr 'lut_shift' = {lut_shift} is too small: the largest sum of squares "
+            f"{s_max} (size {size}, |x − z| <= {d_max}) would index past the 513-entry table; "
+            f"need S_max >> lut_shift <= 511"
+        )
+    if d_max << left_shift >= 2**31:
+        raise chk.fail(
+            f"attr 'left_shift' = {left_shift}: |x − z|·2^left_shift reaches "
+            f"{d_max << left_shift} >= 2^31 (int32 overflow)"
+        )
+    table = chk.const("table", ("int32",), 1)
+    if table.shape[0] != 513:
+        raise chk.fail(f"const 'table' has {table.shape[0]} entries, expected 513")
+    if np.any(table < 0) or np.any(table.astype(np.int64) > _LRN_TABLE_MAX):
+        raise chk.fail("const 'table' entries must lie in [0, 2^30] (a Q30 factor)")
+
+
 _KIND_CHECKERS = {
     "conv": _check_conv,
     "fully_connected": _check_fully_connected,
@@ -680,6 +718,7 @@ _KIND_CHECKERS = {
     "clamp": _check_clamp,
     "lut": _check_lut,
     "softmax": _check_softmax,
+    "lrn": _check_lrn,
 }
 
 # Attrs each kind may carry (anything else is rejected: a typo would otherwise be ignored).
@@ -746,12 +785,24 @@ _ALLOWED_ATTRS: dict[str, set[str]] = {
     "clamp": {"act_min", "act_max"},
     "lut": {"act_min", "act_max"},
     "softmax": {"lut_shift", "output_zero_point", "output_range", "act_min", "act_max"},
+    "lrn": {
+        "size",
+        "input_zero_point",
+        "lut_shift",
+        "left_shift",
+        "multiplier",
+        "shift",
+        "output_zero_point",
+        "act_min",
+        "act_max",
+    },
 }
 _ALLOWED_CONSTS: dict[str, set[str]] = {
     "conv": {"weight", "bias", "multiplier", "shift"},
     "fully_connected": {"weight", "bias", "multiplier", "shift"},
     "lut": {"table"},
     "softmax": {"exp_table"},
+    "lrn": {"table"},
 }
 
 

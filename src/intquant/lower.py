@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from .graph.ir import Graph, Node
-from .intgraph import IntGraph, Op, TensorInfo
+from .graph.ir import Graph, Node, unique_name
+from .intgraph import ACTIVATION_DTYPES, IntGraph, Op, TensorInfo
 from .numerics import QParams, quantize, quantize_multiplier, quantize_multipliers
 
 ACC32_LIMIT = 2**31 - 1
@@ -83,12 +83,7 @@ class Lowerer:
         return name
 
     def op_name(self, base: str) -> str:
-        name, k = base, 1
-        while name in self.names:
-            k += 1
-            name = f"{base}#{k}"
-        self.names.add(name)
-        return name
+        return unique_name(base, self.names, sep="#")
 
     def emit(self, node_name: str, kind: str, inputs: list[str], out_shape, out_qp: QParams,
              attrs: dict, consts: dict | None = None, out_name: str | None = None) -> str:
@@ -456,6 +451,62 @@ def lower_softmax(lw: Lowerer, node: Node, inputs: list[str]) -> str:
     return lw.emit(node.name, "softmax", inputs, node.shape, out_qp, attrs, {"exp_table": table})
 
 
+# ----------------------------------------------------------------------------------------------
+# Local response normalization
+# ----------------------------------------------------------------------------------------------
+
+LRN_KNOTS = 513
+
+
+def lrn_lut_shift(size: int, d_max: int) -> int:
+    """Smallest L with (size·d_max²) >> L <= 511: every sum of squares indexes inside the table."""
+    return max(0, (size * d_max * d_max).bit_length() - 9)
+
+
+def lrn_factor_table(size: int, alpha: float, beta: float, bias: float, s_in: float,
+                     lut_shift: int) -> tuple[np.ndarray, float]:
+    """Q30 knots of φ(S) = (k + α/n·s_in²·S)^(−β) at S = i·2^lut_shift, and the reference φ_ref.
+
+    Normalising by φ_ref = max φ puts every knot in [0, 2^30] whatever k and β are; φ_ref goes
+    into the output multiplier instead.
+    """
+    s = np.arange(LRN_KNOTS, dtype=np.float64) * 2.0**lut_shift
+    base = bias + alpha / size * s_in * s_in * s
+    if not np.all(np.isfinite(base)) or np.any(base <= 0):
+        raise LoweringError(f"LRN base k + α/n·Σx² must stay > 0 (bias {bias}, alpha {alpha})")
+    phi = base ** (-beta)
+    phi_ref = float(phi.max())
+    if not math.isfinite(phi_ref) or phi_ref <= 0:
+        raise LoweringError(f"LRN factor (k + α/n·Σx²)^(−β) is not finite (beta {beta})")
+    table = np.clip(np.rint(phi / phi_ref * 2.0**30), 0, 2**30).astype(np.int32)
+    return table, phi_ref
+
+
+def lower_lrn(lw: Lowerer, node: Node, inputs: list[str]) -> str:
+    """Integer LRN (docs/intgraph.md): Σd² over channels, Q30 factor table, one requantization."""
+    x = inputs[0]
+    in_qp = lw.fmt[x]
+    out_qp = lw.plan.acts[node.name]
+    s_in, z_in = _scalar(in_qp)
+    s_out, z_out = _scalar(out_qp)
+    a = node.attrs
+    size = int(a["size"])
+    q_lo, q_hi = ACTIVATION_DTYPES[dtype_of(in_qp)]  # the whole dtype: any input is safe
+    d_max = max(q_hi - z_in, z_in - q_lo)
+    lut_shift = lrn_lut_shift(size, d_max)
+    left_shift = 30 - d_max.bit_length()
+    table, phi_ref = lrn_factor_table(size, float(a["alpha"]), float(a["beta"]),
+                                      float(a["bias"]), s_in, lut_shift)
+    m, sh = quantize_multiplier(s_in * phi_ref / (2.0 ** (left_shift - 1) * s_out))
+    if sh > 30:
+        raise LoweringError(f"output multiplier too large (shift {sh} > 30): output scale "
+                            f"{s_out} is far finer than the input's {s_in}")
+    lo, hi = act_bounds(node, out_qp)
+    attrs = dict(size=size, input_zero_point=z_in, lut_shift=lut_shift, left_shift=left_shift,
+                 multiplier=m, shift=sh, output_zero_point=z_out, act_min=lo, act_max=hi)
+    return lw.emit(node.name, "lrn", [x], node.shape, out_qp, attrs, {"table": table})
+
+
 LOWER: dict[str, Callable[[Lowerer, Node, list[str]], str]] = {
     "conv": lower_conv,
     "linear": lower_linear,
@@ -475,6 +526,7 @@ LOWER: dict[str, Callable[[Lowerer, Node, list[str]], str]] = {
     "tanh": lower_elementwise,
     "leaky_relu": lower_elementwise,
     "softmax": lower_softmax,
+    "lrn": lower_lrn,
 }
 
 

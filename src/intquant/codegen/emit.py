@@ -5,7 +5,7 @@ Output folder (``export_c``):
   <name>.c            weights as ``const`` arrays (flash), op parameters, one static arena, and
                       ``<name>_run``: the call sequence with offsets fixed by the memory planner
   <name>_kernels.c    the conv / fully_connected template instances this model needs
-  iq_*.h, iq_ops.c    the hand-written runtime (copied from ``runtime/``)
+  iq_*.h, iq_*.c      the hand-written runtime (copied from ``runtime/``)
   <name>_host_main.c  host test driver (stdin -> stdout), kept apart from the library
   m0/                 Cortex-M0 startup, linker script and semihosting test main
   Makefile, <name>_info.json
@@ -30,10 +30,18 @@ from typing import Any
 
 import numpy as np
 
-from ..intgraph import ACTIVATION_DTYPES, IntGraph, Op, TensorInfo
+from ..intgraph import ACTIVATION_DTYPES, IntGraph, Op, TensorInfo, weight_bytes
 from .planner import ARENA, INPUT, OUTPUT, MemoryPlan, is_fast8, plan_memory
 
-RUNTIME_FILES = ("iq_runtime.h", "iq_kernels.h", "iq_dot.h", "iq_conv_impl.h", "iq_ops.c")
+RUNTIME_FILES = (
+    "iq_runtime.h",
+    "iq_kernels.h",
+    "iq_dot.h",
+    "iq_conv_impl.h",
+    "iq_ops.c",
+    "iq_lrn.h",
+    "iq_lrn.c",
+)
 C_TYPE = {
     "int8": "int8_t",
     "uint8": "uint8_t",
@@ -57,8 +65,13 @@ SUPPORTED_KINDS = (
     "clamp",
     "lut",
     "softmax",
+    "lrn",
 )
 INT32_LIMIT = 2**31
+# Above this many bytes of constants, arrays go to <name>_weights.bin, pulled in by the small
+# assembly file <name>_weights.S (.incbin): a C initializer costs ~5 characters per byte and
+# gcc's memory and time grow with it (VGG-19's 144 MB of weights made a 729 MB model.c).
+BINARY_WEIGHTS_THRESHOLD = 4 * 2**20
 
 
 @dataclass
@@ -286,7 +299,9 @@ def pad4(values: list[int], fill: int) -> list[int]:
 
 
 class _Emitter:
-    def __init__(self, graph: IntGraph, name: str, plan: MemoryPlan) -> None:
+    def __init__(
+        self, graph: IntGraph, name: str, plan: MemoryPlan, binary_weights: bool = False
+    ) -> None:
         self.g = graph
         self.name = name
         self.plan = plan
@@ -294,6 +309,8 @@ class _Emitter:
         self.calls: list[str] = []  # body of <name>_run
         self.instances: dict[str, tuple[WeightLayer, str]] = {}
         self.weight_bytes = 0
+        # (symbol, little-endian bytes, alignment) of arrays kept out of the C source
+        self.blobs: list[tuple[str, bytes, int]] | None = [] if binary_weights else None
 
     # -- pointers ------------------------------------------------------------------------------
     def ptr(self, tensor: str, const: bool) -> str:
@@ -316,9 +333,26 @@ class _Emitter:
         return math.prod(self.g.tensors[tensor].shape)
 
     def const_array(self, ident: str, ctype: str, values: np.ndarray) -> str:
-        self.data.append(c_array(ctype, ident, values))
         self.weight_bytes += int(np.asarray(values).size) * np.dtype(ctype[:-2]).itemsize
-        return ident
+        if self.blobs is None:
+            self.data.append(c_array(ctype, ident, values))
+            return ident
+        return self.binary_array(ident, ctype, values)
+
+    def binary_array(self, ident: str, ctype: str, values: np.ndarray) -> str:
+        """An ``extern const`` array whose bytes live in <name>_weights.bin (little-endian).
+
+        The symbol is global, so it carries the model name to stay unique in a firmware.
+        """
+        assert self.blobs is not None
+        symbol = f"{self.name}_{ident}"
+        dt = np.dtype(ctype[:-2]).newbyteorder("<")
+        flat = np.asarray(values).ravel()
+        if flat.size == 0:
+            flat = np.zeros(1, dtype=dt)
+        self.blobs.append((symbol, flat.astype(dt).tobytes(), max(4, dt.itemsize)))
+        self.data.append(f"extern const {ctype} {symbol}[{flat.size}];\n")
+        return symbol
 
     # -- ops -----------------------------------------------------------------------------------
     def emit(self) -> None:
@@ -552,6 +586,32 @@ class _Emitter:
             f"{self.ptr(op.output, False)}, {self.code(op.output)});"
         )
 
+    def op_lrn(self, i: int, op: Op, p: str) -> None:
+        a = op.attrs
+        x = op.inputs[0]
+        shape = self.g.tensors[x].shape
+        t = self.const_array(f"{p}_table", "int32_t", op.consts["table"])
+        keys = (
+            "size",
+            "input_zero_point",
+            "lut_shift",
+            "left_shift",
+            "multiplier",
+            "shift",
+            "output_zero_point",
+            "act_min",
+            "act_max",
+        )
+        prm = self.params(
+            "iq_lrn_params_t",
+            f"{p}_params",
+            {"channels": shape[0], "inner": math.prod(shape[1:]), **{k: a[k] for k in keys}},
+        )
+        self.calls.append(
+            f"    iq_lrn(&{prm}, {t}, {self.ptr(x, True)}, {self.code(x)}, "
+            f"{self.ptr(op.output, False)}, {self.code(op.output)});"
+        )
+
     def op_concat(self, i: int, op: Op, p: str) -> None:
         axis = op.attrs["axis"]
         out_shape = self.g.tensors[op.output].shape
@@ -681,6 +741,7 @@ def model_source(em: _Emitter, name: str) -> str:
             f"/* {name}: const weights (flash), the arena, the call sequence. Generated. */",
             f'#include "{name}.h"',
             '#include "iq_kernels.h"',
+            '#include "iq_lrn.h"',
             "",
             "#ifdef IQ_PROFILE",
             "void iq_profile_mark(int32_t op);",
@@ -707,6 +768,40 @@ def model_source(em: _Emitter, name: str) -> str:
             "",
         ]
     )
+
+
+def weights_asm_source(blobs: list[tuple[str, bytes, int]], name: str) -> tuple[str, bytes]:
+    """<name>_weights.S and <name>_weights.bin: one aligned ``.incbin`` slice per array.
+
+    GNU as syntax common to x86-64/AArch64 gcc and arm-none-eabi-gcc (``%object``, ``.balign``).
+    The .bin is found next to the .S (gcc passes its ``-I`` folders to the assembler too).
+    """
+    lines = [
+        f"/* {name}: constant arrays (weights, biases, multipliers, shifts, tables) as raw",
+        " * little-endian bytes from " + f"{name}_weights.bin. Generated. */",
+        "#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__",
+        f"#error \"{name}_weights.bin holds little-endian data\"",
+        "#endif",
+        f'    .section .rodata.{name}_weights,"a"',
+    ]
+    data = bytearray()
+    for symbol, raw, align in blobs:
+        lines += [
+            f"    .balign {align}",
+            f"    .global {symbol}",
+            f"    .type {symbol}, %object",
+            f"    .size {symbol}, {len(raw)}",
+            f"{symbol}:",
+            f'    .incbin "{name}_weights.bin", {len(data)}, {len(raw)}',
+        ]
+        data += raw
+    lines += [
+        "#if defined(__ELF__) && defined(__linux__)",
+        '    .section .note.GNU-stack,"",%progbits',
+        "#endif",
+        "",
+    ]
+    return "\n".join(lines), bytes(data)
 
 
 def kernels_source(em: _Emitter, name: str) -> str:
@@ -805,8 +900,13 @@ def export_c(
     name: str = "model",
     *,
     meta: dict[str, Any] | None = None,
+    binary_weights: bool | None = None,
 ) -> ExportResult:
     """Write the C project for ``graph`` to ``out_dir`` (replaced atomically).
+
+    ``binary_weights``: constants in ``<name>_weights.bin`` + ``<name>_weights.S`` (GNU as
+    ``.incbin``, for gcc and arm-none-eabi-gcc) instead of C initializers; default (None):
+    only when the graph's constants exceed ``BINARY_WEIGHTS_THRESHOLD`` bytes.
 
     Files are written to a temporary folder next to ``out_dir`` and moved into place at the
     end, so a failure never leaves a half-written project.
@@ -815,7 +915,9 @@ def export_c(
         raise ValueError(f"name {name!r} must be a C identifier (letters, digits, '_')")
     graph.validate()
     plan = plan_memory(graph)
-    em = _Emitter(graph, name, plan)
+    if binary_weights is None:
+        binary_weights = weight_bytes(graph) > BINARY_WEIGHTS_THRESHOLD
+    em = _Emitter(graph, name, plan, binary_weights)
     em.emit()
     out = Path(out_dir).resolve()
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -867,7 +969,13 @@ def _write_files(
 
     for f in RUNTIME_FILES:
         put(f, (runtime / f).read_text())
-    lib = [f"{name}.c", f"{name}_kernels.c", "iq_ops.c"]
+    lib = [f"{name}.c", f"{name}_kernels.c", "iq_ops.c", "iq_lrn.c"]
+    if em.blobs is not None:
+        asm, blob = weights_asm_source(em.blobs, name)
+        (d / f"{name}_weights.bin").write_bytes(blob)
+        written.append(f"{name}_weights.bin")
+        put(f"{name}_weights.S", asm)
+        lib.append(f"{name}_weights.S")
     put(f"{name}.h", header_source(graph, name, plan, em.weight_bytes, meta))
     put(f"{name}.c", model_source(em, name))
     put(f"{name}_kernels.c", kernels_source(em, name))
