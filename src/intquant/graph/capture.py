@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from .execute import GraphModule, infer_shapes
-from .ir import Graph, Node
+from .ir import Graph, Node, unique_name
 
 SUPPORTED_MODULES = (
     "Conv1d, Conv2d (stride, padding incl. 'same', dilation, groups), Linear, BatchNorm1d/2d, "
@@ -90,12 +90,7 @@ class _Translator:
         return isinstance(arg, torch.fx.Node) and arg.name in self.consts
 
     def unique(self, name: str) -> str:
-        base, k = name, 1
-        while name in self.used_names:
-            k += 1
-            name = f"{base}:{k}"
-        self.used_names.add(name)
-        return name
+        return unique_name(name, self.used_names)
 
     def emit(self, fx_node, op, inputs, attrs=None, params=None) -> None:
         name = self.unique(_layer_name(fx_node))

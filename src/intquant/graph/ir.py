@@ -45,6 +45,16 @@ SAME_FORMAT = ("max_pool", "avg_pool", "global_avg_pool", "reshape", "transpose"
 FUSABLE_ACTIVATIONS = ("relu", "clamp")
 
 
+def unique_name(base: str, used: set[str], sep: str = ":") -> str:
+    """``base``, or ``base:2``, ``base:3``, … — the first not in ``used`` (which it joins)."""
+    name, k = base, 1
+    while name in used:
+        k += 1
+        name = f"{base}{sep}{k}"
+    used.add(name)
+    return name
+
+
 @dataclass
 class Node:
     """One operation. ``act`` holds fused clamp bounds (lo, hi) in real units (None = none)."""
