@@ -49,15 +49,23 @@ static void IQ_CAT(IQ_FN, _channels)(const uint8_t* col, uint32_t col_term, cons
                                      IQ_TOUT* out, int32_t out_stride, iq_out_stage_t o)
 {
     uint32_t s[4];
-    int32_t j, t;
+    int32_t j;
     for (j = 0; j + 4 <= count; j += 4) {
+        s[0] = bias[0] - col_term; /* the accumulators start from the per-channel constants */
+        s[1] = bias[1] - col_term;
+        s[2] = bias[2] - col_term;
+        s[3] = bias[3] - col_term;
         iq_dot4_u8(col, w, k, s);
         w += 4 * k;
-        for (t = 0; t < 4; ++t) {
-            *out = (IQ_TOUT)iq_requantize_out((int32_t)(bias[t] + s[t] - col_term), mult[t],
-                                              shift[t], IQ_MODE, &o);
-            out += out_stride;
-        }
+        /* unrolled: the four channels' constants are immediate-offset loads */
+#define IQ_OUT1(t)                                                                             \
+    *out = (IQ_TOUT)iq_requantize_out((int32_t)s[t], mult[t], shift[t], IQ_MODE, &o);          \
+    out += out_stride
+        IQ_OUT1(0);
+        IQ_OUT1(1);
+        IQ_OUT1(2);
+        IQ_OUT1(3);
+#undef IQ_OUT1
         bias += 4;
         mult += 4;
         shift += 4;

@@ -14,9 +14,9 @@
  *
  * Four output channels are computed per pass over the inputs, their weights interleaved
  * offline (w[k*4 + j]) so one loaded input feeds four multiply-accumulates. On Cortex-M0 the
- * loop is written in assembly (gcc does not keep the eight values in registers): 3.5
- * instructions per MAC. Every other target uses the portable C loop below, which computes
- * the same sums.
+ * loop is written in assembly (gcc does not keep the eight values in registers), eight
+ * inputs per iteration: 3.375 instructions per MAC. Every other target uses the portable C
+ * loop below, which computes the same sums.
  */
 #ifndef IQ_DOT_H
 #define IQ_DOT_H
@@ -41,23 +41,34 @@
     "adds %[a3], %[a3], %[t]\n\t"
 #endif
 
-/* s[j] = sum_k x[k] * w[4k + j] for j = 0..3 (modulo 2^32). */
+/* s[j] += sum_k x[k] * w[4k + j] for j = 0..3 (modulo 2^32). */
 static inline void iq_dot4_u8(const uint8_t* x, const uint8_t* w, int32_t n, uint32_t s[4])
 {
-    uint32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0, xv;
+    uint32_t a0 = s[0], a1 = s[1], a2 = s[2], a3 = s[3], xv;
     const uint8_t* end4 = x + (n & ~3);
 #ifdef IQ_DOT4_ASM
     uint32_t t;
-    if (x != end4) {
+    const uint8_t* end8 = x + (n & ~7);
+    if (x != end8) { /* eight inputs per iteration: 3.375 instructions per MAC */
         __asm__ volatile(".syntax unified\n\t"
                          "1:\n\t" IQ_MAC4_ASM(0, 0) IQ_MAC4_ASM(1, 4) IQ_MAC4_ASM(2, 8)
-                             IQ_MAC4_ASM(3, 12) "adds %[x], #4\n\t"
-                                                "adds %[w], #16\n\t"
-                                                "cmp %[x], %[end]\n\t"
-                                                "bne 1b\n\t"
+                             IQ_MAC4_ASM(3, 12) IQ_MAC4_ASM(4, 16) IQ_MAC4_ASM(5, 20)
+                                 IQ_MAC4_ASM(6, 24) IQ_MAC4_ASM(7, 28) "adds %[x], #8\n\t"
+                                                                       "adds %[w], #32\n\t"
+                                                                       "cmp %[x], %[end]\n\t"
+                                                                       "bne 1b\n\t"
                          : [a0] "+l"(a0), [a1] "+l"(a1), [a2] "+l"(a2), [a3] "+l"(a3),
                            [x] "+l"(x), [w] "+l"(w), [xv] "=&l"(xv), [t] "=&l"(t)
-                         : [end] "h"(end4)
+                         : [end] "h"(end8)
+                         : "cc", "memory");
+    }
+    if (x != end4) { /* the remaining block of four */
+        __asm__ volatile(".syntax unified\n\t" IQ_MAC4_ASM(0, 0) IQ_MAC4_ASM(1, 4)
+                             IQ_MAC4_ASM(2, 8) IQ_MAC4_ASM(3, 12) "adds %[x], #4\n\t"
+                                                                  "adds %[w], #16\n\t"
+                         : [a0] "+l"(a0), [a1] "+l"(a1), [a2] "+l"(a2), [a3] "+l"(a3),
+                           [x] "+l"(x), [w] "+l"(w), [xv] "=&l"(xv), [t] "=&l"(t)
+                         :
                          : "cc", "memory");
     }
 #else
