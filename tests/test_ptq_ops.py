@@ -266,3 +266,19 @@ def test_per_block_weights_follow_block_grids() -> None:
                     step = np.gcd.reduce(np.abs(nz)) if nz.size else 1
                     assert np.all(np.abs(blk // step) <= 7)  # 4-bit codes on the block grid
     assert errs["('per_block', 16)"] < 0.25 * errs["per_channel"]
+
+
+def test_power_of_two_scales_give_shift_only_requantization() -> None:
+    """power_of_two=True: every scale is a power of two, so every multiplier is exactly 2^30
+    (requantization is a shift) — including the 1x1 depthwise conv a constant multiply becomes."""
+    model = Fn(lambda x, lin: torch.tanh(2 * lin(x)) * -0.7, nn.Linear(6, 6)).eval()
+    q = intquant.quantize(model, torch.randn(64, 6), intquant.Config(power_of_two=True),
+                          progress=False)
+    mults = [op.consts["multiplier"] for op in q.graph.ops if "multiplier" in op.consts]
+    assert len(mults) == 3 and all(np.all(m == 2**30) for m in mults)
+    assert all(op.attrs.get("rounding", "pow2") == "pow2" for op in q.graph.ops
+               if "multiplier" in op.consts)
+    with torch.no_grad():
+        ref = model(torch.randn(64, 6, generator=torch.Generator().manual_seed(2)))
+    x = torch.randn(64, 6, generator=torch.Generator().manual_seed(2))
+    assert np.abs(q.predict(x) - ref.numpy()).max() < 0.1

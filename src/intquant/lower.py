@@ -253,7 +253,8 @@ def _per_channel_affine(lw: Lowerer, node: Node, x: str, a: np.ndarray, b: np.nd
     if w_qp is None:
         from .numerics import choose_qparams
 
-        w_qp = choose_qparams(absmax=np.abs(a), bits=8, symmetric=True, axis=0, name=node.name)
+        w_qp = choose_qparams(absmax=np.abs(a), bits=8, symmetric=True, axis=0, name=node.name,
+                              power_of_two=lw.rounding() == "pow2")
     geometry = dict(stride=[1, 1], padding=[0, 0, 0, 0], dilation=[1, 1], groups=channels)
     src = x
     if len(shape) == 1:  # (C,) features: run the 1x1 conv on (C, 1, 1)
