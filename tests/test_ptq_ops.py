@@ -272,7 +272,8 @@ def test_power_of_two_scales_give_shift_only_requantization() -> None:
     """power_of_two=True: every scale is a power of two, so every multiplier is exactly 2^30
     (requantization is a shift) — including the 1x1 depthwise conv a constant multiply becomes."""
     model = Fn(lambda x, lin: torch.tanh(2 * lin(x)) * -0.7, nn.Linear(6, 6)).eval()
-    q = intquant.quantize(model, torch.randn(64, 6), intquant.Config(power_of_two=True),
+    cfg = intquant.Config(power_of_two=True, calibration="minmax")
+    q = intquant.quantize(model, torch.randn(64, 6), cfg,
                           progress=False)
     mults = [op.consts["multiplier"] for op in q.graph.ops if "multiplier" in op.consts]
     assert len(mults) == 3 and all(np.all(m == 2**30) for m in mults)
