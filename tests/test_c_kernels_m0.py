@@ -290,3 +290,26 @@ def test_conv_kernels_on_m0_and_host_equal_interpreter(name, big_multipliers, tm
     np.testing.assert_array_equal(compile_and_run_host(res.out_dir, x, opt="-O2"), ref)
     got = emulate_unicorn(res.out_dir, x)
     np.testing.assert_array_equal(got.outputs.reshape(ref.shape), ref)
+
+
+OTHER_INT8 = {
+    "max_pool": lambda rng, dims: F.max_pool_graph(rng, dims=dims),
+    "avg_pool": lambda rng, dims: F.avg_pool_graph(rng, dims=dims),
+    "add": lambda rng, dims: F.add_graph(rng, dims=dims),
+}
+
+
+@pytest.mark.parametrize("dims", [1, 2])
+@pytest.mark.parametrize("kind", sorted(OTHER_INT8))
+def test_int8_fast_paths_of_other_ops_equal_interpreter(kind, dims, tmp_path):
+    """The int8 specialisations of iq_ops.c (max/avg pool over in-bounds taps, add with the
+    asm requantization): random windows with padding, stride, dilation, count_include_pad."""
+    _require_arm()
+    for seed in range(3):
+        g = OTHER_INT8[kind](np.random.default_rng(100 * seed + dims), dims)
+        x = F.random_input(np.random.default_rng(seed), g, 4)
+        ref = run(g, x)
+        res = export_c(g, tmp_path / f"c{seed}", name="net")
+        np.testing.assert_array_equal(compile_and_run_host(res.out_dir, x, opt="-O2"), ref)
+        got = emulate_unicorn(res.out_dir, x)
+        np.testing.assert_array_equal(got.outputs.reshape(ref.shape), ref)

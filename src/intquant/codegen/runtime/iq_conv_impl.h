@@ -247,8 +247,8 @@ static uint32_t IQ_CAT(IQ_FN, _im2col)(const iq_conv_params_t* p, const IQ_TIN* 
 /* Depthwise on the 8-bit path. With signed weights ws = wu - 128 the offset-binary identity
  * reads acc = bias' + sum ws*(x + xoff) (padded taps: x = z), i.e.
  *     acc = base + sum_valid ws*x + z*sum_padded ws,   base = bias' + xoff*sum(ws),
- * all modulo 2^32 like the im2col path, whose value it equals. Per channel the taps' weights and
- * input offsets go to small local tables; outputs whose window lies inside the input (all but a
+ * all modulo 2^32 like the im2col path, whose value it equals. Per channel the signed weights
+ * go to a small local table; outputs whose window lies inside the input (all but a
  * border of pad/stride outputs) need no bounds test, and 1x3 kernels keep their weights in
  * registers. */
 static void IQ_CAT(IQ_FN, _depthwise)(const iq_conv_params_t* p, const IQ_TIN* x,
@@ -260,7 +260,7 @@ static void IQ_CAT(IQ_FN, _depthwise)(const iq_conv_params_t* p, const IQ_TIN* x
     const int32_t dil_h = p->dil_h, dil_w = p->dil_w, z = p->input_zero_point;
     const int32_t stride_h = p->stride_h, stride_w = p->stride_w, pad_left = p->pad_left;
     const iq_out_stage_t o = iq_out_stage(p->output_zero_point, p->act_min, p->act_max);
-    int32_t ws[IQ_DW_MAX_TAPS], off[IQ_DW_MAX_TAPS];
+    int8_t ws[IQ_DW_MAX_TAPS]; /* wu - 128: the signed weights of one channel */
     int32_t c, oy, ox, ky, kx, t, ox_lo = 0, ox_hi = out_w;
     /* Outputs [ox_lo, ox_hi) of every row have all their taps inside the row. */
     while (ox_lo < out_w && ox_lo * stride_w - pad_left < 0) {
@@ -269,17 +269,12 @@ static void IQ_CAT(IQ_FN, _depthwise)(const iq_conv_params_t* p, const IQ_TIN* x
     while (ox_hi > ox_lo && (ox_hi - 1) * stride_w - pad_left + (k_w - 1) * dil_w >= in_w) {
         --ox_hi;
     }
-    for (ky = 0, t = 0; ky < k_h; ++ky) {
-        for (kx = 0; kx < k_w; ++kx, ++t) {
-            off[t] = ky * dil_h * in_w + kx * dil_w;
-        }
-    }
     for (c = 0; c < channels; ++c) {
         const IQ_TIN* plane = x + c * in_h * in_w;
         const int32_t m = mult[c], sh = shift[c];
         uint32_t base = bias[c];
         for (t = 0; t < k; ++t) {
-            ws[t] = (int32_t)w[c * k + t] - 128;
+            ws[t] = (int8_t)((int32_t)w[c * k + t] - 128);
             base += (uint32_t)(IQ_XOFF * ws[t]);
         }
         for (oy = 0; oy < out_h; ++oy) {
@@ -303,10 +298,14 @@ static void IQ_CAT(IQ_FN, _depthwise)(const iq_conv_params_t* p, const IQ_TIN* x
                             src += stride_w;
                         }
                     } else {
+                        const int32_t row_step = dil_h * in_w;
                         while (out != end) {
+                            const IQ_TIN* row = src;
                             acc = base;
-                            for (t = 0; t < k; ++t) {
-                                acc += (uint32_t)(ws[t] * src[off[t]]);
+                            for (ky = 0, t = 0; ky < k_h; ++ky, row += row_step) {
+                                for (kx = 0; kx < k_w; ++kx, ++t) {
+                                    acc += (uint32_t)(ws[t] * row[kx * dil_w]);
+                                }
                             }
                             *out++ = (IQ_TOUT)iq_requantize_out((int32_t)acc, m, sh, IQ_MODE, &o);
                             src += stride_w;

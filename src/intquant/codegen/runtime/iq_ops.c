@@ -3,7 +3,26 @@
  * clamp, lut, max/avg pool, softmax, concat, pad, transpose. Each follows the matching
  * section of docs/intgraph.md line by line. Integers only.
  */
+#include "iq_dot.h"
 #include "iq_kernels.h"
+
+/* iq_add for int8 tensors in double-rounding mode (residual adds of int8 networks): the same
+ * arithmetic with the dtype dispatch hoisted out of the loop and the 8-bit output stage
+ * (iq_out_clamp, equal to iq_add_zero_point_and_clamp for activation-range bounds). */
+static void iq_add_s8_double(const iq_add_params_t* p, const int8_t* a, const int8_t* b,
+                             int8_t* y, int32_t n)
+{
+    const int32_t ls = p->left_shift, za = p->a_zero_point, zb = p->b_zero_point;
+    const int32_t am = p->a_multiplier, as = p->a_shift, bm = p->b_multiplier;
+    const int32_t bs = p->b_shift, om = p->output_multiplier, os = p->output_shift;
+    const iq_out_stage_t o = iq_out_stage(p->output_zero_point, p->act_min, p->act_max);
+    int32_t i;
+    for (i = 0; i < n; ++i) {
+        const int32_t av = iq_mbqm_double((a[i] - za) * (1 << ls), am, as);
+        const int32_t bv = iq_mbqm_double((b[i] - zb) * (1 << ls), bm, bs);
+        y[i] = (int8_t)iq_out_clamp(iq_mbqm_double((int32_t)((int64_t)av + bv), om, os), &o);
+    }
+}
 
 /* TFLM quantized add: both inputs to a common scale (left_shift, own multiplier), sum,
  * then the output multiplier. In-place safe (y may alias a or b). */
@@ -12,6 +31,10 @@ void iq_add(const iq_add_params_t* p, const void* a, int32_t a_dtype, const void
 {
     int32_t i;
     int32_t scale_up = (int32_t)1 << p->left_shift;
+    if (p->mode == IQ_RQ_DOUBLE && a_dtype == IQ_S8 && b_dtype == IQ_S8 && y_dtype == IQ_S8) {
+        iq_add_s8_double(p, (const int8_t*)a, (const int8_t*)b, (int8_t*)y, n);
+        return;
+    }
     for (i = 0; i < n; ++i) {
         int32_t av = (iq_load(a, i, a_dtype) - p->a_zero_point) * scale_up;
         int32_t bv = (iq_load(b, i, b_dtype) - p->b_zero_point) * scale_up;
@@ -87,10 +110,61 @@ static int32_t iq_window_count(int32_t start, int32_t k, int32_t dil, int32_t si
     return count;
 }
 
+/* Taps [lo, hi) of a window axis that land inside the input (no division: windows are short). */
+static void iq_window_taps(int32_t start, int32_t k, int32_t dil, int32_t size, int32_t* lo,
+                           int32_t* hi)
+{
+    int32_t a = 0, b = k;
+    while (a < k && start + a * dil < 0) {
+        ++a;
+    }
+    while (b > a && start + (b - 1) * dil >= size) {
+        --b;
+    }
+    *lo = a;
+    *hi = b;
+}
+
+/* max_pool on int8 tensors (uint8 could be instantiated alike): typed loads, only the in-bounds taps visited (the same maximum:
+ * padding never wins), parameters in locals. */
+#define IQ_DEFINE_MAX_POOL8(fn, T)                                                            \
+    static void fn(const iq_pool_params_t* p, const T* x, T* y)                                \
+    {                                                                                          \
+        const int32_t in_h = p->in_h, in_w = p->in_w, k_h = p->k_h, k_w = p->k_w;             \
+        const int32_t dil_h = p->dil_h, dil_w = p->dil_w, lo = p->act_min, hi = p->act_max;   \
+        int32_t c, oy, ox, ky, kx, ky_lo, ky_hi, kx_lo, kx_hi;                                 \
+        for (c = 0; c < p->channels; ++c) {                                                    \
+            const T* plane = x + c * in_h * in_w;                                              \
+            for (oy = 0; oy < p->out_h; ++oy) {                                                \
+                const int32_t y0 = oy * p->stride_h - p->pad_top;                              \
+                iq_window_taps(y0, k_h, dil_h, in_h, &ky_lo, &ky_hi);                          \
+                for (ox = 0; ox < p->out_w; ++ox) {                                            \
+                    const int32_t x0 = ox * p->stride_w - p->pad_left;                         \
+                    int32_t best = INT32_MIN;                                                  \
+                    iq_window_taps(x0, k_w, dil_w, in_w, &kx_lo, &kx_hi);                      \
+                    for (ky = ky_lo; ky < ky_hi; ++ky) {                                       \
+                        const T* row = plane + (y0 + ky * dil_h) * in_w + x0;                  \
+                        for (kx = kx_lo; kx < kx_hi; ++kx) {                                   \
+                            const int32_t v = row[kx * dil_w];                                 \
+                            best = v > best ? v : best;                                        \
+                        }                                                                      \
+                    }                                                                          \
+                    *y++ = (T)(best < lo ? lo : (best > hi ? hi : best));                      \
+                }                                                                              \
+            }                                                                                  \
+        }                                                                                      \
+    }
+
+IQ_DEFINE_MAX_POOL8(iq_max_pool_s8, int8_t)
+
 void iq_max_pool(const iq_pool_params_t* p, const void* x, void* y, int32_t dtype)
 {
     int32_t c, oy, ox, ky, kx;
     int32_t out_index = 0;
+    if (dtype == IQ_S8) {
+        iq_max_pool_s8(p, (const int8_t*)x, (int8_t*)y);
+        return;
+    }
     for (c = 0; c < p->channels; ++c) {
         const int32_t plane = c * p->in_h * p->in_w;
         for (oy = 0; oy < p->out_h; ++oy) {
@@ -119,11 +193,53 @@ void iq_max_pool(const iq_pool_params_t* p, const void* x, void* y, int32_t dtyp
     }
 }
 
+/* avg_pool on int8 tensors: the generic loop below with typed loads over the in-bounds taps
+ * only (their count is the product of the two axes' tap counts, as iq_window_count gives). */
+static void iq_avg_pool_s8(const iq_pool_params_t* p, const int8_t* x, int8_t* y)
+{
+    const int32_t in_h = p->in_h, in_w = p->in_w, k_h = p->k_h, k_w = p->k_w;
+    const int32_t dil_h = p->dil_h, dil_w = p->dil_w;
+    int32_t c, oy, ox, ky, kx, ky_lo, ky_hi, kx_lo, kx_hi;
+    for (c = 0; c < p->channels; ++c) {
+        const int8_t* plane = x + c * in_h * in_w;
+        for (oy = 0; oy < p->out_h; ++oy) {
+            const int32_t y0 = oy * p->stride_h - p->pad_top;
+            iq_window_taps(y0, k_h, dil_h, in_h, &ky_lo, &ky_hi);
+            for (ox = 0; ox < p->out_w; ++ox) {
+                const int32_t x0 = ox * p->stride_w - p->pad_left;
+                int32_t sum = 0, count, valid, q;
+                iq_window_taps(x0, k_w, dil_w, in_w, &kx_lo, &kx_hi);
+                for (ky = ky_lo; ky < ky_hi; ++ky) {
+                    const int8_t* row = plane + (y0 + ky * dil_h) * in_w + x0;
+                    for (kx = kx_lo; kx < kx_hi; ++kx) {
+                        sum += row[kx * dil_w];
+                    }
+                }
+                valid = (ky_hi - ky_lo) * (kx_hi - kx_lo);
+                count = valid;
+                if (p->count_include_pad) {
+                    count = k_h * k_w;
+                    sum += (count - valid) * p->zero_point;
+                }
+                if (count <= 0) {
+                    count = 1;
+                }
+                q = sum > 0 ? (sum + count / 2) / count : (sum - count / 2) / count;
+                *y++ = (int8_t)iq_clamp_i32(q, p->act_min, p->act_max);
+            }
+        }
+    }
+}
+
 /* Sum over the valid window, divide by the count rounding half away from zero. */
 void iq_avg_pool(const iq_pool_params_t* p, const void* x, void* y, int32_t dtype)
 {
     int32_t c, oy, ox, ky, kx;
     int32_t out_index = 0;
+    if (dtype == IQ_S8) {
+        iq_avg_pool_s8(p, (const int8_t*)x, (int8_t*)y);
+        return;
+    }
     for (c = 0; c < p->channels; ++c) {
         const int32_t plane = c * p->in_h * p->in_w;
         for (oy = 0; oy < p->out_h; ++oy) {
