@@ -243,6 +243,13 @@ CONV_CASES = {
     ),
     # 1x1 conv: the strided channel gather of im2col; stride 2 skips positions
     "pointwise_s2": ((9, 12), "int8", dict(cout=6, kernel=(1, 1), stride=(1, 2))),
+    # im2col interior rows unrolled: 1x3 (1-D) and 3-wide rows of a 3x3 with row dilation
+    "conv_1d_k3": ((5, 14), "int8", dict(cout=6, kernel=(1, 3), padding=(0, 1, 0, 1))),
+    "conv_2d_3x3_dh2": (
+        (3, 8, 7),
+        "uint8",
+        dict(cout=5, kernel=(3, 3), padding=(1, 1, 2, 0), dilation=(2, 1)),
+    ),
     # first-layer shape: one input channel, 1x5, padding 2 (interior and border windows)
     "cin1_k5": ((1, 23), "uint8", dict(cout=7, kernel=(1, 5), padding=(0, 2, 0, 2))),
     # general im2col: dilated columns, 2-D padding, grouped (2 groups of 2 -> 3 channels)

@@ -184,6 +184,24 @@ static uint32_t IQ_CAT(IQ_FN, _im2col)(const iq_conv_params_t* p, const IQ_TIN* 
                 IQ_PUT(*src);
                 src += plane;
             }
+        } else if (k_h == 1 && k_w == 3) { /* the common 1-D kernel, unrolled */
+            for (ci = 0; ci < cin_g; ++ci) {
+                IQ_PUT(src[0]);
+                IQ_PUT(src[1]);
+                IQ_PUT(src[2]);
+                src += plane;
+            }
+        } else if (k_w == 3) { /* 3-wide rows (3x3), unrolled */
+            for (ci = 0; ci < cin_g; ++ci) {
+                const IQ_TIN* row = src;
+                for (ky = 0; ky < k_h; ++ky) {
+                    IQ_PUT(row[0]);
+                    IQ_PUT(row[1]);
+                    IQ_PUT(row[2]);
+                    row += row_step;
+                }
+                src += plane;
+            }
         } else {
             for (ci = 0; ci < cin_g; ++ci) {
                 const IQ_TIN* row = src;
