@@ -5,6 +5,8 @@ Output folder (``export_c``):
   <name>.c            weights as ``const`` arrays (flash), op parameters, one static arena, and
                       ``<name>_run``: the call sequence with offsets fixed by the memory planner
   <name>_kernels.c    the conv / fully_connected template instances this model needs
+  <name>_weights.S    only above BINARY_WEIGHTS_THRESHOLD bytes of constants: the arrays as
+  <name>_weights.bin  raw little-endian bytes (.incbin), declared ``extern const`` in <name>.c
   iq_*.h, iq_*.c      the hand-written runtime (copied from ``runtime/``)
   <name>_host_main.c  host test driver (stdin -> stdout), kept apart from the library
   m0/                 Cortex-M0 startup, linker script and semihosting test main
