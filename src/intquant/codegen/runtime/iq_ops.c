@@ -6,6 +6,16 @@
 #include "iq_dot.h"
 #include "iq_kernels.h"
 
+/* One out-of-line copy of the (asm, on Cortex-M0) requantization for the elementwise ops:
+ * three inlined copies per add loop cost flash for little speed. */
+#if defined(__GNUC__)
+__attribute__((noinline))
+#endif
+static int32_t iq_mbqm_double_call(int32_t x, int32_t m, int32_t shift)
+{
+    return iq_mbqm_double(x, m, shift);
+}
+
 /* iq_add for int8 tensors in double-rounding mode (residual adds of int8 networks): the same
  * arithmetic with the dtype dispatch hoisted out of the loop and the 8-bit output stage
  * (iq_out_clamp, equal to iq_add_zero_point_and_clamp for activation-range bounds). */
@@ -18,9 +28,10 @@ static void iq_add_s8_double(const iq_add_params_t* p, const int8_t* a, const in
     const iq_out_stage_t o = iq_out_stage(p->output_zero_point, p->act_min, p->act_max);
     int32_t i;
     for (i = 0; i < n; ++i) {
-        const int32_t av = iq_mbqm_double((a[i] - za) * (1 << ls), am, as);
-        const int32_t bv = iq_mbqm_double((b[i] - zb) * (1 << ls), bm, bs);
-        y[i] = (int8_t)iq_out_clamp(iq_mbqm_double((int32_t)((int64_t)av + bv), om, os), &o);
+        const int32_t av = iq_mbqm_double_call((a[i] - za) * (1 << ls), am, as);
+        const int32_t bv = iq_mbqm_double_call((b[i] - zb) * (1 << ls), bm, bs);
+        const int32_t r = iq_mbqm_double_call((int32_t)((int64_t)av + bv), om, os);
+        y[i] = (int8_t)iq_out_clamp(r, &o);
     }
 }
 
