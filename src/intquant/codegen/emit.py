@@ -887,7 +887,7 @@ all: {name}_host
 
 m0: $(LIB_SRCS) m0/*.c m0/microbit.ld
 \t$(ARM_CC) $(ARM_FLAGS) -I. -nostdlib -T m0/microbit.ld -Wl,--gc-sections -o {name}_m0.elf \\
-\t\t$(LIB_SRCS) m0/*.c -lgcc
+\t\t$(LIB_SRCS) m0/*.c -Wl,--start-group -lc -lgcc -Wl,--end-group
 
 clean:
 \trm -f {name}_host {name}_m0.elf
