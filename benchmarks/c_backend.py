@@ -223,7 +223,8 @@ def bench_model(name: str, work: Path) -> dict:
     try:
         import onnxruntime as ort
 
-        path = q.to_onnx(work / name / "model.onnx")
+        # plain QDQ (ORT's own int8 kernels), not the exact-integer check model
+        path = q.to_onnx(work / name / "model.onnx", requant="float")
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = 1
         opts.inter_op_num_threads = 1
