@@ -53,22 +53,6 @@ C_TYPE = {
 }
 DTYPE_CODE = {"int8": "IQ_S8", "uint8": "IQ_U8", "int16": "IQ_S16", "int32": "IQ_S32"}
 SHORT = {"int8": "s8", "uint8": "u8", "int16": "s16"}
-SUPPORTED_KINDS = (
-    "conv",
-    "fully_connected",
-    "add",
-    "rescale",
-    "max_pool",
-    "avg_pool",
-    "concat",
-    "pad",
-    "reshape",
-    "transpose",
-    "clamp",
-    "lut",
-    "softmax",
-    "lrn",
-)
 INT32_LIMIT = 2**31
 # Above this many bytes of constants, arrays go to <name>_weights.bin, pulled in by the small
 # assembly file <name>_weights.S (.incbin): a C initializer costs ~5 characters per byte and
@@ -359,7 +343,7 @@ class _Emitter:
     # -- ops -----------------------------------------------------------------------------------
     def emit(self) -> None:
         for i, op in enumerate(self.g.ops):
-            if op.kind not in SUPPORTED_KINDS:
+            if not hasattr(self, f"op_{op.kind}"):  # one emitter method per supported kind
                 raise ValueError(f"op {i} {op.name!r}: kind {op.kind!r} has no C kernel")
             self.calls.append(f"    /* op {i}: {op.kind} '{op.name}' -> {op.output} */")
             self.calls.append(f"    IQ_PROFILE_MARK({i});")
