@@ -16,12 +16,9 @@ and batch-1 latency on one thread (median of repeated single-sample calls):
 
 from __future__ import annotations
 
-import copy
-import io
 import sys
 import tempfile
 import time
-import warnings
 from functools import partial
 from pathlib import Path
 
@@ -32,6 +29,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 import intquant  # noqa: E402
 import results  # noqa: E402
+from baselines import ort_quantize_static, torch_ao_fx  # noqa: E402
 from intquant import zoo  # noqa: E402
 
 CALIB = 1000
@@ -65,58 +63,18 @@ def run_intquant(model, ds, calib, workdir: Path) -> dict:
 
 
 def run_torch_fx(model, ds, calib, backend: str) -> dict:
-    from torch.ao.quantization import get_default_qconfig_mapping
-    from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
-
-    torch.backends.quantized.engine = backend
-    m = copy.deepcopy(model).eval()
-    example = (torch.from_numpy(calib[:1]),)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        prepared = prepare_fx(m, get_default_qconfig_mapping(backend), example)
-        with torch.no_grad():
-            for i in range(0, len(calib), 250):
-                prepared(torch.from_numpy(calib[i : i + 250]))
-        q = convert_fx(prepared)
-    with torch.no_grad():
-        logits = q(torch.from_numpy(ds.x_test)).numpy()
-        x1 = torch.from_numpy(ds.x_test[:1])
-        sec = latency(q, x1)
-    return {"logits": logits, "latency": sec}
-
-
-class _Reader:
-    def __init__(self, name: str, x: np.ndarray):
-        self.batches = iter([{name: x[i : i + 1]} for i in range(len(x))])
-
-    def get_next(self):
-        return next(self.batches, None)
+    predict = torch_ao_fx(model, calib, backend)
+    return {"logits": predict(ds.x_test), "latency": latency(predict, ds.x_test[:1])}
 
 
 def run_ort(model, ds, calib, workdir: Path) -> list[tuple[str, dict]]:
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
-
-    buf = io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(model, (torch.from_numpy(calib[:1]),), buf, dynamo=False,
-                          opset_version=17, input_names=["x"], dynamic_axes={"x": {0: "N"}})
-    f32 = workdir / "float.onnx"
-    f32.write_bytes(buf.getvalue())
-    qpath = workdir / "qdq.onnx"
-    quantize_static(str(f32), str(qpath), _Reader("x", calib[:300]), quant_format=QuantFormat.QDQ,
-                    per_channel=True, activation_type=QuantType.QInt8,
-                    weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax)
+    """ORT quantize_static (QDQ, per-channel, MinMax): its fused int8 kernels and the
+    reference path (graph optimisations off: dequantize → float op → quantize)."""
     out = []
-    for label, level in (("fused", ort.GraphOptimizationLevel.ORT_ENABLE_ALL),
-                         ("reference path", ort.GraphOptimizationLevel.ORT_DISABLE_ALL)):
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = so.inter_op_num_threads = 1
-        so.graph_optimization_level = level
-        s = ort.InferenceSession(str(qpath), so, providers=["CPUExecutionProvider"])
-        logits = s.run(None, {"x": ds.x_test})[0]
-        sec = latency(lambda x, s=s: s.run(None, {"x": x}), ds.x_test[:1])
-        out.append((label, {"logits": logits, "latency": sec}))
+    for label, reference_path in (("fused", False), ("reference path", True)):
+        predict = ort_quantize_static(model, calib, "MinMax", True, reference_path)
+        out.append((label, {"logits": predict(ds.x_test),
+                            "latency": latency(predict, ds.x_test[:1])}))
     return out
 
 
