@@ -196,15 +196,10 @@ def _conv(t: _Translator, n, x, w, b, stride, padding, dilation, groups) -> None
 
 
 def h_conv(t, n):
-    a = list(n.args) + [None] * 7
-    x, w, b = a[0], a[1], a[2]
-    dims = t.const(w).ndim - 2
-    stride = a[3] if a[3] is not None else 1
-    padding = a[4] if a[4] is not None else 0
-    dilation = a[5] if a[5] is not None else 1
-    groups = a[6] if a[6] is not None else 1
-    del dims
-    _conv(t, n, x, w, b, stride, padding, dilation, groups)
+    """aten.conv1d/conv2d(x, w, b=None, stride=1, padding=0, dilation=1, groups=1)."""
+    x, w, b, stride, padding, dilation, groups = (list(n.args) + [None] * 7)[:7]
+    _conv(t, n, x, w, b, 1 if stride is None else stride, 0 if padding is None else padding,
+          1 if dilation is None else dilation, 1 if groups is None else groups)
 
 
 def h_convolution(t, n):
