@@ -28,7 +28,7 @@ from intquant.config import Config  # noqa: E402
 from intquant.ptq import quantize  # noqa: E402
 from intquant.qat import agreement, convert, prepare, recalibrate_batchnorm  # noqa: E402
 from intquant.regularizers import kurtosis, weight_stats  # noqa: E402
-from intquant.train import evaluate, train  # noqa: E402
+from intquant.training import evaluate, train  # noqa: E402
 from results import machine, table, write_section  # noqa: E402
 
 # (label, weight quantizer, weight bits, act quantizer, act bits)

@@ -22,7 +22,7 @@ from intquant.qat import (
 from intquant.qat.convert import fold_layer
 from intquant.qat.modules import QConv1d
 from intquant.qat.quantizers import LSQ, UniformWeight
-from intquant.train import evaluate, train
+from intquant.training import evaluate, train
 
 
 class Net(nn.Module):

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from intquant.data import Dataset
-from intquant.train import evaluate, predict_logits, train
+from intquant.training import evaluate, predict_logits, train
 
 
 def _blobs(n: int = 96, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -138,3 +138,12 @@ def test_mismatched_data_raises():
         train(_tiny(), (x, y[:5]), epochs=1, progress=False)
     with pytest.raises(ValueError, match="Dataset or a tuple"):
         train(_tiny(), x, epochs=1, progress=False)
+
+
+def test_intquant_train_is_the_function_not_the_module() -> None:
+    """`intquant.train(model, data, ...)` is the documented call: no submodule may shadow it."""
+    import intquant
+    import intquant.zoo  # noqa: F401  (imports the training module as a side effect)
+
+    assert callable(intquant.train) and intquant.train is train
+    assert intquant.evaluate is evaluate

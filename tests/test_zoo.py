@@ -35,7 +35,7 @@ def _input_shape(name: str) -> tuple[int, ...]:
 
 
 def _accuracy(model: nn.Module, x: np.ndarray, y: np.ndarray) -> float:
-    """Accuracy computed directly (not with intquant.train.evaluate)."""
+    """Accuracy computed directly (not with intquant.training.evaluate)."""
     with torch.no_grad():
         pred = model.eval()(torch.from_numpy(x)).argmax(1).numpy()
     return float(np.mean(pred == y))

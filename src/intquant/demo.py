@@ -18,7 +18,7 @@ from torch import nn
 from . import zoo
 from .baseline import textbook_quantize_weights
 from .data import Dataset
-from .train import evaluate
+from .training import evaluate
 
 
 @dataclass

@@ -32,7 +32,7 @@ from torch import nn
 
 from . import data as _data
 from .data import Dataset
-from .train import evaluate, train
+from .training import evaluate, train
 
 __all__ = [
     "ZOO_VERSION",
