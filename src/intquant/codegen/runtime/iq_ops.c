@@ -204,6 +204,23 @@ void iq_max_pool(const iq_pool_params_t* p, const void* x, void* y, int32_t dtyp
     }
 }
 
+/* The average of one window from the sum of its `valid` in-bounds raw values: padded taps
+ * hold the zero point when count_include_pad; divide rounding half away from zero (C division
+ * truncates toward zero); clamp. One place for the rule both avg_pool paths share. */
+static int32_t iq_avg_of_window(const iq_pool_params_t* p, int32_t sum, int32_t valid)
+{
+    int32_t count = valid, q;
+    if (p->count_include_pad) {
+        count = p->k_h * p->k_w;
+        sum += (count - valid) * p->zero_point;
+    }
+    if (count <= 0) {
+        count = 1;
+    }
+    q = sum > 0 ? (sum + count / 2) / count : (sum - count / 2) / count;
+    return iq_clamp_i32(q, p->act_min, p->act_max);
+}
+
 /* avg_pool on int8 tensors: the generic loop below with typed loads over the in-bounds taps
  * only (their count is the product of the two axes' tap counts, as iq_window_count gives). */
 static void iq_avg_pool_s8(const iq_pool_params_t* p, const int8_t* x, int8_t* y)
@@ -218,7 +235,7 @@ static void iq_avg_pool_s8(const iq_pool_params_t* p, const int8_t* x, int8_t* y
             iq_window_taps(y0, k_h, dil_h, in_h, &ky_lo, &ky_hi);
             for (ox = 0; ox < p->out_w; ++ox) {
                 const int32_t x0 = ox * p->stride_w - p->pad_left;
-                int32_t sum = 0, count, valid, q;
+                int32_t sum = 0, valid;
                 iq_window_taps(x0, k_w, dil_w, in_w, &kx_lo, &kx_hi);
                 for (ky = ky_lo; ky < ky_hi; ++ky) {
                     const int8_t* row = plane + (y0 + ky * dil_h) * in_w + x0;
@@ -227,16 +244,7 @@ static void iq_avg_pool_s8(const iq_pool_params_t* p, const int8_t* x, int8_t* y
                     }
                 }
                 valid = (ky_hi - ky_lo) * (kx_hi - kx_lo);
-                count = valid;
-                if (p->count_include_pad) {
-                    count = k_h * k_w;
-                    sum += (count - valid) * p->zero_point;
-                }
-                if (count <= 0) {
-                    count = 1;
-                }
-                q = sum > 0 ? (sum + count / 2) / count : (sum - count / 2) / count;
-                *y++ = (int8_t)iq_clamp_i32(q, p->act_min, p->act_max);
+                *y++ = (int8_t)iq_avg_of_window(p, sum, valid);
             }
         }
     }
@@ -259,7 +267,7 @@ void iq_avg_pool(const iq_pool_params_t* p, const void* x, void* y, int32_t dtyp
                 int32_t x0 = ox * p->stride_w - p->pad_left;
                 int32_t valid = iq_window_count(y0, p->k_h, p->dil_h, p->in_h) *
                                 iq_window_count(x0, p->k_w, p->dil_w, p->in_w);
-                int32_t sum = 0, count = valid, q;
+                int32_t sum = 0;
                 for (ky = 0; ky < p->k_h; ++ky) {
                     int32_t iy = y0 + ky * p->dil_h;
                     if (iy < 0 || iy >= p->in_h) {
@@ -272,15 +280,7 @@ void iq_avg_pool(const iq_pool_params_t* p, const void* x, void* y, int32_t dtyp
                         }
                     }
                 }
-                if (p->count_include_pad) {
-                    count = p->k_h * p->k_w;
-                    sum += (count - valid) * p->zero_point;
-                }
-                if (count <= 0) {
-                    count = 1;
-                }
-                q = sum > 0 ? (sum + count / 2) / count : (sum - count / 2) / count;
-                iq_store(y, out_index++, dtype, iq_clamp_i32(q, p->act_min, p->act_max));
+                iq_store(y, out_index++, dtype, iq_avg_of_window(p, sum, valid));
             }
         }
     }
