@@ -60,6 +60,20 @@ INT32_LIMIT = 2**31
 BINARY_WEIGHTS_THRESHOLD = 4 * 2**20
 
 
+def window_fields(kernel, attrs: dict[str, Any], dilation) -> dict[str, int]:
+    """The sliding-window geometry conv and pool parameter structs share (C field names)."""
+    return {
+        "k_h": int(kernel[0]),
+        "k_w": int(kernel[1]),
+        "stride_h": attrs["stride"][0],
+        "stride_w": attrs["stride"][1],
+        "pad_top": attrs["padding"][0],
+        "pad_left": attrs["padding"][1],
+        "dil_h": dilation[0],
+        "dil_w": dilation[1],
+    }
+
+
 @dataclass
 class ExportResult:
     """What ``export_c`` wrote and the numbers a user needs before flashing."""
@@ -382,14 +396,7 @@ class _Emitter:
                 "out_c": cout,
                 "out_h": ho,
                 "out_w": wo,
-                "k_h": kh,
-                "k_w": kw,
-                "stride_h": a["stride"][0],
-                "stride_w": a["stride"][1],
-                "pad_top": a["padding"][0],
-                "pad_left": a["padding"][1],
-                "dil_h": a["dilation"][0],
-                "dil_w": a["dilation"][1],
+                **window_fields((kh, kw), a, a["dilation"]),
                 "groups": a["groups"],
                 "input_zero_point": a["input_zero_point"],
                 "output_zero_point": a["output_zero_point"],
@@ -522,14 +529,7 @@ class _Emitter:
                 "in_w": w,
                 "out_h": ho,
                 "out_w": wo,
-                "k_h": a["kernel"][0],
-                "k_w": a["kernel"][1],
-                "stride_h": a["stride"][0],
-                "stride_w": a["stride"][1],
-                "pad_top": a["padding"][0],
-                "pad_left": a["padding"][1],
-                "dil_h": dilation[0],
-                "dil_w": dilation[1],
+                **window_fields(a["kernel"], a, dilation),
                 "count_include_pad": a.get("count_include_pad", 0),
                 "zero_point": a.get("zero_point", 0),
                 "act_min": a["act_min"],
