@@ -1,9 +1,10 @@
 """Random but valid IntGraphs for tests: one builder per op kind, and random multi-op chains.
 
-Used by the interpreter tests and the C back-end tests (bit-exactness across back ends needs
-many small graphs that exercise every op and attr). Constants are random but chosen so the
-outputs actually vary (multipliers scaled to the accumulator spread, not saturating everything).
-Scales are nominal metadata: no op reads them.
+Used by the per-op tests (tests/ops), the interpreter tests and the C back-end tests
+(bit-exactness across back ends needs many small graphs that exercise every op and attr), and by
+the validation tests (``set_field``, ``edit_const``, ...: mutations of a valid graph).
+Constants are random but chosen so the outputs actually vary (multipliers scaled to the
+accumulator spread, not saturating everything). Scales are nominal metadata: no op reads them.
 
     g = conv_graph(rng, dims=2, cin=4, cout=6, groups=2)
     x = random_input(rng, g, n=8)
@@ -716,3 +717,66 @@ def random_chain(
     if softmax:
         cur = b.softmax(cur)
     return b.graph(cur)
+
+
+# ----------------------------------------------------------------------------------------------
+# Mutations of a valid graph, for validation tests: each returns ``mutate(graph)``
+# ----------------------------------------------------------------------------------------------
+
+Mutation = Callable[[IntGraph], None]
+
+
+def set_field(op_index: int, field: str, key: str, value) -> Mutation:
+    """``graph.ops[op_index].<field>[key] = value`` (field: "attrs" or "consts")."""
+
+    def mutate(g: IntGraph) -> None:
+        getattr(g.ops[op_index], field)[key] = value
+
+    return mutate
+
+
+def cast_const(op_index: int, key: str, dtype) -> Mutation:
+    def mutate(g: IntGraph) -> None:
+        g.ops[op_index].consts[key] = g.ops[op_index].consts[key].astype(dtype)
+
+    return mutate
+
+
+def edit_const(op_index: int, key: str, fn: Callable[[np.ndarray], np.ndarray]) -> Mutation:
+    """Replace a const by ``fn(copy of it)``."""
+
+    def mutate(g: IntGraph) -> None:
+        g.ops[op_index].consts[key] = fn(g.ops[op_index].consts[key].copy())
+
+    return mutate
+
+
+def set_item(a: np.ndarray, i: int, v: int) -> np.ndarray:
+    """``a[i] = v``, returning ``a`` (for edit_const)."""
+    a[i] = v
+    return a
+
+
+def del_attr(op_index: int, key: str) -> Mutation:
+    def mutate(g: IntGraph) -> None:
+        del g.ops[op_index].attrs[key]
+
+    return mutate
+
+
+def set_inputs(op_index: int, inputs: list[str]) -> Mutation:
+    def mutate(g: IntGraph) -> None:
+        g.ops[op_index].inputs = inputs
+
+    return mutate
+
+
+def set_tensor(tensor_index: int, **fields) -> Mutation:
+    """Set fields (shape, dtype, scale, zero_point) of the tensor at that position."""
+
+    def mutate(g: IntGraph) -> None:
+        t = list(g.tensors.values())[tensor_index]
+        for k, v in fields.items():
+            setattr(t, k, v)
+
+    return mutate
