@@ -12,16 +12,19 @@ a registered kind lacks its module or one of the categories in :data:`TEST_CATEG
     test_<kind>_onnx_*           (e) ONNX export vs interpreter.run (a clear refusal if the kind
                                      has no ONNX export)
 
-Float references are float64 PyTorch. No assertion depends on how a CPU rounds: data movement
-and max are compared exactly (no arithmetic happens, so every IEEE machine gives the same
-values), and every tolerance is a proven bound of the integer op's error with a margin far
-above the float64 evaluation error of the reference (< 1e-9 LSB), so AVX-512, AVX2 and the
-scalar kernels (``ATEN_CPU_CAPABILITY=default``) all pass or fail together.
+Float references are float64 PyTorch (float32 through the whole quantize path). No assertion
+depends on how a CPU rounds: data movement and max are compared exactly (no arithmetic happens,
+so every IEEE machine gives the same values), and every tolerance is an error bound of the
+integer op — derived from its roundings (conv, fully_connected, add, rescale, pools, lut, lrn)
+or measured with the margin stated (softmax, the quantize path) — with a margin far above the
+evaluation error of the float reference (< 1e-9 LSB in float64), so AVX-512, AVX2 and the
+scalar kernels (``ATEN_CPU_CAPABILITY=default ONEDNN_MAX_CPU_ISA=AVX2``) pass alike.
 """
 
 from __future__ import annotations
 
 import copy
+import inspect
 import math
 import re
 import shutil
@@ -386,6 +389,11 @@ def require_tool(tool: str) -> None:
         pytest.fail(f"{tool} missing: run scripts/install_toolchain.sh (make toolchain)")
 
 
+def _has_dims(kind: str) -> bool:
+    """Whether the kind's factory builder takes ``dims`` (1-D / 2-D spatial inputs)."""
+    return "dims" in inspect.signature(F.ONE_OP_BUILDERS[kind]).parameters
+
+
 def c_case(
     kind: str, dtype: str, input_range: tuple[int, int] | None = None
 ) -> tuple[IntGraph, np.ndarray]:
@@ -393,7 +401,7 @@ def c_case(
     ``dtype`` — 1-D for uint8, 2-D otherwise — and an input batch over the dtype's full range
     (or ``input_range``, where the full range would saturate the op)."""
     rng = seeded_rng("c", kind, dtype)
-    kw = {} if kind in ("fully_connected", "softmax") else {"dims": 1 if dtype == "uint8" else 2}
+    kw = {"dims": 1 if dtype == "uint8" else 2} if _has_dims(kind) else {}
     g = F.ONE_OP_BUILDERS[kind](rng, dtype=dtype, **kw)
     if input_range is None:
         return g, F.random_input(rng, g, C_SAMPLES)
@@ -499,10 +507,15 @@ def onnx_export_cases(kind: str, dtype: str, variant: Callable[[int], dict] = la
     rng = seeded_rng(kind, dtype)
     build = F.ONE_OP_BUILDERS[kind]
     for trial in range(6):
-        kw = {} if kind in ("fully_connected", "softmax") else {"dims": 1 + trial % 2}
+        kw = {"dims": 1 + trial % 2} if _has_dims(kind) else {}
         kw.update(variant(trial))
         g = build(rng, dtype=dtype, **kw)
         yield g, F.random_input(rng, g, n=16), (trial, kw)
+
+
+def requant_rounding_variant(trial: int) -> dict:
+    """add / rescale export cases: both rounding modes of their requantization."""
+    return {"rounding": ["double", "single"][trial % 2]}
 
 
 def weighted_onnx_variant(trial: int) -> dict:
@@ -542,3 +555,90 @@ def assert_onnx_float_mode_within_one_lsb(kind: str) -> None:
     g = F.ONE_OP_BUILDERS[kind](rng, dtype="int8")
     x = F.random_input(rng, g, n=64)
     assert lsb_agreement(run(g, x), ort_run(g, x, requant="float")) >= 0.99
+
+
+# ----------------------------------------------------------------------------------------------
+# The tests every op module has in the same form, instantiated there with one line each:
+#     test_clamp_c_host_equals_reference = c_host_test("clamp")
+# The function is named after the kind (test_registry.py checks the name matches).
+# ----------------------------------------------------------------------------------------------
+
+
+def _named(test: Callable, name: str, doc: str) -> Callable:
+    test.__name__ = test.__qualname__ = name
+    test.__doc__ = doc
+    return test
+
+
+def quantize_path_test(kind: str) -> Callable:
+    """(a) every QUANTIZE_CASES layer of the kind, 8- and 16-bit, against the float layer."""
+
+    @pytest.mark.parametrize("act_bits", [8, 16])
+    @pytest.mark.parametrize("name", quantize_cases(kind))
+    def test(name: str, act_bits: int) -> None:
+        assert_quantized_case_matches_float(name, act_bits)
+
+    return _named(test, f"test_{kind}_matches_float_after_quantize",
+                  assert_quantized_case_matches_float.__doc__)
+
+
+def c_host_test(kind: str, input_range: dict[str, tuple[int, int]] | None = None) -> Callable:
+    """(d) per dtype: c_case(kind, dtype) on the host, -O2 and ASan/UBSan, == interpreter."""
+
+    @pytest.mark.parametrize("dtype", DTYPES)
+    def test(dtype: str, tmp_path) -> None:
+        g, x = c_case(kind, dtype, (input_range or {}).get(dtype))
+        assert_c_host_equals_reference(g, x, tmp_path / "c")
+
+    return _named(test, f"test_{kind}_c_host_equals_reference",
+                  assert_c_host_equals_reference.__doc__)
+
+
+def c_m0_test(kind: str, input_range: dict[str, tuple[int, int]] | None = None) -> Callable:
+    """(d) per dtype: c_case(kind, dtype) on the emulated Cortex-M0 == interpreter."""
+
+    @pytest.mark.parametrize("dtype", DTYPES)
+    def test(dtype: str, tmp_path) -> None:
+        g, x = c_case(kind, dtype, (input_range or {}).get(dtype))
+        assert_c_m0_equals_reference(g, x, tmp_path / "c")
+
+    return _named(test, f"test_{kind}_c_m0_equals_reference", assert_c_m0_equals_reference.__doc__)
+
+
+def c_m0_int8_fast_path_test(kind: str) -> Callable:
+    """(d) the kind's int8 specialisation, 1-D and 2-D, host -O2 and Cortex-M0."""
+
+    @pytest.mark.parametrize("dims", [1, 2])
+    def test(dims: int, tmp_path) -> None:
+        assert_int8_fast_path_equals_reference(F.ONE_OP_BUILDERS[kind], dims, tmp_path)
+
+    return _named(test, f"test_{kind}_c_m0_int8_fast_path_equals_reference",
+                  assert_int8_fast_path_equals_reference.__doc__)
+
+
+def onnx_export_test(kind: str, variant: Callable[[int], dict] = lambda t: {}) -> Callable:
+    """(e) per dtype: the six onnx_export_cases exported in integer mode, bit-exact."""
+
+    @pytest.mark.parametrize("dtype", DTYPES)
+    def test(dtype: str) -> None:
+        for g, x, note in onnx_export_cases(kind, dtype, variant):
+            assert_onnx_integer_export_bit_exact(g, x, note)
+
+    return _named(test, f"test_{kind}_onnx_integer_export_is_bit_exact",
+                  assert_onnx_integer_export_bit_exact.__doc__)
+
+
+def onnx_float_mode_test(kind: str) -> Callable:
+    def test() -> None:
+        assert_onnx_float_mode_within_one_lsb(kind)
+
+    return _named(test, f"test_{kind}_onnx_float_mode_within_one_lsb",
+                  assert_onnx_float_mode_within_one_lsb.__doc__)
+
+
+def onnx_int8_products_test(kind: str) -> Callable:
+    def test() -> None:
+        assert_integer_export_uses_only_int8_products(F.ONE_OP_BUILDERS[kind])
+
+    return _named(test, f"test_{kind}_onnx_integer_export_uses_only_int8_products",
+                  assert_integer_export_uses_only_int8_products.__doc__)

@@ -15,21 +15,18 @@ from intquant.interpreter import run
 from intquant.intgraph import TensorInfo
 
 from .conftest import (
-    DTYPES,
-    assert_c_host_equals_reference,
-    assert_c_m0_equals_reference,
-    assert_int8_fast_path_equals_reference,
-    assert_onnx_float_mode_within_one_lsb,
-    assert_onnx_integer_export_bit_exact,
-    assert_quantized_case_matches_float,
     assert_rejected,
     assert_within_lsb,
-    c_case,
+    c_host_test,
+    c_m0_int8_fast_path_test,
+    c_m0_test,
     deq,
     one_op_graph,
-    onnx_export_cases,
-    quantize_cases,
+    onnx_export_test,
+    onnx_float_mode_test,
+    quantize_path_test,
     random_q,
+    requant_rounding_variant,
     round_half_away,
     round_half_up,
     to_t,
@@ -62,11 +59,7 @@ def test_add_matches_float_torch(dtype: str, relu: bool, rounding: str) -> None:
     assert_within_lsb(vals[y], ref, g.tensors[y], tol=1.0)
 
 
-@pytest.mark.parametrize("act_bits", [8, 16])
-@pytest.mark.parametrize("name", quantize_cases("add"))
-def test_add_matches_float_after_quantize(name: str, act_bits: int) -> None:
-    """The whole quantize path on one layer (conftest.QUANTIZE_CASES) vs the float layer."""
-    assert_quantized_case_matches_float(name, act_bits)
+test_add_matches_float_after_quantize = quantize_path_test("add")
 
 
 @pytest.mark.parametrize("dtype", ["int8", "int16"])
@@ -102,10 +95,11 @@ def test_add_matches_tflm_reference(dtype: str, seed: int) -> None:
 
 
 def _add_graph(dtype: str = "int16"):
-    """add(x, rescale(x)) on a (2, 5) input: the add is op 1."""
+    """add(x, rescale(x)) on a (2, 5) input, output clamped at 100: the add is op 1."""
     b = GraphBuilder(np.random.default_rng(6), (2, 5), dtype)
     r = b.rescale(b.input)
     b.add(b.input, r)
+    b.ops[1].attrs["act_max"] = 100
     return b.graph()
 
 
@@ -130,11 +124,7 @@ VALIDATION_CASES = [
 
 @pytest.mark.parametrize("mutate,message", VALIDATION_CASES)
 def test_add_validation_messages(mutate, message: str) -> None:
-    def with_act_max_100(g):
-        g.ops[1].attrs["act_max"] = 100
-        mutate(g)
-
-    assert_rejected(_add_graph(), with_act_max_100, message)
+    assert_rejected(_add_graph(), mutate, message)
 
 
 def test_add_validation_int8_left_shift_bound() -> None:
@@ -201,33 +191,13 @@ def test_add_golden_int16_sum_saturates() -> None:
 
 # ---- (d) C vs reference -----------------------------------------------------------------------
 
-
-@pytest.mark.parametrize("dtype", DTYPES)
-def test_add_c_host_equals_reference(dtype: str, tmp_path) -> None:
-    assert_c_host_equals_reference(*c_case("add", dtype), tmp_path / "c")
-
-
-@pytest.mark.parametrize("dtype", DTYPES)
-def test_add_c_m0_equals_reference(dtype: str, tmp_path) -> None:
-    assert_c_m0_equals_reference(*c_case("add", dtype), tmp_path / "c")
-
-
-@pytest.mark.parametrize("dims", [1, 2])
-def test_add_c_m0_int8_fast_path_equals_reference(dims: int, tmp_path) -> None:
-    """The int8 specialisation with the Thumb-1 asm requantization, host -O2 and Cortex-M0."""
-    assert_int8_fast_path_equals_reference(F.add_graph, dims, tmp_path)
+test_add_c_host_equals_reference = c_host_test("add")
+test_add_c_m0_equals_reference = c_m0_test("add")
+test_add_c_m0_int8_fast_path_equals_reference = c_m0_int8_fast_path_test("add")
 
 
 # ---- (e) ONNX ---------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
-def test_add_onnx_integer_export_is_bit_exact(dtype: str) -> None:
-    for g, x, note in onnx_export_cases(
-        "add", dtype, lambda trial: {"rounding": ["double", "single"][trial % 2]}
-    ):
-        assert_onnx_integer_export_bit_exact(g, x, note)
-
-
-def test_add_onnx_float_mode_within_one_lsb() -> None:
-    assert_onnx_float_mode_within_one_lsb("add")
+test_add_onnx_integer_export_is_bit_exact = onnx_export_test("add", requant_rounding_variant)
+test_add_onnx_float_mode_within_one_lsb = onnx_float_mode_test("add")

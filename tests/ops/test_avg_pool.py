@@ -18,22 +18,19 @@ from intquant.intgraph import TensorInfo
 from .conftest import (
     DTYPES,
     POOL_CASES,
-    assert_c_host_equals_reference,
-    assert_c_m0_equals_reference,
-    assert_int8_fast_path_equals_reference,
-    assert_onnx_float_mode_within_one_lsb,
-    assert_onnx_integer_export_bit_exact,
-    assert_quantized_case_matches_float,
     assert_rejected,
     assert_within_lsb,
-    c_case,
+    c_host_test,
+    c_m0_int8_fast_path_test,
+    c_m0_test,
     deq,
     from_nhwc,
     nhwc,
     one_op_graph,
-    onnx_export_cases,
+    onnx_export_test,
+    onnx_float_mode_test,
     pool_graph,
-    quantize_cases,
+    quantize_path_test,
     random_q,
     round_half_away,
     tflm_pool_kwargs,
@@ -70,11 +67,7 @@ def test_avg_pool_matches_float_global_adaptive_avg_pool(dims: int) -> None:
     assert_within_lsb(run(g, xq), ref, g.tensors[y], tol=0.5 + 1e-9)
 
 
-@pytest.mark.parametrize("act_bits", [8, 16])
-@pytest.mark.parametrize("name", quantize_cases("avg_pool"))
-def test_avg_pool_matches_float_after_quantize(name: str, act_bits: int) -> None:
-    """The whole quantize path on one layer (conftest.QUANTIZE_CASES) vs the float layer."""
-    assert_quantized_case_matches_float(name, act_bits)
+test_avg_pool_matches_float_after_quantize = quantize_path_test("avg_pool")
 
 
 @pytest.mark.parametrize("dtype", ["int8", "int16"])
@@ -180,34 +173,15 @@ def test_avg_pool_golden_global_mean_by_fractions() -> None:
 
 # ---- (d) C vs reference -----------------------------------------------------------------------
 
-
-@pytest.mark.parametrize("dtype", DTYPES)
-def test_avg_pool_c_host_equals_reference(dtype: str, tmp_path) -> None:
-    assert_c_host_equals_reference(*c_case("avg_pool", dtype), tmp_path / "c")
-
-
-@pytest.mark.parametrize("dtype", DTYPES)
-def test_avg_pool_c_m0_equals_reference(dtype: str, tmp_path) -> None:
-    assert_c_m0_equals_reference(*c_case("avg_pool", dtype), tmp_path / "c")
-
-
-@pytest.mark.parametrize("dims", [1, 2])
-def test_avg_pool_c_m0_int8_fast_path_equals_reference(dims: int, tmp_path) -> None:
-    """The int8 specialisation (sums over in-bounds taps, count_include_pad), -O2 and M0."""
-    assert_int8_fast_path_equals_reference(F.avg_pool_graph, dims, tmp_path)
+test_avg_pool_c_host_equals_reference = c_host_test("avg_pool")
+test_avg_pool_c_m0_equals_reference = c_m0_test("avg_pool")
+test_avg_pool_c_m0_int8_fast_path_equals_reference = c_m0_int8_fast_path_test("avg_pool")
 
 
 # ---- (e) ONNX ---------------------------------------------------------------------------------
 
-
-@pytest.mark.parametrize("dtype", DTYPES)
-def test_avg_pool_onnx_integer_export_is_bit_exact(dtype: str) -> None:
-    for g, x, note in onnx_export_cases("avg_pool", dtype):
-        assert_onnx_integer_export_bit_exact(g, x, note)
-
-
-def test_avg_pool_onnx_float_mode_within_one_lsb() -> None:
-    assert_onnx_float_mode_within_one_lsb("avg_pool")
+test_avg_pool_onnx_integer_export_is_bit_exact = onnx_export_test("avg_pool")
+test_avg_pool_onnx_float_mode_within_one_lsb = onnx_float_mode_test("avg_pool")
 
 
 def test_avg_pool_onnx_integer_export_refuses_windows_beyond_float_exactness() -> None:

@@ -12,17 +12,13 @@ from intquant.interpreter import run
 from intquant.intgraph import TensorInfo
 
 from .conftest import (
-    DTYPES,
-    assert_c_host_equals_reference,
-    assert_c_m0_equals_reference,
-    assert_onnx_integer_export_bit_exact,
-    assert_quantized_case_matches_float,
     assert_rejected,
-    c_case,
+    c_host_test,
+    c_m0_test,
     deq,
     one_op_graph,
-    onnx_export_cases,
-    quantize_cases,
+    onnx_export_test,
+    quantize_path_test,
     random_q,
     to_t,
 )
@@ -47,11 +43,7 @@ def test_clamp_matches_float_torch_exactly(dtype: str, act_min: int, act_max: in
     np.testing.assert_array_equal(deq(run(g, xq), g.tensors[c]), ref.numpy())
 
 
-@pytest.mark.parametrize("act_bits", [8, 16])
-@pytest.mark.parametrize("name", quantize_cases("clamp"))
-def test_clamp_matches_float_after_quantize(name: str, act_bits: int) -> None:
-    """The whole quantize path on one layer (conftest.QUANTIZE_CASES) vs the float layer."""
-    assert_quantized_case_matches_float(name, act_bits)
+test_clamp_matches_float_after_quantize = quantize_path_test("clamp")
 
 
 # ---- (b) validation ---------------------------------------------------------------------------
@@ -111,21 +103,10 @@ def test_clamp_golden(dtype, zp, act_min, act_max, x, expected) -> None:
 
 # ---- (d) C vs reference -----------------------------------------------------------------------
 
-
-@pytest.mark.parametrize("dtype", DTYPES)
-def test_clamp_c_host_equals_reference(dtype: str, tmp_path) -> None:
-    assert_c_host_equals_reference(*c_case("clamp", dtype), tmp_path / "c")
-
-
-@pytest.mark.parametrize("dtype", DTYPES)
-def test_clamp_c_m0_equals_reference(dtype: str, tmp_path) -> None:
-    assert_c_m0_equals_reference(*c_case("clamp", dtype), tmp_path / "c")
+test_clamp_c_host_equals_reference = c_host_test("clamp")
+test_clamp_c_m0_equals_reference = c_m0_test("clamp")
 
 
 # ---- (e) ONNX ---------------------------------------------------------------------------------
 
-
-@pytest.mark.parametrize("dtype", DTYPES)
-def test_clamp_onnx_integer_export_is_bit_exact(dtype: str) -> None:
-    for g, x, note in onnx_export_cases("clamp", dtype):
-        assert_onnx_integer_export_bit_exact(g, x, note)
+test_clamp_onnx_integer_export_is_bit_exact = onnx_export_test("clamp")

@@ -13,16 +13,13 @@ from intquant.intgraph import TensorInfo
 
 from .conftest import (
     DTYPES,
-    assert_c_host_equals_reference,
-    assert_c_m0_equals_reference,
-    assert_onnx_integer_export_bit_exact,
-    assert_quantized_case_matches_float,
     assert_rejected,
-    c_case,
+    c_host_test,
+    c_m0_test,
     deq,
     one_op_graph,
-    onnx_export_cases,
-    quantize_cases,
+    onnx_export_test,
+    quantize_path_test,
     random_q,
     to_t,
 )
@@ -46,11 +43,7 @@ def test_concat_matches_float_torch_exactly(dtype: str, axis: int) -> None:
     np.testing.assert_array_equal(deq(vals[cat], g.tensors[cat]), ref.numpy())
 
 
-@pytest.mark.parametrize("act_bits", [8, 16])
-@pytest.mark.parametrize("name", quantize_cases("concat"))
-def test_concat_matches_float_after_quantize(name: str, act_bits: int) -> None:
-    """The whole quantize path on one layer (conftest.QUANTIZE_CASES) vs the float layer."""
-    assert_quantized_case_matches_float(name, act_bits)
+test_concat_matches_float_after_quantize = quantize_path_test("concat")
 
 
 # ---- (b) validation ---------------------------------------------------------------------------
@@ -117,21 +110,10 @@ def test_concat_golden_x_with_itself(axis: int, expected) -> None:
 
 # ---- (d) C vs reference -----------------------------------------------------------------------
 
-
-@pytest.mark.parametrize("dtype", DTYPES)
-def test_concat_c_host_equals_reference(dtype: str, tmp_path) -> None:
-    assert_c_host_equals_reference(*c_case("concat", dtype), tmp_path / "c")
-
-
-@pytest.mark.parametrize("dtype", DTYPES)
-def test_concat_c_m0_equals_reference(dtype: str, tmp_path) -> None:
-    assert_c_m0_equals_reference(*c_case("concat", dtype), tmp_path / "c")
+test_concat_c_host_equals_reference = c_host_test("concat")
+test_concat_c_m0_equals_reference = c_m0_test("concat")
 
 
 # ---- (e) ONNX ---------------------------------------------------------------------------------
 
-
-@pytest.mark.parametrize("dtype", DTYPES)
-def test_concat_onnx_integer_export_is_bit_exact(dtype: str) -> None:
-    for g, x, note in onnx_export_cases("concat", dtype):
-        assert_onnx_integer_export_bit_exact(g, x, note)
+test_concat_onnx_integer_export_is_bit_exact = onnx_export_test("concat")

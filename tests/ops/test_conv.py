@@ -18,26 +18,22 @@ from intquant.interpreter import run
 from intquant.intgraph import ACTIVATION_DTYPES, IntGraph, TensorInfo
 
 from .conftest import (
-    DTYPES,
-    assert_c_host_equals_reference,
-    assert_c_m0_equals_reference,
     assert_c_o2_and_m0_equal_reference,
-    assert_integer_export_uses_only_int8_products,
-    assert_onnx_float_mode_within_one_lsb,
-    assert_onnx_integer_export_bit_exact,
-    assert_quantized_case_matches_float,
     assert_rejected,
     assert_within_lsb,
-    c_case,
+    c_host_test,
+    c_m0_test,
     deq,
     f32,
     from_nhwc,
     nhwc,
     one_op_graph,
-    onnx_export_cases,
+    onnx_export_test,
+    onnx_float_mode_test,
+    onnx_int8_products_test,
     out_hw,
     output_qparams,
-    quantize_cases,
+    quantize_path_test,
     random_q,
     round_half_away,
     round_half_up,
@@ -111,11 +107,7 @@ def test_conv_matches_float_torch(case: tuple) -> None:
     assert_within_lsb(run(g, xq), ref, yi, tol=1.0 if dtype != "int16" else 2.0, act=act)
 
 
-@pytest.mark.parametrize("act_bits", [8, 16])
-@pytest.mark.parametrize("name", quantize_cases("conv"))
-def test_conv_matches_float_after_quantize(name: str, act_bits: int) -> None:
-    """The whole quantize path on one layer (conftest.QUANTIZE_CASES) vs the float layer."""
-    assert_quantized_case_matches_float(name, act_bits)
+test_conv_matches_float_after_quantize = quantize_path_test("conv")
 
 
 def tflm_conv(g: IntGraph, x: np.ndarray) -> np.ndarray:
@@ -346,15 +338,8 @@ def test_conv_golden_grouped_strided_dilated_by_fractions() -> None:
 
 # ---- (d) C vs reference -----------------------------------------------------------------------
 
-
-@pytest.mark.parametrize("dtype", DTYPES)
-def test_conv_c_host_equals_reference(dtype: str, tmp_path) -> None:
-    assert_c_host_equals_reference(*c_case("conv", dtype), tmp_path / "c")
-
-
-@pytest.mark.parametrize("dtype", DTYPES)
-def test_conv_c_m0_equals_reference(dtype: str, tmp_path) -> None:
-    assert_c_m0_equals_reference(*c_case("conv", dtype), tmp_path / "c")
+test_conv_c_host_equals_reference = c_host_test("conv")
+test_conv_c_m0_equals_reference = c_m0_test("conv")
 
 
 # name -> (input shape, dtype, conv kwargs): each hits one branch of iq_conv_impl.h.
@@ -435,15 +420,6 @@ def _onnx_variant(trial: int) -> dict:
     return {**weighted_onnx_variant(trial), **({"depthwise": True} if trial == 4 else {})}
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
-def test_conv_onnx_integer_export_is_bit_exact(dtype: str) -> None:
-    for g, x, note in onnx_export_cases("conv", dtype, _onnx_variant):
-        assert_onnx_integer_export_bit_exact(g, x, note)
-
-
-def test_conv_onnx_integer_export_uses_only_int8_products() -> None:
-    assert_integer_export_uses_only_int8_products(F.conv_graph)
-
-
-def test_conv_onnx_float_mode_within_one_lsb() -> None:
-    assert_onnx_float_mode_within_one_lsb("conv")
+test_conv_onnx_integer_export_is_bit_exact = onnx_export_test("conv", _onnx_variant)
+test_conv_onnx_integer_export_uses_only_int8_products = onnx_int8_products_test("conv")
+test_conv_onnx_float_mode_within_one_lsb = onnx_float_mode_test("conv")

@@ -16,21 +16,18 @@ from intquant.intgraph import ACTIVATION_DTYPES, TensorInfo
 
 from .conftest import (
     DTYPES,
-    assert_c_host_equals_reference,
-    assert_c_m0_equals_reference,
-    assert_integer_export_uses_only_int8_products,
-    assert_onnx_float_mode_within_one_lsb,
-    assert_onnx_integer_export_bit_exact,
-    assert_quantized_case_matches_float,
     assert_rejected,
     assert_within_lsb,
-    c_case,
+    c_host_test,
+    c_m0_test,
     deq,
     f32,
     one_op_graph,
-    onnx_export_cases,
+    onnx_export_test,
+    onnx_float_mode_test,
+    onnx_int8_products_test,
     output_qparams,
-    quantize_cases,
+    quantize_path_test,
     random_q,
     to_t,
     weighted_onnx_variant,
@@ -85,11 +82,7 @@ def test_fully_connected_matches_float_torch(dtype: str, rounding: str) -> None:
     assert_within_lsb(run(g, xq), ref, yi, tol=1.0 if dtype != "int16" else 2.0)
 
 
-@pytest.mark.parametrize("act_bits", [8, 16])
-@pytest.mark.parametrize("name", quantize_cases("fully_connected"))
-def test_fully_connected_matches_float_after_quantize(name: str, act_bits: int) -> None:
-    """The whole quantize path on one layer (conftest.QUANTIZE_CASES) vs the float layer."""
-    assert_quantized_case_matches_float(name, act_bits)
+test_fully_connected_matches_float_after_quantize = quantize_path_test("fully_connected")
 
 
 @pytest.mark.parametrize("dtype", ["int8", "int16"])
@@ -189,29 +182,14 @@ def test_fully_connected_golden_rounding_modes_on_ties() -> None:
 
 # ---- (d) C vs reference -----------------------------------------------------------------------
 
-
-@pytest.mark.parametrize("dtype", DTYPES)
-def test_fully_connected_c_host_equals_reference(dtype: str, tmp_path) -> None:
-    assert_c_host_equals_reference(*c_case("fully_connected", dtype), tmp_path / "c")
-
-
-@pytest.mark.parametrize("dtype", DTYPES)
-def test_fully_connected_c_m0_equals_reference(dtype: str, tmp_path) -> None:
-    assert_c_m0_equals_reference(*c_case("fully_connected", dtype), tmp_path / "c")
+test_fully_connected_c_host_equals_reference = c_host_test("fully_connected")
+test_fully_connected_c_m0_equals_reference = c_m0_test("fully_connected")
 
 
 # ---- (e) ONNX ---------------------------------------------------------------------------------
 
-
-@pytest.mark.parametrize("dtype", DTYPES)
-def test_fully_connected_onnx_integer_export_is_bit_exact(dtype: str) -> None:
-    for g, x, note in onnx_export_cases("fully_connected", dtype, weighted_onnx_variant):
-        assert_onnx_integer_export_bit_exact(g, x, note)
-
-
-def test_fully_connected_onnx_integer_export_uses_only_int8_products() -> None:
-    assert_integer_export_uses_only_int8_products(F.fully_connected_graph)
-
-
-def test_fully_connected_onnx_float_mode_within_one_lsb() -> None:
-    assert_onnx_float_mode_within_one_lsb("fully_connected")
+test_fully_connected_onnx_integer_export_is_bit_exact = onnx_export_test(
+    "fully_connected", weighted_onnx_variant)
+test_fully_connected_onnx_integer_export_uses_only_int8_products = onnx_int8_products_test(
+    "fully_connected")
+test_fully_connected_onnx_float_mode_within_one_lsb = onnx_float_mode_test("fully_connected")

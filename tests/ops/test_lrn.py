@@ -29,9 +29,8 @@ from intquant.numerics import QParams, choose_qparams, dequantize, quantize
 
 from .conftest import (
     DTYPES,
-    assert_c_host_equals_reference,
-    assert_c_m0_equals_reference,
-    c_case,
+    c_host_test,
+    c_m0_test,
     one_op_graph,
     round_half_away,
     round_half_up,
@@ -269,15 +268,8 @@ def test_lrn_golden_random_op_by_fractions(dtype: str, size: int) -> None:
 
 # ---- (d) C vs reference -----------------------------------------------------------------------
 
-
-@pytest.mark.parametrize("dtype", DTYPES)
-def test_lrn_c_host_equals_reference(dtype: str, tmp_path) -> None:
-    assert_c_host_equals_reference(*c_case("lrn", dtype), tmp_path / "c")
-
-
-@pytest.mark.parametrize("dtype", DTYPES)
-def test_lrn_c_m0_equals_reference(dtype: str, tmp_path) -> None:
-    assert_c_m0_equals_reference(*c_case("lrn", dtype), tmp_path / "c")
+test_lrn_c_host_equals_reference = c_host_test("lrn")
+test_lrn_c_m0_equals_reference = c_m0_test("lrn")
 
 
 # ---- (e) ONNX: lrn has no export -------------------------------------------------------------

@@ -16,19 +16,15 @@ from intquant.interpreter import run
 from intquant.intgraph import ACTIVATION_DTYPES, TensorInfo
 
 from .conftest import (
-    DTYPES,
-    assert_c_host_equals_reference,
-    assert_c_m0_equals_reference,
-    assert_onnx_integer_export_bit_exact,
-    assert_quantized_case_matches_float,
     assert_rejected,
     assert_within_lsb,
-    c_case,
+    c_host_test,
+    c_m0_test,
     deq,
     f32,
     one_op_graph,
-    onnx_export_cases,
-    quantize_cases,
+    onnx_export_test,
+    quantize_path_test,
     random_q,
     to_t,
 )
@@ -93,19 +89,17 @@ def test_lut_matches_float_torch_int16_interpolated(fname: str, s_out: float, ma
     assert_within_lsb(run(g, xq), ref, yi, tol=1.0 + h**2 / 8 * max_f2 / s_out + 1e-9)
 
 
-@pytest.mark.parametrize("act_bits", [8, 16])
-@pytest.mark.parametrize("name", quantize_cases("lut"))
-def test_lut_matches_float_after_quantize(name: str, act_bits: int) -> None:
-    """The whole quantize path on one layer (conftest.QUANTIZE_CASES) vs the float layer."""
-    assert_quantized_case_matches_float(name, act_bits)
+test_lut_matches_float_after_quantize = quantize_path_test("lut")
 
 
 # ---- (b) validation ---------------------------------------------------------------------------
 
 
 def _lut_graph(dtype: str):
+    """A random monotone table on a (2, 5, 3) input, output clamped at 99."""
     b = GraphBuilder(np.random.default_rng(7), (2, 5, 3), dtype)
     b.lut(b.input)
+    b.ops[0].attrs["act_max"] = 99
     return b.graph()
 
 
@@ -121,17 +115,9 @@ VALIDATION_8BIT = [
 ]
 
 
-def _act_max_99(mutate):
-    def both(g):
-        g.ops[0].attrs["act_max"] = 99
-        mutate(g)
-
-    return both
-
-
 @pytest.mark.parametrize("mutate,message", VALIDATION_8BIT)
 def test_lut_validation_8bit(mutate, message: str) -> None:
-    assert_rejected(_lut_graph("int8"), _act_max_99(mutate), message)
+    assert_rejected(_lut_graph("int8"), mutate, message)
 
 
 def test_lut_validation_table_dtype_is_the_output_dtype() -> None:
@@ -200,21 +186,10 @@ def test_lut_golden_int16_interpolation_by_fractions() -> None:
 
 # ---- (d) C vs reference -----------------------------------------------------------------------
 
-
-@pytest.mark.parametrize("dtype", DTYPES)
-def test_lut_c_host_equals_reference(dtype: str, tmp_path) -> None:
-    assert_c_host_equals_reference(*c_case("lut", dtype), tmp_path / "c")
-
-
-@pytest.mark.parametrize("dtype", DTYPES)
-def test_lut_c_m0_equals_reference(dtype: str, tmp_path) -> None:
-    assert_c_m0_equals_reference(*c_case("lut", dtype), tmp_path / "c")
+test_lut_c_host_equals_reference = c_host_test("lut")
+test_lut_c_m0_equals_reference = c_m0_test("lut")
 
 
 # ---- (e) ONNX ---------------------------------------------------------------------------------
 
-
-@pytest.mark.parametrize("dtype", DTYPES)
-def test_lut_onnx_integer_export_is_bit_exact(dtype: str) -> None:
-    for g, x, note in onnx_export_cases("lut", dtype):
-        assert_onnx_integer_export_bit_exact(g, x, note)
+test_lut_onnx_integer_export_is_bit_exact = onnx_export_test("lut")

@@ -14,22 +14,18 @@ from intquant.interpreter import run
 from intquant.intgraph import TensorInfo
 
 from .conftest import (
-    DTYPES,
     POOL_CASES,
-    assert_c_host_equals_reference,
-    assert_c_m0_equals_reference,
-    assert_int8_fast_path_equals_reference,
-    assert_onnx_integer_export_bit_exact,
-    assert_quantized_case_matches_float,
     assert_rejected,
-    c_case,
+    c_host_test,
+    c_m0_int8_fast_path_test,
+    c_m0_test,
     deq,
     from_nhwc,
     nhwc,
     one_op_graph,
-    onnx_export_cases,
+    onnx_export_test,
     pool_graph,
-    quantize_cases,
+    quantize_path_test,
     random_q,
     tflm_pool_kwargs,
     to_t,
@@ -50,11 +46,7 @@ def test_max_pool_matches_float_torch(case: tuple, dtype: str) -> None:
     np.testing.assert_array_equal(deq(run(g, xq), g.tensors["y"]), ref)
 
 
-@pytest.mark.parametrize("act_bits", [8, 16])
-@pytest.mark.parametrize("name", quantize_cases("max_pool"))
-def test_max_pool_matches_float_after_quantize(name: str, act_bits: int) -> None:
-    """The whole quantize path on one layer (conftest.QUANTIZE_CASES) vs the float layer."""
-    assert_quantized_case_matches_float(name, act_bits)
+test_max_pool_matches_float_after_quantize = quantize_path_test("max_pool")
 
 
 @pytest.mark.parametrize("dtype", ["int8", "int16"])
@@ -155,27 +147,11 @@ def test_max_pool_golden_dilation_and_clamp() -> None:
 
 # ---- (d) C vs reference -----------------------------------------------------------------------
 
-
-@pytest.mark.parametrize("dtype", DTYPES)
-def test_max_pool_c_host_equals_reference(dtype: str, tmp_path) -> None:
-    assert_c_host_equals_reference(*c_case("max_pool", dtype), tmp_path / "c")
-
-
-@pytest.mark.parametrize("dtype", DTYPES)
-def test_max_pool_c_m0_equals_reference(dtype: str, tmp_path) -> None:
-    assert_c_m0_equals_reference(*c_case("max_pool", dtype), tmp_path / "c")
-
-
-@pytest.mark.parametrize("dims", [1, 2])
-def test_max_pool_c_m0_int8_fast_path_equals_reference(dims: int, tmp_path) -> None:
-    """The int8 specialisation (max over the in-bounds taps only), host -O2 and Cortex-M0."""
-    assert_int8_fast_path_equals_reference(F.max_pool_graph, dims, tmp_path)
+test_max_pool_c_host_equals_reference = c_host_test("max_pool")
+test_max_pool_c_m0_equals_reference = c_m0_test("max_pool")
+test_max_pool_c_m0_int8_fast_path_equals_reference = c_m0_int8_fast_path_test("max_pool")
 
 
 # ---- (e) ONNX ---------------------------------------------------------------------------------
 
-
-@pytest.mark.parametrize("dtype", DTYPES)
-def test_max_pool_onnx_integer_export_is_bit_exact(dtype: str) -> None:
-    for g, x, note in onnx_export_cases("max_pool", dtype):
-        assert_onnx_integer_export_bit_exact(g, x, note)
+test_max_pool_onnx_integer_export_is_bit_exact = onnx_export_test("max_pool")

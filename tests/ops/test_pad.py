@@ -12,17 +12,13 @@ from intquant.interpreter import run
 from intquant.intgraph import TensorInfo
 
 from .conftest import (
-    DTYPES,
-    assert_c_host_equals_reference,
-    assert_c_m0_equals_reference,
-    assert_onnx_integer_export_bit_exact,
-    assert_quantized_case_matches_float,
     assert_rejected,
-    c_case,
+    c_host_test,
+    c_m0_test,
     deq,
     one_op_graph,
-    onnx_export_cases,
-    quantize_cases,
+    onnx_export_test,
+    quantize_path_test,
     random_q,
     to_t,
 )
@@ -43,11 +39,7 @@ def test_pad_matches_float_torch_exactly(dtype: str, value: int) -> None:
     np.testing.assert_array_equal(deq(run(g, xq), g.tensors[padded]), ref.numpy())
 
 
-@pytest.mark.parametrize("act_bits", [8, 16])
-@pytest.mark.parametrize("name", quantize_cases("pad"))
-def test_pad_matches_float_after_quantize(name: str, act_bits: int) -> None:
-    """The whole quantize path on one layer (conftest.QUANTIZE_CASES) vs the float layer."""
-    assert_quantized_case_matches_float(name, act_bits)
+test_pad_matches_float_after_quantize = quantize_path_test("pad")
 
 
 # ---- (b) validation ---------------------------------------------------------------------------
@@ -104,21 +96,10 @@ def test_pad_golden_channels_of_a_1d_tensor() -> None:
 
 # ---- (d) C vs reference -----------------------------------------------------------------------
 
-
-@pytest.mark.parametrize("dtype", DTYPES)
-def test_pad_c_host_equals_reference(dtype: str, tmp_path) -> None:
-    assert_c_host_equals_reference(*c_case("pad", dtype), tmp_path / "c")
-
-
-@pytest.mark.parametrize("dtype", DTYPES)
-def test_pad_c_m0_equals_reference(dtype: str, tmp_path) -> None:
-    assert_c_m0_equals_reference(*c_case("pad", dtype), tmp_path / "c")
+test_pad_c_host_equals_reference = c_host_test("pad")
+test_pad_c_m0_equals_reference = c_m0_test("pad")
 
 
 # ---- (e) ONNX ---------------------------------------------------------------------------------
 
-
-@pytest.mark.parametrize("dtype", DTYPES)
-def test_pad_onnx_integer_export_is_bit_exact(dtype: str) -> None:
-    for g, x, note in onnx_export_cases("pad", dtype):
-        assert_onnx_integer_export_bit_exact(g, x, note)
+test_pad_onnx_integer_export_is_bit_exact = onnx_export_test("pad")

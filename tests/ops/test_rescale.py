@@ -13,17 +13,15 @@ from intquant.interpreter import run
 from intquant.intgraph import TensorInfo
 
 from .conftest import (
-    DTYPES,
-    assert_c_host_equals_reference,
-    assert_c_m0_equals_reference,
-    assert_onnx_float_mode_within_one_lsb,
-    assert_onnx_integer_export_bit_exact,
     assert_rejected,
     assert_within_lsb,
-    c_case,
+    c_host_test,
+    c_m0_test,
     one_op_graph,
-    onnx_export_cases,
+    onnx_export_test,
+    onnx_float_mode_test,
     random_q,
+    requant_rounding_variant,
     round_half_away,
     round_half_up,
 )
@@ -57,8 +55,10 @@ def test_rescale_matches_float(src: str, dst: str, z_in: float | None) -> None:
 
 
 def _rescale_graph(dtype: str = "int8"):
+    """rescale of a (2, 5) input to int8, output clamped at 100."""
     b = GraphBuilder(np.random.default_rng(6), (2, 5), dtype)
     b.rescale(b.input, out_dtype="int8")
+    b.ops[0].attrs["act_max"] = 100
     return b.graph()
 
 
@@ -79,11 +79,7 @@ VALIDATION_CASES = [
 
 @pytest.mark.parametrize("mutate,message", VALIDATION_CASES)
 def test_rescale_validation_messages(mutate, message: str) -> None:
-    def with_act_max_100(g):
-        g.ops[0].attrs["act_max"] = 100
-        mutate(g)
-
-    assert_rejected(_rescale_graph(), with_act_max_100, message)
+    assert_rejected(_rescale_graph(), mutate, message)
 
 
 def test_rescale_validation_shifted_input_must_fit_int32() -> None:
@@ -135,27 +131,13 @@ def test_rescale_golden_fractional_zero_point_by_fractions() -> None:
 
 # ---- (d) C vs reference -----------------------------------------------------------------------
 
-
-@pytest.mark.parametrize("dtype", DTYPES)
-def test_rescale_c_host_equals_reference(dtype: str, tmp_path) -> None:
-    assert_c_host_equals_reference(*c_case("rescale", dtype), tmp_path / "c")
-
-
-@pytest.mark.parametrize("dtype", DTYPES)
-def test_rescale_c_m0_equals_reference(dtype: str, tmp_path) -> None:
-    assert_c_m0_equals_reference(*c_case("rescale", dtype), tmp_path / "c")
+test_rescale_c_host_equals_reference = c_host_test("rescale")
+test_rescale_c_m0_equals_reference = c_m0_test("rescale")
 
 
 # ---- (e) ONNX ---------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
-def test_rescale_onnx_integer_export_is_bit_exact(dtype: str) -> None:
-    for g, x, note in onnx_export_cases(
-        "rescale", dtype, lambda trial: {"rounding": ["double", "single"][trial % 2]}
-    ):
-        assert_onnx_integer_export_bit_exact(g, x, note)
-
-
-def test_rescale_onnx_float_mode_within_one_lsb() -> None:
-    assert_onnx_float_mode_within_one_lsb("rescale")
+test_rescale_onnx_integer_export_is_bit_exact = onnx_export_test(
+    "rescale", requant_rounding_variant)
+test_rescale_onnx_float_mode_within_one_lsb = onnx_float_mode_test("rescale")

@@ -12,16 +12,13 @@ from intquant.intgraph import TensorInfo
 
 from .conftest import (
     DTYPES,
-    assert_c_host_equals_reference,
-    assert_c_m0_equals_reference,
-    assert_onnx_integer_export_bit_exact,
-    assert_quantized_case_matches_float,
     assert_rejected,
-    c_case,
+    c_host_test,
+    c_m0_test,
     deq,
     one_op_graph,
-    onnx_export_cases,
-    quantize_cases,
+    onnx_export_test,
+    quantize_path_test,
     random_q,
     to_t,
 )
@@ -41,11 +38,7 @@ def test_reshape_matches_float_torch_exactly(dtype: str, shape: tuple[int, ...])
     np.testing.assert_array_equal(deq(run(g, xq), g.tensors[y]), ref.numpy())
 
 
-@pytest.mark.parametrize("act_bits", [8, 16])
-@pytest.mark.parametrize("name", quantize_cases("reshape"))
-def test_reshape_matches_float_after_quantize(name: str, act_bits: int) -> None:
-    """The whole quantize path on one layer (conftest.QUANTIZE_CASES) vs the float layer."""
-    assert_quantized_case_matches_float(name, act_bits)
+test_reshape_matches_float_after_quantize = quantize_path_test("reshape")
 
 
 # ---- (b) validation ---------------------------------------------------------------------------
@@ -87,21 +80,10 @@ def test_reshape_golden_row_major() -> None:
 
 # ---- (d) C vs reference (reshape has no kernel: the planner aliases its output) -----------------
 
-
-@pytest.mark.parametrize("dtype", DTYPES)
-def test_reshape_c_host_equals_reference(dtype: str, tmp_path) -> None:
-    assert_c_host_equals_reference(*c_case("reshape", dtype), tmp_path / "c")
-
-
-@pytest.mark.parametrize("dtype", DTYPES)
-def test_reshape_c_m0_equals_reference(dtype: str, tmp_path) -> None:
-    assert_c_m0_equals_reference(*c_case("reshape", dtype), tmp_path / "c")
+test_reshape_c_host_equals_reference = c_host_test("reshape")
+test_reshape_c_m0_equals_reference = c_m0_test("reshape")
 
 
 # ---- (e) ONNX ---------------------------------------------------------------------------------
 
-
-@pytest.mark.parametrize("dtype", DTYPES)
-def test_reshape_onnx_integer_export_is_bit_exact(dtype: str) -> None:
-    for g, x, note in onnx_export_cases("reshape", dtype):
-        assert_onnx_integer_export_bit_exact(g, x, note)
+test_reshape_onnx_integer_export_is_bit_exact = onnx_export_test("reshape")

@@ -14,16 +14,13 @@ from intquant.intgraph import TensorInfo
 
 from .conftest import (
     DTYPES,
-    assert_c_host_equals_reference,
-    assert_c_m0_equals_reference,
-    assert_onnx_integer_export_bit_exact,
-    assert_quantized_case_matches_float,
     assert_rejected,
-    c_case,
+    c_host_test,
+    c_m0_test,
     deq,
     one_op_graph,
-    onnx_export_cases,
-    quantize_cases,
+    onnx_export_test,
+    quantize_path_test,
     random_q,
     to_t,
 )
@@ -43,11 +40,7 @@ def test_transpose_matches_float_torch_exactly(dtype: str, perm: tuple[int, ...]
     np.testing.assert_array_equal(deq(run(g, xq), g.tensors[tr]), ref.numpy())
 
 
-@pytest.mark.parametrize("act_bits", [8, 16])
-@pytest.mark.parametrize("name", quantize_cases("transpose"))
-def test_transpose_matches_float_after_quantize(name: str, act_bits: int) -> None:
-    """The whole quantize path on one layer (conftest.QUANTIZE_CASES) vs the float layer."""
-    assert_quantized_case_matches_float(name, act_bits)
+test_transpose_matches_float_after_quantize = quantize_path_test("transpose")
 
 
 # ---- (b) validation ---------------------------------------------------------------------------
@@ -97,21 +90,10 @@ def test_transpose_golden_3d_rotation() -> None:
 
 # ---- (d) C vs reference -----------------------------------------------------------------------
 
-
-@pytest.mark.parametrize("dtype", DTYPES)
-def test_transpose_c_host_equals_reference(dtype: str, tmp_path) -> None:
-    assert_c_host_equals_reference(*c_case("transpose", dtype), tmp_path / "c")
-
-
-@pytest.mark.parametrize("dtype", DTYPES)
-def test_transpose_c_m0_equals_reference(dtype: str, tmp_path) -> None:
-    assert_c_m0_equals_reference(*c_case("transpose", dtype), tmp_path / "c")
+test_transpose_c_host_equals_reference = c_host_test("transpose")
+test_transpose_c_m0_equals_reference = c_m0_test("transpose")
 
 
 # ---- (e) ONNX ---------------------------------------------------------------------------------
 
-
-@pytest.mark.parametrize("dtype", DTYPES)
-def test_transpose_onnx_integer_export_is_bit_exact(dtype: str) -> None:
-    for g, x, note in onnx_export_cases("transpose", dtype):
-        assert_onnx_integer_export_bit_exact(g, x, note)
+test_transpose_onnx_integer_export_is_bit_exact = onnx_export_test("transpose")
