@@ -59,7 +59,7 @@ def _attrs(lut_shift: int, out_dtype: str) -> dict:
 )
 def test_softmax_matches_float_torch(dtype: str, s_in: float, lut_shift: int, tol: float) -> None:
     """Measured bounds (max errors 0.50, 0.50, 1.19, 1.37 LSB here): the table's rounding and
-    interpolation, the floor of the division; the uniform row checks exactly 1/10."""
+    interpolation, and the floor of the division; row 0 is uniform (every class 1/10)."""
     out_dtype = "int8" if dtype == "int8" else "int16"
     attrs = _attrs(lut_shift, out_dtype)
     xi = TensorInfo("x", (3, 10), dtype, f32(s_in), 0)
