@@ -80,8 +80,11 @@ def export_c(
     Files are written to a temporary folder next to ``out_dir`` and moved into place at the
     end, so a failure never leaves a half-written project.
     """
-    if c_identifier(name) != name:
-        raise ValueError(f"name {name!r} must be a C identifier (letters, digits, '_')")
+    if c_identifier(name) != name or len(name) > 64:
+        raise ValueError(
+            f"name {name!r} must be a C identifier of at most 64 ASCII letters, digits and '_' "
+            "(it prefixes every file and symbol of the project)"
+        )
     graph.validate()
     plan = plan_memory(graph)
     if binary_weights is None:
