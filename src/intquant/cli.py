@@ -192,14 +192,13 @@ def load_float_model(spec: str) -> tuple[Any, Any, str]:
 
         gm = from_onnx(p)
         return gm, gm.graph, "onnx"
-    import torch
+    from .graph.pt2 import UnsafePt2Error, load_pt2
 
     try:
-        ep = torch.export.load(str(p))
-    except Exception as e:
-        raise UserError(f"{p} is not a torch.export program ({type(e).__name__}: {e}); create "
-                        f"it with torch.export.save(torch.export.export(model, (example,)), "
-                        f"'{p.name}')") from None
+        ep = load_pt2(p)
+    except UnsafePt2Error as e:
+        raise UserError(f"{e}; create it with torch.export.save(torch.export.export(model, "
+                        f"(example,)), '{p.name}')") from None
     graph = capture_exported(ep)
     return GraphModule(graph), graph, "pt2"
 
