@@ -44,8 +44,8 @@ N = 4
 # The runtime is not yet clean for a 16-bit int (PHASE B of issue 16 fixes it): until then
 # avr-gcc rejects `1 << 30` in iq_runtime.h. strict: the marker fails once the runtime is fixed.
 AVR_RUNTIME = pytest.mark.xfail(
-    reason="runtime assumes a 32-bit int (iq_runtime.h `1 << 30`, `1 << 15`; iq_ops.c "
-    "`1 << ls`): avr-gcc rejects it; fixed with the per-op runtime split",
+    reason="runtime assumes a 32-bit int (iq_runtime.h `1 << 30`, `1 << 15`; iq_add.c "
+    "`1 << ls`): avr-gcc rejects it; fixed in PHASE B of issue 16",
     raises=ToolchainError,
     strict=True,
 )
@@ -93,7 +93,7 @@ def _apply_16bit_int_fixes(out_dir: Path) -> None:
             ("-(1 << 30), 1 << 30", "-((int32_t)1 << 30), (int32_t)1 << 30"),
             ("((int64_t)m + (1 << 15))", "((int64_t)m + ((int32_t)1 << 15))"),
         ],
-        "iq_ops.c": [("* (1 << ls)", "* ((int32_t)1 << ls)")],
+        "iq_add.c": [("* (1 << ls)", "* ((int32_t)1 << ls)")],
     }
     for name, pairs in fixes.items():
         p = out_dir / name

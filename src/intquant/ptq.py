@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 
 from .config import Config
 from .graph import Graph, Node, capture, optimize, run_graph
-from .graph.execute import run_conv, run_linear
+from .graph.execute import run_node
 from .graph.ir import SAME_FORMAT
 from .lower import QuantPlan, lower
 from .numerics import QParams, choose_qparams, dequantize
@@ -155,7 +155,8 @@ def weight_error_per_channel(node: Node, x: torch.Tensor, w_qp: QParams,
     w_hat = dequantize(quantize_array(node.params["weight"], w_qp), w_qp).astype(np.float32)
     diff = copy.copy(node)
     diff.params = {"weight": w_hat - w}
-    y = run_conv(diff, x) if node.op == "conv" else run_linear(diff, x)
+    diff.act = None
+    y = run_node(diff, [x])
     dims = [0] + list(range(2, y.dim()))
     return y.mean(dim=dims).double().numpy()
 

@@ -24,7 +24,7 @@
  * loaded once per channel instead of once per output.
  */
 #include "iq_dot.h"
-#include "iq_kernels.h"
+#include "iq_conv.h"
 
 #define IQ_CAT_(a, b) a##b
 #define IQ_CAT(a, b) IQ_CAT_(a, b)
