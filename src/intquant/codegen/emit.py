@@ -11,7 +11,8 @@ Output folder (``export_c``):
                       those of the op kinds the model uses
   <name>_host_main.c  host test driver (stdin -> stdout), kept apart from the library
   m0/                 Cortex-M0 startup, linker script and semihosting test main
-  Makefile, <name>_info.json
+  Makefile, README.md (how to build and run on the host, QEMU and every target),
+  <name>_info.json
 
 Each op kind's C binding is in its op module (``intquant.ops.<kind>``); ``emitter.CEmitter`` is
 the core they call back into and ``project`` writes the files. Offline transformations (integers
