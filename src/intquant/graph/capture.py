@@ -562,6 +562,14 @@ HANDLERS: dict[str, Callable[[_Translator, torch.fx.Node], None]] = {
     "aten.cat.default": h_cat,
     "aten.pad.default": h_pad,
     "aten.constant_pad_nd.default": h_constant_pad,
+
+    # -- two-activation ops and activations --
+
+    # -- transformer pieces: normalisation, matmul, slicing --
+
+    # -- recurrent layers --
+
+    # -- upsampling and transposed convolution --
 }
 
 

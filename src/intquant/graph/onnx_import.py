@@ -862,6 +862,14 @@ HANDLERS: dict[str, Callable[[_Importer, onnx.NodeProto], None]] = {
     "Dropout": op_dropout,
     "Shape": op_shape,
     "LRN": op_lrn,
+
+    # -- two-activation ops and activations --
+
+    # -- transformer pieces: normalisation, matmul, slicing --
+
+    # -- recurrent layers --
+
+    # -- upsampling and transposed convolution --
 }
 # Constant and ConstantOfShape have only constant inputs: they are always folded.
 SUPPORTED_OPS = sorted(set(HANDLERS) | {"Constant", "ConstantOfShape"})
