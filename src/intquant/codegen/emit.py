@@ -22,8 +22,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from fractions import Fraction
 from importlib import resources
@@ -33,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from ..intgraph import ACTIVATION_DTYPES, IntGraph, Op, TensorInfo, weight_bytes
+from ..outdir import normalize, staged_dir
 from .planner import ARENA, INPUT, OUTPUT, MemoryPlan, is_fast8, plan_memory
 
 RUNTIME_FILES = (
@@ -887,6 +886,7 @@ def export_c(
     *,
     meta: dict[str, Any] | None = None,
     binary_weights: bool | None = None,
+    overwrite: bool = False,
 ) -> ExportResult:
     """Write the C project for ``graph`` to ``out_dir`` (replaced atomically).
 
@@ -895,7 +895,9 @@ def export_c(
     only when the graph's constants exceed ``BINARY_WEIGHTS_THRESHOLD`` bytes.
 
     Files are written to a temporary folder next to ``out_dir`` and moved into place at the
-    end, so a failure never leaves a half-written project.
+    end, so a failure never leaves a half-written project. An existing ``out_dir`` is replaced
+    only if intquant wrote it and ``overwrite=True``; any other non-empty folder is refused
+    (see ``intquant.outdir``).
     """
     if c_identifier(name) != name:
         raise ValueError(f"name {name!r} must be a C identifier (letters, digits, '_')")
@@ -905,17 +907,9 @@ def export_c(
         binary_weights = weight_bytes(graph) > BINARY_WEIGHTS_THRESHOLD
     em = _Emitter(graph, name, plan, binary_weights)
     em.emit()
-    out = Path(out_dir).resolve()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    out = normalize(out_dir)
+    with staged_dir(out, overwrite=overwrite) as tmp:
         files = _write_files(tmp, graph, name, plan, em, meta)
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     macs = sum(_op_macs(graph, op) for op in graph.ops)
     info = json.loads((out / f"{name}_info.json").read_text())
     return ExportResult(
