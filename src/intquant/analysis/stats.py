@@ -124,7 +124,8 @@ class LayerStats:
 
 @dataclass
 class Analysis:
-    """Everything :func:`analyze` measured; ``to_markdown`` / ``to_json`` / ``write_report``."""
+    """Everything :func:`analyze` measured; ``to_json`` here, ``analysis_markdown`` and
+    ``write_report`` in ``report`` (which depends on this module, never the reverse)."""
 
     model: str
     config: dict[str, Any]
@@ -164,11 +165,6 @@ class Analysis:
     def to_json(self, indent: int = 2) -> str:
         """JSON (infinite SQNR, i.e. exact, is written as null)."""
         return json.dumps(self.to_dict(), indent=indent)
-
-    def to_markdown(self) -> str:
-        from .report import analysis_markdown
-
-        return analysis_markdown(self)
 
 
 def _json_safe(v: Any) -> Any:
