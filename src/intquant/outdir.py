@@ -28,6 +28,7 @@ import os
 import shutil
 import signal
 import socket
+import sys
 import tempfile
 import threading
 import time
@@ -85,12 +86,29 @@ def signals_as_exceptions() -> Iterator[None]:
     previous = {s: signal.getsignal(s) for s in _SIGNALS}
     for s in _SIGNALS:
         signal.signal(s, _raise_for)
+    hook = sys.unraisablehook
+    sys.unraisablehook = _quiet_about_signals(hook)
     try:
         yield
     finally:
+        sys.unraisablehook = hook
         for s, h in previous.items():
             if h is not None:
                 signal.signal(s, h)
+
+
+def _quiet_about_signals(hook: Callable) -> Callable:
+    """An unraisable-exception hook that drops the signal exceptions Python swallowed.
+
+    Python prints "Exception ignored in ... Traceback" for them; the signal is recorded anyway
+    and ends the run with its exit code, so the traceback would only alarm the user.
+    """
+
+    def quiet(unraisable) -> None:
+        if not isinstance(unraisable.exc_value, (KeyboardInterrupt, Terminated)):
+            hook(unraisable)
+
+    return quiet
 
 
 def signalled() -> int | None:

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from ..data import check_labels
 from ..numerics import QParams, dequantize, quantize
 
 WEIGHTED_OPS = ("conv", "linear")
@@ -299,6 +300,8 @@ def analyze(model: Any, qmodel_or_config: Any = None, data: Any = None, *,
 
     float_values = {k: v.numpy() for k, v in run_graph(graph, x, record=True).items()}
     float_logits = float_values[graph.output].reshape(len(x), -1)
+    if y is not None:
+        check_labels(y, float_logits.shape[1], "analyze: data")
     targets = y if y is not None else float_logits.argmax(1)
     int_values = _integer_values(qmodel, x)
     int_logits = qmodel.dequantize_output(int_values[qmodel.graph.output]).reshape(len(x), -1)
