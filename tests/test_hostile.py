@@ -177,6 +177,23 @@ def test_cli_export_c_refuses_a_foreign_folder_even_with_force(qdir, run_cli, tm
     assert (tmp_path / "mine" / "keep.txt").read_text() == "x"
 
 
+def test_report_into_an_output_folder_replaces_only_the_report(work, run_cli, tmp_path):
+    code, err = run_cli("quantize", work / "m.pt2", "--calib", work / "calib.npz", "--out", "q",
+                        "--no-c", "--no-report", cwd=tmp_path)
+    assert code == 0, err
+    (tmp_path / "q" / "report.md").write_text("stale")
+    before = snapshot(tmp_path / "q")
+    for _ in range(2):  # the second run replaces the first one's report
+        code, err = run_cli("report", "q", "--data", work / "test.npz", "--no-sweep",
+                            cwd=tmp_path)
+        assert code == 0, err
+    after = snapshot(tmp_path / "q")
+    assert {k: v for k, v in after.items() if k in before and k != "report.md"} == {
+        k: v for k, v in before.items() if k != "report.md"}
+    assert after["report.md"].startswith(b"# intquant report")
+    assert leftovers(tmp_path) == []
+
+
 @pytest.mark.parametrize("umask", [0o022, 0o077])
 def test_outputs_follow_the_umask(qmodel, tmp_path, umask):
     old = os.umask(umask)
