@@ -482,6 +482,7 @@ def test_library_calls_print_no_progress_bars_for_short_work(capfd):
         warnings.simplefilter("ignore")
         q = intquant.quantize(tiny_model(), inputs(64))
         intquant.analyze(tiny_model(), q, inputs(64), sweep=False)
+        intquant.train(tiny_model(), (inputs(64), np.arange(64) % 3), epochs=2)
     assert capfd.readouterr().err == ""
 
 

@@ -151,7 +151,7 @@ def train(
                 step += 1
                 total += float(loss.detach()) * len(idx)
             history["loss"].append(total / n)
-            bar.set_postfix(loss=f"{history['loss'][-1]:.4f}")
+            bar.set_postfix(loss=f"{history['loss'][-1]:.4f}", refresh=False)  # keep the delay
         bar.close()
         history["train_acc"] = evaluate(model, x, y)
     return history
