@@ -30,7 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .quantizers import Quantizer, _ste, deployed_code_shift
+from .quantizers import Quantizer, deployed_code_shift
+from .quantizers.base import _ste
 
 __all__ = ["QConv1d", "QConv2d", "QLinear", "QUANT_LAYERS", "to_qat_layer", "fold_params",
            "FoldableBatchNorm1d", "FoldableBatchNorm2d", "to_foldable_bn", "GridAvgPool"]
