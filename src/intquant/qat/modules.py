@@ -34,7 +34,8 @@ from .quantizers import Quantizer, deployed_code_shift
 from .quantizers.base import _ste
 
 __all__ = ["QConv1d", "QConv2d", "QLinear", "QUANT_LAYERS", "to_qat_layer", "fold_params",
-           "FoldableBatchNorm1d", "FoldableBatchNorm2d", "to_foldable_bn", "GridAvgPool"]
+           "FoldableBatchNorm1d", "FoldableBatchNorm2d", "to_foldable_bn", "GridAvgPool",
+           "Add", "QAdd"]
 
 
 def _links(layer: nn.Module) -> tuple[nn.Module | None, Quantizer | None]:
@@ -201,6 +202,22 @@ def to_qat_layer(module: nn.Module, weight_quant: Quantizer,
     new.train(module.training)
     new._attach(weight_quant, output_quant)
     return new
+
+
+class Add(nn.Module):
+    """``a + b`` as a module, so that an exported graph names the add by its module path."""
+
+    def forward(self, a: Tensor, b: Tensor) -> Tensor:
+        return a + b
+
+
+class QAdd(Add):
+    """A residual add whose output format QAT trains: the prepared graph passes the sum (after
+    its fused activation) through ``output_quant``, as it does for a layer's output."""
+
+    def __init__(self, output_quant: Quantizer) -> None:
+        super().__init__()
+        self.output_quant = output_quant
 
 
 class GridAvgPool(nn.Module):

@@ -70,6 +70,16 @@ class Quantizer(nn.Module):
     def code_range(self) -> tuple[int, int]:
         raise NotImplementedError
 
+    def record_grid(self) -> Any:
+        """Record the grid the next forward pass will use, from the parameters alone.
+
+        Activation quantizers implement it (their grid depends on learned parameters or
+        observed statistics, not on the batch), so convert can export the grid of the
+        *current* parameters even when the last forward ran before an optimizer step. Weight
+        grids depend on the weights and are recorded by running the quantizer on them.
+        """
+        raise NotImplementedError(f"{type(self).__name__} records its grid in forward()")
+
     def levels(self) -> list[int] | None:
         """The allowed integer codes when they are a strict subset of the range, else None."""
         return None

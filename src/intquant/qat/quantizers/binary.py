@@ -109,6 +109,10 @@ class SignAct(Quantizer):
     def levels(self) -> list[int]:
         return [-1, 1]
 
-    def forward(self, x: Tensor) -> Tensor:
+    def record_grid(self) -> None:
+        """Record the fixed grid: codes ±1, scale 1."""
         self._record(torch.ones(1))
+
+    def forward(self, x: Tensor) -> Tensor:
+        self.record_grid()
         return _SignSTE.apply(x)

@@ -102,10 +102,15 @@ class DoReFaAct(Quantizer):
     def code_range(self) -> tuple[int, int]:
         return 0, 2**self.bits - 1
 
+    def record_grid(self) -> Tensor:
+        """Record and return the fixed scale 1/(2^k − 1)."""
+        scale = torch.tensor(1.0 / self.code_range()[1], dtype=torch.float32)
+        self._record(scale.reshape(1))
+        return scale
+
     def forward(self, x: Tensor) -> Tensor:
         n = self.code_range()[1]
-        scale = torch.tensor(1.0 / n, dtype=torch.float32)
-        self._record(scale.reshape(1))
+        scale = self.record_grid()
         if self.grad_bits is not None and self.training:
             x = quantize_gradient(x, self.grad_bits, self.generator)
         q = torch.clamp(torch.round(x.detach() / scale), 0, n)

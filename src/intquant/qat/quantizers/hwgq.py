@@ -73,10 +73,15 @@ class HWGQ(Quantizer):
     def code_range(self) -> tuple[int, int]:
         return 0, 2**self.bits - 1
 
-    def forward(self, x: Tensor) -> Tensor:
-        qmax = self.code_range()[1]
+    def record_grid(self) -> Tensor:
+        """Record and return the fixed step Δ (float32)."""
         step = torch.tensor(hwgq_step(self.bits), dtype=torch.float32)
         self._record(step.reshape(1))
+        return step
+
+    def forward(self, x: Tensor) -> Tensor:
+        qmax = self.code_range()[1]
+        step = self.record_grid()
         q = torch.clamp(torch.round(x.detach() / step), 0, qmax)
         clipped = torch.clamp(x, 0.0, float(qmax * step))  # derivative: 1 on (0, q_max)
         return _ste(clipped, step * q)

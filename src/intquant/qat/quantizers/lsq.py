@@ -85,6 +85,12 @@ class LSQ(Quantizer):
                 self.step = nn.Parameter(s)
             self.initialized.fill_(True)
 
+    def record_grid(self) -> None:
+        """Record the step the forward pass uses (kept positive in place, as it must be)."""
+        with torch.no_grad():
+            self.step.abs_().clamp_(min=1e-8)
+        self._record(self.step)
+
     def forward(self, x: Tensor) -> Tensor:
         if not bool(self.initialized):
             self._init_step(x)
@@ -95,8 +101,6 @@ class LSQ(Quantizer):
         else:
             n = x[0].numel() if not self.is_weight else x.numel()
             step = self.step.reshape(())
-        with torch.no_grad():
-            self.step.abs_().clamp_(min=1e-8)  # a step must stay positive
-        self._record(self.step)
+        self.record_grid()
         g = 1.0 / math.sqrt(n * qp)
         return _LSQFunction.apply(x, step, -qmin, qp, g)

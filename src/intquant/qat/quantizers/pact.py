@@ -47,14 +47,18 @@ class PACT(Quantizer):
     def code_range(self) -> tuple[int, int]:
         return 0, 2**self.bits - 1
 
+    def record_grid(self) -> Tensor:
+        """Record and return the scale α/Qp of the current clip (α kept >= 1e-4 in place)."""
+        with torch.no_grad():
+            self.alpha.clamp_(min=1e-4)
+        scale = _float32_div(self.alpha, self.code_range()[1])
+        self._record(scale)
+        return scale
+
     def forward(self, x: Tensor) -> Tensor:
         if not bool(self.initialized):
             with torch.no_grad():
                 self.alpha.fill_(max(float(x.detach().max()), 1e-3))
                 self.initialized.fill_(True)
-        with torch.no_grad():
-            self.alpha.clamp_(min=1e-4)
-        qp = self.code_range()[1]
-        scale = _float32_div(self.alpha, qp)
-        self._record(scale)
-        return _PACTFunction.apply(x, self.alpha, scale.reshape(()), qp)
+        scale = self.record_grid()
+        return _PACTFunction.apply(x, self.alpha, scale.reshape(()), self.code_range()[1])

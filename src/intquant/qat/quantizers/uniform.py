@@ -109,10 +109,15 @@ class UniformAct(Quantizer):
         zp = torch.clamp(qmin - torch.round(lo / scale.to(torch.float64)), qmin, qmax)
         return scale, zp.to(torch.float32)
 
+    def record_grid(self) -> tuple[Tensor, Tensor]:
+        """Record and return (scale, zero point) of the observed range."""
+        scale, zp = self.qparams()
+        self._record(scale.reshape(1), zp.to(torch.int64).reshape(1))
+        return scale, zp
+
     def forward(self, x: Tensor) -> Tensor:
         if self.training or not bool(self.initialized):
             self._observe(x)
         qmin, qmax = self.code_range()
-        scale, zp = self.qparams()
-        self._record(scale.reshape(1), zp.to(torch.int64).reshape(1))
+        scale, zp = self.record_grid()
         return _FakeQuantAffineSTE.apply(x, scale, zp, qmin, qmax)
