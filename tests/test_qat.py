@@ -3,6 +3,8 @@ integer model with the trained grid, and deployment bit-exactness (interpreter v
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 import numpy as np
 import pytest
 import torch
@@ -20,8 +22,8 @@ from intquant.qat import (
     recalibrate_batchnorm,
 )
 from intquant.qat.convert import fold_layer
-from intquant.qat.modules import QConv1d
-from intquant.qat.quantizers import LSQ, UniformWeight
+from intquant.qat.modules import GridAvgPool, QConv1d
+from intquant.qat.quantizers import LSQ, UniformAct, UniformWeight, deployed_code_shift
 from intquant.training import evaluate, train
 
 
@@ -286,9 +288,46 @@ def test_lsq_steps_are_trained():
     assert not torch.equal(wq.step.detach(), step0)
 
 
-def test_global_average_pool_rounds_like_the_integer_op(tmp_path):
-    """conv2d-bn-relu → global average pool → linear: the pool's rounding of stored codes
-    (half away from zero, on the deployed signed codes) is reproduced in QAT eval."""
+@pytest.mark.parametrize("signed", [False, True])
+def test_training_average_pool_rounds_stored_codes_like_the_integer_op(signed):
+    """GridAvgPool (the training forward's pool) returns the codes the integer avg_pool
+    computes: the sum of the *stored* codes (unsigned 4-bit codes are stored shifted down by 8)
+    divided by the count, rounded half away from zero. Exact on any IEEE machine: the float32
+    mean is far closer than half a step to the true mean for these small windows."""
+    src = UniformAct(4, signed=signed)
+    with torch.no_grad():
+        src.min_val.fill_(-3.3 if signed else 0.0)
+        src.max_val.fill_(2.9 if signed else 4.1)
+        src.initialized.fill_(True)
+    scale, zp = (float(v) for v in src.record_grid())
+    shift = deployed_code_shift(src)
+    assert shift == (0 if signed else -8)
+    lo, hi = src.code_range()
+    rng = np.random.default_rng(1)
+    codes = rng.integers(lo, hi + 1, size=(64, 3, 2, 2))
+    # stored sums −26 and 10: −6.5 → −7 and 2.5 → 3 (half to even would give −6 and 2)
+    codes[0, 0] = np.array([[-8, -8], [-6, -4]]) - shift
+    codes[0, 1] = np.array([[7, 7], [-2, -2]]) - shift
+    x = torch.from_numpy((np.float32(scale) * (codes - zp)).astype(np.float32))
+    pool = GridAvgPool(nn.AdaptiveAvgPool2d(1), src)
+    with torch.no_grad():
+        out = pool(x).numpy().astype(np.float64)
+    got = np.rint(out / np.float32(scale)) + zp + shift  # the stored output code
+    stored = (codes + shift).reshape(64, 3, 4).sum(axis=2)
+    want = [[_round_half_away(Fraction(int(v), 4)) for v in row] for row in stored]
+    np.testing.assert_array_equal(got.reshape(64, 3), np.array(want))
+    assert any(Fraction(int(v), 4).denominator == 2 for v in stored.ravel())  # ties tested
+
+
+def _round_half_away(v: Fraction) -> int:
+    n = abs(v)
+    r = int(n) + (1 if n - int(n) >= Fraction(1, 2) else 0)
+    return r if v >= 0 else -r
+
+
+def test_global_average_pool_model_deploys_bit_exact(tmp_path):
+    """conv2d-bn-relu → global average pool → linear: eval mode (the integer model) and the
+    generated C agree bit for bit."""
     torch.manual_seed(3)
     m = nn.Sequential(nn.Conv2d(1, 6, 3, padding=1), nn.BatchNorm2d(6), nn.ReLU(),
                       nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(6, 3))
@@ -297,7 +336,6 @@ def test_global_average_pool_rounds_like_the_integer_op(tmp_path):
     with torch.no_grad():
         m(x)
     m.eval()
-    # 8-bit edges (default policy): unrounded means would change ~40% of the 8-bit logits
     cfg = Config(weight_bits=4, act_bits=4, weight_quantizer="lsq", act_quantizer="lsq")
     q = prepare(m, cfg, example_input=x).eval()
     qm = convert(q, x[:32].numpy())
