@@ -181,3 +181,41 @@ def test_eval_before_any_data_initialises_from_the_batch(mnist1d_mlp):
     with pytest.raises(ValueError, match="have not seen data yet"):
         q.deployed_model()
     _assert_eval_is_deployed(q, ds.x_test[:100])
+
+
+class _Concat(torch.nn.Module):
+    """Linear → [h, sigmoid(h)] → linear: the sigmoid and concat formats are not trained."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = torch.nn.Linear(4, 4)
+        self.b = torch.nn.Linear(8, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.a(x)
+        return self.b(torch.cat([h, torch.sigmoid(h)], dim=1))
+
+
+def test_untrained_formats_are_calibrated_on_the_first_samples():
+    torch.manual_seed(0)
+    x = np.random.default_rng(0).normal(size=(300, 4)).astype(np.float32)
+    q = prepare(_Concat(), example_input=x[:64])
+    np.testing.assert_array_equal(q.calibration_input, x[:64])
+    _assert_eval_is_deployed(q, x)  # convert(q) calibrates on the same samples
+
+
+def test_eval_of_an_unconvertible_model_says_what_to_do():
+    class Square(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a = torch.nn.Linear(4, 4)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            h = self.a(x)
+            return h * h
+
+    q = prepare(Square(), example_input=torch.randn(32, 4)).eval()
+    with pytest.raises(ValueError, match="runs the deployed integer model.*exact_eval = False"):
+        q(torch.randn(3, 4))
+    q.exact_eval = False
+    assert q(torch.randn(3, 4)).shape == (3, 4)

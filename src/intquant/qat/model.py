@@ -119,7 +119,13 @@ class QATModel(fx.GraphModule):
                              "model on a batch first (or pass example_input to prepare)")
         cache = self._deployed_cache
         if cache.qmodel is None or cache.fingerprint != self.state_fingerprint():
-            cache.qmodel = convert(self)
+            try:
+                cache.qmodel = convert(self)
+            except ValueError as e:  # capture, planning and lowering errors are ValueErrors
+                raise ValueError(
+                    f"QAT eval mode runs the deployed integer model, and converting this model "
+                    f"failed: {e} (model.exact_eval = False evaluates the fake-quant network)"
+                ) from e
             cache.fingerprint = self.state_fingerprint()  # after: convert normalises LSQ steps
         return cache.qmodel
 
