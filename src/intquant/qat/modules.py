@@ -17,11 +17,14 @@ eval-mode QAT network exactly (up to the requantization rounding of the integer 
 no re-quantization of weights after training. (Folding BN into the weights *before* quantizing,
 as Jacob et al. 2018 do, would also work but needs per-batch refolding during training.)
 
-In eval mode a layer computes exactly what the integer graph will: BatchNorm folded into the
+In eval mode a layer computes with the deployed parameters: BatchNorm folded into the
 per-channel scale (its BatchNorm module then passes values through), weights fl32(s'·q), and
 the bias rounded to the int32 accumulator grid s_in·s'_c of the deployed layer — the bias
 rounding matters at low bit widths, where one accumulator step can be a sizeable fraction of
-an output step. Evaluating the QAT model therefore measures the accuracy of the deployment.
+an output step. This float forward still rounds differently from the integer requantization
+(and per CPU), so the prepared model's eval mode does not use it by default: it runs the
+integer model itself (:mod:`intquant.qat.model`); this path serves ``exact_eval = False`` and
+BatchNorm recalibration.
 """
 
 from __future__ import annotations
