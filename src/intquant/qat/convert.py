@@ -27,6 +27,7 @@ import torch
 from torch import fx, nn
 
 from ..config import Config
+from .model import QATModel
 from .modules import Add, GridAvgPool, QAdd, QConv1d, QConv2d, QLinear, fold_params
 from .prepare import INPUT_KEY, LayerInfo
 from .quantizers import Quantizer, deployed_code_shift
@@ -37,11 +38,10 @@ _QLAYERS = (QConv1d, QConv2d, QLinear)
 
 
 def _check_prepared(model: nn.Module) -> dict[str, LayerInfo]:
-    infos = getattr(model, "qat_layers", None)
-    if not isinstance(model, fx.GraphModule) or infos is None:
+    if not isinstance(model, QATModel):
         raise ValueError("convert: expected the model returned by intquant.qat.prepare "
-                         f"(a GraphModule with qat_layers), got {type(model).__name__}")
-    return infos
+                         f"(a QATModel), got {type(model).__name__}")
+    return model.qat_layers
 
 
 def fold_layer(layer: nn.Module, sign_output: bool = False) -> dict[str, Any]:
@@ -82,10 +82,10 @@ def fold_layer(layer: nn.Module, sign_output: bool = False) -> dict[str, Any]:
             "weight": weight, "bias": bias.to(torch.float32)}
 
 
-def _act_quantizers(qat_model: fx.GraphModule) -> list[Quantizer]:
+def _act_quantizers(qat_model: QATModel) -> list[Quantizer]:
     """The input, layer-output and add-output quantizers: every activation format trained."""
     names = ["input_quant"] + [f"{n}.output_quant" for n in qat_model.qat_layers] + \
-        [f"{n}.output_quant" for n in getattr(qat_model, "qat_adds", {})]
+        [f"{n}.output_quant" for n in qat_model.qat_adds]
     return [qat_model.get_submodule(n) for n in names]
 
 
@@ -107,7 +107,7 @@ def _act_override(q: Quantizer) -> dict[str, Any]:
             "act_signed": bool(e["signed"])}
 
 
-def ptq_overrides(qat_model: fx.GraphModule) -> dict[str, dict[str, Any]]:
+def ptq_overrides(qat_model: QATModel) -> dict[str, dict[str, Any]]:
     """Config.overrides for intquant.quantize that reproduce the trained grid of every layer,
     residual add and of the input, from the current parameters."""
     infos = _check_prepared(qat_model)
@@ -120,13 +120,13 @@ def ptq_overrides(qat_model: fx.GraphModule) -> dict[str, dict[str, Any]]:
         ov = {"weight_bits": folded["bits"], "weight_scale": folded["scale"]}
         ov.update(_act_override(layer.output_quant))
         overrides[name] = ov
-    for name in getattr(qat_model, "qat_adds", {}):
+    for name in qat_model.qat_adds:
         overrides[name] = _act_override(qat_model.get_submodule(name).output_quant)
     overrides[INPUT_KEY] = _act_override(qat_model.get_submodule("input_quant"))
     return overrides
 
 
-def folded_float_model(qat_model: fx.GraphModule) -> fx.GraphModule:
+def folded_float_model(qat_model: QATModel) -> fx.GraphModule:
     """A float network equal to the eval-mode QAT network, BN folded, weights on the grid.
 
     Fake-quantizer nodes are removed (PTQ re-imposes the same grids through the overrides);
@@ -182,7 +182,7 @@ def _set_module(root: nn.Module, name: str, module: nn.Module) -> None:
     setattr(parent, child, module)
 
 
-def convert(qat_model: fx.GraphModule, calib: Any = None, config: Config | None = None,
+def convert(qat_model: QATModel, calib: Any = None, config: Config | None = None,
             progress: bool = False):
     """The integer ``QuantizedModel`` of a QAT-trained model (same type intquant.quantize returns).
 
@@ -203,18 +203,17 @@ def convert(qat_model: fx.GraphModule, calib: Any = None, config: Config | None 
     from ..ptq import quantize
 
     _check_prepared(qat_model)
-    missing = qat_model.uninitialized_quantizers() if hasattr(
-        qat_model, "uninitialized_quantizers") else []
+    missing = qat_model.uninitialized_quantizers()
     if missing:
         raise ValueError(f"convert: quantizers {missing} have not seen data yet; run the model "
                          "on a batch first (or pass example_input to prepare)")
     if calib is None:
-        calib = getattr(qat_model, "calibration_input", None)
+        calib = qat_model.calibration_input
         if calib is None:
             raise ValueError("convert: pass calib (a few inputs); the model has not run yet")
     overrides = ptq_overrides(qat_model)
     float_model = folded_float_model(qat_model)
-    config = config if config is not None else getattr(qat_model, "deploy_config", None)
+    config = config if config is not None else qat_model.deploy_config
     base = copy.deepcopy(config) if config is not None else Config(rounding="single")
     base.bias_correction = False
     base.overrides = overrides
@@ -226,9 +225,10 @@ def agreement(qat_model: nn.Module, qmodel: Any, x: Any) -> dict[str, float]:
     """How closely the integer model ``qmodel`` reproduces the eval-mode QAT model on ``x``.
 
     Returns argmax agreement (fraction of samples with the same predicted class), the max and
-    mean |logit difference| in output LSBs (units of the output scale), and the fraction of
-    logits that are bit-identical (same integer code). Eval mode runs ``convert(qat_model)``,
-    so for that ``qmodel`` every figure is exact (1, 0, 0, 1) on every machine.
+    mean |logit difference| in whole output steps (the QAT logits rounded to ``qmodel``'s output
+    grid; for eval mode that recovers its integer codes exactly), and the fraction of logits
+    with the same integer code. Eval mode runs ``convert(qat_model)``, so for that ``qmodel``
+    the figures are 1, 0, 0 and 1 on every machine.
     """
     xt = torch.as_tensor(np.asarray(x, dtype=np.float32))
     qat_model.eval()
@@ -236,10 +236,10 @@ def agreement(qat_model: nn.Module, qmodel: Any, x: Any) -> dict[str, float]:
         ref = qat_model(xt).to(torch.float64).numpy()
     y = qmodel.predict(np.asarray(x, dtype=np.float32))
     lsb = float(qmodel.output_info.scale)
-    diff = np.abs(ref - y) / lsb
+    diff = np.abs(np.rint(ref / lsb) - np.rint(y / lsb))
     return {
         "argmax_agreement": float(np.mean(ref.argmax(1) == y.argmax(1))),
         "max_abs_diff_lsb": float(diff.max()),
         "mean_abs_diff_lsb": float(diff.mean()),
-        "exact_fraction": float(np.mean(diff < 0.5)),
+        "exact_fraction": float(np.mean(diff == 0)),
     }

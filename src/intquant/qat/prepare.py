@@ -225,15 +225,11 @@ _ADD_FUNCS = (operator.add, torch.add)
 
 def _is_activation_add(node: fx.Node) -> bool:
     """``a + b`` of two computed tensors (not a constant, not a parameter)."""
-    if node.op == "call_function" and node.target in _ADD_FUNCS:
-        args = node.args[:2]
-    elif node.op == "call_method" and node.target == "add":
-        args = node.args[:2]
-    else:
+    is_add = (node.op == "call_function" and node.target in _ADD_FUNCS) or \
+        (node.op == "call_method" and node.target == "add")
+    if not is_add or len(node.args) != 2 or node.kwargs:
         return False
-    if len(node.args) != 2 or node.kwargs:
-        return False
-    return all(isinstance(a, fx.Node) and a.op not in ("get_attr",) for a in args)
+    return all(isinstance(a, fx.Node) and a.op != "get_attr" for a in node.args)
 
 
 def _add_names(gm: fx.GraphModule, adds: list[fx.Node]) -> list[str]:
