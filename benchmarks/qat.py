@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import os
 import sys
 import time
 from pathlib import Path
@@ -153,7 +154,8 @@ def main() -> None:
         md = [
             "## Quantization-aware training",
             "",
-            f"Command: {cmd} ({machine()}, 1 torch thread). QAT fine-tunes the trained float "
+            f"Command: {cmd} ({machine()}, 1 torch thread, load average "
+            f"{os.getloadavg()[0]:.1f} when this was written). QAT fine-tunes the trained float "
             f"zoo model for {args.epochs} epochs (Adam {args.lr:g}, cosine). First/last layer "
             "weights, the input, the tensor feeding the last layer and the logits at 8 bits "
             "(policy); residual adds at the activation width. 'QAT acc' is the eval-mode QAT "

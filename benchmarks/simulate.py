@@ -11,6 +11,7 @@ benchmarks/RESULTS.md.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -60,8 +61,9 @@ def main() -> None:
         f"Command: `.venv/bin/python benchmarks/simulate.py` ({machine()}, 1 torch thread). "
         "W8A8 (intquant.quantize defaults, 500 calibration samples), test sets. 'identical' = "
         "logits on the integer model's output code; eval s = one eval pass over the test set, "
-        "lowering included. Training mode is the fake-quant float forward (fine-tuning); its "
-        "figures depend on the CPU's float kernels.",
+        f"lowering included (wall clock, load average {os.getloadavg()[0]:.1f} on the machine at "
+        "the end). Training mode is the fake-quant float forward (fine-tuning); its figures "
+        "depend on the CPU's float kernels.",
         "",
         table(["model", "eval identical %", "eval argmax agree %", "eval s",
                "train-mode identical %", "train-mode argmax agree %"], rows),
