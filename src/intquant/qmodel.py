@@ -119,15 +119,17 @@ class QuantizedModel:
         return intgraph_to_onnx(self.graph, path, **kw)
 
     def simulate(self):
-        """A fake-quant torch module from the same plan (float weights, STE rounding)."""
-        if self.float_graph is None or self.plan is None:
+        """A torch module of the same plan: in eval mode it runs this integer model (output
+        equal to ``predict``, re-lowered when its weights change); in training mode the
+        fake-quant network with float weights and STE rounding, for fine-tuning."""
+        if self.plan is None:
             raise ValueError(
-                "simulate() needs the float graph and plan, which a loaded .iqm does not keep; "
+                "simulate() needs the plan, which a loaded .iqm does not keep; "
                 "use the QuantizedModel returned by intquant.quantize"
             )
         from .simulate import SimulatedModel
 
-        return SimulatedModel(self.float_graph, self.plan)
+        return SimulatedModel(self.plan)
 
     # -- inspection -----------------------------------------------------------------------
     def weight_bytes(self) -> int:
