@@ -483,10 +483,15 @@ def ort_run(graph: IntGraph, x: np.ndarray, **kw) -> np.ndarray:
     return s.run(None, {s.get_inputs()[0].name: x})[0]
 
 
-def lsb_agreement(a: np.ndarray, b: np.ndarray) -> float:
-    """Fraction of elements within 1 LSB."""
+def lsb_diff(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """|a − b| elementwise, in LSB (same dtype and shape required)."""
     assert a.dtype == b.dtype and a.shape == b.shape
-    return float((np.abs(a.astype(np.int64) - b.astype(np.int64)) <= 1).mean())
+    return np.abs(a.astype(np.int64) - b.astype(np.int64))
+
+
+def lsb_agreement(a: np.ndarray, b: np.ndarray) -> float:
+    """Fraction of elements within 1 LSB: reported only (float QDQ results vary by CPU)."""
+    return float((lsb_diff(a, b) <= 1).mean())
 
 
 def assert_onnx_integer_export_bit_exact(g: IntGraph, x: np.ndarray, note=None) -> None:
@@ -549,12 +554,14 @@ def assert_integer_export_uses_only_int8_products(build: Callable[..., IntGraph]
 
 
 def assert_onnx_float_mode_within_one_lsb(kind: str) -> None:
-    """requant="float" (plain QDQ): ONNX Runtime requantizes in float, so >= 99% of the
-    elements agree within 1 LSB."""
+    """requant="float" (plain QDQ): ONNX Runtime requantizes the real value computed in float
+    (~1e-7 relative, order and rounding up to the CPU's kernels) and rounds it once; the
+    integer op rounds the same value within half a step plus the multiplier's < 2^-30. Two
+    roundings of values that close differ by at most 1 on any IEEE machine: every element."""
     rng = np.random.default_rng(5)
     g = F.ONE_OP_BUILDERS[kind](rng, dtype="int8")
     x = F.random_input(rng, g, n=64)
-    assert lsb_agreement(run(g, x), ort_run(g, x, requant="float")) >= 0.99
+    assert lsb_diff(run(g, x), ort_run(g, x, requant="float")).max() <= 1
 
 
 # ----------------------------------------------------------------------------------------------
