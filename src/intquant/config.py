@@ -79,6 +79,7 @@ class Config:
     act_clipping: bool = False  # activation ranges searched for the output error
     gptq_damping: float = 0.01  # λ · mean(diag H) added to the Hessian's diagonal
     gptq_act_order: bool = True  # round the inputs with the largest diag(H) first
+    gptq_float_target: bool = True  # fit the float output (compensates upstream error too)
     recon_iters: int = 1000  # AdaRound / block-reconstruction iterations per layer / block
     qdrop_prob: float = 0.5  # block reconstruction: P(activation kept in float); 0 = BRECQ
     method_samples: int = 1024  # calibration samples the data-driven methods use

@@ -44,7 +44,7 @@ def nearest_codes(node: Node, float_node: Node, x_f: torch.Tensor, x_q: torch.Te
 def gptq_codes(node: Node, float_node: Node, x_f: torch.Tensor, x_q: torch.Tensor,
                qp: QParams, cfg: Any) -> np.ndarray:
     return gptq_layer(float_node, x_q, qp.scale, qp.qmin, qp.qmax, cfg.gptq_damping,
-                      cfg.gptq_act_order)
+                      cfg.gptq_act_order, x_float=x_f if cfg.gptq_float_target else None)
 
 
 def adaround_codes(node: Node, float_node: Node, x_f: torch.Tensor, x_q: torch.Tensor,

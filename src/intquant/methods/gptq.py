@@ -15,6 +15,13 @@ columns after q is (H_F⁻¹)_{q,:} / sqrt([H_F⁻¹]_qq). Damping adds λ·mean
 diagonal so that H is safely positive definite (inputs that never vary, or fewer samples than
 columns). Scales are chosen before (observers) and are not changed; the codes stay in range.
 
+Inputs from the quantized upstream: the layer receives x̂ (rounded activations), not the
+float x. With ``x_float`` given, the target is the float network's output, ||X Wᵀ − X̂ Ŵᵀ||²:
+its minimiser over real weights is W* = W C H⁻¹ with C = Xᵀ X̂ (the same damping), and the
+objective is ||X̂ (W* − Ŵ)ᵀ||² plus a constant, so GPTQ then rounds W* instead of W. The
+upstream error is compensated along with the rounding error (the first step of Qronos, Zhang
+et al. 2025; GPTAQ).
+
 Offline only (NumPy float64, torch for im2col); the codes go into the plan like any others.
 """
 
@@ -53,15 +60,28 @@ def input_columns(node: Node, x: torch.Tensor) -> torch.Tensor:
     return cols.permute(1, 0, 2)
 
 
-def hessian(node: Node, x: torch.Tensor, chunk: int = 256) -> np.ndarray:
-    """H = 2 Xᵀ X / rows per group, [groups, K, K] float64, accumulated over sample chunks."""
+def hessian(node: Node, x: torch.Tensor, x_other: torch.Tensor | None = None,
+            chunk: int = 256) -> np.ndarray:
+    """H = 2 Xᵀ X / rows per group, [groups, K, K] float64, accumulated over sample chunks;
+    with ``x_other``, the cross term 2 X_otherᵀ X / rows instead."""
     total, rows = None, 0
     for i in range(0, x.shape[0], chunk):
         cols = input_columns(node, x[i:i + chunk]).double()
-        part = 2.0 * cols.transpose(1, 2) @ cols
+        left = cols if x_other is None else input_columns(node, x_other[i:i + chunk]).double()
+        part = 2.0 * left.transpose(1, 2) @ cols
         total = part if total is None else total + part
         rows += cols.shape[1]
     return (total / max(rows, 1)).numpy()
+
+
+def float_target_weights(w: np.ndarray, h: np.ndarray, c: np.ndarray,
+                         damping: float) -> np.ndarray:
+    """W* = W C H⁻¹ = W + W (C − H) H⁻¹: the real weights that best map the quantized inputs
+    onto the float outputs (``c`` = 2 Xᵀ X̂ / rows, ``h`` = 2 X̂ᵀ X̂ / rows). Written as a
+    correction of W so that damping H only tempers the correction and never shrinks W itself
+    (W C (H + λ)⁻¹ would pull every weight towards 0 along the weak directions of H)."""
+    damped = h + damping * np.mean(np.diag(h)) * np.eye(len(h))
+    return w + np.linalg.solve(damped.T, (w @ (c - h)).T).T
 
 
 def gptq_codes(weight: np.ndarray, h: np.ndarray, scale: np.ndarray, qmin: int, qmax: int,
@@ -106,14 +126,20 @@ def upper_cholesky_of_inverse(h: np.ndarray) -> np.ndarray:
 
 
 def gptq_layer(node: Node, x: torch.Tensor, scale: np.ndarray, qmin: int, qmax: int,
-               damping: float = 0.01, act_order: bool = True) -> np.ndarray:
-    """Codes of a conv/linear node's weight (its shape) from the inputs ``x`` it receives."""
+               damping: float = 0.01, act_order: bool = True,
+               x_float: torch.Tensor | None = None) -> np.ndarray:
+    """Codes of a conv/linear node's weight (its shape) from the inputs ``x`` it receives;
+    ``x_float``: the float network's inputs for the same samples (target = float output)."""
     weight = np.asarray(node.params["weight"], dtype=np.float64)
     cout = weight.shape[0]
     groups = 1 if node.op == "linear" else int(node.attrs["groups"])
     h = hessian(node, x)
     scale = np.broadcast_to(np.asarray(scale, np.float64).reshape(-1), (cout,))
     rows = weight.reshape(groups, cout // groups, -1)
+    if x_float is not None:
+        c = hessian(node, x, x_float)
+        rows = np.stack([float_target_weights(rows[g], h[g], c[g], damping)
+                         for g in range(groups)])
     s = scale.reshape(groups, cout // groups)
     codes = [gptq_codes(rows[g], h[g], s[g], qmin, qmax, damping, act_order)
              for g in range(groups)]
