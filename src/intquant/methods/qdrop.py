@@ -38,7 +38,7 @@ from .walk import WEIGHTED, Values, weighted_output
 BATCH = 32
 WEIGHT_LR = 1e-2
 STEP_LR = 1e-3
-REG_WEIGHT = 10.0  # on the mean over weights, the loss relative to its start (measured: mnist1d_cnn W4A4)
+REG_WEIGHT = 10.0  # × mean rounding penalty, vs the loss relative to its start (measured)
 WARMUP = 0.2
 BETA_RANGE = (20.0, 2.0)
 
