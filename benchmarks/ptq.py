@@ -1,6 +1,9 @@
 """PTQ benchmark: every method on every zoo model at W8A8, W4A8 and W4A4, next to the peers.
 
     .venv/bin/python benchmarks/ptq.py [--models a,b] [--widths W8A8,W4A8] [--calib 1000]
+    .venv/bin/python benchmarks/ptq.py --models a,b --save part1.json   # in two processes,
+    .venv/bin/python benchmarks/ptq.py --models c,d --save part2.json   # then
+    .venv/bin/python benchmarks/ptq.py --merge part1.json,part2.json    # writes RESULTS.md
     .venv/bin/pip install brevitas==0.13.4     # optional peer (benchmark only)
 
 For each model: float accuracy; intquant integer-only (the NumPy interpreter, no float in the
@@ -22,6 +25,7 @@ Writes the PTQ section of benchmarks/RESULTS.md, with the issue's targets checke
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -58,10 +62,9 @@ METHODS: dict[str, dict] = {
     "equalization + BC": {**intquant.config.PRESETS["equalize"], "bias_correction": "full"},
     "activation clipping + BC": {**intquant.config.PRESETS["act_clipping"],
                                  "bias_correction": "full"},
-    "GPTQ + BC": {**intquant.config.PRESETS["gptq"], "bias_correction": "full"},
+    "GPTQ (no BC)": dict(intquant.config.PRESETS["gptq"]),
     "AdaRound + BC": {**intquant.config.PRESETS["adaround"], "bias_correction": "full"},
-    "BRECQ": dict(intquant.config.PRESETS["brecq"]),
-    "QDrop": dict(intquant.config.PRESETS["qdrop"]),
+    "QDrop (block reconstruction)": dict(intquant.config.PRESETS["qdrop"]),
     "default (fast)": {},
     "accurate": dict(intquant.config.PRESETS["accurate"]),
 }
@@ -275,17 +278,30 @@ def main() -> None:
     ap.add_argument("--models", default=",".join(zoo.names() + ["dw_digits"]))
     ap.add_argument("--widths", default=",".join(WIDTHS))
     ap.add_argument("--calib", type=int, default=1000)
+    ap.add_argument("--save", metavar="PART.json", help="save the rows instead of writing "
+                                                         "RESULTS.md")
+    ap.add_argument("--merge", metavar="A.json,B.json", help="write RESULTS.md from saved parts")
     args = ap.parse_args()
     torch.set_num_threads(1)
     widths = args.widths.split(",")
     per_width: dict[str, list] = {w: [] for w in widths}
     targets: list[list[object]] = []
-    for name in args.models.split(","):
-        runners = run_model(name, widths, args.calib)
-        for w, r in runners.items():
-            per_width[w] += r.rows
-        if name in zoo.names():
-            targets += target_rows(name, runners)
+    if args.merge:
+        for part in args.merge.split(","):
+            saved = json.loads(Path(part).read_text())
+            for w in widths:
+                per_width[w] += saved["rows"].get(w, [])
+            targets += saved["targets"]
+    else:
+        for name in args.models.split(","):
+            runners = run_model(name, widths, args.calib)
+            for w, r in runners.items():
+                per_width[w] += r.rows
+            if name in zoo.names():
+                targets += target_rows(name, runners)
+        if args.save:
+            Path(args.save).write_text(json.dumps({"rows": per_width, "targets": targets}))
+            return
     fast, accurate = intquant.Config(), intquant.Config.preset("accurate")
     md = [
         "## Post-training quantization: every method, every zoo model, next to the peers",

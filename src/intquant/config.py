@@ -22,7 +22,7 @@ PLAIN: dict[str, Any] = {"weight_rounding": "nearest", "bias_correction": "none"
                          "equalize": False, "act_clipping": False}
 PRESETS: dict[str, dict[str, Any]] = {
     "fast": {},
-    "accurate": {"weight_rounding": "qdrop", "bias_correction": "full", "act_clipping": True},
+    "accurate": {"weight_rounding": "gptq", "bias_correction": "full", "act_clipping": True},
     "nearest": PLAIN,
     "bias_correction": {**PLAIN, "bias_correction": "full"},
     "bias_correction_weights": {**PLAIN, "bias_correction": "weights"},
@@ -74,13 +74,13 @@ class Config:
     max_calib_samples: int = 2048
     # PTQ methods (intquant.methods; named recipes in PRESETS)
     bias_correction: str | bool = "full"  # none | weights | full (True = full, False = none)
-    weight_rounding: str = "nearest"  # nearest | gptq | adaround | qdrop (block reconstruction)
+    weight_rounding: str = "gptq"  # nearest | gptq | adaround | qdrop (block reconstruction)
     equalize: bool = False  # cross-layer equalization + bias absorption before calibration
     act_clipping: bool = False  # activation ranges searched for the output error
     gptq_damping: float = 0.01  # λ · mean(diag H) added to the Hessian's diagonal
     gptq_act_order: bool = True  # round the inputs with the largest diag(H) first
-    gptq_float_target: bool = True  # fit the float output (compensates upstream error too)
-    recon_iters: int = 1000  # AdaRound / block-reconstruction iterations per layer / block
+    gptq_float_target: bool = True  # below 8-bit weights, fit the float output (upstream too)
+    recon_iters: int = 500  # AdaRound / block-reconstruction iterations per layer / block
     qdrop_prob: float = 0.5  # block reconstruction: P(activation kept in float); 0 = BRECQ
     method_samples: int = 1024  # calibration samples the data-driven methods use
     # QAT fields (used by intquant.qat.prepare)
