@@ -43,7 +43,8 @@ FLOAT_TARGET_BELOW_BITS = 8
 
 def nearest_codes(node: Node, float_node: Node, x_f: torch.Tensor, x_q: torch.Tensor,
                   qp: QParams, cfg: Any) -> np.ndarray:
-    return quantize(float_node.params["weight"], qp).astype(np.int64)
+    """The plan's weights rounded to nearest (per-block weights are already on their grid)."""
+    return quantize(node.params["weight"], qp).astype(np.int64)
 
 
 def gptq_codes(node: Node, float_node: Node, x_f: torch.Tensor, x_q: torch.Tensor,
@@ -131,8 +132,8 @@ def reconstruct_blocks(float_graph: Graph, graph: Graph, acts: dict[str, QParams
             if node.op in WEIGHTED:
                 qp = weights[node.name]
                 q = codes.get(node.name)
-                if q is None:
-                    q = quantize(float_graph.node(node.name).params["weight"], qp)
+                if q is None:  # a fixed grid
+                    q = quantize(node.params["weight"], qp)
                 node.params["weight"] = snap(np.asarray(q, np.int64), qp)
         for name, qp in formats.items():
             replace_format(acts, acts[name], qp)

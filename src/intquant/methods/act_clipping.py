@@ -9,8 +9,8 @@ the mean squared error between the quantized network's output and the float outp
 calibration samples — only where it helps. A one-dimensional search over a noisy objective
 overfits easily (measured: an input clipped to 0.85 of its range gave −15 % error on the
 samples it was chosen on and +25 % on the test set), so the samples are split in two halves:
-a factor is chosen on the first and kept only if it lowers the error on the second as well;
-otherwise the observer's range stays. Weights are at their round-to-nearest codes during the
+a factor is chosen on the first and kept only if it lowers the error on both halves by at
+least 1 %; otherwise the observer's range stays. Weights are at their round-to-nearest codes during the
 search.
 """
 
@@ -29,6 +29,7 @@ from ..numerics import QParams, quantize
 from .walk import WEIGHTED, quantized_output, round_to_format, snap
 
 FACTORS = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 1.05, 1.1, 1.25)
+MIN_GAIN = 0.01  # a candidate must lower both halves' error by 1 %: not just rounding noise
 
 
 def nearest_graph(graph: Graph, weights: Mapping[str, QParams]) -> Graph:
@@ -85,7 +86,7 @@ def search_act_clipping(graph: Graph, acts: Mapping[str, QParams],
             trial.update({n: cand for n in sharing})
             vals = quantized_values(qgraph, trial, xt, start, values)
             fit, check = errors(vals)
-            if fit < best_fit and check < best_check:
+            if fit < (1 - MIN_GAIN) * best_fit and check < (1 - MIN_GAIN) * best_check:
                 best_fit, best_check, best = fit, check, (trial, vals)
         if best is not None:
             acts, values = best
