@@ -33,7 +33,6 @@ from .gptq import gptq_layer
 from .qdrop import blocks, reconstruct_block, replace_format
 from .walk import WEIGHTED, Values, sample_count, snap, walk
 
-ROUNDINGS = ("nearest", "gptq", "adaround", "qdrop")
 # GPTQ fits the float output (upstream error compensated) only below this weight width:
 # measured on mnist1d_cnn, at 8 bits the fitted correction (1000 samples) cost more than the
 # 8-bit rounding it compensates (mean |logit error| 0.110 -> 0.122), at 4 bits it gained

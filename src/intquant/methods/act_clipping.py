@@ -10,8 +10,8 @@ calibration samples — only where it helps. A one-dimensional search over a noi
 overfits easily (measured: an input clipped to 0.85 of its range gave −15 % error on the
 samples it was chosen on and +25 % on the test set), so the samples are split in two halves:
 a factor is chosen on the first and kept only if it lowers the error on both halves by at
-least 1 %; otherwise the observer's range stays. Weights are at their round-to-nearest codes during the
-search.
+least 1 %; otherwise the observer's range stays. Weights are at their round-to-nearest codes
+during the search.
 """
 
 from __future__ import annotations
