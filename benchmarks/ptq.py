@@ -273,6 +273,24 @@ def _timed(fn, *args) -> tuple[float, float]:
     return time.perf_counter() - t, time.process_time() - c
 
 
+def method_summary(per_width: dict[str, list]) -> str:
+    """Per width, each intquant method's geometric-mean logit error relative to the default
+    recipe over the models, and its mean accuracy change: which method wins overall."""
+    out = ["| width | method | logit err vs default (geo-mean) | mean Δ pp | models |",
+           "|---|---|---|---|---|"]
+    for width, rows in per_width.items():
+        base = {r[0]: float(r[4]) for r in rows if r[1] == "intquant default (fast)"}
+        for label in METHODS:
+            mine = [r for r in rows if r[1] == "intquant " + label and r[0] in base]
+            if not mine:
+                continue
+            logs = [np.log(float(r[4]) / base[r[0]]) for r in mine]
+            dacc = np.mean([float(r[3]) for r in mine])
+            out.append(f"| {width} | {label} | {np.exp(np.mean(logs)):.3f} | {dacc:+.2f} | "
+                       f"{len(mine)} |")
+    return "\n".join(out)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--models", default=",".join(zoo.names() + ["dw_digits"]))
@@ -322,7 +340,8 @@ def main() -> None:
     ]
     for w in widths:
         md += [f"### {w}", "", table(HEADER, per_width[w]), ""]
-    md += ["### Targets (issue 14)", "",
+    md += ["### Methods overall", "", method_summary(per_width), "",
+           "### Targets (issue 14)", "",
            "W8A8: mean |logit error| <= 0.85x the best peer with integer logits (torch.ao, "
            "ORT) and accuracy within 0.1 pp of float; W4A8: within 0.3 pp of float and at "
            "least Brevitas GPTQ's accuracy; W4A4: within 2 pp.", "",

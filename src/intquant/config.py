@@ -15,7 +15,10 @@ WEIGHT_ROUNDINGS = ("nearest", "gptq", "adaround", "qdrop")
 BIAS_CORRECTIONS = ("none", "weights", "full")
 
 # Named PTQ recipes: Config field values (see intquant.methods). The Config defaults are the
-# "fast" recipe; "accurate" is the best measured overall (benchmarks/ptq.py). The single-method
+# "fast" recipe (GPTQ + full bias correction): measured the best of the fast recipes at W8A8,
+# W4A8 and W4A4 (benchmarks/RESULTS.md). "accurate" adds the activation clipping search; on
+# the zoo it measured on a par with "fast" (0.99-1.04x its logit error), not better: AdaRound
+# and block reconstruction did not beat GPTQ there either. The single-method
 # entries switch one method on over plain round-to-nearest, so that methods can be compared
 # (and tried by a recommender) by name: Config.preset("gptq", weight_bits=4).
 PLAIN: dict[str, Any] = {"weight_rounding": "nearest", "bias_correction": "none",
