@@ -98,14 +98,19 @@ def _fake_quant(v: torch.Tensor, s: float, z: int, lo: int, hi: int) -> torch.Te
 
 
 def test_sensitivity_matches_a_torch_reimplementation(setup) -> None:
-    """Only layer '3' quantized as planned: weights per channel on the grid, the plan's
-    (bias-corrected) bias, output on its int8 grid; KL and SQNR of its logits vs float."""
+    """Only layer '3' quantized as planned: the plan's weights (the default's GPTQ codes on the
+    per-channel max-abs grid) and (bias-corrected) bias, output on its int8 grid; KL and SQNR
+    of its logits vs float."""
     model, x, y, logits, qmodel, a = setup
     m = copy.deepcopy(model)
     w = m[3].weight.detach().double()
     scale = w.abs().amax(1, keepdim=True) / 127
+    planned = torch.from_numpy(np.asarray(qmodel.plan.graph.node("3").params["weight"],
+                                          dtype=np.float64))
+    codes = planned / scale
+    assert float((codes - codes.round()).abs().max()) < 1e-6
     with torch.no_grad():
-        m[3].weight.copy_((torch.round(w / scale) * scale).float())
+        m[3].weight.copy_((codes.round() * scale).float())
         m[3].bias.copy_(torch.from_numpy(qmodel.plan.graph.node("3").params["bias"]))
     act = qmodel.plan.acts["3"]
     s, z = float(act.scale[0]), int(act.zero_point[0])
