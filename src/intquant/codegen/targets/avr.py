@@ -161,13 +161,27 @@ ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 def parse_records(text: str) -> list[tuple[str, bytes]]:
-    """(tag, bytes) of every harness record in simavr's UART echo (colours and the '.' it
-    prints for a newline removed)."""
-    records = []
+    """(tag, bytes) of every harness record in simavr's UART echo.
+
+    simavr colours each line, prints '.' for the newline that ends a record and breaks lines
+    longer than 255 characters: a record is a tag line plus the hex-only lines that continue
+    it, up to the one ending in '.'. Its own messages (upper-case words, spaces) never match.
+    """
+    records: list[tuple[str, bytes]] = []
+    tag, digits, open_ = "", [], False
     for line in ANSI.sub("", text).splitlines():
-        m = re.fullmatch(r"([SCOED])([0-9a-f]*)\.?", line.strip())
-        if m:
-            records.append((m.group(1), bytes.fromhex(m.group(2))))
+        line = line.strip()
+        start = re.fullmatch(r"([SCOED])([0-9a-f]*)(\.?)", line)
+        more = re.fullmatch(r"([0-9a-f]*)(\.?)", line) if open_ and line else None
+        if start:
+            tag, digits, open_ = start.group(1), [start.group(2)], not start.group(3)
+        elif more:
+            digits.append(more.group(1))
+            open_ = not more.group(2)
+        else:
+            continue
+        if not open_:
+            records.append((tag, bytes.fromhex("".join(digits))))
     return records
 
 
