@@ -94,6 +94,11 @@ def model_source(em: CEmitter, name: str) -> str:
             '#include "iq_kernels.h"',
             *[f'#include "{h}"' for h in em.headers()],
             "",
+            f"#if defined(IQ_FLASH_LIMIT) && {name.upper()}_WEIGHT_BYTES > IQ_FLASH_LIMIT",
+            f'#error "{name}: more constants than program memory reads (IQ_LOAD_*) reach on '
+            'this target (AVR: the first 64 KB)"',
+            "#endif",
+            "",
             "#ifdef IQ_PROFILE",
             "void iq_profile_mark(int32_t op);",
             "#define IQ_PROFILE_MARK(i) iq_profile_mark(i)",
@@ -121,38 +126,67 @@ def model_source(em: CEmitter, name: str) -> str:
     )
 
 
-def weights_asm_source(blobs: list[tuple[str, bytes, int]], name: str) -> tuple[str, bytes]:
-    """<name>_weights.S and <name>_weights.bin: one aligned ``.incbin`` slice per array.
+def weights_asm_source(
+    blobs: list[tuple[str, np.ndarray]], name: str
+) -> tuple[str, bytes, bytes]:
+    """<name>_weights.S, <name>_weights.bin and <name>_weights_be.bin: one aligned ``.incbin``
+    slice per array.
 
-    GNU as syntax common to x86-64/AArch64 gcc and arm-none-eabi-gcc (``%object``, ``.balign``).
-    The .bin is found next to the .S (gcc passes its ``-I`` folders to the assembler too).
+    The .bin holds every array little-endian; the _be.bin a big-endian copy of the arrays whose
+    elements span several bytes (int8 weights, most of the bytes, are stored once). The .S picks
+    the slice by the compiler's ``__BYTE_ORDER__``, and on AVR puts the arrays in program memory
+    (``.progmem.data``, read through IQ_LOAD_*, see iq_target.h). GNU as syntax common to
+    x86-64/AArch64 gcc, arm-none-eabi-gcc, avr-gcc, riscv and powerpc gcc (``%object``,
+    ``.balign``). The .bin files are found next to the .S (gcc passes its ``-I`` folders to the
+    assembler too).
     """
     lines = [
-        f"/* {name}: constant arrays (weights, biases, multipliers, shifts, tables) as raw",
-        " * little-endian bytes from " + f"{name}_weights.bin. Generated. */",
-        "#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__",
-        f"#error \"{name}_weights.bin holds little-endian data\"",
+        f"/* {name}: constant arrays (weights, biases, multipliers, shifts, tables) as raw bytes",
+        f" * from {name}_weights.bin (little-endian) or {name}_weights_be.bin (big-endian copy of",
+        " * the multi-byte arrays). Generated. */",
+        "#if !defined(__BYTE_ORDER__)",
+        f'#error "{name}_weights.S needs __BYTE_ORDER__ (gcc, clang) to pick the byte order"',
+        "#elif __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__",
+        "#define IQ_WEIGHTS_BIG_ENDIAN 1",
+        "#elif __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__",
+        f'#error "{name}_weights.S: neither little- nor big-endian"',
         "#endif",
+        "#if defined(__AVR__)",
+        f'    .section .progmem.data.{name}_weights,"a"',
+        "#else",
         f'    .section .rodata.{name}_weights,"a"',
+        "#endif",
     ]
-    data = bytearray()
-    for symbol, raw, align in blobs:
+    le, be = bytearray(), bytearray()
+    for symbol, values in blobs:
+        raw = values.astype(values.dtype.newbyteorder("<")).tobytes()
         lines += [
-            f"    .balign {align}",
+            f"    .balign {max(4, values.dtype.itemsize)}",
             f"    .global {symbol}",
             f"    .type {symbol}, %object",
             f"    .size {symbol}, {len(raw)}",
             f"{symbol}:",
-            f'    .incbin "{name}_weights.bin", {len(data)}, {len(raw)}',
         ]
-        data += raw
+        little = f'    .incbin "{name}_weights.bin", {len(le)}, {len(raw)}'
+        if values.dtype.itemsize == 1:
+            lines.append(little)
+        else:
+            lines += [
+                "#ifdef IQ_WEIGHTS_BIG_ENDIAN",
+                f'    .incbin "{name}_weights_be.bin", {len(be)}, {len(raw)}',
+                "#else",
+                little,
+                "#endif",
+            ]
+            be += values.astype(values.dtype.newbyteorder(">")).tobytes()
+        le += raw
     lines += [
         "#if defined(__ELF__) && defined(__linux__)",
         '    .section .note.GNU-stack,"",%progbits',
         "#endif",
         "",
     ]
-    return "\n".join(lines), bytes(data)
+    return "\n".join(lines), bytes(le), bytes(be)
 
 
 def kernels_source(em: CEmitter, name: str) -> str:
@@ -353,9 +387,10 @@ def write_files(
         put(f, (runtime / f).read_text())
     lib = [f"{name}.c", f"{name}_kernels.c", *(f for f in em.runtime_files() if f.endswith(".c"))]
     if em.blobs is not None:
-        asm, blob = weights_asm_source(em.blobs, name)
-        (d / f"{name}_weights.bin").write_bytes(blob)
-        written.append(f"{name}_weights.bin")
+        asm, little, big = weights_asm_source(em.blobs, name)
+        for rel, blob in ((f"{name}_weights.bin", little), (f"{name}_weights_be.bin", big)):
+            (d / rel).write_bytes(blob)
+            written.append(rel)
         put(f"{name}_weights.S", asm)
         lib.append(f"{name}_weights.S")
     put(f"{name}.h", header_source(graph, name, plan, em.weight_bytes, meta))

@@ -16,6 +16,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "iq_target.h"
+
 #if ((-1) >> 1) != -1
 #error "intquant runtime needs an arithmetic right shift of negative integers"
 #endif

@@ -221,6 +221,7 @@ class AvrTarget(Target):
                 "-fdata-sections",
                 "-I",
                 str(info.out_dir),
+                f"-Wa,-I,{info.out_dir}",  # avr-gcc 5 does not pass -I on to .incbin
                 "-Wl,--gc-sections",
                 "-o",
                 str(elf),
