@@ -263,7 +263,7 @@ def float_tokens(src: str) -> list[str]:
 def check_no_float(out_dir: str | os.PathLike) -> dict[str, list[str]]:
     """Prove the library is integer-only on the host; returns {file: offending tokens}.
 
-    1. ``gcc -std=c99 -O0 -Wall -Wextra -Werror -mgeneral-regs-only`` compiles the library and
+    1. ``gcc -std=c99 -O0 <WARN> -mgeneral-regs-only`` compiles the library and
        the driver (a ToolchainError if it does not: any float use fails there);
     2. ``gcc -E -P`` of each library source, strings and comments removed, must contain no
        ``float``/``double`` token and no floating literal (what constant folding could hide).

@@ -15,8 +15,9 @@
  * Four output channels are computed per pass over the inputs, their weights interleaved
  * offline (w[k*4 + j]) so one loaded input feeds four multiply-accumulates. On Cortex-M0 the
  * loop is written in assembly (gcc does not keep the eight values in registers), eight
- * inputs per iteration: 3.375 instructions per MAC. Every other target uses the portable C
- * loop below, which computes the same sums.
+ * inputs per iteration: 3.375 instructions per MAC. AVR has its own loops (iq_dot_avr.h);
+ * every other target uses the portable C loop below, which computes the same sums. The
+ * weights are IQ_FLASH data: read through IQ_LOAD_U8 (iq_target.h).
  */
 #ifndef IQ_DOT_H
 #define IQ_DOT_H

@@ -30,7 +30,7 @@ static inline int32_t iq_load(const void* base, int32_t i, int32_t dtype)
     }
 }
 
-/* iq_load from a constant table (defined IQ_FLASH: see iq_target.h). */
+/* iq_load from a constant table of an activation type (IQ_FLASH: see iq_target.h). */
 static inline int32_t iq_load_const(const void* base, int32_t i, int32_t dtype)
 {
     switch (dtype) {
@@ -38,8 +38,6 @@ static inline int32_t iq_load_const(const void* base, int32_t i, int32_t dtype)
         return IQ_LOAD_U8((const uint8_t*)base + i);
     case IQ_S16:
         return IQ_LOAD_S16((const int16_t*)base + i);
-    case IQ_S32:
-        return IQ_LOAD_S32((const int32_t*)base + i);
     default:
         return IQ_LOAD_S8((const int8_t*)base + i);
     }

@@ -36,8 +36,11 @@ from .base import Target, TargetBuild, TargetCost, from_target_bytes, library_fo
 MCU = "atmega2560"
 F_CPU = 16_000_000
 RAM_START, RAM_END = 0x800200, 0x802200  # data-space addresses of the 8 KB SRAM (nm view)
+DATA_SPACE = 0x800000  # nm shows RAM addresses from here; flash addresses lie below
+PGM_READ_REACH = 0x10000  # pgm_read_* (LPM with a 16-bit Z) read the first 64 KB of flash
 FLASH_BYTES = 256 * 1024
 STACK_RESERVE = 1024  # RAM kept free for the stack when checking that a model fits
+SIMAVR_TIMEOUT = 600  # seconds for one simulation (all samples of a batch)
 AVR_LIBC_HEADER = "/usr/lib/avr/include/avr/pgmspace.h"
 
 MAIN_C = r"""/* ATmega2560 test main for {name} under simavr (not part of the model library). */
@@ -234,6 +237,12 @@ class AvrTarget(Target):
     def _check_fits(self, elf) -> None:
         """The linker's avr6 memory regions are larger than the part: check RAM and flash."""
         syms = {name: addr for name, _, addr, _ in elf_symbols(elf, self.nm)}
+        pgm_end = syms["__ctors_start"]  # .progmem* sections end here (avr-libc linker script)
+        if pgm_end > PGM_READ_REACH:
+            raise ToolchainError(
+                f"{elf}: program-memory data ends at {pgm_end:#x}, beyond the {PGM_READ_REACH} B "
+                "pgm_read_* (IQ_LOAD_*) reach: fewer constants, or fewer samples"
+            )
         ram_used = syms["__heap_start"] - RAM_START
         flash_used = syms["_etext"] + (syms["__data_end"] - syms["__data_start"])
         if ram_used + STACK_RESERVE > RAM_END - RAM_START:
@@ -249,11 +258,16 @@ class AvrTarget(Target):
         b = self.build(out_dir, x, opt)
         if b.soft_float:
             raise ToolchainError(f"{b.elf} links soft-float helpers: {b.soft_float}")
-        res = subprocess.run(
-            [require("simavr"), "-m", MCU, "-f", str(F_CPU), str(b.elf)],
-            capture_output=True,
-            timeout=3600,
-        )
+        try:
+            res = subprocess.run(
+                [require("simavr"), "-m", MCU, "-f", str(F_CPU), str(b.elf)],
+                capture_output=True,
+                timeout=SIMAVR_TIMEOUT,
+            )
+        except subprocess.TimeoutExpired:
+            raise ToolchainError(
+                f"simavr run of {b.elf} did not finish within {SIMAVR_TIMEOUT} s"
+            ) from None
         text = res.stdout.decode(errors="replace") + res.stderr.decode(errors="replace")
         recs = parse_records(text)
         tags = [t for t, _ in recs]
