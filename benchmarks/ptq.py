@@ -102,24 +102,6 @@ def interpreter_speed() -> str:
     return "\n".join(lines)
 
 
-def simulate_agreement() -> str:
-    """How closely QuantizedModel.simulate() (fake-quant torch) tracks the integer interpreter."""
-    rows = []
-    for name in zoo.names():
-        model, ds = zoo.get(name)
-        q = intquant.quantize(model, ds.x_train[:500], progress=False)
-        with torch.no_grad():
-            sim = q.simulate()(torch.as_tensor(ds.x_test)).numpy().reshape(len(ds.x_test), -1)
-        out = q.predict(ds.x_test).reshape(len(ds.x_test), -1)
-        lsb = np.abs(sim - out) / q.output_info.scale
-        rows.append([name, f"{100 * (sim.argmax(1) == out.argmax(1)).mean():.2f}",
-                     f"{100 * (lsb < 0.5).mean():.2f}", f"{lsb.max():.0f}"])
-    return "\n".join(["", "`QuantizedModel.simulate()` (fake-quant torch module of the same plan) "
-                      "vs the integer interpreter, W8A8, test sets:", "",
-                      table(["model", "argmax agreement %", "logits identical %",
-                             "max diff (LSB)"], rows)])
-
-
 def _timed(fn, *args) -> tuple[float, float]:
     t, c = time.perf_counter(), time.process_time()
     fn(*args)
@@ -146,7 +128,6 @@ def main() -> None:
         "",
         table(["model", "method", "acc %", "Δ pp", "mean abs logit err", "quantize s"], rows),
         interpreter_speed(),
-        simulate_agreement(),
     ]
     write_section("ptq", "\n".join(md))
 

@@ -5,6 +5,7 @@
 #   avr      ATmega2560:    gcc-avr avr-libc simavr
 #   riscv32  RV32IM:        gcc-riscv64-unknown-elf picolibc-riscv64-unknown-elf qemu-user
 #   powerpc  big-endian:    gcc-powerpc-linux-gnu libc6-dev-powerpc-cross qemu-user
+#   speech   espeak-ng (the synthetic spoken-command dataset, intquant.speech)
 # Measured on Debian 12 (packages from the archive): arm ~100 MB download; avr 22 MB, ~10 s;
 # riscv32 115 MB, ~20 s (picolibc is most of it); powerpc 37 MB + qemu-user 12 MB, ~10 s each.
 # Idempotent: installs only what is missing. When installing is impossible it prints one line
@@ -25,18 +26,20 @@ checks_for() {
         powerpc) echo "powerpc-linux-gnu-gcc:gcc-powerpc-linux-gnu" \
                       "/usr/powerpc-linux-gnu/include/string.h:libc6-dev-powerpc-cross" \
                       "qemu-ppc:qemu-user" ;;
+        speech) echo "espeak-ng:espeak-ng" ;;
     esac
 }
 
 groups=("$@")
 if [ ${#groups[@]} -eq 0 ] || [ "${groups[0]}" = "all" ]; then
-    groups=(arm avr riscv32 powerpc)
+    groups=(arm avr riscv32 powerpc speech)
 fi
 
 for g in "${groups[@]}"; do
     case "$g" in
-        arm|avr|riscv32|powerpc) ;;
-        *) echo "install_toolchain.sh: unknown group '$g' (use all, arm, avr, riscv32, powerpc)" >&2
+        arm|avr|riscv32|powerpc|speech) ;;
+        *) echo "install_toolchain.sh: unknown group '$g' (use all, arm, avr, riscv32, powerpc," \
+                "speech)" >&2
            exit 2 ;;
     esac
 done

@@ -14,7 +14,7 @@ from scipy import stats as sps
 from torch import nn
 
 import intquant
-from intquant.analysis import Analysis, analyze, write_report
+from intquant.analysis import Analysis, analysis_markdown, analyze, write_report
 from intquant.analysis.plots import grid_levels
 from intquant.analysis.stats import excess_kurtosis, share_beyond, skewness, sqnr_db
 from intquant.numerics import QParams
@@ -127,7 +127,7 @@ def test_json_and_markdown(setup) -> None:
     d = json.loads(a.to_json())
     assert d["samples"] == 100 and len(d["layers"]) == len(a.layers)
     assert d["sweep"]["per-channel MSE"]["8"] == a.sweep["per-channel MSE"][8]
-    md = a.to_markdown()
+    md = analysis_markdown(a)
     assert "| 3 | linear |" in md and "textbook (per-tensor max-abs)" in md
 
 
@@ -175,4 +175,4 @@ def test_low_bit_sensitivity_is_reported(setup) -> None:
             # 4-bit weights cannot be better than 8-bit ones by more than noise (1 sample).
             assert s.sensitivity_low is not None
             assert s.sensitivity_low <= s.sensitivity + 1 / a.samples
-    assert "sensitivity at W4" in a.to_markdown()
+    assert "sensitivity at W4" in analysis_markdown(a)

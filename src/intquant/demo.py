@@ -112,7 +112,7 @@ def phase3(q, ds: Dataset, out: Path) -> None:
     from .codegen import cost, toolchain
     from .codegen.targets import get_target
 
-    result = q.export_c(out / "c", name="digits")
+    result = q.export_c(out / "c", name="digits", overwrite=True)  # the demo reruns
     print("Phase 3 — generated C99 (no float, no malloc, one static arena)")
     print(result.summary())
     x_int = q.quantize_input(ds.x_test)

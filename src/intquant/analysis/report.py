@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import html
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -135,29 +136,42 @@ def analysis_blocks(a: Analysis, images: dict[str, Path] | None = None) -> list[
 # ----------------------------------------------------------------------------------------------
 
 
-def _md_cell(s: str) -> str:
-    return s.replace("|", "\\|")
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>&|~$#!])")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+
+
+def md_text(s: str) -> str:
+    """Text (layer names included) as literal Markdown on one line: every character that could
+    start markup, HTML, a link, a table cell or a heading is backslash-escaped."""
+    return _MD_SPECIAL.sub(r"\\\1", _CONTROL.sub(" ", s))
+
+
+def _fence(text: str) -> str:
+    """A backtick fence longer than any backtick run in ``text``: the block cannot be closed."""
+    longest = max((len(m) for m in re.findall(r"`+", text)), default=0)
+    return "`" * max(3, longest + 1)
 
 
 def render_markdown(blocks: list[Block], base: Path | None = None) -> str:
     out: list[str] = []
     for b in blocks:
         if b.kind == "h1":
-            out.append(f"# {b.text}\n")
+            out.append(f"# {md_text(b.text)}\n")
         elif b.kind == "h2":
-            out.append(f"## {b.text}\n")
+            out.append(f"## {md_text(b.text)}\n")
         elif b.kind == "p":
-            out.append(b.text + "\n")
+            out.append(md_text(b.text) + "\n")
         elif b.kind == "code":
-            out.append(f"```\n{b.text}\n```\n")
+            fence = _fence(b.text)
+            out.append(f"{fence}\n{b.text}\n{fence}\n")
         elif b.kind == "table":
-            out.append("| " + " | ".join(_md_cell(h) for h in b.headers) + " |")
+            out.append("| " + " | ".join(md_text(h) for h in b.headers) + " |")
             out.append("|" + "---|" * len(b.headers))
-            out += ["| " + " | ".join(_md_cell(c) for c in r) + " |" for r in b.rows]
+            out += ["| " + " | ".join(md_text(c) for c in r) + " |" for r in b.rows]
             out.append("")
         elif b.kind == "img" and b.path is not None:
             rel = b.path.relative_to(base) if base is not None else b.path
-            out.append(f"![{b.text}]({rel.as_posix()})\n")
+            out.append(f"![{md_text(b.text)}]({rel.as_posix()})\n")
     return "\n".join(out)
 
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from ..data import check_labels
 from ..numerics import QParams, dequantize, quantize
 
 WEIGHTED_OPS = ("conv", "linear")
@@ -124,7 +125,8 @@ class LayerStats:
 
 @dataclass
 class Analysis:
-    """Everything :func:`analyze` measured; ``to_markdown`` / ``to_json`` / ``write_report``."""
+    """Everything :func:`analyze` measured; ``to_json`` here, ``analysis_markdown`` and
+    ``write_report`` in ``report`` (which depends on this module, never the reverse)."""
 
     model: str
     config: dict[str, Any]
@@ -164,11 +166,6 @@ class Analysis:
     def to_json(self, indent: int = 2) -> str:
         """JSON (infinite SQNR, i.e. exact, is written as null)."""
         return json.dumps(self.to_dict(), indent=indent)
-
-    def to_markdown(self) -> str:
-        from .report import analysis_markdown
-
-        return analysis_markdown(self)
 
 
 def _json_safe(v: Any) -> Any:
@@ -303,6 +300,8 @@ def analyze(model: Any, qmodel_or_config: Any = None, data: Any = None, *,
 
     float_values = {k: v.numpy() for k, v in run_graph(graph, x, record=True).items()}
     float_logits = float_values[graph.output].reshape(len(x), -1)
+    if y is not None:
+        check_labels(y, float_logits.shape[1], "analyze: data")
     targets = y if y is not None else float_logits.argmax(1)
     int_values = _integer_values(qmodel, x)
     int_logits = qmodel.dequantize_output(int_values[qmodel.graph.output]).reshape(len(x), -1)
