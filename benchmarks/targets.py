@@ -137,6 +137,17 @@ def main() -> None:
             layers,
         ),
     ]
+    md += [
+        "",
+        "AVR before its dot-product loop (commit eaf7e5c: weights in RAM, the portable loop's "
+        "uint32 multiply per MAC, a libgcc call; same command): 62.95, 277.62, 60.16 and 87.44 "
+        "cycles/MAC for the four layers. The LPM + 8x8 MUL loop (iq_dot_avr.h) takes 10.5 "
+        "cycles per MAC by its instruction timings; the rest of the 8-bit figures is im2col "
+        "and the per-output work, mostly requantization (in the fully connected layer about "
+        "(20.5 - 10.5) x 128 = 1,300 cycles per output: libgcc's 64-bit multiply and shifts), "
+        "which dominates depthwise layers (9 MACs per output). The 16x8 path (int16 inputs) "
+        "has no AVR loop yet.",
+    ]
     if zoo_table:
         md += [
             "",

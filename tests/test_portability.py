@@ -5,7 +5,8 @@ Proofs: one graph with every op kind and every kernel path that reads constants
 Cortex-M0/M0+, AVR (16-bit ``int``, constants in program memory), RV32IM and big-endian PowerPC,
 with its constants as C initializers and as ``<name>_weights.bin`` (the big-endian copy on
 PowerPC, program memory on AVR); on AVR the constants are in flash (nm), a model with more
-constants than ``pgm_read_*`` reach stops with one clear error; every build uses
+constants than ``pgm_read_*`` reach stops with one clear error; no multi-byte access is
+unaligned (the Cortex-M0 faults on one, and is shown to); every build uses
 ``-Wconversion -Wsign-conversion -Werror`` (a narrowing or a sign change in the library fails
 it on every target); the library and the generated C name no type whose width depends on the
 compiler (the one exception: ``int <name>_run``, a status code of 0 or -1); iq_transpose
@@ -123,6 +124,26 @@ def test_avr_checks_where_the_linker_put_program_memory_data(every_op, monkeypat
     with pytest.raises(ToolchainError) as e:
         get_target("avr").build(dirs["c"], x[:1], "-O2")
     assert "\n" not in str(e.value) and "program-memory data ends at" in str(e.value)
+
+
+def test_cortex_m0_run_would_catch_an_unaligned_access(every_op, tmp_path):
+    """No multi-byte load or store of the library is unaligned: ARMv6-M faults on one (QEMU
+    enforces it; the other emulators and the host tolerate it), so the Cortex-M0 runs of the
+    every-op graph and of the zoo prove it. Shown here: the arena moved by one byte fails."""
+    _require_target("cortex-m0")
+    _, x, ref, dirs = every_op
+    shifted = tmp_path / "shifted"
+    shutil.copytree(dirs["c"], shifted, ignore=shutil.ignore_patterns("build"))
+    src = shifted / "net.c"
+    text = src.read_text()
+    arena = "#define IQ_ARENA ((uint8_t*)iq_arena_words)"
+    assert arena in text and "static int32_t iq_arena_words[" in text
+    text = text.replace(arena, "#define IQ_ARENA ((uint8_t*)iq_arena_words + 1)")
+    words = "static int32_t iq_arena_words["
+    src.write_text(text.replace(words, words + "1 + "))
+    np.testing.assert_array_equal(run_on(shifted, x, target="host"), ref)
+    with pytest.raises(ToolchainError, match="QEMU run .* failed"):
+        run_on(shifted, x, target="cortex-m0")
 
 
 # ----------------------------------------------------------------------------------------------
