@@ -224,7 +224,8 @@ class AvrTarget(Target):
                 "-fdata-sections",
                 "-I",
                 str(info.out_dir),
-                f"-Wa,-I,{info.out_dir}",  # avr-gcc 5 does not pass -I on to .incbin
+                *("-Xassembler", "-I", "-Xassembler", str(info.out_dir)),  # avr-gcc 5 does not
+                # pass -I on to the assembler's .incbin
                 "-Wl,--gc-sections",
                 "-o",
                 str(elf),
