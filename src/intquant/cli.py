@@ -370,7 +370,13 @@ def build_config(args: argparse.Namespace):
         if not Path(args.config).exists():
             raise UserError(f"config file {args.config} does not exist")
         d = json.loads(Config.load(args.config).to_json())
-    for field in ("weight_bits", "act_bits", "granularity", "calibration"):
+    if args.preset:
+        if args.config:
+            raise UserError("give --preset or --config, not both (a Config file states every "
+                            "field; start it from Config.preset(...) instead)")
+        d = json.loads(Config.preset(args.preset).to_json())
+    for field in ("weight_bits", "act_bits", "granularity", "calibration", "weight_rounding",
+                  "bias_correction", "equalize", "act_clipping"):
         v = getattr(args, field)
         if v is not None:
             d[field] = v
@@ -410,7 +416,8 @@ def cmd_quantize(args: argparse.Namespace) -> int:
 
         extra = f" + {len(config.overrides)} per-layer overrides" if config.overrides else ""
         with step(f"quantizing (W{config.weight_bits}A{config.act_bits}, {config.granularity}, "
-                  f"{config.calibration}{extra}) on {len(calib)} calibration samples"):
+                  f"{config.calibration}{extra}; {config.methods()}) on {len(calib)} "
+                  f"calibration samples"):
             t = time.perf_counter()
             qmodel = quantize(model, calib, config, progress=True)
             metrics["quantize_seconds"] = round(time.perf_counter() - t, 2)
@@ -696,7 +703,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.Namespace:
     from . import __version__
-    from .config import CALIBRATIONS, GRANULARITIES
+    from .config import BIAS_CORRECTIONS, CALIBRATIONS, GRANULARITIES, PRESETS, WEIGHT_ROUNDINGS
 
     p = argparse.ArgumentParser(
         prog="intquant",
@@ -719,6 +726,18 @@ def build_parser() -> argparse.Namespace:
     q.add_argument("--act-bits", type=int, dest="act_bits")
     q.add_argument("--granularity", choices=GRANULARITIES)
     q.add_argument("--calibration", choices=CALIBRATIONS)
+    q.add_argument("--preset", choices=sorted(PRESETS),
+                   help="a named PTQ recipe: fast (the default), accurate (slower, best "
+                        "measured), or one method alone (docs/cli.md)")
+    q.add_argument("--weight-rounding", dest="weight_rounding", choices=WEIGHT_ROUNDINGS,
+                   help="how integer weights are chosen (default gptq)")
+    q.add_argument("--bias-correction", dest="bias_correction", choices=BIAS_CORRECTIONS,
+                   help="remove the mean output shift layer by layer (default full)")
+    q.add_argument("--equalize", action=argparse.BooleanOptionalAction, default=None,
+                   help="cross-layer equalization + bias absorption (default off)")
+    q.add_argument("--act-clipping", dest="act_clipping",
+                   action=argparse.BooleanOptionalAction, default=None,
+                   help="search activation ranges for the output error (default off)")
     q.add_argument("--config", metavar="CONFIG.json",
                    help="a Config as JSON (per-layer overrides...); options above override it")
     q.add_argument("--weight-budget", metavar="BYTES|PCT%",

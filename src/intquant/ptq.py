@@ -15,19 +15,21 @@ from typing import Any
 import numpy as np
 import torch
 
+from . import methods
 from .config import Config
 from .data import check_calibration, warn_data
-from .graph import Graph, Node, capture, capture_exported, optimize, run_graph
-from .graph.execute import run_node
+from .graph import Graph, capture, capture_exported, optimize, run_graph
 from .graph.ir import SAME_FORMAT
 from .lower import QuantPlan, lower
-from .numerics import QParams, choose_qparams, dequantize
-from .numerics import quantize as quantize_array
+from .methods.act_clipping import search_act_clipping
+from .methods.equalize import absorb_biases, equalize
+from .numerics import QParams, choose_qparams
 from .observers import make_observer
 from .progress import bar
 from .qmodel import QuantizedModel
 
 WEIGHTED = ("conv", "linear")
+CLIPPING_SAMPLES = 1024  # samples the activation clipping search evaluates the output on
 
 
 def fixed_output_qparams(op: str, bits: int, name: str) -> QParams | None:
@@ -151,44 +153,6 @@ def weight_qparams(node_name: str, weight: np.ndarray, cfg: dict[str, Any]) -> Q
     return obs.qparams(bits, symmetric=True, signed=True, power_of_two=cfg["power_of_two"])
 
 
-def weight_error_per_channel(node: Node, x: torch.Tensor, w_qp: QParams,
-                             w_float: np.ndarray) -> np.ndarray:
-    """E[(Ŵ − W)·x] per output channel over a batch: the bias shift weight rounding causes."""
-    w = w_float
-    w_hat = dequantize(quantize_array(node.params["weight"], w_qp), w_qp).astype(np.float32)
-    diff = copy.copy(node)
-    diff.params = {"weight": w_hat - w}
-    diff.act = None
-    y = run_node(diff, [x])
-    dims = [0] + list(range(2, y.dim()))
-    return y.mean(dim=dims).double().numpy()
-
-
-def correct_biases(graph: Graph, weights: dict[str, QParams], batches: list[np.ndarray],
-                   original: Graph) -> Graph:
-    """Empirical bias correction (Nagel et al. 2019): subtract the mean output error that
-    rounding the weights introduces (vs the ``original`` float weights), measured on the
-    calibration inputs of each layer."""
-    graph = copy.deepcopy(graph)
-    names = [n.name for n in graph.nodes if n.name in weights]
-    sums = {n: 0.0 for n in names}
-    count = 0
-    for x in batches:
-        values = run_graph(graph, x, record=True)
-        for name in names:
-            node = graph.node(name)
-            sums[name] = sums[name] + len(x) * weight_error_per_channel(
-                node, values[node.inputs[0]], weights[name],
-                original.node(name).params["weight"])
-        count += len(x)
-    for name in names:
-        node = graph.node(name)
-        bias = node.params.get("bias")
-        bias = np.zeros(node.params["weight"].shape[0]) if bias is None else bias
-        node.params["bias"] = (bias - sums[name] / count).astype(np.float32)
-    return graph
-
-
 def block_exponents(block_scale: np.ndarray, max_exponent: int) -> tuple[np.ndarray, np.ndarray]:
     """Per-block scales as power-of-two fractions of the channel's largest block scale.
 
@@ -231,8 +195,27 @@ def per_block_weights(node_name: str, weight: np.ndarray, cfg: dict[str, Any],
     return w_block.astype(np.float64), channel_qp
 
 
+def free_layers(graph: Graph, config: Config, blocked: set[str]) -> tuple[set[str], set[str]]:
+    """(layers whose integer weights a method may choose, tensors whose format it may change):
+    everything a Config override does not fix (QAT grids, explicit ranges, per-block grids)
+    and no contract format (softmax/sigmoid/tanh outputs)."""
+    weights, acts = set(), set()
+    for node in graph.nodes:
+        cfg = config.for_layer(node.name)
+        if (node.op in WEIGHTED and node.name not in blocked
+                and cfg.get("weight_scale") is None and cfg.get("weight_qparams") is None):
+            weights.add(node.name)
+        if (node.op not in SAME_FORMAT and cfg.get("act_qparams") is None
+                and cfg.get("act_range") is None
+                and fixed_output_qparams(node.op, cfg["act_bits"], node.name) is None):
+            acts.add(node.name)
+    return weights, acts
+
+
 def make_plan(graph: Graph, acts: dict[str, QParams], config: Config,
               batches: list[np.ndarray] | None = None) -> QuantPlan:
+    """Weight formats, then the PTQ methods (activation clipping, weight rounding, bias
+    correction: ``intquant.methods``), then the plan lowering turns into integers."""
     weights = {}
     blocked: dict[str, np.ndarray] = {}
     for node in graph.nodes:
@@ -251,8 +234,15 @@ def make_plan(graph: Graph, acts: dict[str, QParams], config: Config,
         graph = copy.deepcopy(graph)
         for name, w in blocked.items():
             graph.node(name).params["weight"] = w
-    if config.bias_correction and batches:
-        graph = correct_biases(graph, weights, batches, original)
+    acts = dict(acts)
+    if batches and (config.act_clipping or config.weight_rounding != "nearest"
+                    or config.bias_correction != "none"):
+        free_weights, free_acts = free_layers(graph, config, set(blocked))
+        x = methods.calibration_samples(batches, graph, config.method_samples)
+        if config.act_clipping:
+            acts = search_act_clipping(graph, acts, weights, x[:CLIPPING_SAMPLES], free_acts)
+        graph = methods.round_and_correct(original, graph, acts, weights, config, x,
+                                          free_weights, free_acts)
     rounding = "pow2" if config.power_of_two else config.rounding
     raw = None
     if config.input_spec is not None:
@@ -369,6 +359,13 @@ def check_requantization(plan: QuantPlan, largest_input: float) -> None:
                 f"wrong scale: preprocess them exactly like the training data")
 
 
+def equalize_graph(graph: Graph, batches: list[np.ndarray]) -> Graph:
+    """Cross-layer equalization, then bias absorption (float rewrites, ``methods.equalize``)."""
+    graph, _ = equalize(graph)
+    graph, _ = absorb_biases(graph, batches)
+    return graph
+
+
 def prepare_graph(model: Any, example: np.ndarray) -> Graph:
     """Capture and optimize (fold BatchNorm, fuse activations)."""
     graph = capture_model(model, example)
@@ -401,6 +398,8 @@ def quantize(model: Any, calib: Any, config: Config | None = None, *,
                 f"Config.overrides names layer {name!r}, which is not in the model; layers: "
                 f"{[n.name for n in graph.nodes if n.op != 'input']}"
             )
+    if config.equalize:
+        graph = equalize_graph(graph, batches)
     acts = calibrate(graph, batches, config, progress=progress)
     plan = make_plan(graph, acts, config, batches)
     check_requantization(plan, max(float(np.abs(b).max()) for b in batches))

@@ -51,6 +51,7 @@ def summary_blocks(a: Analysis) -> list[Block]:
             f"{cfg.get('calibration')} activation calibration")
     rows = (
         ("configuration", desc),
+        ("PTQ methods", str(cfg.get("methods", "–"))),
         ("samples evaluated", str(a.samples)),
         (f"float {a.metric}", _pct(a.float_accuracy)),
         (f"integer {a.metric}", _pct(a.int_accuracy)),
@@ -67,7 +68,8 @@ def summary_blocks(a: Analysis) -> list[Block]:
 def weight_table(a: Analysis) -> Block:
     headers = ("layer", "op", "params", "bits", "min", "max", "std", "kurtosis", "skew",
                "zeros", ">3σ", "scale (min…max)", "levels used", "weight SQNR dB",
-               "sensitivity", f"sensitivity at W{a.low_bits}")
+               "sensitivity KL", "sensitivity logit SQNR dB", "sensitivity Δacc",
+               f"KL at W{a.low_bits}", f"Δacc at W{a.low_bits}")
     rows = []
     for s in a.layers:
         if not s.weighted:
@@ -78,8 +80,9 @@ def weight_table(a: Analysis) -> Block:
                      _f(s.w_max), _f(s.w_std), _f(s.kurtosis, ".2f"), _f(s.skew, ".2f"),
                      _pct(s.sparsity), _pct(s.outliers_3std), scale,
                      f"{s.levels_used}/{2 ** s.weight_bits - 1}",
-                     _f(s.weight_sqnr_db, ".1f"), _pp(s.sensitivity),
-                     _pp(s.sensitivity_low)))
+                     _f(s.weight_sqnr_db, ".1f"), _f(s.sensitivity_kl, ".2e"),
+                     _f(s.sensitivity_sqnr_db, ".1f"), _pp(s.sensitivity),
+                     _f(s.sensitivity_kl_low, ".2e"), _pp(s.sensitivity_low)))
     return Block("table", headers=headers, rows=tuple(rows))
 
 
@@ -105,9 +108,12 @@ def analysis_blocks(a: Analysis, images: dict[str, Path] | None = None) -> list[
         Block("h2", "Weights per layer"),
         Block("p", "Statistics of the float weights (after BatchNorm folding) and of their "
                    "integer format. Kurtosis is excess kurtosis (0 for a Gaussian; large = "
-                   "heavy tails, which stretch max-abs scales). Sensitivity: change in "
-                   f"{a.metric} when only that layer is quantized (weights and output), at "
-                   f"its planned width and with its weights at {a.low_bits} bits."),
+                   "heavy tails, which stretch max-abs scales). Sensitivity, with only that "
+                   "layer quantized (weights and output, as planned): KL divergence of the "
+                   "output distribution from the float one (nats; larger = more sensitive) "
+                   f"and logit SQNR (lower = more sensitive), then the change in {a.metric} "
+                   f"(moves in steps of 1/{a.samples}); and the same with its weights at "
+                   f"{a.low_bits} bits."),
         weight_table(a),
         Block("h2", "Activations per node"),
         Block("p", "SQNR of every node's integer output against the float run, layer by layer "
