@@ -20,8 +20,29 @@ import numpy as np
 
 from intquant.intgraph import ACTIVATION_DTYPES, IntGraph, Op, TensorInfo
 from intquant.numerics import quantize_multiplier, quantize_multipliers
+from intquant.ops import _packed
 
 LEFT_SHIFT = {"int8": 20, "uint8": 20, "int16": 15}
+# Weight "dtypes" that the builders store packed (ops/_packed.py), with the codes drawn.
+PACKED_LEVELS = {
+    "int4": np.arange(-8, 8),
+    "int2": np.arange(-2, 2),
+    "ternary": np.array([-1, 0, 1]),
+    "binary": np.array([-1, 1]),
+    "pow2": _packed.pow2_codes(),
+}
+PACKED_FORMAT = {"int4": "int4", "int2": "int2", "ternary": "int2", "binary": "binary",
+                 "pow2": "pow2"}
+
+
+def _pack_weight(consts: dict[str, np.ndarray], w_dtype: str) -> dict:
+    """Store consts['weight'] packed when ``w_dtype`` names a packed format; its attrs."""
+    if w_dtype not in PACKED_FORMAT:
+        return {}
+    codes = consts["weight"]
+    fmt = PACKED_FORMAT[w_dtype]
+    consts["weight"] = _packed.pack(codes, fmt)
+    return {"weight_format": fmt, "weight_shape": [int(s) for s in codes.shape]}
 
 
 def random_zero_point(rng: np.random.Generator, dtype: str) -> int:
@@ -128,6 +149,8 @@ class GraphBuilder:
         return consts, acc_bits
 
     def _random_weight(self, shape: tuple[int, ...], w_dtype: str) -> np.ndarray:
+        if w_dtype in PACKED_LEVELS:
+            return self.rng.choice(PACKED_LEVELS[w_dtype], size=shape).astype(np.int8)
         wmax = 127 if w_dtype == "int8" else 32767
         w = np.round(self.rng.normal(0, wmax / 3, size=shape))
         return np.clip(w, -wmax, wmax).astype(w_dtype)
@@ -158,6 +181,7 @@ class GraphBuilder:
         out_dtype = out_dtype or xi.dtype
         consts, acc_bits = self._requant_consts(weight, xi, out_dtype, acc_bits, rounding)
         consts["weight"] = weight
+        packed_attrs = _pack_weight(consts, w_dtype)
         ho = (h + padding[0] + padding[2] - dilation[0] * (kernel[0] - 1) - 1) // stride[0] + 1
         wo = (w + padding[1] + padding[3] - dilation[1] * (kernel[1] - 1) - 1) // stride[1] + 1
         y = self.new_tensor((cout, wo) if one_d else (cout, ho, wo), out_dtype)
@@ -174,6 +198,7 @@ class GraphBuilder:
             "act_max": amax,
             "acc_bits": acc_bits,
             "rounding": rounding,
+            **packed_attrs,
         }
         return self.op("conv", [x], y, attrs, consts)
 
@@ -192,6 +217,7 @@ class GraphBuilder:
         out_dtype = out_dtype or xi.dtype
         consts, acc_bits = self._requant_consts(weight, xi, out_dtype, acc_bits, rounding)
         consts["weight"] = weight
+        packed_attrs = _pack_weight(consts, w_dtype)
         y = self.new_tensor((cout,), out_dtype)
         zo = self.info(y).zero_point
         amin, amax = self.act_range(out_dtype, zo, relu)
@@ -202,6 +228,7 @@ class GraphBuilder:
             "act_max": amax,
             "acc_bits": acc_bits,
             "rounding": rounding,
+            **packed_attrs,
         }
         return self.op("fully_connected", [x], y, attrs, consts)
 

@@ -1,0 +1,189 @@
+/*
+ * conv / fully_connected with packed sub-byte weights (intquant/ops/_packed.py states the
+ * IntGraph layouts; this file the kernels' inner loops, iq_conv_packed_impl.h the template).
+ *
+ * Every fast path works on 8-bit inputs moved to unsigned, xu = x + xoff (xoff = 128 for int8,
+ * 0 for uint8), gathered per output position into `col` (im2col; padded taps hold z + xoff,
+ * taps past K hold 0). With C[c] = bias[c] - (z + xoff) * sum_k w[c][k] folded offline,
+ *     acc[c] = bias[c] + sum_k w[c][k] * (x_k - z) = C[c] + sum_k w[c][k] * xu_k,
+ * and the kernels differ only in how they form sum_k w * xu:
+ *
+ * - binary and int2 (no multiply): the codes are bit planes, w = b0 (binary: 2*b0 - 1;
+ *   int2: b0 - 2*b1). For every group of four inputs a table holds the 16 subset sums
+ *   T[m] = sum of the xu whose bit is set in m; a nibble of a plane then selects its subset
+ *   sum in one load: sum_k b_k * xu_k = sum_groups T_g[nibble_g]. One table set per position
+ *   serves every output channel. binary: sum = 2 P - S (S = sum xu), int2: sum = P0 - 2 P1.
+ * - pow2 (no multiply): per input a table of the 16 nibble values times xu (shifts and
+ *   negations), P_k[n] = value(n) * xu_k; a nibble of a row selects its product.
+ * - int4 with a fast multiplier: two products per MULS. Weights of eight output channels are
+ *   interleaved offline per input k as one word, channel 2j in bits 4j..4j+3 and channel 2j+1
+ *   in bits 16+4j..16+4j+3, as offset binary wu = w + 8 in [0, 15]. (word >> 4j) & 0x000F000F
+ *   holds two channels in two 16-bit lanes; one MULS by xu in [0, 255] gives both products
+ *   (each < 3825), and sixteen of them fit a lane (< 2^16) before the lanes are split into
+ *   32-bit sums. sum w*xu = sum wu*xu - 8 S.
+ *
+ * Tables live in the op's scratch buffer (the planner counts them): subset tables for
+ * IQ_PK_SUBSET_CHUNK inputs and product tables for IQ_PK_PRODUCT_CHUNK inputs at a time, with
+ * the per-channel partial sums of longer rows kept in an int32 array.
+ */
+#ifndef IQ_CONV_PACKED_H
+#define IQ_CONV_PACKED_H
+
+#include "iq_conv.h"
+#include "iq_dot.h"
+
+/* Weight formats (macros, not an enum: the template tests them in #if). */
+#define IQ_PK_INT4 1
+#define IQ_PK_POW2 2
+#define IQ_PK_INT2 3
+#define IQ_PK_BINARY 4
+
+#define IQ_PK_SUBSET_CHUNK 64  /* inputs per set of subset tables: 16 x 32 bytes */
+#define IQ_PK_PRODUCT_CHUNK 32 /* inputs per set of product tables: 32 x 32 bytes */
+
+#define IQ_CONV_PACKED_DECLARE(fn, tin, tout, tbias)                                          \
+    void fn(const iq_conv_params_t* p, const tin* x, const uint8_t* w, const tbias* bias,     \
+            const int32_t* mult, const int32_t* shift, tout* y, void* scratch)
+#define IQ_FC_PACKED_DECLARE(fn, tin, tout, tbias)                                            \
+    void fn(const iq_fc_params_t* p, const tin* x, const uint8_t* w, const tbias* bias,       \
+            const int32_t* mult, const int32_t* shift, tout* y, void* scratch)
+
+/* Bytes of one packed row of k codes (the IntGraph layout; each row starts on a byte). */
+static inline int32_t iq_pk_row_bytes(int32_t format, int32_t k)
+{
+    if (format == IQ_PK_INT4 || format == IQ_PK_POW2) {
+        return (k + 1) >> 1;
+    }
+    return (format == IQ_PK_INT2 ? 2 : 1) * ((k + 7) >> 3);
+}
+
+/* Code k of a packed row, decoded (the reference decoding of _packed.unpack). */
+static inline int32_t iq_pk_code(int32_t format, const uint8_t* row, int32_t k, int32_t kk)
+{
+    if (format == IQ_PK_INT4 || format == IQ_PK_POW2) {
+        const int32_t n = (row[k >> 1] >> ((k & 1) << 2)) & 15;
+        int32_t mag;
+        if (format == IQ_PK_INT4) {
+            return (n ^ 8) - 8;
+        }
+        mag = (n & 7) ? ((int32_t)1 << ((n & 7) - 1)) : 0;
+        return (n & 8) ? -mag : mag;
+    } else {
+        const int32_t b0 = (row[k >> 3] >> (k & 7)) & 1;
+        if (format == IQ_PK_BINARY) {
+            return 2 * b0 - 1;
+        }
+        return b0 - 2 * ((row[((kk + 7) >> 3) + (k >> 3)] >> (k & 7)) & 1);
+    }
+}
+
+/* Subset-sum tables of n inputs (n a multiple of 4): t[16 g + m] = sum of col[4 g + i] over
+ * the bits i set in m. */
+static inline void iq_pk_subset_tables(const uint8_t* col, int32_t n, int16_t* t)
+{
+    const uint8_t* end = col + n;
+    for (; col != end; col += 4, t += 16) {
+        const int32_t x0 = col[0], x1 = col[1], x2 = col[2], x3 = col[3];
+        int32_t i;
+        t[0] = 0;
+        t[1] = (int16_t)x0;
+        t[2] = (int16_t)x1;
+        t[3] = (int16_t)(x0 + x1);
+        for (i = 0; i < 4; ++i) {
+            t[4 + i] = (int16_t)(t[i] + x2);
+        }
+        for (i = 0; i < 8; ++i) {
+            t[8 + i] = (int16_t)(t[i] + x3);
+        }
+    }
+}
+
+/* Product tables of n inputs for pow2 nibbles: t[16 k + nibble] = value(nibble) * col[k], by
+ * shifts (value 2^e or -2^e, e = (nibble & 7) - 1; nibbles 0 and 8 give 0). */
+static inline void iq_pk_pow2_tables(const uint8_t* col, int32_t n, int16_t* t)
+{
+    const uint8_t* end = col + n;
+    for (; col != end; ++col, t += 16) {
+        int32_t v = *col, e;
+        t[0] = 0;
+        t[8] = 0;
+        for (e = 1; e < 8; ++e, v <<= 1) {
+            t[e] = (int16_t)v;
+            t[8 + e] = (int16_t)-v;
+        }
+    }
+}
+
+/* sum_j t[32 j + (b_j & 15)] + t[32 j + 16 + (b_j >> 4)] over n bytes b_j: each nibble of a
+ * packed row selects one entry of its own 16-entry table (the tables of consecutive nibbles
+ * are consecutive). */
+static inline int32_t iq_pk_nibble_sum(const int16_t* t, const uint8_t* b, int32_t n)
+{
+    int32_t s = 0;
+    const uint8_t* end = b + n;
+    for (; b != end; ++b, t += 32) {
+        const uint32_t v = *b;
+        s += t[v & 15u] + t[16u + (v >> 4)];
+    }
+    return s;
+}
+
+/* Eight channels of int4 weights in lanes (see the top of the file): s[c] += sum_k wu*xu for
+ * n inputs, w holding one interleaved word per input. Split every 16 inputs. */
+static inline void iq_pk_int4_lanes8(const uint8_t* col, const uint32_t* w, int32_t n,
+                                     int32_t s[8])
+{
+    int32_t k = 0;
+    while (k < n) {
+        const int32_t end = (n - k > 16) ? k + 16 : n;
+        uint32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+        for (; k < end; ++k) {
+            const uint32_t xv = col[k], wv = w[k];
+            a0 += (wv & 0x000F000Fu) * xv;
+            a1 += ((wv >> 4) & 0x000F000Fu) * xv;
+            a2 += ((wv >> 8) & 0x000F000Fu) * xv;
+            a3 += ((wv >> 12) & 0x000F000Fu) * xv;
+        }
+        s[0] += (int32_t)(a0 & 0xFFFFu);
+        s[1] += (int32_t)(a0 >> 16);
+        s[2] += (int32_t)(a1 & 0xFFFFu);
+        s[3] += (int32_t)(a1 >> 16);
+        s[4] += (int32_t)(a2 & 0xFFFFu);
+        s[5] += (int32_t)(a2 >> 16);
+        s[6] += (int32_t)(a3 & 0xFFFFu);
+        s[7] += (int32_t)(a3 >> 16);
+    }
+}
+
+/* w * v for code k of a packed row without a multiply (but for int4): every code of the
+ * other formats is 0 or +-2^e, and w * v = (((v << e) & m) ^ s) - s with m = 0 for a zero
+ * code (else all ones) and s = -1 for a negative one (else 0). */
+static inline int32_t iq_pk_times(int32_t format, const uint8_t* row, int32_t k, int32_t kk,
+                                  int32_t v)
+{
+    int32_t e, m, s;
+    if (format == IQ_PK_INT4 || format == IQ_PK_POW2) {
+        const int32_t n = (row[k >> 1] >> ((k & 1) << 2)) & 15, f = n & 7;
+        if (format == IQ_PK_INT4) {
+            return ((n ^ 8) - 8) * v;
+        }
+        m = -(int32_t)(f != 0);
+        e = (f - 1) & 7;
+        s = -(n >> 3);
+    } else {
+        const int32_t b0 = (row[k >> 3] >> (k & 7)) & 1;
+        if (format == IQ_PK_BINARY) {
+            m = -1;
+            e = 0;
+            s = b0 - 1;
+        } else {
+            const int32_t b1 = (row[((kk + 7) >> 3) + (k >> 3)] >> (k & 7)) & 1;
+            m = -(b0 | b1);
+            e = b1 & (b0 ^ 1);
+            s = -b1;
+        }
+    }
+    return ((((int32_t)((uint32_t)v << e)) & m) ^ s) - s;
+}
+
+#endif /* IQ_CONV_PACKED_H */

@@ -1,0 +1,248 @@
+/*
+ * Template: conv (1-D as H = 1, 2-D, grouped, depthwise) or, with IQ_FC_TEMPLATE defined,
+ * fully_connected, with packed weights (iq_conv_packed.h explains the kernels).
+ *
+ * Instantiate by defining, then including this file:
+ *   IQ_FN         function name
+ *   IQ_TIN        input element type         IQ_TOUT  output element type
+ *   IQ_MODE       requantization mode (IQ_RQ_*)
+ *   IQ_PK_FORMAT  IQ_PK_INT4 | IQ_PK_POW2 | IQ_PK_INT2 | IQ_PK_BINARY
+ *   IQ_PK_PATH    how the products are formed (chosen by the generator, which also sizes the
+ *                 scratch buffer and lays out the weights for it):
+ *       IQ_PK_GENERIC  any input type, acc IQ_ACC (32 or 64) bits; bias = b - z sum(w)
+ *       IQ_PK_DIRECT   8-bit inputs, code by code, no multiply but for int4 (depthwise and
+ *                      layers with few channels per group)
+ *       IQ_PK_SUBSET   8-bit inputs, binary / int2: subset-sum tables
+ *       IQ_PK_PRODUCT  8-bit inputs, pow2: product tables
+ *       IQ_PK_LANES    8-bit inputs, int4: two products per MULS, eight channels per block
+ *                      (weights interleaved per block, the 1-7 remaining rows as in IntGraph)
+ *   IQ_ACC        (IQ_PK_GENERIC) 32 or 64
+ * The 8-bit paths receive C[c] = b[c] - (z + xoff) sum(w[c]) as int32 `bias`.
+ */
+#include "iq_conv_packed.h"
+
+#define IQ_CAT_(a, b) a##b
+#define IQ_CAT(a, b) IQ_CAT_(a, b)
+
+#define IQ_PK_GENERIC 0
+#define IQ_PK_DIRECT 1
+#define IQ_PK_SUBSET 2
+#define IQ_PK_PRODUCT 3
+#define IQ_PK_LANES 4
+
+#if IQ_PK_PATH == IQ_PK_GENERIC && IQ_ACC == 64
+#define IQ_TBIAS int64_t
+#define IQ_TACC int64_t
+#else
+#define IQ_TBIAS int32_t
+#define IQ_TACC int32_t
+#endif
+
+#if IQ_PK_PATH == IQ_PK_GENERIC
+#define IQ_TCOL IQ_TIN
+#define IQ_XOFF 0
+#else
+#define IQ_TCOL uint8_t
+#define IQ_XOFF ((IQ_TIN)(-1) < 0 ? 128 : 0) /* offset making the input unsigned */
+#endif
+
+#if IQ_PK_PATH == IQ_PK_SUBSET
+#define IQ_PK_CHUNK IQ_PK_SUBSET_CHUNK
+#elif IQ_PK_PATH == IQ_PK_PRODUCT
+#define IQ_PK_CHUNK IQ_PK_PRODUCT_CHUNK
+#endif
+
+/* Output stage: requantize, add the zero point, clamp. */
+static IQ_TOUT IQ_CAT(IQ_FN, _out)(IQ_TACC acc, int32_t m, int32_t s, const iq_out_stage_t* o)
+{
+#if IQ_PK_PATH == IQ_PK_GENERIC
+    return (IQ_TOUT)iq_out_clamp(iq_apply_multiplier(acc, m, s, IQ_MODE), o);
+#else
+    return (IQ_TOUT)iq_requantize_out(acc, m, s, IQ_MODE, o);
+#endif
+}
+
+/* Channels [0, count) at one position: col holds the k gathered inputs (8-bit paths: xu, zero
+ * up to a multiple of 8), sum_xu their sum; outputs go out_stride apart. `work` is the scratch
+ * after col (tables, then the int32 partial sums). */
+static void IQ_CAT(IQ_FN, _channels)(const IQ_TCOL* col, int32_t sum_xu, const uint8_t* w,
+                                     const IQ_TBIAS* bias, const int32_t* mult,
+                                     const int32_t* shift, int32_t count, int32_t k,
+                                     IQ_TOUT* out, int32_t out_stride, const iq_out_stage_t* o,
+                                     void* work)
+{
+    const int32_t rb = iq_pk_row_bytes(IQ_PK_FORMAT, k);
+    int32_t c = 0;
+    (void)work;
+    (void)sum_xu;
+#if IQ_PK_PATH == IQ_PK_SUBSET || IQ_PK_PATH == IQ_PK_PRODUCT
+    {
+        int16_t* tables = (int16_t*)work;
+        int32_t* partial = (int32_t*)((uint8_t*)work + IQ_PK_CHUNK * 8 * (IQ_PK_PATH == IQ_PK_SUBSET ? 1 : 4));
+        const int32_t kp = (k + 7) & ~7, plane = (k + 7) >> 3;
+        int32_t start;
+        for (start = 0; start < kp; start += IQ_PK_CHUNK) {
+            const int32_t n = kp - start < IQ_PK_CHUNK ? kp - start : IQ_PK_CHUNK;
+            const int32_t last = start + n == kp;
+            const uint8_t* row = w;
+#if IQ_PK_PATH == IQ_PK_SUBSET
+            const int32_t first_byte = start >> 3;
+            iq_pk_subset_tables(col + start, n, tables);
+#else
+            const int32_t first_byte = start >> 1;
+            iq_pk_pow2_tables(col + start, n, tables);
+#endif
+            for (c = 0; c < count; ++c, row += rb) {
+#if IQ_PK_FORMAT == IQ_PK_BINARY
+                int32_t v = 2 * iq_pk_nibble_sum(tables, row + first_byte, n >> 3);
+#elif IQ_PK_FORMAT == IQ_PK_INT2
+                int32_t v = iq_pk_nibble_sum(tables, row + first_byte, n >> 3) -
+                            2 * iq_pk_nibble_sum(tables, row + plane + first_byte, n >> 3);
+#else
+                int32_t v = iq_pk_nibble_sum(tables, row + first_byte, n >> 1);
+#endif
+                v += start == 0 ? bias[c] : partial[c];
+                if (!last) {
+                    partial[c] = v;
+                    continue;
+                }
+#if IQ_PK_FORMAT == IQ_PK_BINARY
+                v -= sum_xu;
+#endif
+                out[c * out_stride] = IQ_CAT(IQ_FN, _out)(v, mult[c], shift[c], o);
+            }
+        }
+        (void)plane;
+    }
+#elif IQ_PK_PATH == IQ_PK_LANES
+    {
+        /* blocks of eight channels, then the remaining rows code by code */
+        const uint32_t* wb = (const uint32_t*)(const void*)w;
+        const int32_t block_words = k + (k & 1);
+        int32_t s[8], i;
+        for (; c + 8 <= count; c += 8, wb += block_words) {
+            for (i = 0; i < 8; ++i) {
+                s[i] = bias[c + i] - 8 * sum_xu;
+            }
+            iq_pk_int4_lanes8(col, wb, k, s);
+            for (i = 0; i < 8; ++i) {
+                out[(c + i) * out_stride] =
+                    IQ_CAT(IQ_FN, _out)(s[i], mult[c + i], shift[c + i], o);
+            }
+        }
+        w = (const uint8_t*)(const void*)wb;
+        for (; c < count; ++c, w += rb) {
+            int32_t acc = bias[c];
+            for (i = 0; i < k; ++i) {
+                acc += iq_pk_times(IQ_PK_INT4, w, i, k, col[i]);
+            }
+            out[c * out_stride] = IQ_CAT(IQ_FN, _out)(acc, mult[c], shift[c], o);
+        }
+    }
+#else
+    for (c = 0; c < count; ++c, w += rb) {
+        IQ_TACC acc = bias[c];
+        int32_t i;
+        for (i = 0; i < k; ++i) {
+#if IQ_PK_PATH == IQ_PK_GENERIC
+            acc += (IQ_TACC)iq_pk_code(IQ_PK_FORMAT, w, i, k) * col[i];
+#else
+            acc += iq_pk_times(IQ_PK_FORMAT, w, i, k, col[i]);
+#endif
+        }
+        out[c * out_stride] = IQ_CAT(IQ_FN, _out)(acc, mult[c], shift[c], o);
+    }
+#endif
+}
+
+#ifndef IQ_FC_TEMPLATE
+/* Gather the receptive field of output (oy, ox) for channels [c0, c0 + cin_g): padded taps
+ * hold the input zero point. 8-bit paths store xu = x + xoff and return their sum. */
+static int32_t IQ_CAT(IQ_FN, _im2col)(const iq_conv_params_t* p, const IQ_TIN* x, int32_t c0,
+                                      int32_t cin_g, int32_t oy, int32_t ox, IQ_TCOL* col)
+{
+    const int32_t in_h = p->in_h, in_w = p->in_w, k_h = p->k_h, k_w = p->k_w;
+    const int32_t plane = in_h * in_w, y0 = oy * p->stride_h - p->pad_top;
+    const int32_t x0 = ox * p->stride_w - p->pad_left;
+    const IQ_TCOL pad = (IQ_TCOL)(p->input_zero_point + IQ_XOFF);
+    int32_t sum = 0, ci, ky, kx;
+    for (ci = 0; ci < cin_g; ++ci) {
+        const IQ_TIN* src_plane = x + (c0 + ci) * plane;
+        for (ky = 0; ky < k_h; ++ky) {
+            const int32_t iy = y0 + ky * p->dil_h;
+            const IQ_TIN* src = src_plane + iy * in_w;
+            const int32_t row_in = iy >= 0 && iy < in_h;
+            for (kx = 0; kx < k_w; ++kx) {
+                const int32_t ix = x0 + kx * p->dil_w;
+                const IQ_TCOL v = (row_in && ix >= 0 && ix < in_w)
+                                      ? (IQ_TCOL)(src[ix] + IQ_XOFF)
+                                      : pad;
+                *col++ = v;
+                sum += v;
+            }
+        }
+    }
+    return sum;
+}
+
+IQ_CONV_PACKED_DECLARE(IQ_FN, IQ_TIN, IQ_TOUT, IQ_TBIAS)
+{
+    const int32_t cin_g = p->in_c / p->groups, cout_g = p->out_c / p->groups;
+    const int32_t k = cin_g * p->k_h * p->k_w, kp = (k + 7) & ~7;
+    const int32_t out_plane = p->out_h * p->out_w;
+    const int32_t group_bytes = cout_g * iq_pk_row_bytes(IQ_PK_FORMAT, k);
+    const iq_out_stage_t o = iq_out_stage(p->output_zero_point, p->act_min, p->act_max);
+    IQ_TCOL* col = (IQ_TCOL*)scratch;
+    void* work = (uint8_t*)scratch + ((kp * (int32_t)sizeof(IQ_TCOL) + 3) & ~3);
+    int32_t g, oy, ox, i;
+    for (i = k; i < kp; ++i) {
+        col[i] = 0; /* taps past k: the tables see zeros */
+    }
+    for (g = 0; g < p->groups; ++g) {
+        const int32_t c0 = g * cout_g;
+        for (oy = 0; oy < p->out_h; ++oy) {
+            for (ox = 0; ox < p->out_w; ++ox) {
+                const int32_t sum = IQ_CAT(IQ_FN, _im2col)(p, x, g * cin_g, cin_g, oy, ox, col);
+                IQ_CAT(IQ_FN, _channels)(col, sum, w + g * group_bytes, bias + c0, mult + c0,
+                                         shift + c0, cout_g, k,
+                                         y + c0 * out_plane + oy * p->out_w + ox, out_plane, &o,
+                                         work);
+            }
+        }
+    }
+}
+#else
+IQ_FC_PACKED_DECLARE(IQ_FN, IQ_TIN, IQ_TOUT, IQ_TBIAS)
+{
+    const int32_t k = p->in_features, kp = (k + 7) & ~7;
+    const iq_out_stage_t o = iq_out_stage(p->output_zero_point, p->act_min, p->act_max);
+    IQ_TCOL* col = (IQ_TCOL*)scratch;
+    void* work = (uint8_t*)scratch + ((kp * (int32_t)sizeof(IQ_TCOL) + 3) & ~3);
+    int32_t sum = 0, i;
+    for (i = 0; i < kp; ++i) {
+        const IQ_TCOL v = i < k ? (IQ_TCOL)(x[i] + IQ_XOFF) : 0;
+        col[i] = v;
+        sum += v;
+    }
+    IQ_CAT(IQ_FN, _channels)(col, sum, w, bias, mult, shift, p->out_features, k, y, 1, &o, work);
+}
+#endif
+
+#undef IQ_PK_CHUNK
+#undef IQ_TCOL
+#undef IQ_TACC
+#undef IQ_XOFF
+#undef IQ_TBIAS
+#undef IQ_PK_GENERIC
+#undef IQ_PK_DIRECT
+#undef IQ_PK_SUBSET
+#undef IQ_PK_PRODUCT
+#undef IQ_PK_LANES
+#undef IQ_FN
+#undef IQ_TIN
+#undef IQ_TOUT
+#undef IQ_ACC
+#undef IQ_MODE
+#undef IQ_PK_FORMAT
+#undef IQ_PK_PATH
+#undef IQ_FC_TEMPLATE
