@@ -69,8 +69,10 @@ def _block(code: bytes, address: int) -> _Block:
     return _Block(n, cycles, muls, address + i if cond else None)
 
 
-def m0_cycles(out_dir: str | Path, x: np.ndarray) -> dict[int, tuple[int, int, int]]:
-    """Per op index (−1: outside ops): (instructions, cycles fast, cycles small), one sample."""
+def m0_cycles(out_dir: str | Path, x: np.ndarray, by_function: bool = False
+              ) -> dict[int | str, tuple[int, int, int]]:
+    """Per op index (−1: outside ops; with ``by_function``: per function name):
+    (instructions, cycles fast, cycles small), for one sample."""
     from elftools.elf.elffile import ELFFile
     from unicorn import UC_ARCH_ARM, UC_HOOK_BLOCK, UC_HOOK_CODE, UC_MODE_THUMB, Uc
     from unicorn.arm_const import (
@@ -97,7 +99,17 @@ def m0_cycles(out_dir: str | Path, x: np.ndarray) -> dict[int, tuple[int, int, i
             if seg["p_type"] == "PT_LOAD" and seg["p_filesz"]:
                 uc.mem_write(seg["p_paddr"], seg.data())
                 uc.mem_write(seg["p_vaddr"], seg.data())
+    funcs = sorted((addr & ~1, size, name) for name, typ, addr, size in tc.elf_symbols(build.elf)
+                   if typ in "tT" and size > 0)
+
+    def function_of(address: int) -> str:
+        for start, size, name in funcs:
+            if start <= address < start + size:
+                return name
+        return "?"
+
     blocks: dict[int, _Block] = {}
+    names: dict[int, str] = {}
     tally: dict[int, list[int]] = {}
     state = {"op": -1, "pending": None}
 
@@ -108,7 +120,10 @@ def m0_cycles(out_dir: str | Path, x: np.ndarray) -> dict[int, tuple[int, int, i
         b = blocks.get(address)
         if b is None:
             b = blocks[address] = _block(bytes(uc_.mem_read(address, size)), address)
-        t = tally.setdefault(state["op"], [0, 0, 0])
+        key = state["op"]
+        if by_function:
+            key = names.get(address) or names.setdefault(address, function_of(address))
+        t = tally.setdefault(key, [0, 0, 0])
         t[0] += b.instructions
         t[1] += b.cycles
         t[2] += b.muls

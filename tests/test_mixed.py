@@ -9,6 +9,7 @@ from torch import nn
 
 import intquant
 from intquant.analysis.mixed import activation_ram, search_bits, weight_cost
+from intquant.ops import weight_codes
 
 
 def two_layer_mlp() -> nn.Module:
@@ -56,7 +57,7 @@ def test_budget_is_respected_and_config_is_accepted(setup) -> None:
     for op in q.graph.ops:
         if op.name in res.weight_bits:
             bound = 2 ** (res.weight_bits[op.name] - 1) - 1
-            assert np.abs(op.consts["weight"].astype(np.int64)).max() <= bound
+            assert np.abs(weight_codes(op).astype(np.int64)).max() <= bound
     assert res.measured["accuracy"] == pytest.approx(q.accuracy(x[300:], y[300:]))
     assert res.measured["weight_bytes"] == cost
 

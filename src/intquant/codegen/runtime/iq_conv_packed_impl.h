@@ -156,33 +156,61 @@ static void IQ_CAT(IQ_FN, _channels)(const IQ_TCOL* col, int32_t sum_xu, const u
 }
 
 #ifndef IQ_FC_TEMPLATE
+/* Taps [lo, hi) of a kernel axis that land inside the input for a window starting at `start`
+ * (no division: kernels are short). */
+static void IQ_CAT(IQ_FN, _valid_taps)(int32_t start, int32_t k, int32_t dil, int32_t size,
+                                       int32_t* lo, int32_t* hi)
+{
+    int32_t a = 0, b = k;
+    while (a < k && start + a * dil < 0) {
+        ++a;
+    }
+    while (b > a && start + (b - 1) * dil >= size) {
+        --b;
+    }
+    *lo = a;
+    *hi = b;
+}
+
 /* Gather the receptive field of output (oy, ox) for channels [c0, c0 + cin_g): padded taps
- * hold the input zero point. 8-bit paths store xu = x + xoff and return their sum. */
+ * hold the input zero point. 8-bit paths store xu = x + xoff and return their sum. The valid
+ * taps of a row are one strided run, known once per position. */
 static int32_t IQ_CAT(IQ_FN, _im2col)(const iq_conv_params_t* p, const IQ_TIN* x, int32_t c0,
                                       int32_t cin_g, int32_t oy, int32_t ox, IQ_TCOL* col)
 {
     const int32_t in_h = p->in_h, in_w = p->in_w, k_h = p->k_h, k_w = p->k_w;
-    const int32_t plane = in_h * in_w, y0 = oy * p->stride_h - p->pad_top;
-    const int32_t x0 = ox * p->stride_w - p->pad_left;
+    const int32_t dil_w = p->dil_w, plane = in_h * in_w;
+    const int32_t y0 = oy * p->stride_h - p->pad_top, x0 = ox * p->stride_w - p->pad_left;
     const IQ_TCOL pad = (IQ_TCOL)(p->input_zero_point + IQ_XOFF);
-    int32_t sum = 0, ci, ky, kx;
+    int32_t ky_lo, ky_hi, kx_lo, kx_hi, pads, ci, ky, i;
+    uint32_t sum = 0;
+    IQ_CAT(IQ_FN, _valid_taps)(y0, k_h, p->dil_h, in_h, &ky_lo, &ky_hi);
+    IQ_CAT(IQ_FN, _valid_taps)(x0, k_w, dil_w, in_w, &kx_lo, &kx_hi);
+    pads = (k_h - (ky_hi - ky_lo)) * k_w + (ky_hi - ky_lo) * (k_w - (kx_hi - kx_lo));
     for (ci = 0; ci < cin_g; ++ci) {
-        const IQ_TIN* src_plane = x + (c0 + ci) * plane;
+        const IQ_TIN* src_plane = x + (c0 + ci) * plane + x0 + kx_lo * dil_w;
         for (ky = 0; ky < k_h; ++ky) {
-            const int32_t iy = y0 + ky * p->dil_h;
-            const IQ_TIN* src = src_plane + iy * in_w;
-            const int32_t row_in = iy >= 0 && iy < in_h;
-            for (kx = 0; kx < k_w; ++kx) {
-                const int32_t ix = x0 + kx * p->dil_w;
-                const IQ_TCOL v = (row_in && ix >= 0 && ix < in_w)
-                                      ? (IQ_TCOL)(src[ix] + IQ_XOFF)
-                                      : pad;
+            const IQ_TIN* src = src_plane + (y0 + ky * p->dil_h) * in_w;
+            if (ky < ky_lo || ky >= ky_hi) {
+                for (i = 0; i < k_w; ++i) {
+                    *col++ = pad;
+                }
+                continue;
+            }
+            for (i = 0; i < kx_lo; ++i) {
+                *col++ = pad;
+            }
+            for (i = kx_lo; i < kx_hi; ++i, src += dil_w) {
+                const IQ_TCOL v = (IQ_TCOL)(*src + IQ_XOFF);
                 *col++ = v;
-                sum += v;
+                sum += (uint32_t)v;
+            }
+            for (i = kx_hi; i < k_w; ++i) {
+                *col++ = pad;
             }
         }
     }
-    return sum;
+    return (int32_t)(sum + (uint32_t)(cin_g * pads) * (uint32_t)pad);
 }
 
 IQ_CONV_PACKED_DECLARE(IQ_FN, IQ_TIN, IQ_TOUT, IQ_TBIAS)
