@@ -35,6 +35,8 @@ class CEmitter:
         self.declarations: dict[str, str] = {}  # kernel instance -> its prototype
         self.instance_sources: dict[str, str] = {}  # kernel instance -> its template instance
         self.weight_bytes = 0
+        self.op_const_bytes: dict[int, int] = {}  # op index -> bytes of its const arrays
+        self.weight_array_bytes: dict[str, int] = {}  # op name -> bytes of its weight array
         # (symbol, little-endian bytes, alignment) of arrays kept out of the C source
         self.blobs: list[tuple[str, bytes, int]] | None = [] if binary_weights else None
 
@@ -106,7 +108,9 @@ class CEmitter:
                 raise ValueError(f"op {i} {op.name!r}: kind {op.kind!r} has no C kernel")
             self.calls.append(f"    /* op {i}: {op.kind} '{op.name}' -> {op.output} */")
             self.calls.append(f"    IQ_PROFILE_MARK({i});")
+            before = self.weight_bytes
             emit_c(self, i, op, f"op{i}")
+            self.op_const_bytes[i] = self.weight_bytes - before
         self.calls.append("    IQ_PROFILE_MARK(-1);")
 
     # -- what the project needs ----------------------------------------------------------------

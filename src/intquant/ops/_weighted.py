@@ -350,10 +350,21 @@ def instance_declaration(layer: WeightLayer, kind: str) -> str:
     )
 
 
-def emit_weight_consts(em, op: Op, p: str) -> tuple[WeightLayer | _lowbit.PackedLayer, list[str]]:
-    """The template instance this op needs and its four constant arrays."""
+def emit_weight_consts(em, op: Op, p: str
+                       ) -> tuple[WeightLayer | _lowbit.PackedLayer, list[str]]:
+    """The template instance this op needs and its four constant arrays (the weight array's
+    bytes recorded for the project info: they equal the IntGraph's, packed or not)."""
     if _lowbit.is_packed(op):
-        return _lowbit.emit_packed_consts(em, op, p)
+        layer, arrays = _lowbit.emit_packed_consts(em, op, p)
+    else:
+        layer, arrays = emit_int_consts(em, op, p)
+    itemsize = np.dtype(layer.weight_ctype[:-2]).itemsize
+    em.weight_array_bytes[op.name] = int(layer.weight.size) * itemsize
+    return layer, arrays
+
+
+def emit_int_consts(em, op: Op, p: str) -> tuple[WeightLayer, list[str]]:
+    """Unpacked weights: the conv template instance and its four constant arrays."""
     layer = prepare_weight_layer(em.g, op)
     em.add_kernel_instance(layer.instance, instance_declaration(layer, op.kind),
                            instance_source(layer, op.kind))
