@@ -36,8 +36,11 @@ PACKED_FORMAT = {"int4": "int4", "int2": "int2", "ternary": "int2", "binary": "b
 
 
 def _pack_weight(consts: dict[str, np.ndarray], w_dtype: str) -> dict:
-    """Store consts['weight'] packed when ``w_dtype`` names a packed format; its attrs."""
+    """Store consts['weight'] packed when ``w_dtype`` names a packed format; its attrs.
+    (``"<format>:int8"``: the format's codes, kept unpacked in int8.)"""
     if w_dtype not in PACKED_FORMAT:
+        if w_dtype.endswith(":int8"):
+            consts["weight"] = consts["weight"].astype(np.int8)
         return {}
     codes = consts["weight"]
     fmt = PACKED_FORMAT[w_dtype]
@@ -149,8 +152,9 @@ class GraphBuilder:
         return consts, acc_bits
 
     def _random_weight(self, shape: tuple[int, ...], w_dtype: str) -> np.ndarray:
-        if w_dtype in PACKED_LEVELS:
-            return self.rng.choice(PACKED_LEVELS[w_dtype], size=shape).astype(np.int8)
+        levels = w_dtype.removesuffix(":int8")  # "int4:int8": int4 codes kept in int8
+        if levels in PACKED_LEVELS:
+            return self.rng.choice(PACKED_LEVELS[levels], size=shape).astype(np.int8)
         wmax = 127 if w_dtype == "int8" else 32767
         w = np.round(self.rng.normal(0, wmax / 3, size=shape))
         return np.clip(w, -wmax, wmax).astype(w_dtype)
@@ -743,3 +747,24 @@ def random_chain(
     if softmax:
         cur = b.softmax(cur)
     return b.graph(cur)
+
+
+def packed_chain(rng: np.random.Generator, w_dtype: str, dtype: str = "int8",
+                 acc_bits: int | None = None) -> IntGraph:
+    """Every layer type with packed weights of one format (``PACKED_LEVELS`` names), shaped so
+    that each kernel path of iq_conv_packed_impl.h runs: conv 1-D (K = 40); conv 2-D 3x3 with
+    padding (K = 144: several table chunks; 12 channels: an int4 block of 8 plus 4 rows);
+    grouped 1x1 (two groups of 8 channels); depthwise 3x3 stride 2 (one channel per group);
+    fully connected (K = 48, 10 channels); a 2-channel conv (too few channels for tables)."""
+    b = GraphBuilder(rng, (8, 16), dtype)
+    kw = {"w_dtype": w_dtype, "acc_bits": acc_bits}
+    t = b.conv(b.input, 16, (1, 5), padding=(0, 2, 0, 2), relu=True, **kw)
+    t = b.reshape(t, (16, 4, 4))
+    t = b.conv(t, 12, (3, 3), padding=(1, 1, 1, 1), **kw)
+    t = b.conv(t, 16, (1, 1), groups=2, **kw)
+    t = b.conv(t, 16, (3, 3), stride=(2, 2), padding=(1, 1, 1, 1), groups=16, **kw)
+    t = b.conv(t, 2, (1, 1), **kw)
+    t = b.conv(t, 12, (1, 1), **kw)
+    t = b.flatten(t)
+    b.fully_connected(t, 10, **kw)
+    return b.graph()

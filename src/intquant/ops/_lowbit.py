@@ -87,8 +87,9 @@ def packed_scratch_bytes(graph: IntGraph, op: Op) -> int:
     if path not in TABLES:
         return col
     chunk, per_input = TABLES[path]
-    if kp <= chunk:
-        return col + kp * per_input
+    coded = kp if path == "subset" else -(-k // 2) * 2  # whole plane bytes / nibble bytes
+    if coded <= chunk:
+        return col + coded * per_input
     return col + chunk * per_input + 4 * cout_g
 
 

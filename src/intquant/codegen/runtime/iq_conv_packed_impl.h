@@ -79,7 +79,9 @@ static void IQ_CAT(IQ_FN, _channels)(const IQ_TCOL* col, int32_t sum_xu, const u
     {
         int16_t* tables = (int16_t*)work;
         int32_t* partial = (int32_t*)((uint8_t*)work + IQ_PK_CHUNK * 8 * (IQ_PK_PATH == IQ_PK_SUBSET ? 1 : 4));
-        const int32_t kp = (k + 7) & ~7, plane = (k + 7) >> 3;
+        /* codes per row rounded up to whole bytes: 8 per plane byte, 2 per nibble byte */
+        const int32_t kp = IQ_PK_PATH == IQ_PK_SUBSET ? (k + 7) & ~7 : (k + 1) & ~1;
+        const int32_t plane = (k + 7) >> 3;
         int32_t start;
         for (start = 0; start < kp; start += IQ_PK_CHUNK) {
             const int32_t n = kp - start < IQ_PK_CHUNK ? kp - start : IQ_PK_CHUNK;
