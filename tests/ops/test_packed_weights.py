@@ -18,8 +18,8 @@ import pytest
 import intgraph_factory as F
 from intquant.codegen import export_c
 from intquant.codegen.toolchain import compile_and_run_host, emulate_unicorn
-from intquant.intgraph import FORMAT_VERSION, IntGraphError, MANIFEST_KEY, load, save
 from intquant.interpreter import run
+from intquant.intgraph import FORMAT_VERSION, MANIFEST_KEY, IntGraphError, load, save
 from intquant.ops import _lowbit, _packed, weight_codes
 
 FORMATS = ["int4", "int2", "ternary", "binary", "pow2"]
