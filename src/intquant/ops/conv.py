@@ -6,6 +6,12 @@
 - consts: `weight` int8/int16 `[Cout, Cin/groups, kh, kw]` (always 4-D; 1-D conv has kh = 1),
   `bias` int32 (acc_bits 32) or int64 (acc_bits 64) `[Cout]`, `multiplier` int32 `[Cout]`,
   `shift` int32 `[Cout]`.
+- packed weights (optional attrs `weight_format` in {int4, pow2, int2, binary} and
+  `weight_shape` = the logical `[Cout, Cin/groups, kh, kw]`): `weight` is uint8 `[Cout,
+  row_bytes]`, each output channel's Cin/g·kh·kw codes (C order) packed on its own row —
+  int4 / pow2 nibbles low first (⌈K/2⌉ bytes), int2 as two bit planes (2·⌈K/8⌉), binary one
+  bit per code, 1 = +1 (⌈K/8⌉); layouts in `ops/_packed.py` and docs/intgraph.md. The math
+  below reads the unpacked codes.
 - attrs: `stride [sh, sw]`, `padding [top, left, bottom, right]`, `dilation [dh, dw]`, `groups`,
   `input_zero_point`, `output_zero_point`, `act_min`, `act_max`, `acc_bits` (32|64), `rounding`.
   1-D convs use sh = dh = 1, top = bottom = 0 and are run as 2-D with H = 1.

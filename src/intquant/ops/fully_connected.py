@@ -2,7 +2,8 @@
 
 - inputs `[x]` shape `(Cin,)`; output `(Cout,)`; consts `weight [Cout, Cin]`, `bias`,
   `multiplier`, `shift` `[Cout]`;
-  attrs as conv minus stride/padding/dilation/groups.
+  attrs as conv minus stride/padding/dilation/groups. Packed weights as conv's
+  (`weight_format`, `weight_shape` = `[Cout, Cin]`, uint8 `[Cout, row_bytes]`).
 - `acc[co] = bias[co] + Σ_ci weight[co, ci] · (x[ci] − input_zero_point)`; requantize per
   channel.
 
