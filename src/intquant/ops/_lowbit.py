@@ -24,8 +24,8 @@ C_FILES = ("iq_conv_packed.h", "iq_conv_packed_impl.h")
 FORMAT_MACRO = {"int4": "IQ_PK_INT4", "pow2": "IQ_PK_POW2", "int2": "IQ_PK_INT2",
                 "binary": "IQ_PK_BINARY"}
 PATHS = ("generic", "direct", "subset", "product", "lanes")
-SUBSET_CHUNK = 64  # IQ_PK_SUBSET_CHUNK: inputs per set of subset tables (8 bytes per input)
-PRODUCT_CHUNK = 32  # IQ_PK_PRODUCT_CHUNK: inputs per set of product tables (32 bytes per input)
+SUBSET_CHUNK = 128  # IQ_PK_SUBSET_CHUNK: inputs per set of subset tables (8 bytes per input)
+PRODUCT_CHUNK = 64  # IQ_PK_PRODUCT_CHUNK: inputs per set of product tables (32 bytes per input)
 TABLES = {"subset": (SUBSET_CHUNK, 8), "product": (PRODUCT_CHUNK, 32)}
 LANES_BLOCK = 8  # output channels per interleaved int4 block
 MIN_TABLE_CHANNELS = 4  # fewer channels per group: tables cost more than they save

@@ -41,9 +41,11 @@
 #if IQ_PK_PATH == IQ_PK_GENERIC
 #define IQ_TCOL IQ_TIN
 #define IQ_XOFF 0
+#define IQ_XU(v) (v)
 #else
 #define IQ_TCOL uint8_t
 #define IQ_XOFF ((IQ_TIN)(-1) < 0 ? 128 : 0) /* offset making the input unsigned */
+#define IQ_XU(v) ((uint8_t)((uint32_t)(uint8_t)(v) ^ (uint32_t)IQ_XOFF)) /* x + xoff */
 #endif
 
 #if IQ_PK_PATH == IQ_PK_SUBSET
@@ -77,44 +79,48 @@ static void IQ_CAT(IQ_FN, _channels)(const IQ_TCOL* col, int32_t sum_xu, const u
     (void)sum_xu;
 #if IQ_PK_PATH == IQ_PK_SUBSET || IQ_PK_PATH == IQ_PK_PRODUCT
     {
-        int16_t* tables = (int16_t*)work;
-        int32_t* partial = (int32_t*)((uint8_t*)work + IQ_PK_CHUNK * 8 * (IQ_PK_PATH == IQ_PK_SUBSET ? 1 : 4));
         /* codes per row rounded up to whole bytes: 8 per plane byte, 2 per nibble byte */
         const int32_t kp = IQ_PK_PATH == IQ_PK_SUBSET ? (k + 7) & ~7 : (k + 1) & ~1;
-        const int32_t plane = (k + 7) >> 3;
+        int16_t* tables = (int16_t*)work;
+        int32_t* partial = (int32_t*)((uint8_t*)work + IQ_PK_CHUNK * 8 * (IQ_PK_PATH == IQ_PK_SUBSET ? 1 : 4));
+#if IQ_PK_FORMAT == IQ_PK_BINARY
+        const int32_t base = -sum_xu; /* sum s*xu = 2 P - S */
+#else
+        const int32_t base = 0;
+#endif
         int32_t start;
         for (start = 0; start < kp; start += IQ_PK_CHUNK) {
             const int32_t n = kp - start < IQ_PK_CHUNK ? kp - start : IQ_PK_CHUNK;
-            const int32_t last = start + n == kp;
-            const uint8_t* row = w;
+            const int32_t first = start == 0, last = start + n == kp;
+            const uint8_t* row;
+            IQ_TOUT* o_ptr = out;
 #if IQ_PK_PATH == IQ_PK_SUBSET
-            const int32_t first_byte = start >> 3;
+            const int32_t nb = n >> 3;
+            row = w + (start >> 3);
             iq_pk_subset_tables(col + start, n, tables);
 #else
-            const int32_t first_byte = start >> 1;
+            const int32_t nb = n >> 1;
+            row = w + (start >> 1);
             iq_pk_pow2_tables(col + start, n, tables);
 #endif
             for (c = 0; c < count; ++c, row += rb) {
 #if IQ_PK_FORMAT == IQ_PK_BINARY
-                int32_t v = 2 * iq_pk_nibble_sum(tables, row + first_byte, n >> 3);
+                int32_t v = 2 * iq_pk_nibble_sum(tables, row, nb);
 #elif IQ_PK_FORMAT == IQ_PK_INT2
-                int32_t v = iq_pk_nibble_sum(tables, row + first_byte, n >> 3) -
-                            2 * iq_pk_nibble_sum(tables, row + plane + first_byte, n >> 3);
+                int32_t v = iq_pk_nibble_sum(tables, row, nb) -
+                            2 * iq_pk_nibble_sum(tables, row + (rb >> 1), nb);
 #else
-                int32_t v = iq_pk_nibble_sum(tables, row + first_byte, n >> 1);
+                int32_t v = iq_pk_nibble_sum(tables, row, nb);
 #endif
-                v += start == 0 ? bias[c] : partial[c];
-                if (!last) {
+                v += first ? bias[c] + base : partial[c];
+                if (last) {
+                    *o_ptr = IQ_CAT(IQ_FN, _out)(v, mult[c], shift[c], o);
+                    o_ptr += out_stride;
+                } else {
                     partial[c] = v;
-                    continue;
                 }
-#if IQ_PK_FORMAT == IQ_PK_BINARY
-                v -= sum_xu;
-#endif
-                out[c * out_stride] = IQ_CAT(IQ_FN, _out)(v, mult[c], shift[c], o);
             }
         }
-        (void)plane;
     }
 #elif IQ_PK_PATH == IQ_PK_LANES
     {
@@ -188,6 +194,32 @@ static int32_t IQ_CAT(IQ_FN, _im2col)(const iq_conv_params_t* p, const IQ_TIN* x
     uint32_t sum = 0;
     IQ_CAT(IQ_FN, _valid_taps)(y0, k_h, p->dil_h, in_h, &ky_lo, &ky_hi);
     IQ_CAT(IQ_FN, _valid_taps)(x0, k_w, dil_w, in_w, &kx_lo, &kx_hi);
+    if (ky_lo == 0 && ky_hi == k_h && kx_lo == 0 && kx_hi == k_w && dil_w == 1) {
+        /* interior: rows of k_w contiguous inputs, no padding */
+        const IQ_TIN* src = x + c0 * plane + y0 * in_w + x0;
+        const int32_t row_step = p->dil_h * in_w;
+        if (k_h == 1 && k_w == 3) { /* the common 1-D kernel, unrolled */
+            for (ci = 0; ci < cin_g; ++ci, src += plane, col += 3) {
+                const IQ_TCOL a = IQ_XU(src[0]), b = IQ_XU(src[1]), c = IQ_XU(src[2]);
+                col[0] = a;
+                col[1] = b;
+                col[2] = c;
+                sum += (uint32_t)a + (uint32_t)b + (uint32_t)c;
+            }
+            return (int32_t)sum;
+        }
+        for (ci = 0; ci < cin_g; ++ci, src += plane) {
+            const IQ_TIN* row = src;
+            for (ky = 0; ky < k_h; ++ky, row += row_step) {
+                for (i = 0; i < k_w; ++i) {
+                    const IQ_TCOL v = IQ_XU(row[i]);
+                    *col++ = v;
+                    sum += (uint32_t)v;
+                }
+            }
+        }
+        return (int32_t)sum;
+    }
     pads = (k_h - (ky_hi - ky_lo)) * k_w + (ky_hi - ky_lo) * (k_w - (kx_hi - kx_lo));
     for (ci = 0; ci < cin_g; ++ci) {
         const IQ_TIN* src_plane = x + (c0 + ci) * plane + x0 + kx_lo * dil_w;
@@ -203,7 +235,7 @@ static int32_t IQ_CAT(IQ_FN, _im2col)(const iq_conv_params_t* p, const IQ_TIN* x
                 *col++ = pad;
             }
             for (i = kx_lo; i < kx_hi; ++i, src += dil_w) {
-                const IQ_TCOL v = (IQ_TCOL)(*src + IQ_XOFF);
+                const IQ_TCOL v = IQ_XU(*src);
                 *col++ = v;
                 sum += (uint32_t)v;
             }
@@ -250,7 +282,7 @@ IQ_FC_PACKED_DECLARE(IQ_FN, IQ_TIN, IQ_TOUT, IQ_TBIAS)
     void* work = (uint8_t*)scratch + ((kp * (int32_t)sizeof(IQ_TCOL) + 3) & ~3);
     int32_t sum = 0, i;
     for (i = 0; i < kp; ++i) {
-        const IQ_TCOL v = i < k ? (IQ_TCOL)(x[i] + IQ_XOFF) : 0;
+        const IQ_TCOL v = i < k ? IQ_XU(x[i]) : 0;
         col[i] = v;
         sum += v;
     }
@@ -262,6 +294,7 @@ IQ_FC_PACKED_DECLARE(IQ_FN, IQ_TIN, IQ_TOUT, IQ_TBIAS)
 #undef IQ_TCOL
 #undef IQ_TACC
 #undef IQ_XOFF
+#undef IQ_XU
 #undef IQ_TBIAS
 #undef IQ_PK_GENERIC
 #undef IQ_PK_DIRECT
