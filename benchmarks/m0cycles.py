@@ -69,10 +69,10 @@ def _block(code: bytes, address: int) -> _Block:
     return _Block(n, cycles, muls, address + i if cond else None)
 
 
-def m0_cycles(out_dir: str | Path, x: np.ndarray, by_function: bool = False
-              ) -> dict[int | str, tuple[int, int, int]]:
-    """Per op index (−1: outside ops; with ``by_function``: per function name):
-    (instructions, cycles fast, cycles small), for one sample."""
+def m0_cycles(out_dir: str | Path, x: np.ndarray, by_function: bool = False,
+              by_block: bool = False) -> dict[int | str, tuple[int, int, int]]:
+    """Per op index (−1: outside ops; with ``by_function``: per function name, ``by_block``:
+    per translation block address): (instructions, cycles fast, cycles small), one sample."""
     from elftools.elf.elffile import ELFFile
     from unicorn import UC_ARCH_ARM, UC_HOOK_BLOCK, UC_HOOK_CODE, UC_MODE_THUMB, Uc
     from unicorn.arm_const import (
@@ -120,7 +120,7 @@ def m0_cycles(out_dir: str | Path, x: np.ndarray, by_function: bool = False
         b = blocks.get(address)
         if b is None:
             b = blocks[address] = _block(bytes(uc_.mem_read(address, size)), address)
-        key = state["op"]
+        key = address if by_block else state["op"]
         if by_function:
             key = names.get(address) or names.setdefault(address, function_of(address))
         t = tally.setdefault(key, [0, 0, 0])

@@ -755,7 +755,8 @@ def packed_chain(rng: np.random.Generator, w_dtype: str, dtype: str = "int8",
     that each kernel path of iq_conv_packed_impl.h runs: conv 1-D (K = 40); conv 2-D 3x3 with
     padding (K = 144: several table chunks; 12 channels: an int4 block of 8 plus 4 rows);
     grouped 1x1 (two groups of 8 channels); depthwise 3x3 stride 2 (one channel per group);
-    fully connected (K = 48, 10 channels); a 2-channel conv (too few channels for tables)."""
+    a 2-channel conv (too few channels for tables); 13 channels of K = 2 (an odd number of
+    one-byte rows: the table paths read rows, not blocks of four); fully connected (K = 52)."""
     b = GraphBuilder(rng, (8, 16), dtype)
     kw = {"w_dtype": w_dtype, "acc_bits": acc_bits}
     t = b.conv(b.input, 16, (1, 5), padding=(0, 2, 0, 2), relu=True, **kw)
@@ -764,7 +765,7 @@ def packed_chain(rng: np.random.Generator, w_dtype: str, dtype: str = "int8",
     t = b.conv(t, 16, (1, 1), groups=2, **kw)
     t = b.conv(t, 16, (3, 3), stride=(2, 2), padding=(1, 1, 1, 1), groups=16, **kw)
     t = b.conv(t, 2, (1, 1), **kw)
-    t = b.conv(t, 12, (1, 1), **kw)
+    t = b.conv(t, 13, (1, 1), **kw)
     t = b.flatten(t)
     b.fully_connected(t, 10, **kw)
     return b.graph()

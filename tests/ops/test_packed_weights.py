@@ -193,6 +193,10 @@ def test_packed_chain_in_c(tmp_path, fmt: str, dtype: str) -> None:
     paths = {_lowbit.packed_path(g, op) for op in g.ops if "weight" in op.consts}
     fast = {"int4": "lanes", "pow2": "product"}.get(fmt, "subset")
     assert paths == {fast, "direct"}  # both 8-bit paths of the format run
+    # channel blocks (8 for lanes, 4 for tables) and remaining rows both occur
+    layers = [_lowbit.PackedLayer(g, op) for op in g.ops
+              if "weight" in op.consts and _lowbit.packed_path(g, op) == fast]
+    assert any(la.blocks.size for la in layers) and any(la.rows.size for la in layers)
     _check_c(g, tmp_path / "c")
 
 

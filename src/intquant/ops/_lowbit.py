@@ -78,7 +78,7 @@ def packed_path(graph: IntGraph, op: Op) -> str:
 
 
 def packed_scratch_bytes(graph: IntGraph, op: Op) -> int:
-    """col (K rounded up to 8 inputs, then to 4 bytes) + tables (+ int32 partial sums)."""
+    """col (K rounded up to 8 inputs, then to 4 bytes) + tables + one int32 sum per channel."""
     path = packed_path(graph, op)
     _, cout_g, k = _geometry(graph, op)
     kp = -(-k // 8) * 8
@@ -88,36 +88,64 @@ def packed_scratch_bytes(graph: IntGraph, op: Op) -> int:
         return col
     chunk, per_input = TABLES[path]
     coded = kp if path == "subset" else -(-k // 2) * 2  # whole plane bytes / nibble bytes
-    if coded <= chunk:
-        return col + coded * per_input
-    return col + chunk * per_input + 4 * cout_g
+    return col + min(coded, chunk) * per_input + 4 * cout_g  # tables, then int32 sums
 
 
-def lanes_layout(op: Op) -> np.ndarray:
-    """The int4 weights as uint32 words: per group, blocks of eight channels with one word per
-    input k (channel 2j in bits 4j.., channel 2j+1 in bits 16+4j.., as w + 8), a zero word
-    after a block of odd K; then the remaining rows of the group as in IntGraph, in bytes.
-    The byte image equals the IntGraph size (8 rows of ceil(K/2) bytes = K words + odd pad)."""
+def lanes_layout(op: Op) -> tuple[np.ndarray, np.ndarray]:
+    """The int4 weights for the lanes path: (blocks, rows). Per group, blocks of eight channels
+    with one uint32 word per input k (channel 2j in bits 4j.., channel 2j+1 in bits 16+4j..,
+    as w + 8) and a zero word after a block of odd K, so that a block is exactly its eight
+    IntGraph rows' bytes; the remaining rows of every group stay as in IntGraph (uint8)."""
     shape = weight_shape(op)
     groups = int(op.attrs.get("groups", 1))
     cout_g, k = shape[0] // groups, math.prod(shape[1:])
     codes = weight_codes(op).astype(np.int64).reshape(shape[0], k)
     packed = op.consts["weight"]
-    parts: list[np.ndarray] = []
+    blocks: list[np.ndarray] = []
+    rows: list[np.ndarray] = []
     for g in range(groups):
-        rows = codes[g * cout_g:(g + 1) * cout_g]
+        grp = codes[g * cout_g:(g + 1) * cout_g]
         full = cout_g // LANES_BLOCK * LANES_BLOCK
         for j in range(0, full, LANES_BLOCK):
-            wu = (rows[j:j + LANES_BLOCK] + 8).astype(np.uint32)  # (8, K)
+            wu = (grp[j:j + LANES_BLOCK] + 8).astype(np.uint32)  # (8, K)
             words = np.zeros(k + (k & 1), dtype=np.uint32)
             for lane in range(4):
                 words[:k] |= wu[2 * lane] << (4 * lane)
                 words[:k] |= wu[2 * lane + 1] << (16 + 4 * lane)
-            parts.append(words.astype("<u4").view(np.uint8))
-        parts.append(packed[g * cout_g + full:(g + 1) * cout_g].ravel())
-    image = np.concatenate([p.astype(np.uint8).ravel() for p in parts])
-    assert image.size == op.consts["weight"].size, "lanes layout must keep the byte count"
-    return np.frombuffer(image.tobytes(), dtype="<u4").astype(np.uint32)
+            blocks.append(words)
+        rows.append(packed[g * cout_g + full:(g + 1) * cout_g].ravel())
+    return _arrays(blocks, np.uint32, rows, packed)
+
+
+def block_layout(op: Op) -> tuple[np.ndarray, np.ndarray]:
+    """Weights for the table paths: (blocks, rows). Per group, blocks of four channels hold,
+    per plane, one uint16 per nibble position (channel j's nibble in bits 4j..4j+3, the nibble
+    positions of an IntGraph row in order): exactly the four rows' bytes, rearranged. The
+    remaining rows of every group stay as in IntGraph (uint8)."""
+    shape = weight_shape(op)
+    groups = int(op.attrs.get("groups", 1))
+    cout_g = shape[0] // groups
+    packed = op.consts["weight"]
+    planes = 2 if weight_format(op) == "int2" else 1
+    blocks: list[np.ndarray] = []
+    rows: list[np.ndarray] = []
+    for g in range(groups):
+        grp = packed[g * cout_g:(g + 1) * cout_g]
+        full = cout_g // MIN_TABLE_CHANNELS * MIN_TABLE_CHANNELS
+        for j in range(0, full, MIN_TABLE_CHANNELS):
+            for plane in np.split(grp[j:j + MIN_TABLE_CHANNELS], planes, axis=1):
+                nib = np.stack([plane & 0xF, plane >> 4], axis=2).reshape(4, -1)
+                blocks.append(sum(nib[c].astype(np.uint16) << (4 * c) for c in range(4)))
+        rows.append(grp[full:].ravel())
+    return _arrays(blocks, np.uint16, rows, packed)
+
+
+def _arrays(blocks: list[np.ndarray], dtype, rows: list[np.ndarray], packed: np.ndarray
+            ) -> tuple[np.ndarray, np.ndarray]:
+    b = np.concatenate(blocks).astype(dtype) if blocks else np.zeros(0, dtype)
+    r = np.concatenate(rows).astype(np.uint8) if rows else np.zeros(0, np.uint8)
+    assert b.nbytes + r.nbytes == packed.nbytes, "a C layout keeps the byte count"
+    return b, r
 
 
 class PackedLayer:
@@ -139,10 +167,12 @@ class PackedLayer:
             self.acc = 32 if fits else 64
         else:
             self.bias, self.acc = _eight_bit_bias(graph, op), 32
+        # the channel blocks (word / halfword arrays) and the remaining IntGraph rows
+        self.blocks, self.rows = np.zeros(0, np.uint8), op.consts["weight"].ravel()
         if self.path == "lanes":
-            self.weight, self.weight_ctype = lanes_layout(op), "uint32_t"
-        else:
-            self.weight, self.weight_ctype = op.consts["weight"].ravel(), "uint8_t"
+            self.blocks, self.rows = lanes_layout(op)
+        elif self.path in TABLES:
+            self.blocks, self.rows = block_layout(op)
         kind = "conv" if op.kind == "conv" else "fc"
         rq = self.mode.removeprefix("IQ_RQ_").lower()
         self.instance = (f"iq_{kind}_{self.format}_{self.path}_{SHORT[self.tin]}_"
@@ -162,27 +192,39 @@ class PackedLayer:
             f"#define IQ_PK_FORMAT {FORMAT_MACRO[self.format]}",
             f"#define IQ_PK_PATH {PATHS.index(self.path)}",
             f"#define IQ_ACC {self.acc}",
+            f"#define IQ_PK_BLOCK4 {int(self.path in TABLES)}",
         ]
         if self.kind == "fully_connected":
             lines.append("#define IQ_FC_TEMPLATE 1")
         lines.append('#include "iq_conv_packed_impl.h"')
         return "\n".join(lines) + "\n"
 
+    @property
+    def weight_nbytes(self) -> int:
+        return int(self.blocks.nbytes + self.rows.nbytes)
+
     def declaration(self) -> str:
         params = "iq_fc_params_t" if self.kind == "fully_connected" else "iq_conv_params_t"
         return (f"void {self.instance}(const {params}* p, const {C_TYPE[self.tin]}* x, "
-                f"const uint8_t* w, const {self.bias_ctype}* bias, const int32_t* mult, "
-                f"const int32_t* shift, {C_TYPE[self.tout]}* y, void* scratch);\n")
+                f"const void* wb, const uint8_t* w, const {self.bias_ctype}* bias, "
+                f"const int32_t* mult, const int32_t* shift, {C_TYPE[self.tout]}* y, "
+                f"void* scratch);\n")
 
 
 def emit_packed_consts(em, op: Op, p: str) -> tuple[PackedLayer, list[str]]:
     """The template instance of a packed layer and its four constant arrays."""
     layer = PackedLayer(em.g, op)
     em.add_kernel_instance(layer.instance, layer.declaration(), layer.source())
-    w = em.const_array(f"{p}_weight", layer.weight_ctype, layer.weight)
-    if layer.weight_ctype != "uint8_t":
-        w = f"(const uint8_t*){w}"
+    wb = wr = None
+    if layer.blocks.size:
+        ctype = {np.dtype(np.uint32): "uint32_t", np.dtype(np.uint16): "uint16_t"}
+        wb = em.const_array(f"{p}_weight_blocks", ctype[layer.blocks.dtype], layer.blocks)
+    if layer.rows.size:
+        wr = em.const_array(f"{p}_weight", "uint8_t", layer.rows)
+    # no NULL pointers (the kernel offsets both by 0 when an array is absent)
+    wb_arg = f"(const void*){wb or wr}"
+    wr_arg = wr or f"(const uint8_t*){wb}"
     b = em.const_array(f"{p}_bias", layer.bias_ctype, layer.bias)
     m = em.const_array(f"{p}_multiplier", "int32_t", op.consts["multiplier"])
     s = em.const_array(f"{p}_shift", "int32_t", op.consts["shift"])
-    return layer, [w, b, m, s]
+    return layer, [wb_arg, wr_arg, b, m, s]

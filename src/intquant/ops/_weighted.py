@@ -358,8 +358,11 @@ def emit_weight_consts(em, op: Op, p: str
         layer, arrays = _lowbit.emit_packed_consts(em, op, p)
     else:
         layer, arrays = emit_int_consts(em, op, p)
-    itemsize = np.dtype(layer.weight_ctype[:-2]).itemsize
-    em.weight_array_bytes[op.name] = int(layer.weight.size) * itemsize
+    if isinstance(layer, _lowbit.PackedLayer):
+        em.weight_array_bytes[op.name] = layer.weight_nbytes
+    else:
+        itemsize = np.dtype(layer.weight_ctype[:-2]).itemsize
+        em.weight_array_bytes[op.name] = int(layer.weight.size) * itemsize
     return layer, arrays
 
 

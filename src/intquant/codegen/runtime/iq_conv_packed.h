@@ -49,12 +49,16 @@
 #define IQ_PK_SUBSET_CHUNK 128 /* inputs per set of subset tables: 32 x 32 bytes */
 #define IQ_PK_PRODUCT_CHUNK 64 /* inputs per set of product tables: 64 x 32 bytes */
 
+/* wb: the weights of the channel blocks (word- or halfword-aligned, NULL if none); w: the
+ * rows of the other channels as in IntGraph (NULL if none); per group, in group order. */
 #define IQ_CONV_PACKED_DECLARE(fn, tin, tout, tbias)                                          \
-    void fn(const iq_conv_params_t* p, const tin* x, const uint8_t* w, const tbias* bias,     \
-            const int32_t* mult, const int32_t* shift, tout* y, void* scratch)
+    void fn(const iq_conv_params_t* p, const tin* x, const void* wb, const uint8_t* w,        \
+            const tbias* bias, const int32_t* mult, const int32_t* shift, tout* y,            \
+            void* scratch)
 #define IQ_FC_PACKED_DECLARE(fn, tin, tout, tbias)                                            \
-    void fn(const iq_fc_params_t* p, const tin* x, const uint8_t* w, const tbias* bias,       \
-            const int32_t* mult, const int32_t* shift, tout* y, void* scratch)
+    void fn(const iq_fc_params_t* p, const tin* x, const void* wb, const uint8_t* w,          \
+            const tbias* bias, const int32_t* mult, const int32_t* shift, tout* y,            \
+            void* scratch)
 
 /* Bytes of one packed row of k codes (the IntGraph layout; each row starts on a byte). */
 static inline int32_t iq_pk_row_bytes(int32_t format, int32_t k)
@@ -83,6 +87,52 @@ static inline int32_t iq_pk_code(int32_t format, const uint8_t* row, int32_t k, 
         }
         return b0 - 2 * ((row[((kk + 7) >> 3) + (k >> 3)] >> (k & 7)) & 1);
     }
+}
+
+/* The 1x3 interior gather of 8-bit inputs: col[3 c + j] = src[c * plane + j] ^ flip for
+ * c < n (flip = 0x80 moves int8 to offset binary), returns the sum of what it stored. */
+static inline uint32_t iq_pk_gather3(const uint8_t* src, int32_t plane, uint8_t* col, int32_t n,
+                                     uint32_t flip)
+{
+    uint32_t sum = 0;
+#ifdef IQ_PK_ASM
+    /* 24 cycles per channel: three LDRB/EORS/STRB/ADDS and the loop. */
+    uint8_t* end = col + 3 * n;
+    uint32_t v;
+    if (n > 0) {
+        __asm__ volatile(".syntax unified\n\t"
+                         "1:\n\t"
+                         "ldrb %[v], [%[s], #0]\n\t"
+                         "eors %[v], %[f]\n\t"
+                         "strb %[v], [%[c], #0]\n\t"
+                         "adds %[sum], %[sum], %[v]\n\t"
+                         "ldrb %[v], [%[s], #1]\n\t"
+                         "eors %[v], %[f]\n\t"
+                         "strb %[v], [%[c], #1]\n\t"
+                         "adds %[sum], %[sum], %[v]\n\t"
+                         "ldrb %[v], [%[s], #2]\n\t"
+                         "eors %[v], %[f]\n\t"
+                         "strb %[v], [%[c], #2]\n\t"
+                         "adds %[sum], %[sum], %[v]\n\t"
+                         "adds %[s], %[s], %[p]\n\t"
+                         "adds %[c], #3\n\t"
+                         "cmp %[c], %[end]\n\t"
+                         "bne 1b\n\t"
+                         : [sum] "+l"(sum), [v] "=&l"(v), [s] "+l"(src), [c] "+l"(col)
+                         : [f] "l"(flip), [p] "l"(plane), [end] "h"(end)
+                         : "cc", "memory");
+    }
+#else
+    int32_t i;
+    for (i = 0; i < n; ++i, src += plane, col += 3) {
+        const uint32_t a = src[0] ^ flip, b = src[1] ^ flip, c = src[2] ^ flip;
+        col[0] = (uint8_t)a;
+        col[1] = (uint8_t)b;
+        col[2] = (uint8_t)c;
+        sum += a + b + c;
+    }
+#endif
+    return sum;
 }
 
 /* Subset-sum tables of n inputs (n a multiple of 4): t[16 g + m] = sum of col[4 g + i] over
@@ -259,6 +309,60 @@ static inline int32_t iq_pk_nibble_sum(const int16_t* t, const uint8_t* b, int32
     }
 #endif
     return s;
+}
+
+/* Four channels at once: s[j] += sum_u t[16 u + nibble_j(h[u])] over n units, h[u] holding
+ * the nibbles of channels 0-3 (channel j in bits 4j..4j+3) that index table u. The channels
+ * share every table pointer step and every weight load. */
+static inline void iq_pk_block4_sum(const int16_t* t, const uint16_t* h, int32_t n,
+                                    int32_t s[4])
+{
+#ifdef IQ_PK_ASM
+    /* Per unit: LDRH, then per channel two instructions for the index, LDRSH, ADD into a
+     * high-register accumulator: 23 cycles for four lookups, two units per iteration. */
+    uint32_t a0 = (uint32_t)s[0], a1 = (uint32_t)s[1], a2 = (uint32_t)s[2], a3 = (uint32_t)s[3];
+    const uint16_t* end2 = h + (n & ~1);
+    const uint32_t mask = 0x1Eu;
+    uint32_t v, x;
+#define IQ_PK_B4_LOOK(op, sh, acc)                                                             \
+    #op " %[x], %[v], #" #sh "\n\t"                                                              \
+    "ands %[x], %[m]\n\t"                                                                        \
+    "ldrsh %[x], [%[t], %[x]]\n\t"                                                               \
+    "add %[" #acc "], %[x]\n\t"
+#define IQ_PK_B4_UNIT(off)                                                                     \
+    "ldrh %[v], [%[h], #" #off "]\n\t" IQ_PK_B4_LOOK(lsls, 1, a0) IQ_PK_B4_LOOK(lsrs, 3, a1)  \
+        IQ_PK_B4_LOOK(lsrs, 7, a2) IQ_PK_B4_LOOK(lsrs, 11, a3) "adds %[t], #32\n\t"
+    if (h != end2) {
+        __asm__ volatile(".syntax unified\n\t"
+                         "1:\n\t" IQ_PK_B4_UNIT(0) IQ_PK_B4_UNIT(2) "adds %[h], #4\n\t"
+                                                                     "cmp %[h], %[end]\n\t"
+                                                                     "bne 1b\n\t"
+                         : [a0] "+h"(a0), [a1] "+h"(a1), [a2] "+h"(a2), [a3] "+h"(a3),
+                           [v] "=&l"(v), [x] "=&l"(x), [t] "+l"(t), [h] "+l"(h)
+                         : [m] "l"(mask), [end] "l"(end2)
+                         : "cc", "memory");
+    }
+    if (n & 1) {
+        __asm__ volatile(".syntax unified\n\t" IQ_PK_B4_UNIT(0)
+                         : [a0] "+h"(a0), [a1] "+h"(a1), [a2] "+h"(a2), [a3] "+h"(a3),
+                           [v] "=&l"(v), [x] "=&l"(x), [t] "+l"(t)
+                         : [m] "l"(mask), [h] "l"(h)
+                         : "cc", "memory");
+    }
+#undef IQ_PK_B4_UNIT
+#undef IQ_PK_B4_LOOK
+    s[0] = (int32_t)a0;
+    s[1] = (int32_t)a1;
+    s[2] = (int32_t)a2;
+    s[3] = (int32_t)a3;
+#else
+    int32_t u, j;
+    for (u = 0; u < n; ++u, t += 16) {
+        for (j = 0; j < 4; ++j) {
+            s[j] += t[(h[u] >> (4 * j)) & 15u];
+        }
+    }
+#endif
 }
 
 /* Eight channels of int4 weights in lanes (see the top of the file): s[c] += sum_k wu*xu for

@@ -17,6 +17,7 @@
  *       IQ_PK_LANES    8-bit inputs, int4: two products per MULS, eight channels per block
  *                      (weights interleaved per block, the 1-7 remaining rows as in IntGraph)
  *   IQ_ACC        (IQ_PK_GENERIC) 32 or 64
+ *   IQ_PK_BLOCK4  (table paths) 1: weights in blocks of four channels (halfwords of nibbles)
  * The 8-bit paths receive C[c] = b[c] - (z + xoff) sum(w[c]) as int32 `bias`.
  */
 #include "iq_conv_packed.h"
@@ -48,10 +49,25 @@
 #define IQ_XU(v) ((uint8_t)((uint32_t)(uint8_t)(v) ^ (uint32_t)IQ_XOFF)) /* x + xoff */
 #endif
 
+#if IQ_PK_FORMAT == IQ_PK_INT2
+#define IQ_PK_PLANES 2
+#else
+#define IQ_PK_PLANES 1
+#endif
+/* channels per weight block: 8 (lanes), 4 (table paths with IQ_PK_BLOCK4), else no blocks */
+#if IQ_PK_PATH == IQ_PK_LANES
+#define IQ_PK_BLOCK 8
+#elif (IQ_PK_PATH == IQ_PK_SUBSET || IQ_PK_PATH == IQ_PK_PRODUCT) && IQ_PK_BLOCK4
+#define IQ_PK_BLOCK 4
+#else
+#define IQ_PK_BLOCK 0
+#endif
 #if IQ_PK_PATH == IQ_PK_SUBSET
 #define IQ_PK_CHUNK IQ_PK_SUBSET_CHUNK
+#define IQ_PK_TABLE_BYTES(kp) (((kp) < IQ_PK_CHUNK ? (kp) : IQ_PK_CHUNK) * 8)
 #elif IQ_PK_PATH == IQ_PK_PRODUCT
 #define IQ_PK_CHUNK IQ_PK_PRODUCT_CHUNK
+#define IQ_PK_TABLE_BYTES(kp) (((kp) < IQ_PK_CHUNK ? (kp) : IQ_PK_CHUNK) * 32)
 #endif
 
 /* Output stage: requantize, add the zero point, clamp. */
@@ -66,9 +82,10 @@ static IQ_TOUT IQ_CAT(IQ_FN, _out)(IQ_TACC acc, int32_t m, int32_t s, const iq_o
 
 /* Channels [0, count) at one position: col holds the k gathered inputs (8-bit paths: xu, zero
  * up to a multiple of 8), sum_xu their sum; outputs go out_stride apart. `work` is the scratch
- * after col (tables, then the int32 partial sums). */
-static void IQ_CAT(IQ_FN, _channels)(const IQ_TCOL* col, int32_t sum_xu, const uint8_t* w,
-                                     const IQ_TBIAS* bias, const int32_t* mult,
+ * after col (tables, then the int32 partial sums). The group's weights: `wb` its blocks of
+ * IQ_PK_BLOCK channels (lanes, table paths), `w` the rows of the remaining channels. */
+static void IQ_CAT(IQ_FN, _channels)(const IQ_TCOL* col, int32_t sum_xu, const void* wb,
+                                     const uint8_t* w, const IQ_TBIAS* bias, const int32_t* mult,
                                      const int32_t* shift, int32_t count, int32_t k,
                                      IQ_TOUT* out, int32_t out_stride, const iq_out_stage_t* o,
                                      void* work)
@@ -77,12 +94,16 @@ static void IQ_CAT(IQ_FN, _channels)(const IQ_TCOL* col, int32_t sum_xu, const u
     int32_t c = 0;
     (void)work;
     (void)sum_xu;
+    (void)wb;
 #if IQ_PK_PATH == IQ_PK_SUBSET || IQ_PK_PATH == IQ_PK_PRODUCT
     {
-        /* codes per row rounded up to whole bytes: 8 per plane byte, 2 per nibble byte */
+        /* Pass 1, per chunk of inputs: tables, then each row's table sum into sums[c].
+         * Pass 2: requantize. Two short loops keep the channel loop free of the output
+         * stage's pointers. Codes per row are rounded up to whole bytes: 8 per plane byte
+         * (subset), 2 per nibble byte (product). */
         const int32_t kp = IQ_PK_PATH == IQ_PK_SUBSET ? (k + 7) & ~7 : (k + 1) & ~1;
         int16_t* tables = (int16_t*)work;
-        int32_t* partial = (int32_t*)((uint8_t*)work + IQ_PK_CHUNK * 8 * (IQ_PK_PATH == IQ_PK_SUBSET ? 1 : 4));
+        int32_t* sums = (int32_t*)((uint8_t*)work + IQ_PK_TABLE_BYTES(kp));
 #if IQ_PK_FORMAT == IQ_PK_BINARY
         const int32_t base = -sum_xu; /* sum s*xu = 2 P - S */
 #else
@@ -91,54 +112,76 @@ static void IQ_CAT(IQ_FN, _channels)(const IQ_TCOL* col, int32_t sum_xu, const u
         int32_t start;
         for (start = 0; start < kp; start += IQ_PK_CHUNK) {
             const int32_t n = kp - start < IQ_PK_CHUNK ? kp - start : IQ_PK_CHUNK;
-            const int32_t first = start == 0, last = start + n == kp;
-            const uint8_t* row;
-            IQ_TOUT* o_ptr = out;
 #if IQ_PK_PATH == IQ_PK_SUBSET
             const int32_t nb = n >> 3;
-            row = w + (start >> 3);
+            const uint8_t* row = w + (start >> 3);
             iq_pk_subset_tables(col + start, n, tables);
 #else
             const int32_t nb = n >> 1;
-            row = w + (start >> 1);
+            const uint8_t* row = w + (start >> 1);
             iq_pk_pow2_tables(col + start, n, tables);
 #endif
-            for (c = 0; c < count; ++c, row += rb) {
-#if IQ_PK_FORMAT == IQ_PK_BINARY
-                int32_t v = 2 * iq_pk_nibble_sum(tables, row, nb);
-#elif IQ_PK_FORMAT == IQ_PK_INT2
-                int32_t v = iq_pk_nibble_sum(tables, row, nb) -
-                            2 * iq_pk_nibble_sum(tables, row + (rb >> 1), nb);
-#else
-                int32_t v = iq_pk_nibble_sum(tables, row, nb);
+            /* blocks of four channels: per plane, one halfword of four nibbles per unit
+             * (ops/_lowbit.py block_layout), then the remaining rows as in IntGraph */
+#if IQ_PK_BLOCK
+            {
+                const int32_t units = IQ_PK_PATH == IQ_PK_SUBSET ? 2 * (rb / IQ_PK_PLANES) : 2 * rb;
+                const int32_t u0 = IQ_PK_PATH == IQ_PK_SUBSET ? start >> 2 : start;
+                const uint16_t* blk = (const uint16_t*)wb;
+                for (c = 0; c + 4 <= count; c += 4, blk += IQ_PK_PLANES * units) {
+                    int32_t s4[4] = {0, 0, 0, 0};
+                    iq_pk_block4_sum(tables, blk + u0, 2 * nb, s4);
+#if IQ_PK_FORMAT == IQ_PK_INT2
+                    {
+                        int32_t p1[4] = {0, 0, 0, 0}, j;
+                        iq_pk_block4_sum(tables, blk + units + u0, 2 * nb, p1);
+                        for (j = 0; j < 4; ++j) {
+                            s4[j] -= 2 * p1[j];
+                        }
+                    }
 #endif
-                v += first ? bias[c] + base : partial[c];
-                if (last) {
-                    *o_ptr = IQ_CAT(IQ_FN, _out)(v, mult[c], shift[c], o);
-                    o_ptr += out_stride;
-                } else {
-                    partial[c] = v;
+                    sums[c] = start == 0 ? s4[0] : sums[c] + s4[0];
+                    sums[c + 1] = start == 0 ? s4[1] : sums[c + 1] + s4[1];
+                    sums[c + 2] = start == 0 ? s4[2] : sums[c + 2] + s4[2];
+                    sums[c + 3] = start == 0 ? s4[3] : sums[c + 3] + s4[3];
                 }
             }
+#endif
+            for (; c < count; ++c, row += rb) {
+#if IQ_PK_FORMAT == IQ_PK_INT2
+                const int32_t v = iq_pk_nibble_sum(tables, row, nb) -
+                                  2 * iq_pk_nibble_sum(tables, row + (rb >> 1), nb);
+#else
+                const int32_t v = iq_pk_nibble_sum(tables, row, nb);
+#endif
+                sums[c] = start == 0 ? v : sums[c] + v;
+            }
+        }
+        for (c = 0; c < count; ++c, out += out_stride) {
+#if IQ_PK_FORMAT == IQ_PK_BINARY
+            const int32_t v = 2 * sums[c] + bias[c] + base;
+#else
+            const int32_t v = sums[c] + bias[c] + base;
+#endif
+            *out = IQ_CAT(IQ_FN, _out)(v, mult[c], shift[c], o);
         }
     }
 #elif IQ_PK_PATH == IQ_PK_LANES
     {
         /* blocks of eight channels, then the remaining rows code by code */
-        const uint32_t* wb = (const uint32_t*)(const void*)w;
+        const uint32_t* blk = (const uint32_t*)wb;
         const int32_t block_words = k + (k & 1);
         int32_t s[8], i;
-        for (; c + 8 <= count; c += 8, wb += block_words) {
+        for (; c + 8 <= count; c += 8, blk += block_words) {
             for (i = 0; i < 8; ++i) {
                 s[i] = bias[c + i] - 8 * sum_xu;
             }
-            iq_pk_int4_lanes8(col, wb, k, s);
+            iq_pk_int4_lanes8(col, blk, k, s);
             for (i = 0; i < 8; ++i) {
                 out[(c + i) * out_stride] =
                     IQ_CAT(IQ_FN, _out)(s[i], mult[c + i], shift[c + i], o);
             }
         }
-        w = (const uint8_t*)(const void*)wb;
         for (; c < count; ++c, w += rb) {
             int32_t acc = bias[c];
             for (i = 0; i < k; ++i) {
@@ -198,16 +241,11 @@ static int32_t IQ_CAT(IQ_FN, _im2col)(const iq_conv_params_t* p, const IQ_TIN* x
         /* interior: rows of k_w contiguous inputs, no padding */
         const IQ_TIN* src = x + c0 * plane + y0 * in_w + x0;
         const int32_t row_step = p->dil_h * in_w;
-        if (k_h == 1 && k_w == 3) { /* the common 1-D kernel, unrolled */
-            for (ci = 0; ci < cin_g; ++ci, src += plane, col += 3) {
-                const IQ_TCOL a = IQ_XU(src[0]), b = IQ_XU(src[1]), c = IQ_XU(src[2]);
-                col[0] = a;
-                col[1] = b;
-                col[2] = c;
-                sum += (uint32_t)a + (uint32_t)b + (uint32_t)c;
-            }
-            return (int32_t)sum;
+#if IQ_PK_PATH != IQ_PK_GENERIC
+        if (k_h == 1 && k_w == 3) { /* the common 1-D kernel */
+            return (int32_t)iq_pk_gather3((const uint8_t*)src, plane, col, cin_g, IQ_XOFF);
         }
+#endif
         for (ci = 0; ci < cin_g; ++ci, src += plane) {
             const IQ_TIN* row = src;
             for (ky = 0; ky < k_h; ++ky, row += row_step) {
@@ -252,7 +290,10 @@ IQ_CONV_PACKED_DECLARE(IQ_FN, IQ_TIN, IQ_TOUT, IQ_TBIAS)
     const int32_t cin_g = p->in_c / p->groups, cout_g = p->out_c / p->groups;
     const int32_t k = cin_g * p->k_h * p->k_w, kp = (k + 7) & ~7;
     const int32_t out_plane = p->out_h * p->out_w;
-    const int32_t group_bytes = cout_g * iq_pk_row_bytes(IQ_PK_FORMAT, k);
+    /* per group: the blocks (bytes of IQ_PK_BLOCK rows each) in wb, the other rows in w */
+    const int32_t rb = iq_pk_row_bytes(IQ_PK_FORMAT, k);
+    const int32_t blocks = IQ_PK_BLOCK ? cout_g / (IQ_PK_BLOCK ? IQ_PK_BLOCK : 1) : 0;
+    const int32_t block_bytes = IQ_PK_BLOCK * rb, rest = cout_g - blocks * IQ_PK_BLOCK;
     const iq_out_stage_t o = iq_out_stage(p->output_zero_point, p->act_min, p->act_max);
     IQ_TCOL* col = (IQ_TCOL*)scratch;
     void* work = (uint8_t*)scratch + ((kp * (int32_t)sizeof(IQ_TCOL) + 3) & ~3);
@@ -265,8 +306,9 @@ IQ_CONV_PACKED_DECLARE(IQ_FN, IQ_TIN, IQ_TOUT, IQ_TBIAS)
         for (oy = 0; oy < p->out_h; ++oy) {
             for (ox = 0; ox < p->out_w; ++ox) {
                 const int32_t sum = IQ_CAT(IQ_FN, _im2col)(p, x, g * cin_g, cin_g, oy, ox, col);
-                IQ_CAT(IQ_FN, _channels)(col, sum, w + g * group_bytes, bias + c0, mult + c0,
-                                         shift + c0, cout_g, k,
+                IQ_CAT(IQ_FN, _channels)(col, sum, (const uint8_t*)wb + g * blocks * block_bytes,
+                                         w + g * rest * rb, bias + c0, mult + c0, shift + c0,
+                                         cout_g, k,
                                          y + c0 * out_plane + oy * p->out_w + ox, out_plane, &o,
                                          work);
             }
@@ -286,11 +328,15 @@ IQ_FC_PACKED_DECLARE(IQ_FN, IQ_TIN, IQ_TOUT, IQ_TBIAS)
         col[i] = v;
         sum += v;
     }
-    IQ_CAT(IQ_FN, _channels)(col, sum, w, bias, mult, shift, p->out_features, k, y, 1, &o, work);
+    IQ_CAT(IQ_FN, _channels)(col, sum, wb, w, bias, mult, shift, p->out_features, k, y, 1, &o,
+                             work);
 }
 #endif
 
 #undef IQ_PK_CHUNK
+#undef IQ_PK_PLANES
+#undef IQ_PK_BLOCK
+#undef IQ_PK_TABLE_BYTES
 #undef IQ_TCOL
 #undef IQ_TACC
 #undef IQ_XOFF
@@ -308,4 +354,5 @@ IQ_FC_PACKED_DECLARE(IQ_FN, IQ_TIN, IQ_TOUT, IQ_TBIAS)
 #undef IQ_MODE
 #undef IQ_PK_FORMAT
 #undef IQ_PK_PATH
+#undef IQ_PK_BLOCK4
 #undef IQ_FC_TEMPLATE
