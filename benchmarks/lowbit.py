@@ -89,7 +89,8 @@ def measure(qm, ds, work: Path) -> dict:
         shape = weight_codes(op).shape
         k = math.prod(shape[1:])
         layers.append({
-            "name": op.name, "format": op.attrs.get("weight_format", str(op.consts["weight"].dtype)),
+            "name": op.name,
+            "format": op.attrs.get("weight_format", str(op.consts["weight"].dtype)),
             "path": _lowbit.packed_path(g, op) if _lowbit.is_packed(op) else "int8",
             "macs": o["macs"], "k": k, "rows": shape[0],
             "weight_bytes": o["weight_array_bytes"],
@@ -132,8 +133,8 @@ def targets(results: dict, kernels: list[dict]) -> list[list[str]]:
     out = []
     bits = {"int4": 4, "pow2": 4, "int2": 2, "binary": 1}
     worst = 0.0
-    for model, widths in results.items():
-        for label, r in widths.items():
+    for widths in results.values():
+        for r in widths.values():
             for lay in r["layers"]:
                 if lay["format"] in bits and lay["k"] >= BIG_LAYER_MACS_PER_OUTPUT:
                     allowed = lay["rows"] * lay["k"] * bits[lay["format"]] / 8 * 1.02
