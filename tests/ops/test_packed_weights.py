@@ -264,3 +264,17 @@ def test_iqm_round_trip_and_version_1_files(tmp_path) -> None:
     set_version(tmp_path / "p.iqm", 1)
     with pytest.raises(IntGraphError, match="packed weights .* need version 2"):
         load(tmp_path / "p.iqm")
+
+
+@pytest.mark.parametrize("fmt", ["int4", "binary"])
+def test_onnx_integer_export_of_packed_layers(fmt: str) -> None:
+    """The ONNX exporter reads the unpacked codes: ONNX Runtime reproduces the interpreter."""
+    import onnxruntime as ort
+
+    from intquant.onnx_export import intgraph_to_onnx
+
+    g = F.packed_chain(np.random.default_rng(8), fmt)
+    x = F.random_input(np.random.default_rng(9), g, 4)
+    s = ort.InferenceSession(intgraph_to_onnx(g).SerializeToString(),
+                             providers=["CPUExecutionProvider"])
+    np.testing.assert_array_equal(s.run(None, {s.get_inputs()[0].name: x})[0], run(g, x))
