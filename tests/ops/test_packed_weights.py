@@ -164,8 +164,20 @@ def test_interpreter_packed_equals_int8_codes(fmt: str, layer: str) -> None:
 
 
 # ----------------------------------------------------------------------------------------------
-# C kernels: every path, host -O2, ASan/UBSan, Cortex-M0 (unicorn), against the interpreter
+# C kernels: one layer against the int8 twin; every path, host -O2, ASan/UBSan, Cortex-M0
 # ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("layer", list(LAYERS))
+def test_c_layer_equals_int8_codes(tmp_path, fmt: str, layer: str) -> None:
+    """One packed layer compiled for the host equals the same codes stored as int8 and run by
+    the interpreter's unpacked path."""
+    packed, plain = _twins(LAYERS[layer], fmt, seed=3 * len(layer) + len(fmt))
+    x = F.random_input(np.random.default_rng(6), packed, 4)
+    res = export_c(packed, tmp_path / "c", name="net")
+    np.testing.assert_array_equal(compile_and_run_host(res.out_dir, x), run(plain, x))
+
 
 
 def _check_c(g, out_dir, n: int = 3) -> None:
