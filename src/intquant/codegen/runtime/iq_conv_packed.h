@@ -35,10 +35,6 @@
 #if defined(__ARM_ARCH_6M__) && defined(__GNUC__) && defined(__OPTIMIZE__)
 #define IQ_PK_ASM 1 /* Thumb-1 inner loops; the portable C below computes the same sums */
 #endif
-#if defined(__BYTE_ORDER__) && defined(__ORDER_LITTLE_ENDIAN__) &&                            \
-    __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
-#error "the int4 lane layout (uint32 words read as bytes for the remaining rows) is little-endian"
-#endif
 
 /* Weight formats (macros, not an enum: the template tests them in #if). */
 #define IQ_PK_INT4 1
