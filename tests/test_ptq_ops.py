@@ -129,6 +129,29 @@ def test_unsupported_op_names_layer_and_lists_supported() -> None:
     assert "sin" in msg and "'1'" in msg and "Supported" in msg
 
 
+class TwoUnsupported(nn.Module):
+    """sin and exp on two branches, layers after them: two problems, one error."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Linear(4, 4)
+        self.b = nn.Linear(4, 4)
+        self.c = nn.Linear(4, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        u = self.b(torch.sin(self.a(x)))  # b depends on the unsupported sin: not reported
+        return u + torch.exp(self.c(x))
+
+
+def test_every_unsupported_op_is_reported_at_once() -> None:
+    with pytest.raises(ValueError) as e:
+        intquant.quantize(TwoUnsupported(), torch.randn(8, 4), progress=False)
+    msg = str(e.value)
+    assert msg.startswith("2 unsupported operation(s)")
+    assert "aten.sin" in msg and "aten.exp" in msg and "'b'" not in msg
+    assert "activation: use a supported activation" in msg  # the hint for exp
+
+
 def test_unknown_override_layer_is_rejected() -> None:
     cfg = intquant.Config(overrides={"nope": {"weight_bits": 16}})
     with pytest.raises(ValueError, match="nope"):

@@ -5,6 +5,7 @@
     intquant run DIR --input X.npy --output Y.npy
     intquant inspect DIR | MODEL.iqm
     intquant export-c MODEL.iqm OUT_DIR
+    intquant run-c OUT_DIR --target T --input X.npy [--output Y.npy]
     intquant analyze DIR --data TEST.npz          (or MODEL --calib CALIB.npz --data TEST.npz)
     intquant report DIR --data TEST.npz [--out REPORT_DIR]
 
@@ -192,14 +193,13 @@ def load_float_model(spec: str) -> tuple[Any, Any, str]:
 
         gm = from_onnx(p)
         return gm, gm.graph, "onnx"
-    import torch
+    from .graph.pt2 import UnsafePt2Error, load_pt2
 
     try:
-        ep = torch.export.load(str(p))
-    except Exception as e:
-        raise UserError(f"{p} is not a torch.export program ({type(e).__name__}: {e}); create "
-                        f"it with torch.export.save(torch.export.export(model, (example,)), "
-                        f"'{p.name}')") from None
+        ep = load_pt2(p)
+    except UnsafePt2Error as e:
+        raise UserError(f"{e}; create it with torch.export.save(torch.export.export(model, "
+                        f"(example,)), '{p.name}')") from None
     graph = capture_exported(ep)
     return GraphModule(graph), graph, "pt2"
 
@@ -607,6 +607,38 @@ def cmd_export_c(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_run_c(args: argparse.Namespace) -> int:
+    """Run an export-c folder's C on a target (host, emulated MCUs) with raw integer inputs."""
+    from .codegen.toolchain import ToolchainError, project_info, run_on
+
+    try:
+        info = project_info(args.out_dir)
+    except ToolchainError as e:
+        raise UserError(f"{args.out_dir} is not an export-c folder ({e})") from None
+    x, _ = load_arrays(args.input, "input")
+    check_shape(x, info.input_shape, f"input file {args.input}")
+    if x.dtype != info.input_dtype:
+        raise UserError(f"input file {args.input} holds {x.dtype} values; the C model takes raw "
+                        f"{info.input_dtype} inputs (QuantizedModel.quantize_input)")
+    try:
+        y = run_on(args.out_dir, x, target=args.target)
+    except ToolchainError as e:
+        raise UserError(str(e)) from None
+    if args.output is None:
+        for row in y.reshape(len(y), -1):
+            print(" ".join(str(int(v)) for v in row))
+    else:
+        out = Path(args.output)
+        if out.suffix != ".npy":
+            raise UserError(f"--output {out} must end in .npy")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(f".{out.name}.partial.npy")
+        np.save(tmp, y)
+        os.replace(tmp, out)
+        say(f"{len(y)} samples on {args.target}: wrote {out} ({y.dtype} {tuple(y.shape)})")
+    return 0
+
+
 def _analysis_inputs(args: argparse.Namespace):
     """(model, qmodel, (x, y)) for analyze/report: from DIR, or from MODEL + --calib."""
     x, y = load_arrays(args.data, "test data")
@@ -735,6 +767,18 @@ def build_parser() -> argparse.Namespace:
     c.add_argument("--name", default="model")
     c.add_argument("--force", action="store_true")
     c.set_defaults(fn=cmd_export_c)
+
+    from .codegen.targets import TARGETS
+
+    rc = sub.add_parser("run-c", help="run an export-c folder's C on the host or an emulated "
+                                      "MCU (raw integer inputs -> raw outputs)")
+    rc.add_argument("out_dir", metavar="OUT_DIR")
+    rc.add_argument("--target", default="host", choices=list(TARGETS),
+                    help="where to run (default: host); cross toolchains: "
+                         "scripts/install_toolchain.sh")
+    rc.add_argument("--input", required=True, metavar="X.npy", help="raw model inputs (N, ...)")
+    rc.add_argument("--output", metavar="Y.npy", help="default: one line of integers per sample")
+    rc.set_defaults(fn=cmd_run_c)
 
     for cmd, fn, helptext in (("analyze", cmd_analyze, "per-layer statistics, SQNR, sensitivity "
                                                        "(Markdown on stdout)"),

@@ -264,11 +264,19 @@ def load_mnist1d(
     )
 
 
-_LOADERS = {"digits": load_digits, "mnist1d": load_mnist1d}
+def load_speech_commands() -> Dataset:
+    """Synthetic spoken command words (espeak-ng), 49x10 MFCCs, 12 classes: see ``speech``."""
+    from .speech import load_speech_commands as load_speech
+
+    return load_speech()
+
+
+_LOADERS = {"digits": load_digits, "mnist1d": load_mnist1d,
+            "speech_commands": load_speech_commands}
 
 
 def load(name: str) -> Dataset:
-    """Dataset by name: ``"digits"`` or ``"mnist1d"``."""
+    """Dataset by name: ``"digits"``, ``"mnist1d"`` or ``"speech_commands"``."""
     if name not in _LOADERS:
         raise ValueError(f"unknown dataset {name!r}; choose one of {sorted(_LOADERS)}")
     return _LOADERS[name]()

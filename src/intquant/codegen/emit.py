@@ -11,7 +11,8 @@ Output folder (``export_c``):
                       those of the op kinds the model uses
   <name>_host_main.c  host test driver (stdin -> stdout), kept apart from the library
   m0/                 Cortex-M0 startup, linker script and semihosting test main
-  Makefile, <name>_info.json
+  Makefile, README.md (how to build and run on the host, QEMU and every target),
+  <name>_info.json
 
 Each op kind's C binding is in its op module (``intquant.ops.<kind>``); ``emitter.CEmitter`` is
 the core they call back into and ``project`` writes the files. Offline transformations (integers
@@ -80,8 +81,11 @@ def export_c(
     Files are written to a temporary folder next to ``out_dir`` and moved into place at the
     end, so a failure never leaves a half-written project.
     """
-    if c_identifier(name) != name:
-        raise ValueError(f"name {name!r} must be a C identifier (letters, digits, '_')")
+    if c_identifier(name) != name or len(name) > 64:
+        raise ValueError(
+            f"name {name!r} must be a C identifier of at most 64 ASCII letters, digits and '_' "
+            "(it prefixes every file and symbol of the project)"
+        )
     graph.validate()
     plan = plan_memory(graph)
     if binary_weights is None:
