@@ -106,6 +106,14 @@ def test_packed_weight_validation(edit, message: str) -> None:
         g.validate()
 
 
+def test_logical_size_is_bounded_before_unpacking() -> None:
+    from intquant.intgraph.limits import Limits
+
+    g = _one_conv("binary")
+    with pytest.raises(IntGraphError, match="max_const_bytes"):
+        g.validate(Limits(max_const_bytes=100))  # 6 x 24 = 144 codes
+
+
 def test_padding_bits_and_pow2_nibble_8_are_rejected() -> None:
     g = _one_conv("int4")  # K = 36: even, no padding nibble; use a K = 9 layer instead
     g = F.conv_graph(np.random.default_rng(1), dims=2, cin=1, cout=2, groups=1, kernel=(3, 3),

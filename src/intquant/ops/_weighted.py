@@ -62,6 +62,9 @@ def check_weight(chk: OpCheck, ndim: int) -> np.ndarray:
     shape = chk.list_attr("weight_shape", ndim, lo=1)
     w = chk.const("weight", ("uint8",), 2)
     k = math.prod(shape[1:])
+    if shape[0] * k > chk.limits.max_const_bytes:  # before anything is unpacked
+        raise chk.fail(f"attr 'weight_shape' {shape} holds {shape[0] * k} codes, above the "
+                       f"limit {chk.limits.max_const_bytes} (intgraph.Limits.max_const_bytes)")
     expected = (shape[0], _packed.row_bytes(fmt, k))
     if w.shape != expected:
         raise chk.fail(f"const 'weight' has shape {w.shape}; a packed {fmt} weight of "
