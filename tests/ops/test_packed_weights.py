@@ -153,6 +153,9 @@ LAYERS = {
                                           stride=(2, 1), padding=(1, 1, 0, 1), w_dtype=w),
     "depthwise": lambda rng, w: F.conv_graph(rng, dims=2, cin=6, depthwise=True, kernel=(3, 3),
                                              padding=(1, 1, 1, 1), w_dtype=w),
+    "depthwise1d": lambda rng, w: F.conv_graph(rng, dims=1, cin=5, depthwise=True,
+                                               kernel=(1, 3), stride=(1, 1), dilation=(1, 2),
+                                               padding=(0, 2, 0, 1), w_dtype=w),
     "fully_connected": lambda rng, w: F.fully_connected_graph(rng, cin=37, cout=11, w_dtype=w),
 }
 

@@ -285,6 +285,123 @@ static int32_t IQ_CAT(IQ_FN, _im2col)(const iq_conv_params_t* p, const IQ_TIN* x
     return (int32_t)(sum + (uint32_t)(cin_g * pads) * (uint32_t)pad);
 }
 
+#if IQ_PK_PATH == IQ_PK_DIRECT
+#ifndef IQ_PK_DW_MAX_TAPS
+#define IQ_PK_DW_MAX_TAPS 32 /* depthwise kernels up to this many taps: decoded once */
+#endif
+/* Depthwise (one input and one output channel per group), 8-bit: each channel's taps are
+ * decoded once, then every output reads its window from the input plane (padded taps hold
+ * z + xoff). int4 multiplies; the other formats (codes 0, +-2^e) shift, mask and negate:
+ * w * v = (((v << e) & m) ^ s) - s, no multiply. */
+static void IQ_CAT(IQ_FN, _depthwise)(const iq_conv_params_t* p, const IQ_TIN* x,
+                                      const uint8_t* w, const IQ_TBIAS* bias,
+                                      const int32_t* mult, const int32_t* shift, IQ_TOUT* y,
+                                      const iq_out_stage_t* o)
+{
+    const int32_t in_h = p->in_h, in_w = p->in_w, out_h = p->out_h, out_w = p->out_w;
+    const int32_t k_h = p->k_h, k_w = p->k_w, k = k_h * k_w;
+    const int32_t rb = iq_pk_row_bytes(IQ_PK_FORMAT, k);
+    const int32_t pad = (uint8_t)(p->input_zero_point + IQ_XOFF);
+    int32_t sh[IQ_PK_DW_MAX_TAPS]; /* int4: the code; else the exponent e */
+#if IQ_PK_FORMAT != IQ_PK_INT4
+    int32_t mk[IQ_PK_DW_MAX_TAPS], sg[IQ_PK_DW_MAX_TAPS];
+#endif
+    int32_t c, t, oy, ox, ky, kx, ox_lo = 0, ox_hi = out_w;
+    /* outputs [ox_lo, ox_hi) of every row have all their taps inside the row */
+    while (ox_lo < out_w && ox_lo * p->stride_w - p->pad_left < 0) {
+        ++ox_lo;
+    }
+    while (ox_hi > ox_lo &&
+           (ox_hi - 1) * p->stride_w - p->pad_left + (k_w - 1) * p->dil_w >= in_w) {
+        --ox_hi;
+    }
+    for (c = 0; c < p->out_c; ++c, w += rb) {
+        const IQ_TIN* plane = x + c * in_h * in_w;
+        for (t = 0; t < k; ++t) {
+            const int32_t code = iq_pk_code(IQ_PK_FORMAT, w, t, k);
+            const int32_t mag = code < 0 ? -code : code;
+            int32_t e = 0;
+            while ((1 << e) < mag) {
+                ++e;
+            }
+#if IQ_PK_FORMAT == IQ_PK_INT4
+            (void)e;
+            sh[t] = code;
+#else
+            sh[t] = e;
+            mk[t] = code != 0 ? -1 : 0;
+            sg[t] = code < 0 ? -1 : 0;
+#endif
+        }
+        for (oy = 0; oy < out_h; ++oy) {
+            const int32_t y0 = oy * p->stride_h - p->pad_top;
+            int32_t ky_lo, ky_hi;
+            IQ_CAT(IQ_FN, _valid_taps)(y0, k_h, p->dil_h, in_h, &ky_lo, &ky_hi);
+            for (ox = 0; ox < out_w; ++ox) {
+                const int32_t x0 = ox * p->stride_w - p->pad_left;
+                int32_t acc = bias[c];
+                if (ox == ox_lo && ox_lo < ox_hi && ky_lo == 0 && ky_hi == k_h) {
+                    /* the interior run of this row: no tap is padding */
+                    const IQ_TIN* src = plane + y0 * in_w + x0;
+                    const int32_t step = p->stride_w, d = p->dil_w, rs = p->dil_h * in_w;
+                    if (k == 3 && k_h == 1) { /* 1x3: the taps' constants in locals */
+#if IQ_PK_FORMAT == IQ_PK_INT4
+                        const int32_t w0 = sh[0], w1 = sh[1], w2 = sh[2];
+                        for (; ox < ox_hi; ++ox, src += step) {
+                            acc = bias[c] + w0 * IQ_XU(src[0]) + w1 * IQ_XU(src[d]) +
+                                  w2 * IQ_XU(src[2 * d]);
+                            *y++ = IQ_CAT(IQ_FN, _out)(acc, mult[c], shift[c], o);
+                        }
+#else
+#define IQ_PK_TAP(v, t) ((((int32_t)((uint32_t)(v) << sh[t])) & mk[t]) ^ sg[t]) - sg[t]
+                        for (; ox < ox_hi; ++ox, src += step) {
+                            acc = bias[c] + IQ_PK_TAP(IQ_XU(src[0]), 0) +
+                                  IQ_PK_TAP(IQ_XU(src[d]), 1) + IQ_PK_TAP(IQ_XU(src[2 * d]), 2);
+                            *y++ = IQ_CAT(IQ_FN, _out)(acc, mult[c], shift[c], o);
+                        }
+#endif
+                    } else {
+                        for (; ox < ox_hi; ++ox, src += step) {
+                            const IQ_TIN* r = src;
+                            acc = bias[c];
+                            for (ky = 0, t = 0; ky < k_h; ++ky, r += rs) {
+                                for (kx = 0; kx < k_w; ++kx, ++t) {
+#if IQ_PK_FORMAT == IQ_PK_INT4
+                                    acc += sh[t] * IQ_XU(r[kx * d]);
+#else
+                                    acc += IQ_PK_TAP(IQ_XU(r[kx * d]), t);
+#endif
+                                }
+                            }
+                            *y++ = IQ_CAT(IQ_FN, _out)(acc, mult[c], shift[c], o);
+                        }
+                    }
+                    --ox; /* the for loop steps past the run's last output */
+                    continue;
+                }
+                for (ky = 0, t = 0; ky < k_h; ++ky) {
+                    const int32_t iy = y0 + ky * p->dil_h;
+                    const int32_t row_in = iy >= 0 && iy < in_h;
+                    for (kx = 0; kx < k_w; ++kx, ++t) {
+                        const int32_t ix = x0 + kx * p->dil_w;
+                        const int32_t v = (row_in && ix >= 0 && ix < in_w)
+                                              ? (int32_t)IQ_XU(plane[iy * in_w + ix])
+                                              : pad;
+#if IQ_PK_FORMAT == IQ_PK_INT4
+                        acc += sh[t] * v;
+#else
+                        acc += IQ_PK_TAP(v, t);
+#endif
+                    }
+                }
+                *y++ = IQ_CAT(IQ_FN, _out)(acc, mult[c], shift[c], o);
+            }
+        }
+    }
+#undef IQ_PK_TAP
+}
+#endif
+
 IQ_CONV_PACKED_DECLARE(IQ_FN, IQ_TIN, IQ_TOUT, IQ_TBIAS)
 {
     const int32_t cin_g = p->in_c / p->groups, cout_g = p->out_c / p->groups;
@@ -298,6 +415,14 @@ IQ_CONV_PACKED_DECLARE(IQ_FN, IQ_TIN, IQ_TOUT, IQ_TBIAS)
     IQ_TCOL* col = (IQ_TCOL*)scratch;
     void* work = (uint8_t*)scratch + ((kp * (int32_t)sizeof(IQ_TCOL) + 3) & ~3);
     int32_t g, oy, ox, i;
+#if IQ_PK_PATH == IQ_PK_DIRECT
+    if (cin_g == 1 && cout_g == 1 && k <= IQ_PK_DW_MAX_TAPS) {
+        (void)col;
+        (void)work;
+        IQ_CAT(IQ_FN, _depthwise)(p, x, w, bias, mult, shift, y, &o);
+        return;
+    }
+#endif
     for (i = k; i < kp; ++i) {
         col[i] = 0; /* taps past k: the tables see zeros */
     }
