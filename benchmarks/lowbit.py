@@ -160,8 +160,8 @@ def targets(results: dict, kernels: list[dict]) -> list[list[str]]:
         met = bool(layer) and max(layer) <= limit
         out.append([f"{fmt} × int8 ≤ {limit} cycles/MAC (fast multiplier)",
                     f"zoo layers all-in {best}; kernel marginal {kern['marginal'][1]:.2f}",
-                    "met" if met else ("met marginally only" if kern["marginal"][1] <= limit
-                                       else "MISSED")])
+                    "met" if met else ("MISSED (all-in); the inner loop is within"
+                                       if kern["marginal"][1] <= limit else "MISSED")])
     ratios = []
     for widths in results.values():
         if "W8A8" in widths and "pow2 W4A8" in widths:
@@ -222,6 +222,19 @@ def markdown(results: dict, kernels: list[dict], cmd: str) -> str:
         "",
         table(["target", "measured", ""], targets(results, kernels)),
         "",
+        "Why the misses: (1) W4A8 at 0.575x is arithmetic, not storage: the first and last "
+        "layers stay at 8 bits and hold 15 % of the MNIST-1D CNN's weights (0.15 + 0.85/2 = "
+        "0.575); every packed layer itself meets bits/8 + 2 %. (2) All-in cycles/MAC include "
+        "a fixed ~105-125 cycles per output (requantization, ~72 of them TFLM's double rounding "
+        "with 4 MULS; loop set-up; the store), about 1 cycle/MAC at K = 96-144; the kernels' "
+        "marginal cost is the inner loop with its per-position share. (3) int4: two products "
+        "per MULS cost 20 cycles per 8 MACs plus a lane split every 16 inputs (2.7 + 0.4); "
+        "im2col adds the rest. (4) Ternary needs two table lookups per four MACs (one per bit "
+        "plane), twice binary's. (5) pow2 with the small multiplier: the table lookups cost "
+        "~6 cycles/MAC against ~36 for int8 MULS, but both layers pay the same requantization "
+        "(4 MULS = 128 cycles per output with the small multiplier), which brings the ratio "
+        "to 3.2-4.2x on these layers.",
+        "",
         "### Kernels: one conv layer (1-D, k = 3, L = 40, 32 output channels, int8 input)",
         "",
         "All-in cycles/MAC at K = 96 (Cin 32); marginal cycles per MAC and fixed cycles per "
@@ -246,7 +259,13 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--section", default="lowbit")
     ap.add_argument("--json", default=str(Path(__file__).with_name("lowbit.json")))
+    ap.add_argument("--render", action="store_true",
+                    help="only rewrite the RESULTS.md section from the --json of a run")
     args = ap.parse_args()
+    if args.render:
+        saved = json.loads(Path(args.json).read_text())
+        write_section(args.section, markdown(saved["models"], saved["kernels"], saved["command"]))
+        return
     torch.set_num_threads(1)
     cmd = "`.venv/bin/python benchmarks/lowbit.py " + " ".join(sys.argv[1:]) + "`"
     kernels = kernel_rows()
@@ -263,7 +282,8 @@ def main() -> None:
                 print(name, label, f"acc {100 * r['int_acc']:.2f}", r["weight_array_bytes"],
                       r["cycles_fast"], flush=True)
                 write_section(args.section, markdown(results, kernels, cmd))
-    Path(args.json).write_text(json.dumps({"kernels": kernels, "models": results}, indent=1))
+    Path(args.json).write_text(json.dumps({"command": cmd, "kernels": kernels,
+                                           "models": results}, indent=1))
 
 
 if __name__ == "__main__":
