@@ -66,6 +66,11 @@ def chain_graph(seed: int, dtype: str) -> F.IntGraph:
 
 GRAPHS = {f"chain{s}_{d}": (lambda s=s, d=d: chain_graph(s, d)) for s in range(3) for d in DTYPES}
 GRAPHS.update({f"special_{d}": (lambda d=d: special_graph(d)) for d in DTYPES})
+GRAPHS.update({  # the packed-bit (BNN) kinds
+    f"binary{dims}d_{d}": (lambda dims=dims, d=d: F.binary_chain(
+        np.random.default_rng(dims), dims=dims, dtype=d))
+    for dims in (1, 2) for d in DTYPES
+})
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,233 @@
+"""What the binary-network ops share: the output stage, the weight bit streams, the C structs.
+
+``binary_conv``, ``binary_fully_connected`` and ``sign_conv`` compute an exact integer
+accumulator and then either
+
+- emit **bits** (output dtype "bit"): ``out = +1 if acc >= threshold[c] else −1`` — BatchNorm
+  followed by sign folded into one integer per channel (lowering: ``threshold = −bias``, see
+  :func:`threshold_from_bias`), so the next binary layer consumes packed bits; or
+- emit **8/16-bit values** (the last binary layer before an 8-bit one):
+  ``out = clamp(requantize(acc + bias[c]) + output_zero_point, act_min, act_max)``, the same
+  per-channel requantization as conv (int32 accumulator, any ``rounding``).
+
+The output dtype selects the stage; each stage has its own attrs and consts and validation
+rejects the other's. NumPy only at import time.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..intgraph.check import OpCheck
+from ..intgraph.types import BIT, Op, TensorInfo
+from ..numerics import requantize
+from . import _bits
+from . import _weighted as wl
+
+STAGE_ATTRS = frozenset({"output_zero_point", "act_min", "act_max", "rounding"})
+BITS_CONSTS = frozenset({"threshold"})
+REQUANT_CONSTS = frozenset({"bias", "multiplier", "shift"})
+STAGE_CONSTS = BITS_CONSTS | REQUANT_CONSTS
+MAX_FIELD = 2**16  # Cin·kh·kw of a binary layer: |acc| ≤ 2^16, popcounts fit any int32
+ACC_LIMIT = 2**31
+
+
+# ----------------------------------------------------------------------------------------------
+# Validation
+# ----------------------------------------------------------------------------------------------
+
+
+def check_output_stage(chk: OpCheck, cout: int, acc_bound: int) -> None:
+    """The stage the output dtype selects: threshold for "bit", requantization otherwise.
+
+    ``acc_bound`` bounds |acc|; with the bias it must stay below 2^31 (the C accumulator).
+    """
+    op, out = chk.op, chk.out
+    if out.dtype == BIT:
+        for key in sorted(STAGE_ATTRS & set(op.attrs)):
+            raise chk.fail(f"attr '{key}' belongs to an 8/16-bit output; a 'bit' output "
+                           "has only const 'threshold'")
+        for key in sorted(REQUANT_CONSTS & set(op.consts)):
+            raise chk.fail(f"const '{key}' belongs to an 8/16-bit output; a 'bit' output "
+                           "has only const 'threshold'")
+        t = chk.const("threshold", ("int32",), 1)
+        if t.shape[0] != cout:
+            raise chk.fail(f"const 'threshold' has {t.shape[0]} entries, expected Cout = {cout}")
+        return
+    if "threshold" in op.consts:
+        raise chk.fail(f"const 'threshold' belongs to a 'bit' output; output '{out.name}' is "
+                       f"{out.dtype}")
+    chk.zero_point_attr("output_zero_point", out)
+    chk.act_range()
+    rounding = chk.rounding()
+    wl.check_requant_consts(chk, cout, 32, rounding)
+    bias = int(np.abs(op.consts["bias"].astype(np.int64)).max())
+    if acc_bound + bias >= ACC_LIMIT:
+        raise chk.fail(f"accumulator bound {acc_bound} + max|bias| {bias} >= 2^31")
+    if rounding == "pow2":
+        e = int(op.consts["shift"].astype(np.int64).max()) - 1
+        if e > 0 and (acc_bound + bias) << e >= 2**62:
+            raise chk.fail(f"pow2 left shift {e} of accumulator bound overflows int64")
+
+
+def check_weight_stream(chk: OpCheck, cin: int, kh: int, kw: int) -> np.ndarray:
+    """const 'weight': uint32 [Cout, ceil(Cin·kh·kw/32)], padding bits 0 (see ``_bits``)."""
+    if cin * kh * kw > MAX_FIELD:
+        raise chk.fail(f"receptive field Cin·kh·kw = {cin * kh * kw} exceeds {MAX_FIELD}")
+    w = chk.const("weight", ("uint32",), 2)
+    words = _bits.stream_words(cin, kh, kw)
+    if w.shape[1] != words or w.shape[0] < 1:
+        raise chk.fail(f"const 'weight' shape {w.shape}: expected [Cout, {words}] (Cin·kh·kw = "
+                       f"{cin * kh * kw} bits packed 32 per word)")
+    if _bits.padding_bits(w, cin * kh * kw).any():
+        raise chk.fail("const 'weight' has set bits beyond Cin·kh·kw (padding must be 0)")
+    return w
+
+
+# ----------------------------------------------------------------------------------------------
+# Reference
+# ----------------------------------------------------------------------------------------------
+
+
+def output_stage(acc: np.ndarray, op: Op, out: TensorInfo, axis: int = 1) -> np.ndarray:
+    """acc (int64, channels along ``axis``) → the output values (±1 int8, or requantized)."""
+    view = [1] * acc.ndim
+    view[axis] = -1
+    if out.dtype == BIT:
+        thr = op.consts["threshold"].astype(np.int64).reshape(view)
+        return np.where(acc >= thr, 1, -1).astype(np.int8)
+    a = op.attrs
+    acc = acc + op.consts["bias"].astype(np.int64).reshape(view)
+    y = requantize(acc, op.consts["multiplier"], op.consts["shift"], a["output_zero_point"],
+                   a["act_min"], a["act_max"], rounding=a.get("rounding", "double"),
+                   acc_bits=32, axis=axis)
+    return y.astype(out.dtype)
+
+
+# ----------------------------------------------------------------------------------------------
+# Lowering
+# ----------------------------------------------------------------------------------------------
+
+
+def threshold_from_bias(bias: np.ndarray) -> np.ndarray:
+    """sign(s·(acc + b)) with s > 0 and sign(0) = +1 is +1 exactly when acc ≥ −b."""
+    return (-np.asarray(bias, dtype=np.int64)).astype(np.int32)
+
+
+# ----------------------------------------------------------------------------------------------
+# C
+# ----------------------------------------------------------------------------------------------
+
+
+def emit_output_stage(em, op: Op, p: str) -> list[str]:
+    """The per-channel arrays of the stage and the ``iq_binary_out_t`` describing it.
+
+    Returns the C arguments: ``&<p>_out``. Bit outputs pass the threshold; requantizing outputs
+    pass bias, multiplier, shift and the C requantization mode.
+    """
+    from ..codegen.c_syntax import requant_mode
+
+    out = em.g.tensors[op.output]
+    c = op.consts
+    if out.dtype == BIT:
+        thr = em.const_array(f"{p}_threshold", "int32_t", c["threshold"])
+        fields: dict[str, int | str] = {"bits": 1, "threshold": thr}
+    else:
+        a = op.attrs
+        fields = {
+            "bits": 0,
+            "bias": em.const_array(f"{p}_bias", "int32_t", c["bias"]),
+            "multiplier": em.const_array(f"{p}_mult", "int32_t", c["multiplier"]),
+            "shift": em.const_array(f"{p}_shift", "int32_t", c["shift"]),
+            "mode": requant_mode(op),
+            "output_zero_point": a["output_zero_point"],
+            "act_min": a["act_min"],
+            "act_max": a["act_max"],
+            "out_dtype": em.code(op.output),
+        }
+    return [f"&{em.params('iq_binary_out_t', f'{p}_out', fields)}"]
+
+
+def _binary_codes(w_q: np.ndarray, zero_channels_allowed: bool) -> bool:
+    """Every channel's codes are ±1 (or, for a bit output, all 0: a constant channel)."""
+    flat = w_q.reshape(w_q.shape[0], -1)
+    pm1 = np.all(np.abs(flat) == 1, axis=1)
+    zero = np.all(flat == 0, axis=1) if zero_channels_allowed else np.zeros_like(pm1)
+    return bool(np.all(pm1 | zero))
+
+
+def lower_binary_layer(lw, node, x: str, kind: str, weight: np.ndarray,
+                       bias: np.ndarray | None, w_qp, geometry: dict, out_shape) -> str:
+    """A conv / linear whose input is packed bits or whose output format is 1 bit (a sign).
+
+    - bit input, ±1 weights, groups 1 → binary_conv / binary_fully_connected (threshold or
+      requantized output);
+    - other weights on a bit input → unpack the input to int8 first;
+    - 8/16-bit input with a 1-bit output → sign_conv.
+    The float bias is put on the accumulator grid as for every layer (b = round(bias/(s_in·
+    s_w))); a sign output is then +1 exactly when acc ≥ −b.
+    """
+    from ..lower import LoweringError, dtype_of, scalar_qparams
+    from ..numerics import quantize
+
+    out_qp = lw.plan.acts[node.name]
+    out_bit = dtype_of(out_qp) == BIT
+    if out_bit and node.act is not None:
+        raise LoweringError("an activation fused between a layer and its 1-bit (sign) output")
+    cout = weight.shape[0]
+    w4 = weight if kind == "conv" else weight.reshape(cout, -1, 1, 1)
+    w_scale = (np.broadcast_to(w_qp.scale, (cout,)) if w_qp.axis is not None
+               else np.full(cout, w_qp.scale[0])).astype(np.float64)
+    w_q = quantize(w4, w_qp).astype(np.int64)
+    s_in, z_in = scalar_qparams(lw.fmt[x])
+    b_q = wl.quantize_bias(bias, s_in, w_scale, cout, 32)
+    groups = geometry.get("groups", 1)
+    if lw.tensors[x].dtype == BIT:
+        if groups == 1 and _binary_codes(w_q, out_bit):
+            return _emit_binary(lw, node, x, kind, w_q, b_q, s_in * w_scale, geometry,
+                                out_shape, out_qp, out_bit)
+        x = lw.unpacked(x)  # same scale, zero point 0
+        if not out_bit:
+            return wl.weighted_layer(lw, node, x, kind, weight, bias, w_qp, geometry, out_shape)
+    if groups != 1:
+        raise LoweringError("a grouped / depthwise conv with a 1-bit (sign) output")
+    w_dtype = np.int8 if w_qp.bits <= 8 else np.int16
+    stride, padding, dilation = (
+        (geometry["stride"], geometry["padding"], geometry["dilation"]) if kind == "conv"
+        else ([1, 1], [0, 0, 0, 0], [1, 1]))
+    attrs = dict(stride=list(stride), padding=list(padding), dilation=list(dilation),
+                 input_zero_point=z_in)
+    consts = {"weight": w_q.astype(w_dtype), "threshold": threshold_from_bias(b_q)}
+    return lw.emit(node.name, "sign_conv", [x], out_shape, out_qp, attrs, consts)
+
+
+def _emit_binary(lw, node, x: str, kind: str, w_q: np.ndarray, b_q: np.ndarray,
+                 acc_scale: np.ndarray, geometry: dict, out_shape, out_qp, out_bit: bool) -> str:
+    """binary_conv / binary_fully_connected from ±1 codes (all-0 channels: constant output)."""
+    from ..lower import LoweringError, act_bounds, scalar_qparams
+    from ..numerics import quantize_multipliers
+
+    cout, cin, kh, kw = w_q.shape
+    field = cin * kh * kw
+    zero = np.all(w_q.reshape(cout, -1) == 0, axis=1)
+    codes = np.where(zero[:, None, None, None], 1, w_q)
+    consts: dict[str, np.ndarray] = {"weight": _bits.pack_weights(codes)}
+    attrs: dict = {}
+    if kind == "conv":
+        attrs = dict(kernel=[kh, kw], stride=list(geometry["stride"]),
+                     padding=list(geometry["padding"]), dilation=list(geometry["dilation"]))
+    if out_bit:
+        thr = threshold_from_bias(b_q).astype(np.int64)
+        # acc of a zero channel is 0: always +1 if 0 ≥ −b, else always −1.
+        thr = np.where(zero, np.where(b_q >= 0, -field, field + 1), thr)
+        consts["threshold"] = thr.astype(np.int32)
+    else:
+        if int(np.abs(b_q).max()) + field >= ACC_LIMIT:
+            raise LoweringError("bias too large for the int32 accumulator")
+        s_out, z_out = scalar_qparams(out_qp)
+        mult, shift = quantize_multipliers(acc_scale / s_out)
+        lo, hi = act_bounds(node, out_qp)
+        attrs.update(output_zero_point=z_out, act_min=lo, act_max=hi, rounding=lw.rounding())
+        consts.update(bias=b_q.astype(np.int32), multiplier=mult, shift=shift)
+    binary_kind = "binary_conv" if kind == "conv" else "binary_fully_connected"
+    return lw.emit(node.name, binary_kind, [x], out_shape, out_qp, attrs, consts)
