@@ -37,10 +37,14 @@ ACC_LIMIT = 2**31
 # ----------------------------------------------------------------------------------------------
 
 
-def check_output_stage(chk: OpCheck, cout: int, acc_bound: int) -> None:
+def check_output_stage(chk: OpCheck, cout: int, acc_bound: int,
+                       clamped_threshold: bool = False) -> None:
     """The stage the output dtype selects: threshold for "bit", requantization otherwise.
 
     ``acc_bound`` bounds |acc|; with the bias it must stay below 2^31 (the C accumulator).
+    ``clamped_threshold`` (binary layers, |acc| ≤ n = acc_bound): thresholds lie in
+    [−n, n + 1] — any other value is equivalent to one of those ends, and the kernel's unsigned
+    popcount comparison relies on the range.
     """
     op, out = chk.op, chk.out
     if out.dtype == BIT:
@@ -53,6 +57,10 @@ def check_output_stage(chk: OpCheck, cout: int, acc_bound: int) -> None:
         t = chk.const("threshold", ("int32",), 1)
         if t.shape[0] != cout:
             raise chk.fail(f"const 'threshold' has {t.shape[0]} entries, expected Cout = {cout}")
+        if clamped_threshold and (t.min() < -acc_bound or t.max() > acc_bound + 1):
+            raise chk.fail(f"const 'threshold' values must lie in [{-acc_bound}, "
+                           f"{acc_bound + 1}] (|acc| <= {acc_bound}; clamp them), got "
+                           f"[{t.min()}, {t.max()}]")
         return
     if "threshold" in op.consts:
         raise chk.fail(f"const 'threshold' belongs to a 'bit' output; output '{out.name}' is "
@@ -119,19 +127,30 @@ def threshold_from_bias(bias: np.ndarray) -> np.ndarray:
 # ----------------------------------------------------------------------------------------------
 
 
-def emit_output_stage(em, op: Op, p: str) -> list[str]:
-    """The per-channel arrays of the stage and the ``iq_binary_out_t`` describing it.
+def small_requant(op: Op, acc_bound: int) -> bool:
+    """iq_mbqm_single_small applies: single rounding, |acc + bias| < 2^15, shifts in
+    [−15, 14] (see iq_binary.h)."""
+    if op.attrs.get("rounding", "double") != "single":
+        return False
+    shift = op.consts["shift"].astype(np.int64)
+    bias = int(np.abs(op.consts["bias"].astype(np.int64)).max())
+    return acc_bound + bias < 2**15 and shift.min() >= -15 and shift.max() <= 14
 
-    Returns the C arguments: ``&<p>_out``. Bit outputs pass the threshold; requantizing outputs
-    pass bias, multiplier, shift and the C requantization mode.
+
+def emit_output_stage(em, op: Op, p: str, acc_bound: int, threshold_array: bool) -> list[str]:
+    """The ``iq_binary_out_t`` of the stage (and its per-channel arrays); returns ``&<p>_out``.
+
+    ``threshold_array``: a bit output passes its thresholds as an array (sign_conv); binary
+    layers keep them in the weight stream instead (``_binary_asm.c_weights``).
     """
     from ..codegen.c_syntax import requant_mode
 
     out = em.g.tensors[op.output]
     c = op.consts
     if out.dtype == BIT:
-        thr = em.const_array(f"{p}_threshold", "int32_t", c["threshold"])
-        fields: dict[str, int | str] = {"bits": 1, "threshold": thr}
+        fields: dict[str, int | str] = {"bits": 1}
+        if threshold_array:
+            fields["threshold"] = em.const_array(f"{p}_threshold", "int32_t", c["threshold"])
     else:
         a = op.attrs
         fields = {
@@ -140,12 +159,45 @@ def emit_output_stage(em, op: Op, p: str) -> list[str]:
             "multiplier": em.const_array(f"{p}_mult", "int32_t", c["multiplier"]),
             "shift": em.const_array(f"{p}_shift", "int32_t", c["shift"]),
             "mode": requant_mode(op),
+            "small": int(small_requant(op, acc_bound)),
             "output_zero_point": a["output_zero_point"],
             "act_min": a["act_min"],
             "act_max": a["act_max"],
             "out_dtype": em.code(op.output),
         }
     return [f"&{em.params('iq_binary_out_t', f'{p}_out', fields)}"]
+
+
+def emit_weights(em, op: Op, p: str, n_full: int) -> tuple[str, dict[str, str]]:
+    """The C weight array (``_binary_asm.c_weights``) and the layer's pixel kernels:
+    ``pixel`` (bits, or popcounts for an 8/16-bit output), ``pops`` (popcounts with the same
+    weight stride) and ``mpops`` (masked popcounts; "NULL" beyond MAX_MASKED_WORDS)."""
+    from . import _binary_asm
+
+    bits = em.g.tensors[op.output].dtype == BIT
+    k = int(op.consts["weight"].shape[1])
+    layout = _binary_asm.c_weights(op.consts["weight"], op.consts.get("threshold"), n_full)
+    w = em.const_array(f"{p}_weight", "uint32_t", layout)
+    stride = k + 1 if bits else k
+    kernels = {}
+    for role, kind in (("pixel", "bits" if bits else "pops"), ("pops", "pops"),
+                       ("mpops", "mpops")):
+        if kind == "mpops" and k > _binary_asm.MAX_MASKED_WORDS:
+            kernels[role] = "NULL"
+            continue
+        name = _binary_asm.instance_name(k, kind, stride)
+        em.add_kernel_instance(name, _binary_asm.declaration(name),
+                               _binary_asm.instance_source(k, kind, stride))
+        kernels[role] = name
+    return w, kernels
+
+
+def pops_scratch_bytes(graph, op: Op, border: bool) -> int:
+    """uint16 popcounts of one pixel: for a requantizing stage, and twice for border pixels."""
+    cout = int(op.consts["weight"].shape[0])
+    if border:
+        return 4 * cout
+    return 0 if graph.tensors[op.output].dtype == BIT else 2 * cout
 
 
 def _binary_codes(w_q: np.ndarray, zero_channels_allowed: bool) -> bool:
@@ -220,7 +272,7 @@ def _emit_binary(lw, node, x: str, kind: str, w_q: np.ndarray, b_q: np.ndarray,
         thr = threshold_from_bias(b_q).astype(np.int64)
         # acc of a zero channel is 0: always +1 if 0 ≥ −b, else always −1.
         thr = np.where(zero, np.where(b_q >= 0, -field, field + 1), thr)
-        consts["threshold"] = thr.astype(np.int32)
+        consts["threshold"] = np.clip(thr, -field, field + 1).astype(np.int32)  # |acc| ≤ field
     else:
         if int(np.abs(b_q).max()) + field >= ACC_LIMIT:
             raise LoweringError("bias too large for the int32 accumulator")

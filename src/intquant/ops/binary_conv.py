@@ -54,7 +54,7 @@ def check(chk: OpCheck) -> None:
     check_out_len(chk, "H", ho)
     check_out_len(chk, "W", wo)
     chk.expect_output_shape((cout, wo) if len(x.shape) == 2 else (cout, ho, wo))
-    _binary.check_output_stage(chk, cout, cin * kh * kw)
+    _binary.check_output_stage(chk, cout, cin * kh * kw, clamped_threshold=True)
 
 
 def accumulate(x: np.ndarray, weight: np.ndarray, attrs: dict) -> np.ndarray:
@@ -99,15 +99,18 @@ def macs(op: Op, graph: IntGraph) -> int:
 
 
 def scratch_bytes(graph: IntGraph, op: Op) -> int:
-    """The gathered receptive field of one output pixel and its mask (words each)."""
-    return 2 * int(op.consts["weight"].shape[1]) * 4
+    """The gathered receptive field of one output pixel and its masked copy (words each), then
+    two popcounts per output channel (border pixels)."""
+    return 2 * int(op.consts["weight"].shape[1]) * 4 + _binary.pops_scratch_bytes(graph, op, True)
 
 
 def emit_c(em, i: int, op: Op, p: str) -> None:
     a = op.attrs
     cin, h, w = spatial(em.g.tensors[op.inputs[0]].shape)
     cout, ho, wo = spatial(em.g.tensors[op.output].shape)
-    weight = em.const_array(f"{p}_weight", "uint32_t", op.consts["weight"])
+    kh, kw = a["kernel"]
+    n_full = cin * kh * kw
+    weight, kernels = _binary.emit_weights(em, op, p, n_full)
     prm = em.params(
         "iq_binary_conv_params_t",
         f"{p}_params",
@@ -120,9 +123,11 @@ def emit_c(em, i: int, op: Op, p: str) -> None:
             "out_w": wo,
             **window_fields(a["kernel"], a, a["dilation"]),
             "field_words": int(op.consts["weight"].shape[1]),
+            "contiguous": int(kh == 1 and a["dilation"][1] == 1 and cin % 32 == 0),
+            **kernels,
         },
     )
-    out = _binary.emit_output_stage(em, op, p)
+    out = _binary.emit_output_stage(em, op, p, n_full, threshold_array=False)
     scratch = f"(uint32_t*)(IQ_ARENA + {em.plan.scratch[i][0]})"
     args = ", ".join([f"&{prm}", em.typed(op.inputs[0], True), weight, *out,
                       em.ptr(op.output, False), scratch])

@@ -32,7 +32,7 @@ def check(chk: OpCheck) -> None:
         raise chk.fail(f"input '{x.name}' must have shape (Cin,), got {x.shape}")
     weight = _binary.check_weight_stream(chk, x.shape[0], 1, 1)
     chk.expect_output_shape((weight.shape[0],))
-    _binary.check_output_stage(chk, weight.shape[0], x.shape[0])
+    _binary.check_output_stage(chk, weight.shape[0], x.shape[0], clamped_threshold=True)
 
 
 def run(op: Op, inputs: list[np.ndarray], out: TensorInfo) -> np.ndarray:
@@ -47,20 +47,28 @@ def macs(op: Op, graph: IntGraph) -> int:
     return op.consts["weight"].shape[0] * graph.tensors[op.inputs[0]].shape[0]
 
 
+def scratch_bytes(graph: IntGraph, op: Op) -> int:
+    return _binary.pops_scratch_bytes(graph, op, False)
+
+
 def emit_c(em, i: int, op: Op, p: str) -> None:
-    weight = em.const_array(f"{p}_weight", "uint32_t", op.consts["weight"])
+    n = em.g.tensors[op.inputs[0]].shape[0]
+    weight, kernels = _binary.emit_weights(em, op, p, n)
     prm = em.params(
         "iq_binary_fc_params_t",
         f"{p}_params",
         {
-            "in_features": em.g.tensors[op.inputs[0]].shape[0],
+            "in_features": n,
             "out_features": op.consts["weight"].shape[0],
             "words": int(op.consts["weight"].shape[1]),
+            "pixel": kernels["pixel"],
         },
     )
-    out = _binary.emit_output_stage(em, op, p)
+    out = _binary.emit_output_stage(em, op, p, n, threshold_array=False)
+    scratch = (f"(uint16_t*)(IQ_ARENA + {em.plan.scratch[i][0]})" if i in em.plan.scratch
+               else "NULL")
     args = ", ".join([f"&{prm}", em.typed(op.inputs[0], True), weight, *out,
-                      em.ptr(op.output, False)])
+                      em.ptr(op.output, False), scratch])
     em.calls.append(f"    iq_binary_fully_connected({args});")
 
 
@@ -77,6 +85,7 @@ register(
         c_files=("iq_binary_fully_connected.c", "iq_binary_fully_connected.h", "iq_binary.h"),
         c_header="iq_binary_fully_connected.h",
         macs=macs,
+        scratch_bytes=scratch_bytes,
         dtypes=("bit", "int8", "uint8", "int16"),
     ),
 )

@@ -119,13 +119,46 @@ def scratch_bytes(graph: IntGraph, op: Op) -> int:
     return cin * kh * kw * 4
 
 
+def fast8_layout(op: Op, x_dtype: str) -> tuple[np.ndarray, np.ndarray]:
+    """Offset-binary weights (iq_dot.h) and thresholds with the channel constants folded in.
+
+    acc = Σ wu·xu − 128·Σxu + C_c with xu = x + xoff, wu = w + 128 and
+    C_c = −xoff·Σwu_c + 128·xoff·K − z·Σw_c; the bit is then (Σ wu·xu − 128·Σxu) < thr − C_c.
+    That difference lies within ±K·255·255 < 2^31 (K < 2^15), so clamping thr − C_c to int32
+    changes no comparison.
+    """
+    from ._weighted import offset_binary_layout
+
+    w2 = op.consts["weight"].reshape(op.consts["weight"].shape[0], -1).astype(np.int64)
+    z = int(op.attrs["input_zero_point"])
+    xoff = 128 if x_dtype == "int8" else 0
+    k = w2.shape[1]
+    layout, _ = offset_binary_layout(w2, np.zeros(w2.shape[0], np.int64), op, xoff)
+    c = -xoff * (w2 + 128).sum(axis=1) + 128 * xoff * k - z * w2.sum(axis=1)
+    thr = op.consts["threshold"].astype(np.int64) - c
+    return layout, np.clip(thr, -(2**31), 2**31 - 1).astype(np.int32)
+
+
+def is_fast8(graph: IntGraph, op: Op) -> bool:
+    w = op.consts["weight"]
+    return (graph.tensors[op.inputs[0]].dtype in ("int8", "uint8") and w.dtype == np.int8
+            and w[0].size < 2**15)
+
+
 def emit_c(em, i: int, op: Op, p: str) -> None:
     a = op.attrs
     x_info = em.g.tensors[op.inputs[0]]
     cin, h, w = spatial(_as_map(x_info.shape))
     cout, ho, wo = spatial(_as_map(em.g.tensors[op.output].shape))
     weight = op.consts["weight"]
-    w_arr = em.const_array(f"{p}_weight", C_TYPE[str(weight.dtype)], weight)
+    fast8 = is_fast8(em.g, op)
+    if fast8:
+        layout, thr = fast8_layout(op, x_info.dtype)
+        w_arr = em.const_array(f"{p}_weight", "uint8_t", layout)
+        threshold = em.const_array(f"{p}_threshold", "int32_t", thr)
+    else:
+        w_arr = em.const_array(f"{p}_weight", C_TYPE[str(weight.dtype)], weight)
+        threshold = em.const_array(f"{p}_threshold", "int32_t", op.consts["threshold"])
     prm = em.params(
         "iq_sign_conv_params_t",
         f"{p}_params",
@@ -140,11 +173,12 @@ def emit_c(em, i: int, op: Op, p: str) -> None:
             "input_zero_point": a["input_zero_point"],
             "in_dtype": em.code(op.inputs[0]),
             "w16": int(weight.dtype == np.int16),
+            "fast8": int(fast8),
         },
     )
-    out = _binary.emit_output_stage(em, op, p)
+    out = em.params("iq_binary_out_t", f"{p}_out", {"bits": 1, "threshold": threshold})
     scratch = f"(void*)(IQ_ARENA + {em.plan.scratch[i][0]})"
-    args = ", ".join([f"&{prm}", em.ptr(op.inputs[0], True), f"(const void*){w_arr}", *out,
+    args = ", ".join([f"&{prm}", em.ptr(op.inputs[0], True), f"(const void*){w_arr}", f"&{out}",
                       f"(uint32_t*){em.ptr(op.output, False)}", scratch])
     em.calls.append(f"    iq_sign_conv({args});")
 
@@ -159,7 +193,7 @@ register(
         check=check,
         run=run,
         emit_c=emit_c,
-        c_files=("iq_sign_conv.c", "iq_sign_conv.h", "iq_binary.h"),
+        c_files=("iq_sign_conv.c", "iq_sign_conv.h", "iq_binary.h", "iq_dot.h"),
         c_header="iq_sign_conv.h",
         macs=macs,
         scratch_bytes=scratch_bytes,

@@ -15,16 +15,24 @@
 #include "iq_kernels.h"
 
 /* The output stage of a binary layer (ops/_binary.py): with bits = 1, out = +1 if
- * acc >= threshold[c] else -1, packed; with bits = 0, out = clamp(requantize(acc + bias[c]) +
- * output_zero_point, act_min, act_max) stored as out_dtype. */
+ * acc >= threshold[c] else -1, packed (binary_conv / binary_fully_connected keep the
+ * threshold in their weight stream instead, see iq_binary_pixel_bits); with bits = 0,
+ * out = clamp(requantize(acc + bias[c]) + output_zero_point, act_min, act_max) stored as
+ * out_dtype. small = 1: single rounding with |acc + bias| < 2^15 and shifts in [-15, 14], so
+ * iq_mbqm_single_small applies to every channel. */
 typedef struct {
     int32_t bits;
     const int32_t* threshold;
     const int32_t* bias;
     const int32_t* multiplier;
     const int32_t* shift;
-    int32_t mode, output_zero_point, act_min, act_max, out_dtype;
+    int32_t mode, small, output_zero_point, act_min, act_max, out_dtype;
 } iq_binary_out_t;
+
+/* One receptive field against every output channel (intquant/ops/_binary_asm.py): the
+ * generated Cortex-M0 instance or the portable loop below. */
+typedef void (*iq_binary_pixel_fn)(const uint32_t* field, const uint32_t* w, void* out,
+                                   int32_t cout);
 
 /* Words per pixel of a packed tensor with c channels. */
 static inline int32_t iq_bit_words(int32_t c)
@@ -100,31 +108,116 @@ static inline void iq_bits_set(uint32_t* dst, int32_t pos, int32_t n)
     }
 }
 
+/* CMSIS-NN single rounding (iq_mbqm_single) for |x| < 2^15 and 17 <= t = 31 - shift <= 46
+ * without a 64-bit product: with m = mh * 2^16 + ml,
+ *   floor((x*m + 2^(t-1)) / 2^t) = floor((x*mh + 2^(t-17) + floor(x*ml / 2^16)) / 2^(t-16)),
+ * (floor division by 2^16 then 2^(t-16) nests exactly), and every term fits int32:
+ * |x*mh| < 2^30, |x*ml| < 2^31, 2^(t-17) <= 2^29. The result is < 2^29 in magnitude, so the
+ * int32 saturation of iq_mbqm_single never applies: bit-identical. */
+static inline int32_t iq_mbqm_single_small(int32_t x, int32_t m, int32_t shift)
+{
+    int32_t t = 31 - shift;
+    int32_t hi = x * (m >> 16);
+    int32_t lo = (x * (m & 0xFFFF)) >> 16;
+    return (hi + (1 << (t - 17)) + lo) >> (t - 16);
+}
+
 /* Requantizing output stage of channel c: the value to store. */
 static inline int32_t iq_binary_requant(const iq_binary_out_t* o, int32_t c, int32_t acc)
 {
-    int32_t r = iq_apply_multiplier((int64_t)acc + o->bias[c], o->multiplier[c], o->shift[c],
-                                    o->mode);
+    int32_t r;
+    if (o->small) {
+        r = iq_mbqm_single_small(acc + o->bias[c], o->multiplier[c], o->shift[c]);
+    } else {
+        r = iq_apply_multiplier((int64_t)acc + o->bias[c], o->multiplier[c], o->shift[c],
+                                o->mode);
+    }
     return iq_add_zero_point_and_clamp(r, o->output_zero_point, o->act_min, o->act_max);
 }
 
 /* Output stage of channel c (channels in increasing order, c = last ends the pixel): a bit
- * output ORs the channel's bit into *word and stores each finished 32-channel word at
- * y_bits[c / 32]; an 8/16-bit output stores the requantized value at y_vals[index]. */
+ * output ORs the channel's bit (acc < threshold[c]) into *word and stores each finished
+ * 32-channel word at y_bits[c / 32]; an 8/16-bit output stores the requantized value at
+ * y_vals[index]. */
 static inline void iq_binary_emit(const iq_binary_out_t* o, int32_t c, int32_t last,
-                                  int32_t acc, uint32_t* word, uint32_t* y_bits, void* y_vals,
-                                  int32_t index)
+                                  int32_t acc, int32_t threshold, uint32_t* word,
+                                  uint32_t* y_bits, void* y_vals, int32_t index)
 {
     if (!o->bits) {
         iq_store(y_vals, index, o->out_dtype, iq_binary_requant(o, c, acc));
         return;
     }
-    if (acc < o->threshold[c]) {
+    if (acc < threshold) {
         *word |= iq_bit_at(c);
     }
     if ((c & 31) == 31 || c == last) {
         y_bits[c >> 5] = *word;
         *word = 0;
+    }
+}
+
+/* Portable pixel kernels (the contract of the generated Cortex-M0 instances).
+ * Bits: w holds per channel k words then R = n + 1 - threshold; bit c (value -1) is set when
+ * 2 * popcount(f ^ w_c) >= R, i.e. acc = n - 2 * pop < threshold; ceil(cout/32) words out. */
+static inline void iq_binary_pixel_bits(const uint32_t* f, const uint32_t* w, uint32_t* y,
+                                        int32_t cout, int32_t k)
+{
+    int32_t c;
+    uint32_t word = 0;
+    for (c = 0; c < cout; ++c, w += k + 1) {
+        uint32_t pop2 = 2u * (uint32_t)iq_xor_popcount(f, w, k);
+        if (pop2 >= w[k]) {
+            word |= iq_bit_at(c);
+        }
+        if ((c & 31) == 31 || c == cout - 1) {
+            y[c >> 5] = word;
+            word = 0;
+        }
+    }
+}
+
+/* Pops: pops[c] = popcount(f ^ w_c) over the first k of every `stride` words. */
+static inline void iq_binary_pixel_pops(const uint32_t* f, const uint32_t* w, uint16_t* pops,
+                                        int32_t cout, int32_t k, int32_t stride)
+{
+    int32_t c;
+    for (c = 0; c < cout; ++c, w += stride) {
+        pops[c] = (uint16_t)iq_xor_popcount(f, w, k);
+    }
+}
+
+/* Masked pops: f is followed by a k-word mask; pops[c] = popcount((f ^ w_c) & mask). */
+static inline void iq_binary_pixel_masked_pops(const uint32_t* f, const uint32_t* w,
+                                               uint16_t* pops, int32_t cout, int32_t k,
+                                               int32_t stride)
+{
+    int32_t c;
+    for (c = 0; c < cout; ++c, w += stride) {
+        pops[c] = (uint16_t)iq_xor_popcount_masked(f, w, f + k, k);
+    }
+}
+
+/* The requantizing stage over a pixel's popcounts: out[c * plane] = stage(n - 2 * pops[c]).
+ * The single-rounding small-accumulator case (the usual one after QAT) is kept in registers. */
+static inline void iq_binary_requant_pixel(const iq_binary_out_t* o, const uint16_t* pops,
+                                           int32_t n, int32_t cout, void* y, int32_t index,
+                                           int32_t plane)
+{
+    int32_t c;
+    if (o->small && o->out_dtype == IQ_S8) {
+        const int32_t* bias = o->bias;
+        const int32_t* mult = o->multiplier;
+        const int32_t* shift = o->shift;
+        int32_t zp = o->output_zero_point, lo = o->act_min, hi = o->act_max;
+        int8_t* out = (int8_t*)y + index;
+        for (c = 0; c < cout; ++c, out += plane) {
+            int32_t r = iq_mbqm_single_small(n - 2 * pops[c] + bias[c], mult[c], shift[c]) + zp;
+            *out = (int8_t)(r < lo ? lo : (r > hi ? hi : r));
+        }
+        return;
+    }
+    for (c = 0; c < cout; ++c) {
+        iq_store(y, c * plane + index, o->out_dtype, iq_binary_requant(o, c, n - 2 * pops[c]));
     }
 }
 

@@ -1,10 +1,19 @@
 /*
- * sign_conv: per output pixel, the receptive field x - z (0 for taps outside the input: the
- * padding holds the zero point) in the weights' (Cin, kh, kw) order, then for each output
- * channel acc = sum w * (x - z) and the bit acc < threshold (-1).
+ * sign_conv: per output pixel, the receptive field (in the weights' (Cin, kh, kw) order; a tap
+ * outside the input holds the zero point, i.e. contributes 0 to acc = sum w * (x - z)), then
+ * for each output channel the bit acc < threshold (-1).
  * Validation bounds sum |w| * max|x - z| < 2^31: every partial sum fits int32.
+ *
+ * 8-bit inputs with int8 weights (fast8) use the offset-binary dot products of iq_dot.h, four
+ * channels per pass over the field: with xu = x + xoff, wu = w + 128,
+ *   acc = sum wu*xu - 128*sum(xu) + C_c,
+ * where C_c = -xoff*sum(wu_c) + 128*xoff*K - z*sum(w_c) is folded offline into the threshold
+ * (o->threshold = threshold - C_c, clamped: |sum wu*xu - 128*sum xu| < 2^31 for K < 2^15), so
+ * the bit is (sum wu*xu - 128*sum xu) < o->threshold[c], computed modulo 2^32 and exact.
  */
 #include "iq_sign_conv.h"
+
+#include "iq_dot.h"
 
 /* The receptive field of (oy, ox) as int32 values x - z (taps outside the input: 0). */
 static void iq_sign_conv_field(const iq_sign_conv_params_t* p, const void* x, int32_t oy,
@@ -25,6 +34,59 @@ static void iq_sign_conv_field(const iq_sign_conv_params_t* p, const void* x, in
     }
 }
 
+/* fast8: the field as xu = x + xoff (padded taps: z + xoff); returns 128 * sum(xu). */
+static uint32_t iq_sign_conv_field8(const iq_sign_conv_params_t* p, const uint8_t* x,
+                                    int32_t oy, int32_t ox, uint8_t* field)
+{
+    int32_t ci, ky, kx, plane = p->in_h * p->in_w;
+    uint32_t xoff = p->in_dtype == IQ_S8 ? 128u : 0u, sum = 0;
+    uint8_t pad = (uint8_t)((uint32_t)p->input_zero_point + xoff);
+    for (ci = 0; ci < p->in_c; ++ci) {
+        for (ky = 0; ky < p->k_h; ++ky) {
+            int32_t iy = oy * p->stride_h - p->pad_top + ky * p->dil_h;
+            int32_t row_in = iy >= 0 && iy < p->in_h;
+            const uint8_t* row = row_in ? x + ci * plane + iy * p->in_w : x;
+            for (kx = 0; kx < p->k_w; ++kx) {
+                int32_t ix = ox * p->stride_w - p->pad_left + kx * p->dil_w;
+                uint8_t v = (row_in && ix >= 0 && ix < p->in_w) ? (uint8_t)(row[ix] ^ xoff) : pad;
+                sum += v;
+                *field++ = v;
+            }
+        }
+    }
+    return 128u * sum;
+}
+
+/* fast8: bits of one pixel. */
+static void iq_sign_conv_pixel8(const iq_sign_conv_params_t* p, const uint8_t* field,
+                                uint32_t col_term, const uint8_t* w, const int32_t* thr,
+                                uint32_t* y)
+{
+    int32_t c, j, k = p->in_c * p->k_h * p->k_w;
+    uint32_t word = 0, s[4];
+    for (c = 0; c + 4 <= p->out_c; c += 4, w += 4 * k) {
+        s[0] = s[1] = s[2] = s[3] = 0u - col_term;
+        iq_dot4_u8(field, w, k, s);
+        for (j = 0; j < 4; ++j) {
+            if ((int32_t)s[j] < thr[c + j]) {
+                word |= iq_bit_at(c + j);
+            }
+        }
+        if (((c + 4) & 31) == 0) {
+            y[c >> 5] = word;
+            word = 0;
+        }
+    }
+    for (; c < p->out_c; ++c, w += k) {
+        if ((int32_t)(iq_dot1_u8(field, w, k) - col_term) < thr[c]) {
+            word |= iq_bit_at(c);
+        }
+    }
+    if (p->out_c & 31) {
+        y[p->out_c >> 5] = word;
+    }
+}
+
 void iq_sign_conv(const iq_sign_conv_params_t* p, const void* x, const void* w,
                   const iq_binary_out_t* o, uint32_t* y, void* scratch)
 {
@@ -35,6 +97,13 @@ void iq_sign_conv(const iq_sign_conv_params_t* p, const void* x, const void* w,
         for (ox = 0; ox < p->out_w; ++ox) {
             uint32_t word = 0;
             uint32_t* y_bits = y + (oy * p->out_w + ox) * gout;
+            if (p->fast8) {
+                uint32_t term = iq_sign_conv_field8(p, (const uint8_t*)x, oy, ox,
+                                                    (uint8_t*)scratch);
+                iq_sign_conv_pixel8(p, (const uint8_t*)scratch, term, (const uint8_t*)w,
+                                    o->threshold, y_bits);
+                continue;
+            }
             iq_sign_conv_field(p, x, oy, ox, field);
             for (c = 0; c < p->out_c; ++c) {
                 int32_t acc = 0;
@@ -49,7 +118,8 @@ void iq_sign_conv(const iq_sign_conv_params_t* p, const void* x, const void* w,
                         acc += wc[k] * field[k];
                     }
                 }
-                iq_binary_emit(o, c, p->out_c - 1, acc, &word, y_bits, NULL, 0);
+                iq_binary_emit(o, c, p->out_c - 1, acc, o->threshold[c], &word, y_bits,
+                               NULL, 0);
             }
         }
     }
