@@ -173,7 +173,7 @@ def _asm(k: int, kind: str, stride_words: int) -> list[str]:
     advance = _add_imm("r1", stride)
     if not bits:
         setup = [f"ldr r2, ={stride}", "muls r3, r2, r3", "adds r3, r3, r1", "mov r12, r3",
-                 "cmp r1, r12", "beq 9f"]
+                 "cmp r1, r12", "bne 1f", "b 9f"]
         loop = ["1:", *pop_code,
                 "mov r2, r10", f"strh {pop}, [r2]", "adds r2, #2", "mov r10, r2",
                 *advance, *_loop_back(pop_code, "9f")]

@@ -56,7 +56,7 @@ register(
         check=check,
         run=run,
         emit_c=emit_c,
-        c_files=("iq_bits.c", "iq_bits.h"),
+        c_files=("iq_bits.c", "iq_bits.h", "iq_binary.h", "iq_pool.h"),
         c_header="iq_bits.h",
         dtypes=("bit", "int8"),
     ),
