@@ -139,9 +139,10 @@ def main() -> None:
             "(policy). 'QAT acc' is the eval-mode QAT network, which computes the deployed "
             "layers (BN folded into per-channel scales, bias on the int32 grid); 'int acc' is the "
             "converted IntGraph in the integer interpreter; 'agree' = argmax agreement / "
-            "bit-identical logits (%) between them. Sign activations deploy as conv + clamp "
-            "(codes 2q, bias 2b+1, see intquant.qat.convert). The stochastic BinaryConnect row "
-            "recalibrates BatchNorm statistics with the deterministic weights after training.",
+            "bit-identical logits (%) between them. Sign activations deploy as packed-bit "
+            "binary layers (sign_conv / binary_conv, see benchmarks/bnn.py). The stochastic "
+            "BinaryConnect row recalibrates BatchNorm statistics with the deterministic "
+            "weights after training.",
             "",
             table(["model", "method", "", "QAT acc %", "Δ vs float pp", "int acc %",
                    "agree %", "train s"], qat_rows),
