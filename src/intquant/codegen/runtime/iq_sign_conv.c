@@ -39,8 +39,23 @@ static uint32_t iq_sign_conv_field8(const iq_sign_conv_params_t* p, const uint8_
                                     int32_t oy, int32_t ox, uint8_t* field)
 {
     int32_t ci, ky, kx, plane = p->in_h * p->in_w;
+    int32_t iy0 = oy * p->stride_h - p->pad_top, ix0 = ox * p->stride_w - p->pad_left;
     uint32_t xoff = p->in_dtype == IQ_S8 ? 128u : 0u, sum = 0;
     uint8_t pad = (uint8_t)((uint32_t)p->input_zero_point + xoff);
+    if (iy0 >= 0 && iy0 + (p->k_h - 1) * p->dil_h < p->in_h && ix0 >= 0 &&
+        ix0 + (p->k_w - 1) * p->dil_w < p->in_w) { /* window inside: no bounds tests */
+        for (ci = 0; ci < p->in_c; ++ci) {
+            for (ky = 0; ky < p->k_h; ++ky) {
+                const uint8_t* row = x + ci * plane + (iy0 + ky * p->dil_h) * p->in_w + ix0;
+                for (kx = 0; kx < p->k_w; ++kx) {
+                    uint8_t v = (uint8_t)(row[kx * p->dil_w] ^ xoff);
+                    sum += v;
+                    *field++ = v;
+                }
+            }
+        }
+        return 128u * sum;
+    }
     for (ci = 0; ci < p->in_c; ++ci) {
         for (ky = 0; ky < p->k_h; ++ky) {
             int32_t iy = oy * p->stride_h - p->pad_top + ky * p->dil_h;
@@ -57,33 +72,44 @@ static uint32_t iq_sign_conv_field8(const iq_sign_conv_params_t* p, const uint8_
     return 128u * sum;
 }
 
-/* fast8: bits of one pixel. */
+/* fast8: bits of one pixel. Four channels per pass over the field (their weights interleaved,
+ * iq_dot.h's layout); each bit is shifted in from the bottom, channel 0 ending in bit 31. */
 static void iq_sign_conv_pixel8(const iq_sign_conv_params_t* p, const uint8_t* field,
                                 uint32_t col_term, const uint8_t* w, const int32_t* thr,
                                 uint32_t* y)
 {
-    int32_t c, j, k = p->in_c * p->k_h * p->k_w;
-    uint32_t word = 0, s[4];
-    for (c = 0; c + 4 <= p->out_c; c += 4, w += 4 * k) {
-        s[0] = s[1] = s[2] = s[3] = 0u - col_term;
-        iq_dot4_u8(field, w, k, s);
-        for (j = 0; j < 4; ++j) {
-            if ((int32_t)s[j] < thr[c + j]) {
-                word |= iq_bit_at(c + j);
-            }
+    int32_t c, j, k = p->in_c * p->k_h * p->k_w, n = 0;
+    uint32_t word = 0;
+    for (c = 0; c + 4 <= p->out_c; c += 4, thr += 4) {
+        uint32_t a0 = 0u - col_term, a1 = a0, a2 = a0, a3 = a0;
+        for (j = 0; j < k; ++j, w += 4) {
+            uint32_t xv = field[j];
+            a0 += w[0] * xv;
+            a1 += w[1] * xv;
+            a2 += w[2] * xv;
+            a3 += w[3] * xv;
         }
-        if (((c + 4) & 31) == 0) {
-            y[c >> 5] = word;
+        word = (word << 1) | ((int32_t)a0 < thr[0]);
+        word = (word << 1) | ((int32_t)a1 < thr[1]);
+        word = (word << 1) | ((int32_t)a2 < thr[2]);
+        word = (word << 1) | ((int32_t)a3 < thr[3]);
+        n += 4;
+        if (n == 32) {
+            *y++ = word;
             word = 0;
+            n = 0;
         }
     }
     for (; c < p->out_c; ++c, w += k) {
-        if ((int32_t)(iq_dot1_u8(field, w, k) - col_term) < thr[c]) {
-            word |= iq_bit_at(c);
+        word = (word << 1) | ((int32_t)(iq_dot1_u8(field, w, k) - col_term) < *thr++);
+        if (++n == 32) {
+            *y++ = word;
+            word = 0;
+            n = 0;
         }
     }
-    if (p->out_c & 31) {
-        y[p->out_c >> 5] = word;
+    if (n > 0) {
+        *y = word << (32 - n);
     }
 }
 
