@@ -331,3 +331,25 @@ def test_generated_pixel_kernels_on_cortex_m0(pixel_kernels):
             else:
                 got = np.frombuffer(call(which, f_in, w, cout, 2 * cout), "<u2")
                 np.testing.assert_array_equal(got, pops, err_msg=where)
+
+
+# ----------------------------------------------------------------------------------------------
+# ONNX: bit tensors as int8 ±1, every binary kind exact integer ops (both requant modes)
+# ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("dims", "dtype"), [(1, "int8"), (2, "int16")])
+def test_onnx_export_of_binary_chains_equals_reference(dims, dtype):
+    """sign_conv, binary_conv (bits and 8/16-bit out), binary_max_pool, sign, unpack_bits and
+    binary_fully_connected through ONNX Runtime, equal to the interpreter."""
+    import onnxruntime as ort
+
+    from intquant.onnx_export import intgraph_to_onnx
+
+    rng = np.random.default_rng(dims)
+    g = F.binary_chain(rng, dims=dims, dtype=dtype)
+    x = F.random_input(rng, g, 16)
+    for requant in ("integer", "float"):
+        model = intgraph_to_onnx(g, requant=requant)
+        s = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+        np.testing.assert_array_equal(s.run(None, {g.input: x})[0], run(g, x))

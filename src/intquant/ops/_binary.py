@@ -283,3 +283,59 @@ def _emit_binary(lw, node, x: str, kind: str, w_q: np.ndarray, b_q: np.ndarray,
         consts.update(bias=b_q.astype(np.int32), multiplier=mult, shift=shift)
     binary_kind = "binary_conv" if kind == "conv" else "binary_fully_connected"
     return lw.emit(node.name, binary_kind, [x], out_shape, out_qp, attrs, consts)
+
+
+# ----------------------------------------------------------------------------------------------
+# ONNX: a "bit" tensor is an int8 tensor of ±1; every binary kind exports exact integer ops
+# ----------------------------------------------------------------------------------------------
+
+
+def _shim(op: Op, kind: str, weight: np.ndarray) -> Op:
+    """The op as the conv / fully_connected exporters of ``_weighted`` read it."""
+    return Op(op.name, kind, op.inputs, op.output, dict(op.attrs, groups=1), {"weight": weight})
+
+
+def onnx_product(ex, op: Op) -> tuple[str, tuple[int, ...]]:
+    """Σ w·x (binary layers, ±1 int8 with zero padding) or Σ w·(x − z) (sign_conv) as an int64
+    tensor, and the per-channel broadcast shape."""
+    from onnx import TensorProto
+
+    x_info = ex.g.tensors[op.inputs[0]]
+    vector = len(x_info.shape) == 1
+    view: tuple[int, ...] = (-1,) if vector else ((-1, 1) if len(x_info.shape) == 2 else
+                                                  (-1, 1, 1))
+    if op.kind == "sign_conv":
+        w = op.consts["weight"]
+        shim = _shim(op, "fully_connected", w[:, :, 0, 0]) if vector else _shim(op, "conv", w)
+        return wl._digit_product(ex, shim, x_info, view), view
+    if op.kind == "binary_fully_connected":
+        w = _bits.unpack_words(op.consts["weight"], x_info.shape[0])
+        acc = wl._integer_product(ex, _shim(op, "fully_connected", w), op.inputs[0], w, None)
+    else:
+        kh, kw = op.attrs["kernel"]
+        w = _bits.unpack_weights(op.consts["weight"], x_info.shape[0], kh, kw)
+        shim = _shim(op, "conv", w)
+        x = wl._pad_int(ex, shim, op.inputs[0], x_info, np.int8(0))  # padded taps are 0
+        acc = wl._integer_product(ex, shim, x, w, None)
+    return ex.cast(acc, TensorProto.INT64, op.name + "_acc"), view
+
+
+def to_onnx_layer(ex, op: Op) -> None:
+    """binary_conv / binary_fully_connected / sign_conv: the exact product, then the stage."""
+    acc, view = onnx_product(ex, op)
+    if ex.g.tensors[op.output].dtype == BIT:
+        thr = ex.i64(op.name + "_thr", op.consts["threshold"].reshape(view))
+        ex_sign(ex, ex.node("GreaterOrEqual", [acc, thr], op.name + "_ge"), op)
+        return
+    c = op.consts
+    acc = ex.node("Add", [acc, ex.i64(op.name + "_bias", c["bias"].reshape(view))], op.name + "_b")
+    y = ex.apply_multiplier_int(acc, c["multiplier"].reshape(view), c["shift"].reshape(view),
+                                op.attrs.get("rounding", "double"), 32, op.name + "_mbqm")
+    ex.finish_int(y, op, op.attrs["output_zero_point"])
+
+
+def ex_sign(ex, condition: str, op: Op) -> None:
+    """int8 +1 where ``condition`` holds, −1 elsewhere, as the op's output."""
+    ex.node("Where", [condition, ex.const(op.name + "_p1", np.int8(1)),
+                      ex.const(op.name + "_m1", np.int8(-1))], op.name + "_sign",
+            out=ex.oname(op))

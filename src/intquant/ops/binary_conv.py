@@ -144,6 +144,7 @@ register(
         check=check,
         run=run,
         emit_c=emit_c,
+        to_onnx=_binary.to_onnx_layer,
         c_files=("iq_binary_conv.c", "iq_binary_conv.h", "iq_binary.h"),
         c_header="iq_binary_conv.h",
         macs=macs,

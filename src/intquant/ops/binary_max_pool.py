@@ -80,6 +80,18 @@ def emit_c(em, i: int, op: Op, p: str) -> None:
     )
 
 
+def to_onnx(ex, op: Op) -> None:
+    """MaxPool on the int8 ±1 values (ONNX's padding never wins, as here)."""
+    a = op.attrs
+    t, left, bottom, r = a["padding"]
+    one_d = len(ex.g.tensors[op.inputs[0]].shape) == 2
+    ex.node("MaxPool", [op.inputs[0]], op.name, out=ex.oname(op),
+            kernel_shape=a["kernel"][1:] if one_d else a["kernel"],
+            strides=a["stride"][1:] if one_d else a["stride"],
+            pads=[left, r] if one_d else [t, left, bottom, r],
+            dilations=a["dilation"][1:] if one_d else a["dilation"])
+
+
 register(
     OpDef(
         kind="binary_max_pool",
@@ -89,6 +101,7 @@ register(
         check=check,
         run=run,
         emit_c=emit_c,
+        to_onnx=to_onnx,
         c_files=("iq_bits.c", "iq_bits.h", "iq_binary.h", "iq_pool.h"),
         c_header="iq_bits.h",
         dtypes=("bit",),

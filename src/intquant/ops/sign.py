@@ -52,6 +52,17 @@ def emit_c(em, i: int, op: Op, p: str) -> None:
     )
 
 
+def to_onnx(ex, op: Op) -> None:
+    """Where(x ≥ threshold, 1, −1) on the raw integers (int8 ±1: ONNX's form of "bit")."""
+    from onnx import TensorProto
+
+    from ._binary import ex_sign
+
+    x = ex.cast(op.inputs[0], TensorProto.INT32, op.name + "_x")
+    thr = ex.const(op.name + "_thr", np.int32(op.attrs["threshold"]))
+    ex_sign(ex, ex.node("GreaterOrEqual", [x, thr], op.name + "_ge"), op)
+
+
 def run_float(node, inputs):
     import torch
 
@@ -88,6 +99,7 @@ register(
         check=check,
         run=run,
         emit_c=emit_c,
+        to_onnx=to_onnx,
         c_files=("iq_bits.c", "iq_bits.h", "iq_binary.h", "iq_pool.h"),
         c_header="iq_bits.h",
         dtypes=("int8", "uint8", "int16", "bit"),

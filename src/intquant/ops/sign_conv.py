@@ -193,6 +193,7 @@ register(
         check=check,
         run=run,
         emit_c=emit_c,
+        to_onnx=_binary.to_onnx_layer,
         c_files=("iq_sign_conv.c", "iq_sign_conv.h", "iq_binary.h", "iq_dot.h"),
         c_header="iq_sign_conv.h",
         macs=macs,

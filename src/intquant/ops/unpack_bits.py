@@ -47,6 +47,11 @@ def emit_c(em, i: int, op: Op, p: str) -> None:
     )
 
 
+def to_onnx(ex, op: Op) -> None:
+    """The int8 ±1 values are ONNX's form of a "bit" tensor already."""
+    ex.node("Identity", [op.inputs[0]], op.name, out=ex.oname(op))
+
+
 register(
     OpDef(
         kind="unpack_bits",
@@ -56,6 +61,7 @@ register(
         check=check,
         run=run,
         emit_c=emit_c,
+        to_onnx=to_onnx,
         c_files=("iq_bits.c", "iq_bits.h", "iq_binary.h", "iq_pool.h"),
         c_header="iq_bits.h",
         dtypes=("bit", "int8"),
