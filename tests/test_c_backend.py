@@ -105,7 +105,9 @@ def test_host_bit_exact_O2(exported, name):
 
 
 @pytest.mark.parametrize(
-    "name", ["chain1_int8", "special_int16", "special_uint8", "chain2_int16", "binary2d_int16"]
+    "name",
+    ["chain1_int8", "special_int16", "special_uint8", "chain2_int16", "binary1d_uint8",
+     "binary2d_int16"],
 )
 def test_host_bit_exact_O0_and_sanitizers(exported, name):
     g, res, x, ref = exported(name)
@@ -147,9 +149,7 @@ def test_no_float_check_fails_on_float_code(exported, tmp_path):
     assert "0.5" in check_no_float(bad).get("net.c", [])
 
 
-@pytest.mark.parametrize(
-    "name", ["chain0_int8", "special_int16", "special_uint8", "binary1d_uint8"]
-)
+@pytest.mark.parametrize("name", ["chain0_int8", "special_int16", "special_uint8"])
 def test_cortex_m0_qemu_and_unicorn_bit_exact(exported, name):
     _require("arm-none-eabi-gcc")
     _require("qemu-system-arm")
