@@ -513,10 +513,11 @@ class GraphBuilder:
         return self.op("binary_fully_connected", [x], y, attrs, consts)
 
     def sign_conv(self, x: str, cout: int, kernel=(3, 3), stride=(1, 1),
-                  padding=(0, 0, 0, 0), dilation=(1, 1), w_dtype: str = "int8") -> str:
+                  padding=(0, 0, 0, 0), dilation=(1, 1), w_dtype: str = "int8",
+                  groups: int = 1) -> str:
         """8/16-bit conv (or, on a (C,) input, linear) with a sign output."""
         xi = self.info(x)
-        cin = xi.shape[0]
+        cin = xi.shape[0] // groups
         if len(xi.shape) == 1:
             kernel, geometry, out_shape = [1, 1], {"stride": [1, 1], "padding": [0, 0, 0, 0],
                                                     "dilation": [1, 1]}, (cout,)
@@ -534,7 +535,7 @@ class GraphBuilder:
             _dtype_spread(xi.dtype) / math.sqrt(cin * kernel[0] * kernel[1])
         consts, _, y = self._binary_stage(0, cout, spread, "bit", "double", False, out_shape)
         consts["weight"] = weight
-        attrs = {**geometry, "input_zero_point": xi.zero_point}
+        attrs = {**geometry, "groups": groups, "input_zero_point": xi.zero_point}
         return self.op("sign_conv", [x], y, attrs, consts)
 
     def binary_max_pool(self, x: str, kernel=(2, 2), stride=(2, 2), padding=(0, 0, 0, 0),
@@ -774,8 +775,9 @@ def binary_fully_connected_graph(rng: np.random.Generator, *, dtype: str = "int8
 
 
 def sign_conv_graph(rng: np.random.Generator, *, dims: int = 2, dtype: str = "int8",
-                    w_dtype: str = "int8") -> IntGraph:
-    """sign_conv on a (C,) vector (dims 0), a (C, L) or a (C, H, W) input → unpack."""
+                    w_dtype: str = "int8", depthwise: bool = False) -> IntGraph:
+    """sign_conv on a (C,) vector (dims 0), a (C, L) or a (C, H, W) input → unpack;
+    ``depthwise``: groups = Cin, one or two outputs per group."""
     cin = int(rng.integers(1, 6))
     shape = (int(rng.integers(1, 40)),) if dims == 0 else _spatial_shape(rng, dims, cin)
     b = GraphBuilder(rng, shape, dtype)
@@ -784,7 +786,10 @@ def sign_conv_graph(rng: np.random.Generator, *, dims: int = 2, dtype: str = "in
         y = b.sign_conv(b.input, cout, w_dtype=w_dtype)
     else:
         kernel, stride, padding, dilation = _window_params(rng, dims, shape)
-        y = b.sign_conv(b.input, cout, kernel, stride, padding, dilation, w_dtype=w_dtype)
+        groups = cin if depthwise else 1
+        cout = cin * int(rng.integers(1, 3)) if depthwise else cout
+        y = b.sign_conv(b.input, cout, kernel, stride, padding, dilation, w_dtype=w_dtype,
+                        groups=groups)
     b.unpack_bits(y)
     return b.graph()
 

@@ -135,3 +135,18 @@ def test_ptq_of_a_float_sign_network(tmp_path):
     xi = qm.quantize_input(x)
     res = export_c(qm.graph, tmp_path / "c", name="net")
     np.testing.assert_array_equal(compile_and_run_host(res.out_dir, xi), qm.run(xi))
+
+
+def test_depthwise_separable_bnn_converts(zoo_model, tmp_path):
+    """Depthwise layers between sign activations become grouped sign_conv on unpacked ±1 (a
+    depthwise XOR-popcount would have ~3 MACs per output); pointwise layers binary_conv."""
+    model, ds = zoo_model("mnist1d_dscnn")
+    cfg = Config(weight_bits=1, act_bits=1, weight_quantizer="binary", act_quantizer="sign")
+    q = prepare(model, cfg, example_input=ds.x_train[:128]).eval()
+    qm = convert(q, ds.x_train[:32])
+    grouped = [op for op in qm.graph.ops if op.kind == "sign_conv" and op.attrs["groups"] > 1]
+    assert grouped and all(qm.graph.tensors[op.inputs[0]].dtype == "int8" for op in grouped)
+    assert any(op.kind == "binary_conv" for op in qm.graph.ops)
+    x = qm.quantize_input(ds.x_test[:50])
+    res = export_c(qm.graph, tmp_path / "c", name="ds")
+    np.testing.assert_array_equal(compile_and_run_host(res.out_dir, x), qm.run(x))

@@ -33,16 +33,16 @@ def pm1(x: np.ndarray, threshold: int) -> torch.Tensor:
     return torch.where(torch.as_tensor(x.astype(np.int64)) >= threshold, 1.0, -1.0).double()
 
 
-def float_conv(x: torch.Tensor, w: np.ndarray, attrs: dict) -> torch.Tensor:
+def float_conv(x: torch.Tensor, w: np.ndarray, attrs: dict, groups: int = 1) -> torch.Tensor:
     """Exact float64 conv (1-D when x is (N, C, L)) with zero padding [top, left, bottom, right]."""
     t, left, b, r = attrs["padding"]
     wt = torch.as_tensor(w.astype(np.float64))
     if x.dim() == 3:
         xp = F.pad(x, (left, r))
         return F.conv1d(xp, wt[:, :, 0, :], stride=attrs["stride"][1],
-                        dilation=attrs["dilation"][1])
+                        dilation=attrs["dilation"][1], groups=groups)
     xp = F.pad(x, (left, r, t, b))
-    return F.conv2d(xp, wt, stride=attrs["stride"], dilation=attrs["dilation"])
+    return F.conv2d(xp, wt, stride=attrs["stride"], dilation=attrs["dilation"], groups=groups)
 
 
 def output_stage(acc: torch.Tensor, op: Op, out_dtype: str) -> np.ndarray:

@@ -14,15 +14,16 @@ from intquant.interpreter import run
 from intquant.intgraph import IntGraph, IntGraphError, Op, TensorInfo
 
 
-@pytest.mark.parametrize("seed", range(18))
+@pytest.mark.parametrize("seed", range(24))
 def test_reference_equals_exact_float_conv(seed):
     """acc = float64 conv of (x − z) with zero padding (padding holds the zero point: real 0);
-    +1 where acc ≥ threshold. Vectors (Linear), 1-D and 2-D; int8/uint8/int16 inputs; int8
-    and int16 weights."""
+    +1 where acc ≥ threshold. Vectors (Linear), 1-D and 2-D, depthwise; int8/uint8/int16
+    inputs; int8 and int16 weights."""
     rng = np.random.default_rng(seed)
     dims, dtype = seed % 3, ("int8", "uint8", "int16")[(seed // 3) % 3]
     w_dtype = "int16" if seed % 2 else "int8"
-    g = Fac.sign_conv_graph(rng, dims=dims, dtype=dtype, w_dtype=w_dtype)
+    depthwise = dims > 0 and seed >= 12
+    g = Fac.sign_conv_graph(rng, dims=dims, dtype=dtype, w_dtype=w_dtype, depthwise=depthwise)
     op = g.ops[0]
     x = Fac.random_input(rng, g, 5)
     got = run(g, x, return_all=True)[op.output]
@@ -31,7 +32,7 @@ def test_reference_equals_exact_float_conv(seed):
     if dims == 0:
         acc = F.linear(xz, torch.as_tensor(w[:, :, 0, 0]))
     else:
-        acc = float_conv(xz, w, op.attrs)
+        acc = float_conv(xz, w, op.attrs, groups=op.attrs["groups"])
     thr = op.consts["threshold"].astype(np.float64).reshape((1, -1) + (1,) * (acc.dim() - 2))
     expected = np.where(acc.numpy() >= thr, 1, -1)
     np.testing.assert_array_equal(got, expected)
@@ -44,7 +45,7 @@ def golden_graph(dtype: str = "int8") -> IntGraph:
     Threshold 1: [−1, +1, +1, −1]."""
     t = {"x": TensorInfo("x", (1, 4), dtype, 0.1, 2), "y": TensorInfo("y", (1, 4), "bit", 1.0, 0),
          "u": TensorInfo("u", (1, 4), "int8", 1.0, 0)}
-    attrs = {"stride": [1, 1], "padding": [0, 1, 0, 1], "dilation": [1, 1],
+    attrs = {"stride": [1, 1], "padding": [0, 1, 0, 1], "dilation": [1, 1], "groups": 1,
              "input_zero_point": 2}
     consts = {"weight": np.array([[[[1, -2, 1]]]], np.int8),
               "threshold": np.array([1], np.int32)}
@@ -82,14 +83,19 @@ def test_validation(mutate, message):
 @pytest.mark.parametrize(("dtype", "w_dtype", "dims"), [("int8", "int8", 2), ("int16", "int16", 0)])
 def test_c_fast8_and_portable(dtype, w_dtype, dims, tmp_path):
     """8-bit inputs with int8 weights take the offset-binary path (uint8 inputs: the golden and
-    the chains of tests/test_c_backend.py); int16 the portable one."""
+    the chains of tests/test_c_backend.py); int16 the portable one. Both with a grouped and a
+    depthwise layer."""
     rng = np.random.default_rng(7)
-    b = Fac.GraphBuilder(rng, (3, 7, 6) if dims == 2 else ((5, 16) if dims == 1 else (40,)),
-                         dtype)
+    b = Fac.GraphBuilder(rng, (6, 7, 6) if dims == 2 else (40,), dtype)
     if dims == 0:
         t = b.sign_conv(b.input, 37, w_dtype=w_dtype)
+        u = b.unpack_bits(t)
+        t = b.sign_conv(b.reshape(u, (37, 1)), 37, (1, 1), groups=37)  # depthwise, int8 in
     else:
-        t = b.sign_conv(b.input, 37, (3, 3), (1, 2), (1, 1, 2, 0), (1, 1), w_dtype=w_dtype)
+        t = b.sign_conv(b.input, 36, (3, 3), (1, 2), (1, 1, 2, 0), (1, 1), w_dtype=w_dtype,
+                        groups=3)  # grouped: 2 inputs, 12 outputs per group
+        u = b.unpack_bits(t)
+        t = b.sign_conv(u, 72, (3, 3), (1, 1), (1, 1, 1, 1), groups=36)  # depthwise x2
     b.unpack_bits(t)
     g = b.graph()
     assert_c_equals_interpreter(g, Fac.random_input(rng, g, 6), tmp_path / "c", m0=True)

@@ -241,14 +241,12 @@ def lower_binary_layer(lw, node, x: str, kind: str, weight: np.ndarray,
         x = lw.unpacked(x)  # same scale, zero point 0
         if not out_bit:
             return wl.weighted_layer(lw, node, x, kind, weight, bias, w_qp, geometry, out_shape)
-    if groups != 1:
-        raise LoweringError("a grouped / depthwise conv with a 1-bit (sign) output")
     w_dtype = np.int8 if w_qp.bits <= 8 else np.int16
     stride, padding, dilation = (
         (geometry["stride"], geometry["padding"], geometry["dilation"]) if kind == "conv"
         else ([1, 1], [0, 0, 0, 0], [1, 1]))
     attrs = dict(stride=list(stride), padding=list(padding), dilation=list(dilation),
-                 input_zero_point=z_in)
+                 groups=int(groups), input_zero_point=z_in)
     consts = {"weight": w_q.astype(w_dtype), "threshold": threshold_from_bias(b_q)}
     return lw.emit(node.name, "sign_conv", [x], out_shape, out_qp, attrs, consts)
 
@@ -292,7 +290,8 @@ def _emit_binary(lw, node, x: str, kind: str, w_q: np.ndarray, b_q: np.ndarray,
 
 def _shim(op: Op, kind: str, weight: np.ndarray) -> Op:
     """The op as the conv / fully_connected exporters of ``_weighted`` read it."""
-    return Op(op.name, kind, op.inputs, op.output, dict(op.attrs, groups=1), {"weight": weight})
+    attrs = dict(op.attrs, groups=op.attrs.get("groups", 1))
+    return Op(op.name, kind, op.inputs, op.output, attrs, {"weight": weight})
 
 
 def onnx_product(ex, op: Op) -> tuple[str, tuple[int, ...]]:

@@ -7,13 +7,16 @@ reads directly (no requantization at all).
 - inputs `[x]`, x int8 / uint8 / int16 of shape `(Cin,)`, `(Cin, L)` or `(Cin, H, W)`; output a
   "bit" tensor `(Cout,)`, `(Cout, L')` or `(Cout, H', W')`. A `(Cin,)` input is a Linear layer
   (a 1x1 map: kernel, stride and dilation 1, no padding).
-- consts: `weight` int8 / int16 `[Cout, Cin, kh, kw]`, `threshold` int32 `[Cout]`.
-- attrs: `stride`, `padding [top, left, bottom, right]`, `dilation`, `input_zero_point`.
-- math: `acc[co, oy, ox] = Σ_{ci, ky, kx} weight[co, ci, ky, kx] · (x[ci, iy, ix] −
-  input_zero_point)` over the in-bounds taps (padding holds the zero point: real 0, as conv);
-  `out = +1 if acc ≥ threshold[co] else −1`. Validation bounds Σ|w|·max|x − z| < 2^31.
+- consts: `weight` int8 / int16 `[Cout, Cin/groups, kh, kw]`, `threshold` int32 `[Cout]`.
+- attrs: `stride`, `padding [top, left, bottom, right]`, `dilation`, `groups` (depthwise:
+  groups = Cin; a `(Cin,)` input has groups 1), `input_zero_point`.
+- math: `acc[co, oy, ox] = Σ_{ci in co's group, ky, kx} weight[co, ci, ky, kx] ·
+  (x[g·Cin/groups + ci, iy, ix] − input_zero_point)` over the in-bounds taps (padding holds the
+  zero point: real 0, as conv); `out = +1 if acc ≥ threshold[co] else −1`. Validation bounds
+  Σ|w|·max|x − z| < 2^31.
 
-Lowered from ``conv`` / ``linear`` whose output format is 1 bit and whose input is not packed.
+Lowered from ``conv`` / ``linear`` whose output format is 1 bit and whose input is not packed
+(a grouped / depthwise conv reading sign activations gets them unpacked first).
 """
 
 from __future__ import annotations
@@ -57,15 +60,20 @@ def check(chk: OpCheck) -> None:
     cin, h, w = checked_spatial(chk, shape, f"input '{x.name}'")
     probe = TensorInfo(x.name, shape, x.dtype, x.scale, x.zero_point)
     stride, padding, dil, _ = window_attrs(chk, probe, kernel_from=None, dilation=True)
+    groups = chk.int_attr("groups", 1)
     weight = chk.const("weight", ("int8", "int16"), 4)
     cout, wcin, kh, kw = weight.shape
-    if wcin != cin:
-        raise chk.fail(f"const 'weight' shape {weight.shape}: dim 1 must be Cin = {cin}")
+    if cin % groups or cout % groups:
+        raise chk.fail(f"attr 'groups' = {groups} must divide Cin = {cin} and Cout = {cout}")
+    if wcin != cin // groups:
+        raise chk.fail(f"const 'weight' shape {weight.shape}: dim 1 must be Cin/groups = "
+                       f"{cin // groups}")
     if len(x.shape) < 3 and kh != 1:
         raise chk.fail(f"1-D input needs const 'weight' with kh = 1, got shape {weight.shape}")
-    if len(x.shape) == 1 and (kw, stride, padding, dil) != (1, [1, 1], [0] * 4, [1, 1]):
+    if len(x.shape) == 1 and (kw, stride, padding, dil, groups) != (1, [1, 1], [0] * 4, [1, 1],
+                                                                    1):
         raise chk.fail("a (Cin,) input is a Linear layer: kernel 1x1, stride and dilation 1, "
-                       "no padding")
+                       "no padding, groups 1")
     ho = out_len(h, padding[0], padding[2], kh, stride[0], dil[0])
     wo = out_len(w, padding[1], padding[3], kw, stride[1], dil[1])
     check_out_len(chk, "H", ho)
@@ -80,12 +88,18 @@ def check(chk: OpCheck) -> None:
 
 
 def accumulate(xz: np.ndarray, weight: np.ndarray, attrs: dict) -> np.ndarray:
-    """Σ w·(x − z) for a padded batch chunk (N, Cin, Hp, Wp) of x − z (int64)."""
-    cout, _, kh, kw = weight.shape
-    win = windows(xz, [kh, kw], attrs["stride"], attrs["dilation"])
+    """Σ w·(x − z) for a padded batch chunk (N, Cin, Hp, Wp) of x − z (int64), per group."""
+    groups = attrs.get("groups", 1)
+    cout, cin_g, kh, kw = weight.shape
+    cout_g = cout // groups
+    win = windows(xz, [kh, kw], attrs["stride"], attrs["dilation"])  # (N, C, Ho, Wo, kh, kw)
     n, _, ho, wo = win.shape[:4]
-    cols = win.transpose(0, 2, 3, 1, 4, 5).reshape(n * ho * wo, -1)
-    acc = cols @ weight.reshape(cout, -1).astype(np.int64).T
+    parts = []
+    for g in range(groups):
+        cols = win[:, g * cin_g : (g + 1) * cin_g].transpose(0, 2, 3, 1, 4, 5)
+        w = weight[g * cout_g : (g + 1) * cout_g].reshape(cout_g, -1).astype(np.int64)
+        parts.append(cols.reshape(n * ho * wo, -1) @ w.T)
+    acc = np.concatenate(parts, axis=1)
     return acc.reshape(n, ho, wo, cout).transpose(0, 3, 1, 2)
 
 
@@ -109,14 +123,14 @@ def run(op: Op, inputs: list[np.ndarray], out: TensorInfo) -> np.ndarray:
 
 
 def macs(op: Op, graph: IntGraph) -> int:
-    cout, cin, kh, kw = op.consts["weight"].shape
-    return cout * math.prod(graph.tensors[op.output].shape[1:]) * cin * kh * kw
+    cout, cin_g, kh, kw = op.consts["weight"].shape
+    return cout * math.prod(graph.tensors[op.output].shape[1:]) * cin_g * kh * kw
 
 
 def scratch_bytes(graph: IntGraph, op: Op) -> int:
-    """One receptive field of x − z as int32 values."""
-    _, cin, kh, kw = op.consts["weight"].shape
-    return cin * kh * kw * 4
+    """One group's receptive field of x − z as int32 values (bytes: fast8)."""
+    _, cin_g, kh, kw = op.consts["weight"].shape
+    return cin_g * kh * kw * (1 if is_fast8(graph, op) else 4)
 
 
 def fast8_layout(op: Op, x_dtype: str) -> tuple[np.ndarray, np.ndarray]:
@@ -170,6 +184,7 @@ def emit_c(em, i: int, op: Op, p: str) -> None:
             "out_h": ho,
             "out_w": wo,
             **window_fields(weight.shape[2:], a, a["dilation"]),
+            "groups": a["groups"],
             "input_zero_point": a["input_zero_point"],
             "in_dtype": em.code(op.inputs[0]),
             "w16": int(weight.dtype == np.int16),
@@ -188,7 +203,7 @@ register(
         kind="sign_conv",
         summary="8/16-bit Conv1d/2d or Linear whose output is sign(acc − threshold) as packed "
         "bits (a BNN's first layer: BatchNorm + sign folded into the threshold)",
-        attrs=frozenset({"stride", "padding", "dilation", "input_zero_point"}),
+        attrs=frozenset({"stride", "padding", "dilation", "groups", "input_zero_point"}),
         consts=frozenset({"weight", "threshold"}),
         check=check,
         run=run,
