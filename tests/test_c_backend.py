@@ -116,7 +116,9 @@ def test_host_bit_exact_O0_and_sanitizers(exported, name):
     np.testing.assert_array_equal(y, ref[:6])
 
 
-@pytest.mark.parametrize("name", ["special_int8", "special_int16", "chain2_uint8"])
+@pytest.mark.parametrize(
+    "name", ["special_int8", "special_int16", "chain2_uint8", "binary2d_int16"]
+)
 def test_no_float_in_library(exported, name):
     _, res, _, _ = exported(name)
     assert check_no_float(res.out_dir) == {}
