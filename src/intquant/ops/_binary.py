@@ -168,10 +168,12 @@ def emit_output_stage(em, op: Op, p: str, acc_bound: int, threshold_array: bool)
     return [f"&{em.params('iq_binary_out_t', f'{p}_out', fields)}"]
 
 
-def emit_weights(em, op: Op, p: str, n_full: int) -> tuple[str, dict[str, str]]:
-    """The C weight array (``_binary_asm.c_weights``) and the layer's pixel kernels:
-    ``pixel`` (bits, or popcounts for an 8/16-bit output), ``pops`` (popcounts with the same
-    weight stride) and ``mpops`` (masked popcounts; "NULL" beyond MAX_MASKED_WORDS)."""
+def emit_weights(em, op: Op, p: str, n_full: int,
+                 border: bool) -> tuple[str, dict[str, str]]:
+    """The C weight array (``_binary_asm.c_weights``) and the layer's pixel kernels: ``pixel``
+    (bits, or popcounts for an 8/16-bit output) and, for a layer with border pixels
+    (``border``), ``mpops`` (masked popcounts) or, beyond MAX_MASKED_WORDS, ``pops`` (two
+    calls); the one not used is "NULL". Only kernels the layer calls are instantiated."""
     from . import _binary_asm
 
     bits = em.g.tensors[op.output].dtype == BIT
@@ -179,10 +181,13 @@ def emit_weights(em, op: Op, p: str, n_full: int) -> tuple[str, dict[str, str]]:
     layout = _binary_asm.c_weights(op.consts["weight"], op.consts.get("threshold"), n_full)
     w = em.const_array(f"{p}_weight", "uint32_t", layout)
     stride = k + 1 if bits else k
+    kinds = {"pixel": "bits" if bits else "pops", "pops": None, "mpops": None}
+    if border:
+        role = "mpops" if k <= _binary_asm.MAX_MASKED_WORDS else "pops"
+        kinds[role] = role
     kernels = {}
-    for role, kind in (("pixel", "bits" if bits else "pops"), ("pops", "pops"),
-                       ("mpops", "mpops")):
-        if kind == "mpops" and k > _binary_asm.MAX_MASKED_WORDS:
+    for role, kind in kinds.items():
+        if kind is None:
             kernels[role] = "NULL"
             continue
         name = _binary_asm.instance_name(k, kind, stride)

@@ -110,7 +110,7 @@ def emit_c(em, i: int, op: Op, p: str) -> None:
     cout, ho, wo = spatial(em.g.tensors[op.output].shape)
     kh, kw = a["kernel"]
     n_full = cin * kh * kw
-    weight, kernels = _binary.emit_weights(em, op, p, n_full)
+    weight, kernels = _binary.emit_weights(em, op, p, n_full, border=any(a["padding"]))
     prm = em.params(
         "iq_binary_conv_params_t",
         f"{p}_params",

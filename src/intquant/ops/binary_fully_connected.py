@@ -53,7 +53,7 @@ def scratch_bytes(graph: IntGraph, op: Op) -> int:
 
 def emit_c(em, i: int, op: Op, p: str) -> None:
     n = em.g.tensors[op.inputs[0]].shape[0]
-    weight, kernels = _binary.emit_weights(em, op, p, n)
+    weight, kernels = _binary.emit_weights(em, op, p, n, border=False)
     prm = em.params(
         "iq_binary_fc_params_t",
         f"{p}_params",

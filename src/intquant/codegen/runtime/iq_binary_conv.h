@@ -10,8 +10,10 @@ typedef struct {
     int32_t field_words; /* k = ceil(in_c * k_h * k_w / 32): weight words per output channel */
     int32_t contiguous;  /* k_h = 1, dil_w = 1, 32 | in_c: a field is a run of the input */
     iq_binary_pixel_fn pixel; /* the layer's kernel: bits, or popcounts for 8/16-bit output */
-    iq_binary_pixel_fn pops;  /* popcounts with the layer's weight stride (border pixels) */
-    iq_binary_pixel_fn mpops; /* masked popcounts (border pixels), NULL: two pops calls */
+    /* Border pixels (padding only): masked popcounts, or (mpops NULL: fields wider than its
+     * offsets reach) two calls of plain popcounts; each with the layer's weight stride. */
+    iq_binary_pixel_fn mpops;
+    iq_binary_pixel_fn pops;
 } iq_binary_conv_params_t;
 
 /* x: packed input; w: per output channel its k weight words, followed (bit output) by
