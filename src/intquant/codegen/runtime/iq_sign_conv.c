@@ -33,6 +33,20 @@ static inline void iq_put_bit(iq_bit_writer_t* b, int32_t bit)
     }
 }
 
+/* Append the low `count` bits of `bits` (count <= 4), most significant first. */
+static inline void iq_put_bits(iq_bit_writer_t* b, uint32_t bits, int32_t count)
+{
+    int32_t room = 32 - b->n;
+    if (count < room) {
+        b->word = (b->word << count) | bits;
+        b->n += count;
+        return;
+    }
+    *b->y++ = (b->word << room) | (bits >> (count - room)); /* room in [1, count] */
+    b->n = count - room;
+    b->word = bits & ((1u << b->n) - 1u);
+}
+
 static inline void iq_flush_bits(iq_bit_writer_t* b)
 {
     if (b->n > 0) {
@@ -115,10 +129,11 @@ static void iq_sign_conv_channels8(const uint8_t* field, uint32_t col_term, int3
             a2 += w[2] * xv;
             a3 += w[3] * xv;
         }
-        iq_put_bit(b, (int32_t)a0 < thr[0]);
-        iq_put_bit(b, (int32_t)a1 < thr[1]);
-        iq_put_bit(b, (int32_t)a2 < thr[2]);
-        iq_put_bit(b, (int32_t)a3 < thr[3]);
+        iq_put_bits(b,
+                    ((uint32_t)((int32_t)a0 < thr[0]) << 3) |
+                        ((uint32_t)((int32_t)a1 < thr[1]) << 2) |
+                        ((uint32_t)((int32_t)a2 < thr[2]) << 1) | (uint32_t)((int32_t)a3 < thr[3]),
+                    4);
     }
     for (; c < count; ++c, w += k) {
         iq_put_bit(b, (int32_t)(iq_dot1_u8(field, w, k) - col_term) < *thr++);
