@@ -38,8 +38,29 @@ def window_fields(kernel, attrs: dict[str, Any], dilation) -> dict[str, int]:
     }
 
 
+# Characters a name may keep inside a generated C comment: letters, digits and harmless
+# punctuation. Everything else — '*' and '/' (which could close the comment), '\\', quotes,
+# '?' (trigraphs), '%', '$', backticks, control characters, non-ASCII — becomes '_'.
+_COMMENT_SAFE = frozenset(
+    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 _.,:;#=+-()[]<>@!^&|~{}"
+)
+COMMENT_NAME_LIMIT = 60
+
+
+def comment_text(text: object, limit: int = COMMENT_NAME_LIMIT) -> str:
+    """``text`` made safe to place inside ``/* ... */`` in generated C (or ``#`` in a Makefile).
+
+    Names come from users' models and files (module paths, ONNX node names, .iqm contents), so
+    nothing of them may reach C unescaped: disallowed characters become ``_`` and long names are
+    cut (with ``...``), so the result can never end the comment, start a string or a line.
+    """
+    s = "".join(ch if ch in _COMMENT_SAFE else "_" for ch in str(text))
+    return s if len(s) <= limit else s[: limit - 3] + "..."
+
+
 def c_identifier(text: str) -> str:
-    out = "".join(ch if ch.isalnum() else "_" for ch in text)
+    """An ASCII C identifier made from ``text`` (other characters become ``_``)."""
+    out = "".join(ch if ch.isascii() and ch.isalnum() else "_" for ch in text)
     return out if out and not out[0].isdigit() else "_" + out
 
 

@@ -11,7 +11,8 @@ Output folder (``export_c``):
                       those of the op kinds the model uses
   <name>_host_main.c  host test driver (stdin -> stdout), kept apart from the library
   m0/                 Cortex-M0 startup, linker script and semihosting test main
-  Makefile, <name>_info.json
+  Makefile, README.md (how to build and run on the host, QEMU and every target),
+  <name>_info.json
 
 Each op kind's C binding is in its op module (``intquant.ops.<kind>``); ``emitter.CEmitter`` is
 the core they call back into and ``project`` writes the files. Offline transformations (integers
@@ -24,13 +25,12 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..intgraph import IntGraph, op_macs, weight_bytes
+from ..outdir import normalize, staged_dir
 from .c_syntax import c_identifier
 from .emitter import CEmitter
 from .planner import MemoryPlan, plan_memory
@@ -70,6 +70,7 @@ def export_c(
     *,
     meta: dict[str, Any] | None = None,
     binary_weights: bool | None = None,
+    overwrite: bool = False,
 ) -> ExportResult:
     """Write the C project for ``graph`` to ``out_dir`` (replaced atomically).
 
@@ -78,27 +79,24 @@ def export_c(
     only when the graph's constants exceed ``BINARY_WEIGHTS_THRESHOLD`` bytes.
 
     Files are written to a temporary folder next to ``out_dir`` and moved into place at the
-    end, so a failure never leaves a half-written project.
+    end, so a failure never leaves a half-written project. An existing ``out_dir`` is replaced
+    only if intquant wrote it and ``overwrite=True``; any other non-empty folder is refused
+    (see ``intquant.outdir``).
     """
-    if c_identifier(name) != name:
-        raise ValueError(f"name {name!r} must be a C identifier (letters, digits, '_')")
+    if c_identifier(name) != name or len(name) > 64:
+        raise ValueError(
+            f"name {name!r} must be a C identifier of at most 64 ASCII letters, digits and '_' "
+            "(it prefixes every file and symbol of the project)"
+        )
     graph.validate()
     plan = plan_memory(graph)
     if binary_weights is None:
         binary_weights = weight_bytes(graph) > BINARY_WEIGHTS_THRESHOLD
     em = CEmitter(graph, name, plan, binary_weights)
     em.emit()
-    out = Path(out_dir).resolve()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    out = normalize(out_dir)
+    with staged_dir(out, overwrite=overwrite) as tmp:
         files = write_files(tmp, graph, name, plan, em, meta)
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     macs = sum(op_macs(op, graph) for op in graph.ops)
     info = json.loads((out / f"{name}_info.json").read_text())
     return ExportResult(

@@ -14,7 +14,7 @@ import numpy as np
 
 from ..intgraph import IntGraph
 from ..ops import op_def
-from .c_syntax import C_TYPE, DTYPE_CODE, c_array, c_int
+from .c_syntax import C_TYPE, DTYPE_CODE, c_array, c_int, comment_text
 from .planner import ARENA, INPUT, OUTPUT, MemoryPlan
 
 # Runtime files every project gets: requantization primitives, element types and loads.
@@ -104,7 +104,10 @@ class CEmitter:
             emit_c = op_def(op.kind).emit_c
             if emit_c is None:
                 raise ValueError(f"op {i} {op.name!r}: kind {op.kind!r} has no C kernel")
-            self.calls.append(f"    /* op {i}: {op.kind} '{op.name}' -> {op.output} */")
+            self.calls.append(
+                f"    /* op {i}: {op.kind} '{comment_text(op.name)}' -> "
+                f"{comment_text(op.output)} */"
+            )
             self.calls.append(f"    IQ_PROFILE_MARK({i});")
             emit_c(self, i, op, f"op{i}")
         self.calls.append("    IQ_PROFILE_MARK(-1);")

@@ -10,6 +10,7 @@ import math
 
 import numpy as np
 
+from .limits import DEFAULT_LIMITS, Limits
 from .types import (
     ACTIVATION_DTYPES,
     M_LIMIT,
@@ -25,10 +26,13 @@ from .types import (
 class OpCheck:
     """Error context for one op: every message starts ``op i 'name' (kind):``."""
 
-    def __init__(self, graph: IntGraph, index: int, op: Op) -> None:
+    def __init__(
+        self, graph: IntGraph, index: int, op: Op, limits: Limits = DEFAULT_LIMITS
+    ) -> None:
         self.graph = graph
         self.index = index
         self.op = op
+        self.limits = limits
 
     def fail(self, msg: str) -> IntGraphError:
         return IntGraphError(f"op {self.index} {self.op.name!r} ({self.op.kind}): {msg}")
@@ -56,7 +60,9 @@ class OpCheck:
             raise self.fail(f"attr '{key}' = {v} is out of range [{lo}, {hi}]")
         return v
 
-    def list_attr(self, key: str, length: int | None = None, lo: int | None = None) -> list[int]:
+    def list_attr(
+        self, key: str, length: int | None = None, lo: int | None = None, hi: int | None = None
+    ) -> list[int]:
         if key not in self.op.attrs:
             raise self.fail(f"missing attr '{key}'")
         v = self.op.attrs[key]
@@ -69,6 +75,8 @@ class OpCheck:
             raise self.fail(f"attr '{key}' must have {length} entries, got {len(v)}: {v}")
         if lo is not None and any(e < lo for e in v):
             raise self.fail(f"attr '{key}' entries must be >= {lo}, got {v}")
+        if hi is not None and any(e > hi for e in v):
+            raise self.fail(f"attr '{key}' entries must be <= {hi}, got {v}")
         return v
 
     def rounding(self, allowed: tuple[str, ...] = ROUNDINGS) -> str:
@@ -157,10 +165,11 @@ def spatial(chk: OpCheck, shape: tuple[int, ...], what: str) -> tuple[int, int, 
 
 def window_attrs(chk: OpCheck, x: TensorInfo, *, kernel_from: str | None, dilation: bool):
     """Read stride/padding/(dilation)/(kernel) and enforce the 1-D conventions."""
-    stride = chk.list_attr("stride", 2, lo=1)
-    padding = chk.list_attr("padding", 4, lo=0)
-    dil = chk.list_attr("dilation", 2, lo=1) if dilation else [1, 1]
-    kernel = chk.list_attr(kernel_from, 2, lo=1) if kernel_from else None
+    hi = chk.limits.max_window
+    stride = chk.list_attr("stride", 2, lo=1, hi=hi)
+    padding = chk.list_attr("padding", 4, lo=0, hi=hi)
+    dil = chk.list_attr("dilation", 2, lo=1, hi=hi) if dilation else [1, 1]
+    kernel = chk.list_attr(kernel_from, 2, lo=1, hi=hi) if kernel_from else None
     if len(x.shape) == 2:
         if stride[0] != 1 or dil[0] != 1 or padding[0] != 0 or padding[2] != 0:
             raise chk.fail(
@@ -185,14 +194,21 @@ def check_out_len(chk: OpCheck, axis: str, n: int) -> None:
 def check_windows_touch_input(
     chk: OpCheck, axis: str, size: int, out: int, before: int, k: int, s: int, d: int
 ) -> None:
-    """Every pooling window must cover at least one real element (else max/avg are undefined)."""
-    for o in range(out):
-        taps = [o * s - before + j * d for j in range(k)]
-        if not any(0 <= t < size for t in taps):
-            raise chk.fail(
-                f"pooling window {o} along {axis} lies entirely in the padding (padding too "
-                "large for the kernel)"
-            )
+    """Every pooling window must cover at least one real element (else max/avg are undefined).
+
+    Window o has taps o·s − before + j·d, j in [0, k); it touches the input iff some j lies in
+    [ceil((before − o·s)/d), floor((size − 1 + before − o·s)/d)] ∩ [0, k − 1]. Vectorized over
+    o, so the cost is O(out) whatever k and the padding are.
+    """
+    start = np.arange(out, dtype=np.int64) * s - before
+    j_lo = np.maximum(0, -(start // d))  # ceil(-start / d)
+    j_hi = np.minimum(k - 1, (size - 1 - start) // d)
+    empty = np.flatnonzero(j_lo > j_hi)
+    if empty.size:
+        raise chk.fail(
+            f"pooling window {int(empty[0])} along {axis} lies entirely in the padding (padding "
+            "too large for the kernel)"
+        )
 
 
 def arity(chk: OpCheck, n: int) -> None:

@@ -6,8 +6,8 @@ the whole graph is validated before it is returned.
 
 from __future__ import annotations
 
-import io
 import json
+import math
 import os
 import tempfile
 import zipfile
@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from .limits import DEFAULT_LIMITS, Limits
 from .types import IntGraph, IntGraphError, Op, TensorInfo
 
 FORMAT_NAME = "intquant.intgraph"
@@ -67,9 +68,9 @@ def _jsonable_attrs(attrs: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def save(graph: IntGraph, path: str | os.PathLike) -> None:
+def save(graph: IntGraph, path: str | os.PathLike, limits: Limits | None = None) -> None:
     """Validate, then write ``graph`` to ``path`` atomically (temp file + os.replace)."""
-    graph.validate()
+    graph.validate(limits)
     arrays: dict[str, np.ndarray] = {
         f"{i}/{k}": np.ascontiguousarray(a)
         for i, op in enumerate(graph.ops)
@@ -83,6 +84,7 @@ def save(graph: IntGraph, path: str | os.PathLike) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             np.savez(f, **arrays)
+        os.chmod(tmp, 0o666 & ~_current_umask())  # mkstemp made it 0600: follow the umask
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -90,14 +92,23 @@ def save(graph: IntGraph, path: str | os.PathLike) -> None:
         raise
 
 
-def load(path: str | os.PathLike) -> IntGraph:
-    """Read and validate an ``.iqm`` file; any malformation raises IntGraphError naming it."""
+def _current_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def load(path: str | os.PathLike, limits: Limits | None = None) -> IntGraph:
+    """Read and validate an ``.iqm`` file; any malformation raises IntGraphError naming it.
+
+    Sizes are checked before anything is read: the archive's member count and declared sizes,
+    then each array's header (shape, dtype) against the bytes it holds and the ``limits``, so
+    a small hostile file cannot make this allocate more than the limits allow.
+    """
     path = os.fspath(path)
+    limits = limits or DEFAULT_LIMITS
     try:
-        with open(path, "rb") as f:
-            data = f.read()
-        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
-            arrays = {k: npz[k] for k in npz.files}
+        arrays = _read_arrays(path, limits)
     except (OSError, ValueError, zipfile.BadZipFile, EOFError, KeyError) as e:
         raise IntGraphError(
             f"{path}: not a readable .iqm file (truncated or not an npz archive): {e}"
@@ -109,14 +120,65 @@ def load(path: str | os.PathLike) -> IntGraph:
         raise IntGraphError(f"{path}: '{MANIFEST_KEY}' must be a 1-D uint8 array")
     try:
         manifest = json.loads(raw.tobytes().decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
         raise IntGraphError(f"{path}: manifest is not valid UTF-8 JSON: {e}") from e
     graph = _graph_from_manifest(path, manifest, arrays)
     try:
-        graph.validate()
+        graph.validate(limits)
     except IntGraphError as e:
         raise IntGraphError(f"{path}: {e}") from e
     return graph
+
+
+def _read_arrays(path: str, limits: Limits) -> dict[str, np.ndarray]:
+    """The arrays of an .npz archive, read without pickles and within ``limits``."""
+    budget = limits.max_const_bytes + limits.max_manifest_bytes
+    with zipfile.ZipFile(path) as zf:
+        infos = zf.infolist()
+        if len(infos) > 8 * limits.max_ops + 1:
+            raise ValueError(f"{len(infos)} arrays in the archive, above the limits")
+        declared = sum(info.file_size for info in infos)
+        if declared > budget + 128 * len(infos):
+            raise ValueError(
+                f"the archive declares {declared} bytes of arrays, above the limits "
+                f"(intgraph.Limits.max_const_bytes = {limits.max_const_bytes})"
+            )
+        arrays: dict[str, np.ndarray] = {}
+        for info in infos:
+            if not info.filename.endswith(".npy"):
+                raise ValueError(f"archive member {info.filename!r} is not a .npy array")
+            key = info.filename[: -len(".npy")]
+            if key in arrays:
+                raise ValueError(f"archive member {info.filename!r} appears twice")
+            with zf.open(info) as fp:
+                arrays[key] = _read_npy(fp, info, limits)
+    return arrays
+
+
+def _read_npy(fp: Any, info: zipfile.ZipInfo, limits: Limits) -> np.ndarray:
+    """One .npy member: the header's shape and dtype must account for exactly its bytes."""
+    version = np.lib.format.read_magic(fp)
+    if version == (1, 0):
+        shape, fortran, dtype = np.lib.format.read_array_header_1_0(fp)
+    elif version == (2, 0):
+        shape, fortran, dtype = np.lib.format.read_array_header_2_0(fp)
+    else:
+        raise ValueError(f"{info.filename}: unsupported .npy version {version}")
+    if dtype.hasobject or dtype.fields is not None or dtype.kind not in "iufb":
+        # (non-integer numbers are read so that the manifest check can name the const)
+        raise ValueError(f"{info.filename}: dtype {dtype} is not a plain numeric array")
+    if len(shape) > 8 or any(int(n) < 0 for n in shape):
+        raise ValueError(f"{info.filename}: shape {shape[:9]} is not a valid array shape")
+    nbytes = math.prod(int(n) for n in shape) * dtype.itemsize
+    if nbytes > info.file_size or nbytes > limits.max_const_bytes + limits.max_manifest_bytes:
+        raise ValueError(
+            f"{info.filename}: header declares {nbytes} bytes, the member holds {info.file_size}"
+        )
+    data = fp.read(nbytes)
+    if len(data) != nbytes:
+        raise ValueError(f"{info.filename}: truncated ({len(data)} of {nbytes} bytes)")
+    order = "F" if fortran else "C"
+    return np.frombuffer(data, dtype=dtype).reshape(shape, order=order).copy()
 
 
 def _field(where: str, obj: Any, key: str, types: type | tuple[type, ...]) -> Any:

@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from .limits import Limits
+
 ACTIVATION_DTYPES: dict[str, tuple[int, int]] = {
     "int8": (-128, 127),
     "uint8": (0, 255),
@@ -100,11 +102,12 @@ class IntGraph:
     output: str
     meta: dict[str, Any] = field(default_factory=dict)
 
-    def validate(self) -> IntGraph:
-        """Check the whole contract; raise IntGraphError naming the offending field."""
+    def validate(self, limits: Limits | None = None) -> IntGraph:
+        """Check the whole contract and the resource ``limits`` (default: ``DEFAULT_LIMITS``);
+        raise IntGraphError naming the offending field."""
         from .validate import validate_graph  # validation dispatches through the op registry
 
-        validate_graph(self)
+        validate_graph(self, limits)
         return self
 
     def op_by_name(self, name: str) -> Op:

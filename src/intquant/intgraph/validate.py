@@ -15,15 +15,32 @@ import numpy as np
 
 from ..ops import OPS, OpDef
 from .check import OpCheck
-from .types import ACTIVATION_DTYPES, BIT, IntGraph, IntGraphError, TensorInfo
+from .limits import DEFAULT_LIMITS, Limits
+from .types import ACTIVATION_DTYPES, BIT, IntGraph, IntGraphError, TensorInfo, value_dtype
 
 
-def validate_graph(g: IntGraph) -> None:
-    """The whole contract: tensors, topological order, then each op's own checks."""
+def validate_graph(g: IntGraph, limits: Limits | None = None) -> None:
+    """The whole contract: sizes first (nothing has been allocated for a declared size yet),
+    tensors, topological order, then each op's own checks, then the total MACs."""
+    limits = limits or DEFAULT_LIMITS
     if not isinstance(g.tensors, dict) or not isinstance(g.ops, list):
         raise IntGraphError("IntGraph.tensors must be a dict and IntGraph.ops a list")
+    _check_counts(g, limits)
+    activation_bytes = 0
     for key, t in g.tensors.items():
-        validate_tensor(key, t)
+        validate_tensor(key, t, limits)
+        activation_bytes += math.prod(t.shape) * value_dtype(t.dtype).itemsize
+    if activation_bytes > limits.max_activation_bytes:
+        raise IntGraphError(
+            f"activation tensors hold {activation_bytes} bytes in all, above the limit "
+            f"{limits.max_activation_bytes} (intgraph.Limits.max_activation_bytes)"
+        )
+    const_bytes = sum(int(getattr(c, "nbytes", 0)) for op in g.ops for c in op.consts.values())
+    if const_bytes > limits.max_const_bytes:
+        raise IntGraphError(
+            f"constants hold {const_bytes} bytes, above the limit {limits.max_const_bytes} "
+            "(intgraph.Limits.max_const_bytes)"
+        )
     for role, name in (("input", g.input), ("output", g.output)):
         if name not in g.tensors:
             raise IntGraphError(f"graph {role} tensor {name!r} is not in tensors")
@@ -35,7 +52,7 @@ def validate_graph(g: IntGraph) -> None:
     produced: set[str] = {g.input}
     names: set[str] = set()
     for i, op in enumerate(g.ops):
-        chk = OpCheck(g, i, op)
+        chk = OpCheck(g, i, op, limits)
         if op.kind not in OPS:
             raise chk.fail(f"unknown op kind {op.kind!r}; expected one of {sorted(OPS)}")
         if op.name in names:
@@ -56,13 +73,29 @@ def validate_graph(g: IntGraph) -> None:
         produced.add(op.output)
     if g.output not in produced:
         raise IntGraphError(f"graph output tensor {g.output!r} is not produced by any op")
+    macs = sum(OPS[op.kind].macs(op, g) for op in g.ops)
+    if macs > limits.max_macs:
+        raise IntGraphError(
+            f"{macs} multiply-accumulates per inference, above the limit {limits.max_macs} "
+            "(intgraph.Limits.max_macs)"
+        )
     try:
         json.dumps(g.meta)
     except (TypeError, ValueError) as e:
         raise IntGraphError(f"graph meta must be JSON-serialisable: {e}") from e
 
 
-def validate_tensor(key: str, t: TensorInfo) -> None:
+def _check_counts(g: IntGraph, limits: Limits) -> None:
+    if len(g.ops) > limits.max_ops:
+        raise IntGraphError(f"{len(g.ops)} ops, above the limit {limits.max_ops}")
+    if len(g.tensors) > limits.max_tensors:
+        raise IntGraphError(f"{len(g.tensors)} tensors, above the limit {limits.max_tensors}")
+
+
+MAX_RANK = 8
+
+
+def validate_tensor(key: str, t: TensorInfo, limits: Limits = DEFAULT_LIMITS) -> None:
     where = f"tensor {key!r}"
     if not isinstance(t, TensorInfo):
         raise IntGraphError(f"{where}: expected TensorInfo, got {type(t).__name__}")
@@ -72,8 +105,16 @@ def validate_tensor(key: str, t: TensorInfo) -> None:
         raise IntGraphError(
             f"{where}: dtype {t.dtype!r}, expected one of {list(ACTIVATION_DTYPES)}"
         )
-    if len(t.shape) == 0 or any(s <= 0 for s in t.shape):
-        raise IntGraphError(f"{where}: shape {t.shape} must be non-empty with positive sizes")
+    if not 0 < len(t.shape) <= MAX_RANK or any(s <= 0 for s in t.shape):
+        raise IntGraphError(
+            f"{where}: shape {t.shape[:MAX_RANK + 1]} must have 1 to {MAX_RANK} positive sizes"
+        )
+    elements = math.prod(t.shape)
+    if elements > limits.max_tensor_elements:
+        raise IntGraphError(
+            f"{where}: shape {t.shape} has {elements} elements, above the limit "
+            f"{limits.max_tensor_elements} (intgraph.Limits.max_tensor_elements)"
+        )
     if not (isinstance(t.scale, float | int) and math.isfinite(t.scale) and t.scale > 0):
         raise IntGraphError(f"{where}: scale {t.scale!r} must be a finite float > 0")
     lo, hi = ACTIVATION_DTYPES[t.dtype]
