@@ -33,7 +33,12 @@ CLIPPING_SAMPLES = 1024  # samples the activation clipping search evaluates the 
 
 
 def fixed_output_qparams(op: str, bits: int, name: str) -> QParams | None:
-    """Output formats fixed by the contract (TFLM): softmax/sigmoid in [0, 1], tanh in [−1, 1]."""
+    """Output formats fixed by the contract (TFLM): softmax/sigmoid in [0, 1], tanh in [−1, 1];
+    a sign's ±1 (one bit, scale 1)."""
+    if op == "sign":
+        from .ops.sign import sign_format
+
+        return sign_format(name)
     if op in ("softmax", "sigmoid"):
         if bits <= 8:
             return QParams(scale=[1 / 256], zero_point=[-128], bits=8, name=name)

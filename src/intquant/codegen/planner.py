@@ -23,13 +23,12 @@ size and a lower bound next to it. Steps:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..intgraph import IntGraph, TensorInfo
+from ..intgraph import IntGraph, TensorInfo, tensor_nbytes
 from ..ops import op_def
 
 ALIGN = 4
@@ -43,7 +42,8 @@ def align_up(n: int, a: int = ALIGN) -> int:
 
 
 def tensor_bytes(info: TensorInfo) -> int:
-    return math.prod(info.shape) * np.dtype(info.dtype).itemsize
+    """True storage size: packed "bit" tensors count their words, not one byte per value."""
+    return tensor_nbytes(info)
 
 
 @dataclass

@@ -183,11 +183,18 @@ def quantize_bias(bias: np.ndarray | None, s_in: float, w_scale: np.ndarray, cou
 
 def weighted_layer(lw, node, x: str, kind: str, weight: np.ndarray,
                    bias: np.ndarray | None, w_qp: QParams, geometry: dict, out_shape) -> str:
-    """Integer weights, bias on the accumulator grid, per-channel multipliers, clamp bounds."""
-    from ..lower import LoweringError, act_bounds, scalar_qparams
+    """Integer weights, bias on the accumulator grid, per-channel multipliers, clamp bounds.
+
+    A layer reading or producing packed ±1 bits (a sign) is lowered by ``_binary``.
+    """
+    from ..lower import LoweringError, act_bounds, dtype_of, scalar_qparams
 
     in_qp = lw.fmt[x]
     out_qp = lw.plan.acts[node.name]
+    if "bit" in (lw.tensors[x].dtype, dtype_of(out_qp)):
+        from ._binary import lower_binary_layer
+
+        return lower_binary_layer(lw, node, x, kind, weight, bias, w_qp, geometry, out_shape)
     s_in, z_in = scalar_qparams(in_qp)
     s_out, z_out = scalar_qparams(out_qp)
     cout = weight.shape[0]

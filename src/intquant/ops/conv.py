@@ -296,9 +296,10 @@ register(
         summary="Conv1d/Conv2d (stride, padding, dilation, groups); params weight[, bias]",
         run=run_float_conv,
         lower=lower_conv,
-        lowers_to=("conv",),
+        lowers_to=("conv", "binary_conv", "sign_conv", "unpack_bits"),
         weighted=True,
         fuse_into=True,
+        bits_in=True,  # packed inputs / sign outputs: ops/_binary.py
     ),
     FloatOpDef(
         name="batchnorm",

@@ -130,8 +130,9 @@ register(
         summary="Linear; params weight[, bias]",
         run=run_float_linear,
         lower=lower_linear,
-        lowers_to=("fully_connected",),
+        lowers_to=("fully_connected", "binary_fully_connected", "sign_conv", "unpack_bits"),
         weighted=True,
         fuse_into=True,
+        bits_in=True,  # packed inputs / sign outputs: ops/_binary.py
     ),
 )

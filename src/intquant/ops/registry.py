@@ -82,7 +82,8 @@ class FloatOpDef:
     ``act_bounds``: for an activation that can become the clamp bounds of its producer, its
     real (lo, hi) bounds (None = unbounded); ``fuse_into``: the op's output can carry such
     fused bounds. ``weighted``: a layer with a weight tensor (per-layer weight formats, bias
-    correction, statistics).
+    correction, statistics). ``bits_in``: the lowering reads packed "bit" (±1) inputs itself;
+    for every other op the lowerer unpacks such inputs to int8 first.
     """
 
     name: str
@@ -94,6 +95,7 @@ class FloatOpDef:
     act_bounds: Callable[[Node], tuple[float | None, float | None]] | None = None
     fuse_into: bool = False
     weighted: bool = False
+    bits_in: bool = False
 
     @property
     def fusable(self) -> bool:
