@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .cycles import FunctionMap, Trace, TraceCounter
 from .m0 import AN385_RAM, MICROBIT_RAM, samples_source
 
 HOST_CC = os.environ.get("IQ_HOST_CC", "gcc")
@@ -342,6 +343,11 @@ def elf_symbols(elf: Path) -> list[tuple[str, str, int, int]]:
     return out
 
 
+def function_symbols(elf: Path) -> list[tuple[str, int, int]]:
+    """(name, address, size) of every function (nm types t/T/w/W), for hot-spot attribution."""
+    return [(n, a, s) for n, typ, a, s in elf_symbols(elf) if typ in "tTwW"]
+
+
 def soft_float_symbols(elf: Path) -> list[str]:
     res = _run([require(ARM_NM), str(elf)], text=True)
     names = [ln.split()[-1] for ln in res.stdout.splitlines() if ln.strip()]
@@ -413,20 +419,23 @@ STACK_PROBE = 0x2000
 @dataclass
 class UnicornResult:
     outputs: np.ndarray  # flat outputs of all samples
-    instructions: list[int]  # per sample, whole <name>_run call
-    per_op: list[dict[int, int]]  # per sample: op index -> instructions (profile build)
+    traces: list[Trace]  # per sample, whole <name>_run call: instructions, cycles, per op/fn
     stack_bytes: int  # deepest stack use over the samples
     build: M0Build
 
+    @property
+    def instructions(self) -> list[int]:
+        """Per sample, instructions of the whole <name>_run call."""
+        return [t.total.instructions for t in self.traces]
 
-def _thumb_instruction_count(code: bytes) -> int:
-    """Instructions in a Thumb block: 32-bit encodings start with 0b11101/0b11110/0b11111."""
-    n = i = 0
-    while i + 1 < len(code):
-        hw = code[i] | (code[i + 1] << 8)
-        i += 4 if (hw >> 11) in (0x1D, 0x1E, 0x1F) else 2
-        n += 1
-    return n
+    def cycles(self, multiplier: str = "fast") -> list[int]:
+        """Per sample, Cortex-M0 cycles of the whole call (see cycles.py for the model)."""
+        return [t.total.cycles(multiplier) for t in self.traces]
+
+    @property
+    def per_op(self) -> list[dict[int, int]]:
+        """Per sample: op index -> instructions (profile build; -1 is outside any op)."""
+        return [{k: v.instructions for k, v in t.per_key.items()} for t in self.traces]
 
 
 def emulate_unicorn(
@@ -475,30 +484,24 @@ def emulate_unicorn(
                 data = seg.data()
                 uc.mem_write(seg["p_paddr"], data)
                 uc.mem_write(seg["p_vaddr"], data)
-    counts: dict[int, int] = {}
-    state = {"n": 0, "op": -1}
-    per_op: dict[int, int] = {}
+    counter = TraceCounter(FunctionMap.from_symbols(function_symbols(build.elf)))
 
     def on_block(uc_, address, size, _user):
-        c = counts.get(address)
-        if c is None:
-            c = counts[address] = _thumb_instruction_count(bytes(uc_.mem_read(address, size)))
-        state["n"] += c
-        per_op[state["op"]] = per_op.get(state["op"], 0) + c
+        counter.on_block(address, lambda: bytes(uc_.mem_read(address, size)))
 
     uc.hook_add(UC_HOOK_BLOCK, on_block)
     if profile:
         mark = syms["iq_profile_mark"] & ~1
 
         def on_mark(uc_, _address, _size, _user):
-            state["op"] = int(np.int32(np.uint32(uc_.reg_read(UC_ARM_REG_R0))))
+            counter.key = int(np.int32(np.uint32(uc_.reg_read(UC_ARM_REG_R0))))
 
         uc.hook_add(UC_HOOK_CODE, on_mark, begin=mark, end=mark)
     fn = syms[f"{info.name}_run"]
     stack_top = 0x20000000 + build.ram_size
     bss_end = syms.get("__bss_end__", stack_top - STACK_PROBE)
     probe_lo = max(bss_end, stack_top - STACK_PROBE)
-    outputs, instructions, per_ops, stack = [], [], [], 0
+    outputs, traces, stack = [], [], 0
     for s in x:
         uc.mem_write(IO_BASE, s.tobytes())
         uc.mem_write(probe_lo, b"\xa5" * (stack_top - probe_lo))
@@ -506,14 +509,12 @@ def emulate_unicorn(
         uc.reg_write(UC_ARM_REG_R1, IO_BASE + ((in_bytes + 7) & ~7))
         uc.reg_write(UC_ARM_REG_SP, stack_top)
         uc.reg_write(UC_ARM_REG_LR, RETURN_ADDR | 1)
-        state["n"], state["op"] = 0, -1
-        per_op = {}
+        counter.start()
         uc.emu_start(fn | 1, RETURN_ADDR, timeout=120 * 1000 * 1000)
         outputs.append(bytes(uc.mem_read(IO_BASE + ((in_bytes + 7) & ~7), out_bytes)))
-        instructions.append(state["n"])
-        per_ops.append(dict(per_op))
+        traces.append(counter.finish(RETURN_ADDR))
         mem = bytes(uc.mem_read(probe_lo, stack_top - probe_lo))
         used = len(mem) - next((i for i, b in enumerate(mem) if b != 0xA5), len(mem))
         stack = max(stack, used)
     out = np.frombuffer(b"".join(outputs), dtype=info.output_dtype)
-    return UnicornResult(out, instructions, per_ops, stack, build)
+    return UnicornResult(out, traces, stack, build)
