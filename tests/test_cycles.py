@@ -94,9 +94,7 @@ def _run(text: bytes, entry: int, counter: TraceCounter, r0: int = RAM) -> int:
     uc.mem_map(RAM, 1 << 16)
     uc.mem_map(RET, 0x1000)
     uc.mem_write(CODE, text)
-    uc.hook_add(
-        UC_HOOK_BLOCK, lambda u, a, s, _: counter.on_block(a, lambda: bytes(u.mem_read(a, s)))
-    )
+    uc.hook_add(UC_HOOK_BLOCK, lambda u, a, s, _: counter.on_block(a, s, u))
     uc.reg_write(UC_ARM_REG_R0, r0)
     uc.reg_write(UC_ARM_REG_SP, RAM + (1 << 16))
     uc.reg_write(UC_ARM_REG_LR, RET | 1)

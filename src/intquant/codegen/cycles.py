@@ -199,13 +199,18 @@ class TraceCounter:
                 self._charge(key, fn, 0, TAKEN_EXTRA, 0)
             self._pending = None
 
-    def on_block(self, address: int, code_of) -> None:
-        """Called at the start of every executed block; ``code_of()`` returns its bytes."""
-        self._settle(address)
+    def on_block(self, address: int, size: int, memory) -> None:
+        """Call at the start of every executed block (``memory.mem_read`` gives its bytes)."""
+        pending = self._pending
+        if pending is not None:
+            self._pending = None
+            if address != pending[0]:
+                self._charge(pending[1], pending[2], 0, TAKEN_EXTRA, 0)
         hit = self._blocks.get(address)
         if hit is None:
             fn = self.functions.name_of(address) if self.functions is not None else "?"
-            hit = self._blocks[address] = (block_cost(code_of(), address), fn)
+            code = bytes(memory.mem_read(address, size))
+            hit = self._blocks[address] = (block_cost(code, address), fn)
         cost, fn = hit
         self._charge(self.key, fn, cost.instructions, cost.cycles, cost.muls)
         if cost.fall_through is not None:

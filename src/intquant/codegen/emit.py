@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from ..intgraph import ACTIVATION_DTYPES, IntGraph, Op, TensorInfo, weight_bytes
+from .depthwise import DepthwiseLayer, prepare_depthwise
 from .planner import ARENA, INPUT, OUTPUT, MemoryPlan, is_fast8, plan_memory
 
 RUNTIME_FILES = (
@@ -40,6 +41,11 @@ RUNTIME_FILES = (
     "iq_kernels.h",
     "iq_dot.h",
     "iq_conv_impl.h",
+    "iq_requant.h",
+    "iq_requant.c",
+    "iq_depthwise.h",
+    "iq_depthwise_impl.h",
+    "iq_depthwise.c",
     "iq_ops.c",
     "iq_lrn.h",
     "iq_lrn.c",
@@ -308,6 +314,7 @@ class _Emitter:
         self.data: list[str] = []  # const arrays and parameter structs
         self.calls: list[str] = []  # body of <name>_run
         self.instances: dict[str, tuple[WeightLayer, str]] = {}
+        self.dw_instances: dict[str, DepthwiseLayer] = {}
         self.weight_bytes = 0
         # (symbol, little-endian bytes, alignment) of arrays kept out of the C source
         self.blobs: list[tuple[str, bytes, int]] | None = [] if binary_weights else None
@@ -380,7 +387,45 @@ class _Emitter:
         s = self.const_array(f"{p}_shift", "int32_t", op.consts["shift"])
         return layer, [w, b, m, s]
 
+    def rqw_array(self, ident: str, rows: list[tuple[int, ...]]) -> str:
+        """An iq_rqw_t array (iq_requant.h): a_lo, width, m, c_hi, u0, c_lo, sh, d."""
+        self.weight_bytes += 24 * len(rows)
+        if self.blobs is None:
+            body = ",\n    ".join(
+                "{" + ", ".join(c_int(v) if k == 0 else f"{v}u" for k, v in enumerate(r)) + "}"
+                for r in rows
+            )
+            self.data.append(f"static const iq_rqw_t {ident}[{len(rows)}] = {{\n    {body}\n}};\n")
+            return ident
+        symbol = f"{self.name}_{ident}"
+        raw = b"".join(
+            np.array(r[:5], dtype="<i8").astype("<u4").tobytes()
+            + np.array([r[5]], dtype="<u2").tobytes()
+            + np.array(r[6:], dtype="<u1").tobytes()
+            for r in rows
+        )
+        self.blobs.append((symbol, raw, 4))
+        self.data.append(f"extern const iq_rqw_t {symbol}[{len(rows)}];\n")
+        return symbol
+
+    def depthwise(self, i: int, op: Op, p: str) -> bool:
+        """Emit ``op`` on the depthwise row kernels (depthwise.py) if they apply."""
+        layer = prepare_depthwise(self.g, op)
+        if layer is None:
+            return False
+        self.dw_instances[layer.instance] = layer
+        w = self.const_array(f"{p}_weight", "int8_t", layer.weight)
+        rq = self.rqw_array(f"{p}_rq", layer.rq)
+        prm = self.params("iq_dw_params_t", f"{p}_params", layer.params)
+        off, _ = self.plan.scratch[i]
+        args = [f"&{prm}", self.typed(op.inputs[0], True), w, rq, self.typed(op.output, False)]
+        args.append(f"(void*)(IQ_ARENA + {off})")
+        self.calls.append(f"    {layer.instance}({', '.join(args)});")
+        return True
+
     def op_conv(self, i: int, op: Op, p: str) -> None:
+        if self.depthwise(i, op, p):
+            return
         a = op.attrs
         layer, consts = self.weight_layer(i, op, p)
         cin, h, w = spatial(self.g.tensors[op.inputs[0]].shape)
@@ -721,12 +766,14 @@ def header_source(
 
 def model_source(em: _Emitter, name: str) -> str:
     decls = "".join(instance_declaration(layer, kind) for layer, kind in em.instances.values())
+    decls += "".join(layer.declaration() for layer in em.dw_instances.values())
     arena_words = max(1, (em.plan.arena_bytes + 3) // 4)
     return "\n".join(
         [
             f"/* {name}: const weights (flash), the arena, the call sequence. Generated. */",
             f'#include "{name}.h"',
             '#include "iq_kernels.h"',
+            '#include "iq_depthwise.h"',
             '#include "iq_lrn.h"',
             "",
             "#ifdef IQ_PROFILE",
@@ -798,6 +845,7 @@ def kernels_source(em: _Emitter, name: str) -> str:
     ]
     for layer, kind in em.instances.values():
         parts.append(instance_source(layer, kind))
+    parts.extend(layer.source() for layer in em.dw_instances.values())
     return "\n".join(parts)
 
 
@@ -955,7 +1003,8 @@ def _write_files(
 
     for f in RUNTIME_FILES:
         put(f, (runtime / f).read_text())
-    lib = [f"{name}.c", f"{name}_kernels.c", "iq_ops.c", "iq_lrn.c"]
+    lib = [f"{name}.c", f"{name}_kernels.c", "iq_ops.c", "iq_lrn.c", "iq_requant.c"]
+    lib.append("iq_depthwise.c")
     if em.blobs is not None:
         asm, blob = weights_asm_source(em.blobs, name)
         (d / f"{name}_weights.bin").write_bytes(blob)

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..intgraph import IntGraph, Op, TensorInfo
+from .depthwise import depthwise_scratch
 
 ALIGN = 4
 IN_PLACE_KINDS = ("clamp", "lut", "rescale", "add")
@@ -101,6 +102,9 @@ def scratch_bytes(graph: IntGraph, op_index: int) -> int:
     """im2col buffer of a conv (one receptive field of one group, in the input's dtype); the
     offset-binary copy of the input vector of an 8-bit fully_connected."""
     op = graph.ops[op_index]
+    dw = depthwise_scratch(graph, op)
+    if dw is not None:
+        return dw
     if op.kind == "fully_connected":
         return int(op.consts["weight"].shape[1]) if is_fast8(graph, op) else 0
     if op.kind != "conv":

@@ -486,10 +486,7 @@ def emulate_unicorn(
                 uc.mem_write(seg["p_vaddr"], data)
     counter = TraceCounter(FunctionMap.from_symbols(function_symbols(build.elf)))
 
-    def on_block(uc_, address, size, _user):
-        counter.on_block(address, lambda: bytes(uc_.mem_read(address, size)))
-
-    uc.hook_add(UC_HOOK_BLOCK, on_block)
+    uc.hook_add(UC_HOOK_BLOCK, lambda uc_, address, size, _u: counter.on_block(address, size, uc_))
     if profile:
         mark = syms["iq_profile_mark"] & ~1
 

@@ -1,0 +1,81 @@
+/*
+ * Batched requantization: the outputs of one channel from a run of int32 accumulators, with
+ * per-channel constants prepared offline (codegen/requant.py derives them and checks them
+ * against the interpreter; the tests run them against it on the host and on Cortex-M0).
+ *
+ * For every requantization mode of the contract whose real multiplier is at most 1 (all but
+ * rare layers), out = clamp(f(acc) + z, lo, hi) with f one floor of a linear function. Moving
+ * the clamp onto the accumulator, u = clamp(acc - a_lo, 0, width) gives, exactly,
+ *
+ *     out = lo + floor((u*M + C + [u >= u0]*2^31) / 2^k)
+ *
+ * computed with 32-bit operations only. With M = Mh*2^16 + Ml, u = uh*2^16 + ul, C = c_hi*2^16
+ * + c_lo and s = 2^15 where the sign term applies:
+ *
+ *   form 0:  V = u*Mh + uh*Ml + ((ul*Ml + c_lo) >> 16) + c_hi + s,   out = lo + (V >> (k - 16))
+ *   form 1:  I = ul*Mh + uh*Ml + ((ul*Ml + c_lo) >> 16) + c_hi + s,
+ *            H = uh*Mh + (I >> 16),                                  out = lo + (H >> (k - 32))
+ *
+ * Every product has 16-bit factors and every sum is an exact unsigned 32-bit value (requant.py
+ * picks the form and checks the bounds per channel). Cortex-M0 has a 32x32->32 multiplier
+ * only: this is 3 or 4 MULS instead of a 64-bit product, and the clamp is one unsigned compare.
+ * For 8-bit outputs lo mod 256 is folded into c_hi (the byte stored is the output) unless that
+ * would overflow (form 2: form 1 plus lo after the shift); for wider outputs lo is added.
+ *
+ * The runs take acc - a_lo ("u before the clamp"): kernels start their sums from -a_lo.
+ */
+#ifndef IQ_REQUANT_H
+#define IQ_REQUANT_H
+
+#include "iq_runtime.h"
+
+/* Parameters of the naked assembly functions (read by the asm, not by C). */
+#if defined(__GNUC__)
+#define IQ_UNUSED __attribute__((unused))
+#else
+#define IQ_UNUSED
+#endif
+
+/* One channel, 24 bytes, in flash. */
+typedef struct {
+    int32_t a_lo;   /* accumulator (as the kernel computes it) whose output is act_min */
+    uint32_t width; /* u above width gives act_max */
+    uint32_t m;     /* M */
+    uint32_t c_hi;  /* C >> 16 (8-bit outputs: lo mod 256 folded in) */
+    uint32_t u0;    /* u >= u0 <=> the true accumulator >= 0 (sign layers only) */
+    uint16_t c_lo;  /* C & 0xFFFF */
+    uint8_t sh;     /* k - 16 (form 0) or k - 32 (forms 1, 2) */
+    uint8_t form;   /* 2: form 1 with lo not folded (added after the shift) */
+} iq_rqw_t;
+
+/* Whether a layer's window holds both signs of the accumulator (the sign term). */
+enum { IQ_RQW_NOSIGN = 0, IQ_RQW_SIGN = 1 };
+
+/* clamp(u, 0, width) for u = acc - a_lo, |acc - a_lo| < 2^31 (checked offline). */
+static inline uint32_t iq_rqw_clamp(int32_t u, const iq_rqw_t* c)
+{
+    if ((uint32_t)u > c->width) {
+        return u < 0 ? 0u : c->width;
+    }
+    return (uint32_t)u;
+}
+
+/* floor((u*M + C + sign) / 2^k) for u in [0, width] (plus lo where folded). */
+static inline uint32_t iq_rqw_value(uint32_t u, const iq_rqw_t* c, int32_t sign_layer)
+{
+    const uint32_t mh = c->m >> 16, ml = c->m & 0xFFFFu;
+    const uint32_t uh = u >> 16, ul = u & 0xFFFFu;
+    uint32_t v = ((ul * ml + c->c_lo) >> 16) + uh * ml + c->c_hi;
+    if (sign_layer && u >= c->u0) {
+        v += 1u << 15;
+    }
+    v = c->form == 0 ? v + u * mh : uh * mh + ((v + ul * mh) >> 16);
+    return v >> c->sh;
+}
+
+/* out[i * step] = the 8-bit output of u[i] (acc - a_lo), i < n, for one channel whose
+ * act_min is lo. */
+void iq_rqw_run8(const int32_t* u, int32_t n, const iq_rqw_t* c, int32_t lo, int32_t sign_layer,
+                 uint8_t* out, int32_t step);
+
+#endif /* IQ_REQUANT_H */
