@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from ..intgraph import ACTIVATION_DTYPES, IntGraph, Op, TensorInfo, weight_bytes
+from .conv_tile import TileRequant, tile_requant
 from .depthwise import DepthwiseLayer, prepare_depthwise
 from .planner import ARENA, INPUT, OUTPUT, MemoryPlan, is_fast8, plan_memory
 
@@ -46,6 +47,7 @@ RUNTIME_FILES = (
     "iq_depthwise.h",
     "iq_depthwise_impl.h",
     "iq_depthwise.c",
+    "iq_dot8.c",
     "iq_ops.c",
     "iq_lrn.h",
     "iq_lrn.c",
@@ -174,6 +176,7 @@ class WeightLayer:
     bias: np.ndarray
     mode: str
     fast8: bool = False
+    tile: TileRequant | None = None  # conv_tile.py: requantized in batches over positions
 
     @property
     def weight_ctype(self) -> str:
@@ -260,6 +263,15 @@ def offset_binary_layout(
     return layout.astype(np.uint8), np.mod(bias, 2**32).astype(np.uint64)
 
 
+def attach_tile(graph: IntGraph, op: Op, layer: WeightLayer) -> WeightLayer:
+    """Switch a fast8 conv to the tiled instance (conv_tile.py) when its constants allow."""
+    if layer.fast8 and op.kind == "conv":
+        layer.tile = tile_requant(graph, op, layer.bias)
+        if layer.tile is not None:
+            layer.instance += "_tile_sign" if layer.tile.sign else "_tile"
+    return layer
+
+
 def instance_source(layer: WeightLayer, kind: str) -> str:
     lines = [
         f"#define IQ_FN {layer.instance}",
@@ -275,11 +287,17 @@ def instance_source(layer: WeightLayer, kind: str) -> str:
         lines.append("#define IQ_FAST8 1")
     if kind == "fully_connected":
         lines.append("#define IQ_FC_TEMPLATE 1")
+    if layer.tile is not None:
+        sign = "IQ_RQW_SIGN" if layer.tile.sign else "IQ_RQW_NOSIGN"
+        lines += ["#define IQ_TILE 1", f"#define IQ_TILE_SIGN {sign}"]
     lines.append('#include "iq_conv_impl.h"')
     return "\n".join(lines) + "\n"
 
 
 def instance_declaration(layer: WeightLayer, kind: str) -> str:
+    if layer.tile is not None:
+        types = f"{C_TYPE[layer.tin]}, {C_TYPE[layer.tout]}"
+        return f"IQ_CONV_TILE_DECLARE({layer.instance}, {types});\n"
     macro = "IQ_FC_DECLARE" if kind == "fully_connected" else "IQ_CONV_DECLARE"
     tb = layer.bias_ctype
     return (
@@ -379,8 +397,12 @@ class _Emitter:
         return ident
 
     def weight_layer(self, i: int, op: Op, p: str) -> tuple[WeightLayer, list[str]]:
-        layer = prepare_weight_layer(self.g, op)
+        layer = attach_tile(self.g, op, prepare_weight_layer(self.g, op))
         self.instances[layer.instance] = (layer, op.kind)
+        if layer.tile is not None:
+            w = self.const_array(f"{p}_weight", "uint8_t", layer.tile.weight)
+            b = self.const_array(f"{p}_bias", "uint32_t", layer.tile.bias)
+            return layer, [w, b, self.rqw_array(f"{p}_rq", layer.tile.rq)]
         w = self.const_array(f"{p}_weight", layer.weight_ctype, layer.weight)
         b = self.const_array(f"{p}_bias", layer.bias_ctype, layer.bias)
         m = self.const_array(f"{p}_multiplier", "int32_t", op.consts["multiplier"])
@@ -448,6 +470,7 @@ class _Emitter:
                 "act_min": a["act_min"],
                 "act_max": a["act_max"],
                 "mode": layer.mode,
+                **({"tile": layer.tile.tile} if layer.tile is not None else {}),
             },
         )
         off, _ = self.plan.scratch[i]
@@ -1004,7 +1027,7 @@ def _write_files(
     for f in RUNTIME_FILES:
         put(f, (runtime / f).read_text())
     lib = [f"{name}.c", f"{name}_kernels.c", "iq_ops.c", "iq_lrn.c", "iq_requant.c"]
-    lib.append("iq_depthwise.c")
+    lib += ["iq_depthwise.c", "iq_dot8.c"]
     if em.blobs is not None:
         asm, blob = weights_asm_source(em.blobs, name)
         (d / f"{name}_weights.bin").write_bytes(blob)

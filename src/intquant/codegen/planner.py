@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..intgraph import IntGraph, Op, TensorInfo
+from .conv_tile import tile_scratch
 from .depthwise import depthwise_scratch
 
 ALIGN = 4
@@ -111,7 +112,7 @@ def scratch_bytes(graph: IntGraph, op_index: int) -> int:
         return 0
     _, cin_g, kh, kw = op.consts["weight"].shape
     itemsize = np.dtype(graph.tensors[op.inputs[0]].dtype).itemsize
-    return cin_g * kh * kw * itemsize
+    return max(cin_g * kh * kw * itemsize, tile_scratch(graph, op) or 0)
 
 
 class _UnionFind:

@@ -11,6 +11,8 @@
  *   IQ_FAST8  defined for 8-bit inputs, int8 weights and an int32 accumulator: weights are
  *             then stored as uint8 offset binary, four channels interleaved, and the bias as
  *             uint32 (see iq_dot.h); IQ_TW is uint8_t
+ *   IQ_TILE   (with IQ_FAST8, conv, 8-bit output) requantize with iq_requant.h over tiles of
+ *             positions; IQ_TILE_SIGN is the requantization's sign variant
  *
  * Method (CMSIS-NN style): for each output position the receptive field of one group is
  * gathered into `col` (im2col), padded taps holding the input zero point; each output
@@ -25,6 +27,7 @@
  */
 #include "iq_dot.h"
 #include "iq_kernels.h"
+#include "iq_requant.h"
 
 #define IQ_CAT_(a, b) a##b
 #define IQ_CAT(a, b) IQ_CAT_(a, b)
@@ -37,7 +40,7 @@
 #define IQ_TBIAS int64_t
 #endif
 
-#if defined(IQ_FAST8)
+#if defined(IQ_FAST8) && !defined(IQ_TILE)
 /* ---------------------------------------------------------------------------------------
  * 8-bit path: `col` holds xu = x + xoff (uint8); col_term = 128 * sum(xu), the per-position
  * term of the offset-binary identity. `count` output channels from the given pointers (weights,
@@ -78,6 +81,8 @@ static void IQ_CAT(IQ_FN, _channels)(const uint8_t* col, uint32_t col_term, cons
     }
 }
 
+#endif
+#if defined(IQ_FAST8)
 #define IQ_XOFF ((IQ_TIN)(-1) < 0 ? 128 : 0) /* offset making the input unsigned */
 
 #else
@@ -258,7 +263,7 @@ static uint32_t IQ_CAT(IQ_FN, _im2col)(const iq_conv_params_t* p, const IQ_TIN* 
 #endif
 }
 
-#if defined(IQ_FAST8)
+#if defined(IQ_FAST8) && !defined(IQ_TILE)
 #ifndef IQ_DW_MAX_TAPS
 #define IQ_DW_MAX_TAPS 32 /* depthwise kernels up to this many taps skip im2col */
 #endif
@@ -354,6 +359,92 @@ static void IQ_CAT(IQ_FN, _depthwise)(const iq_conv_params_t* p, const IQ_TIN* x
 }
 #endif
 
+#if defined(IQ_FAST8) && defined(IQ_TILE)
+/* ---------------------------------------------------------------------------------------
+ * 8-bit path with the batched requantization of iq_requant.h: `tile` positions are gathered,
+ * then for each block of eight channels (iq_dot8_tile; then a block of four, then single
+ * channels, the weights interleaved to match) the sums of every position of the tile, stored
+ * as acc - a_lo (`bias` holds bias - a_lo), are requantized in one run per channel with the
+ * channel's constants in registers instead of reloaded per output.
+ */
+static void IQ_CAT(IQ_FN, _tile_channels)(const uint8_t* cols, const uint32_t* terms,
+                                          int32_t npos, const uint8_t* w, const uint32_t* bias,
+                                          const iq_rqw_t* rq, int32_t count, int32_t k,
+                                          uint8_t* out, int32_t out_plane, int32_t lo,
+                                          int32_t* acc)
+{
+    uint32_t s[4];
+    int32_t j, q, t;
+    for (j = 0; j + 8 <= count; j += 8) {
+        iq_dot8_tile(cols, terms, npos, k, w, bias, acc);
+        for (t = 0; t < 8; ++t) {
+            iq_rqw_run8(acc + t * npos, npos, rq + t, lo, IQ_TILE_SIGN, out + t * out_plane, 1);
+        }
+        w += 8 * k;
+        bias += 8;
+        rq += 8;
+        out += 8 * out_plane;
+    }
+    for (; j + 4 <= count; j += 4) {
+        for (q = 0; q < npos; ++q) {
+            for (t = 0; t < 4; ++t) {
+                s[t] = bias[t] - terms[q];
+            }
+            iq_dot4_u8(cols + q * k, w, k, s);
+            for (t = 0; t < 4; ++t) {
+                acc[t * npos + q] = (int32_t)s[t];
+            }
+        }
+        for (t = 0; t < 4; ++t) {
+            iq_rqw_run8(acc + t * npos, npos, rq + t, lo, IQ_TILE_SIGN, out + t * out_plane, 1);
+        }
+        w += 4 * k;
+        bias += 4;
+        rq += 4;
+        out += 4 * out_plane;
+    }
+    for (; j < count; ++j) {
+        for (q = 0; q < npos; ++q) {
+            acc[q] = (int32_t)(*bias + iq_dot1_u8(cols + q * k, w, k) - terms[q]);
+        }
+        iq_rqw_run8(acc, npos, rq, lo, IQ_TILE_SIGN, out, 1);
+        w += k;
+        ++bias;
+        ++rq;
+        out += out_plane;
+    }
+}
+
+IQ_CONV_TILE_DECLARE(IQ_FN, IQ_TIN, IQ_TOUT)
+{
+    const int32_t cin_g = p->in_c / p->groups;
+    const int32_t cout_g = p->out_c / p->groups;
+    const int32_t k = cin_g * p->k_h * p->k_w;
+    const int32_t out_plane = p->out_h * p->out_w;
+    const int32_t tile = p->tile;
+    uint8_t* const cols = (uint8_t*)col;
+    uint32_t* const terms = (uint32_t*)col + (tile * k + 3) / 4;
+    int32_t* const acc = (int32_t*)(terms + tile); /* 8 channels x tile */
+    int32_t g, pos, q, oy, ox;
+    for (g = 0; g < p->groups; ++g) {
+        const int32_t c0 = g * cout_g;
+        oy = ox = 0;
+        for (pos = 0; pos < out_plane; pos += tile) {
+            const int32_t npos = out_plane - pos < tile ? out_plane - pos : tile;
+            for (q = 0; q < npos; ++q) {
+                terms[q] = IQ_CAT(IQ_FN, _im2col)(p, x, g * cin_g, cin_g, oy, ox, cols + q * k);
+                if (++ox == p->out_w) {
+                    ox = 0;
+                    ++oy;
+                }
+            }
+            IQ_CAT(IQ_FN, _tile_channels)(cols, terms, npos, w + c0 * k, bias + c0, rq + c0,
+                                          cout_g, k, (uint8_t*)(y + c0 * out_plane + pos),
+                                          out_plane, p->act_min, acc);
+        }
+    }
+}
+#else
 IQ_CONV_DECLARE(IQ_FN, IQ_TIN, IQ_TW, IQ_TOUT, IQ_TBIAS)
 {
     const int32_t cin_g = p->in_c / p->groups;
@@ -390,6 +481,7 @@ IQ_CONV_DECLARE(IQ_FN, IQ_TIN, IQ_TW, IQ_TOUT, IQ_TBIAS)
         }
     }
 }
+#endif
 #else
 /* fully_connected: one "position"; the fast path first converts x to offset binary in col. */
 IQ_FC_DECLARE(IQ_FN, IQ_TIN, IQ_TW, IQ_TOUT, IQ_TBIAS)
@@ -423,3 +515,5 @@ IQ_FC_DECLARE(IQ_FN, IQ_TIN, IQ_TW, IQ_TOUT, IQ_TBIAS)
 #undef IQ_MODE
 #undef IQ_FAST8
 #undef IQ_FC_TEMPLATE
+#undef IQ_TILE
+#undef IQ_TILE_SIGN

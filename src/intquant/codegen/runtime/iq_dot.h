@@ -110,6 +110,11 @@ static inline uint32_t iq_dot1_u8(const uint8_t* x, const uint8_t* w, int32_t n)
     return a;
 }
 
+/* Eight channels over a tile of positions (iq_dot8.c): for position q < npos and channel
+ * j < 8, acc[j*npos + q] = bias[j] - terms[q] + sum_i cols[q*k + i] * w[i*8 + j] (mod 2^32). */
+void iq_dot8_tile(const uint8_t* cols, const uint32_t* terms, int32_t npos, int32_t k,
+                  const uint8_t* w, const uint32_t* bias, int32_t* acc);
+
 /* ---- 8-bit output stage --------------------------------------------------------------------
  *
  * out = clamp(r + z, lo, hi) with r the requantized accumulator. The contract first clamps r to

@@ -29,15 +29,8 @@
 
 #include "iq_runtime.h"
 
-/* Parameters of the naked assembly functions (read by the asm, not by C). */
-#if defined(__GNUC__)
-#define IQ_UNUSED __attribute__((unused))
-#else
-#define IQ_UNUSED
-#endif
-
 /* One channel, 24 bytes, in flash. */
-typedef struct {
+typedef struct iq_rqw_s {
     int32_t a_lo;   /* accumulator (as the kernel computes it) whose output is act_min */
     uint32_t width; /* u above width gives act_max */
     uint32_t m;     /* M */

@@ -30,6 +30,13 @@ enum {
 
 #define IQ_ERR_NULL_ARGUMENT (-1)
 
+/* Parameters of the naked assembly functions (read by the asm, not by C). */
+#if defined(__GNUC__)
+#define IQ_UNUSED __attribute__((unused))
+#else
+#define IQ_UNUSED
+#endif
+
 static inline int32_t iq_clamp_i32(int32_t x, int32_t lo, int32_t hi)
 {
     return x < lo ? lo : (x > hi ? hi : x);

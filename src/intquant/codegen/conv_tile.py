@@ -1,0 +1,102 @@
+"""8-bit convs requantized in batches: the tiled instances of runtime/iq_conv_impl.h.
+
+A conv on the offset-binary 8-bit path (planner.is_fast8) with an 8-bit output whose
+requantization has the exact 32-bit window form (requant.py) gathers ``tile`` positions, then
+requantizes each channel's outputs of the tile in one run (iq_requant.h) instead of one
+output at a time: the channel's constants are loaded once per tile and the 64-bit product of
+the textbook requantization becomes three or four 16x16 products. ``tile_positions`` depends on
+the geometry only, so the planner can size the scratch before the constants exist.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..intgraph import ACTIVATION_DTYPES, IntGraph, Op
+from .requant import window_fields, window_requant
+
+TILE_BYTES = 1536  # im2col bytes of a tile (at least one position)
+MAX_TILE = 16
+
+
+def tile_applies(graph: IntGraph, op: Op) -> bool:
+    """Conv, 8-bit input and output, int8 weights, int32 accumulator."""
+    return (
+        op.kind == "conv"
+        and graph.tensors[op.inputs[0]].dtype in ("int8", "uint8")
+        and graph.tensors[op.output].dtype in ("int8", "uint8")
+        and str(op.consts["weight"].dtype) == "int8"
+        and int(op.attrs.get("acc_bits", 32)) == 32
+    )
+
+
+def tile_positions(graph: IntGraph, op: Op) -> int:
+    _, cin_g, kh, kw = op.consts["weight"].shape
+    k = int(cin_g * kh * kw)
+    out_plane = math.prod(graph.tensors[op.output].shape[1:])
+    return int(max(1, min(MAX_TILE, out_plane, TILE_BYTES // (k + 20))))
+
+
+def tile_scratch(graph: IntGraph, op: Op) -> int | None:
+    """Bytes of the tiled kernel's scratch: the tile's columns, their sums of inputs, and the
+    sums of four channels."""
+    if not tile_applies(graph, op):
+        return None
+    _, cin_g, kh, kw = op.consts["weight"].shape
+    k = int(cin_g * kh * kw)
+    t = tile_positions(graph, op)
+    return (t * k + 3) // 4 * 4 + 4 * t + 32 * t
+
+
+@dataclass
+class TileRequant:
+    """The tiled instance's requantization: constants, bias minus a_lo, sign variant."""
+
+    rq: list[tuple[int, ...]]
+    bias: np.ndarray  # uint32 (as stored): the offset-binary bias minus a_lo, modulo 2^32
+    sign: bool
+    tile: int
+    weight: np.ndarray  # uint8 offset binary: blocks of 8 channels interleaved, then 4, then 1
+
+
+def tile_requant(graph: IntGraph, op: Op, bias_u32: np.ndarray) -> TileRequant | None:
+    """Window constants for a fast8 conv whose kernel bias (offset binary, modulo 2^32) is
+    ``bias_u32``, or None when the tiled path does not apply."""
+    if not tile_applies(graph, op):
+        return None
+    x = graph.tensors[op.inputs[0]]
+    w2 = op.consts["weight"].astype(np.int64).reshape(op.consts["weight"].shape[0], -1)
+    z = int(op.attrs["input_zero_point"])
+    lo, hi = ACTIVATION_DTYPES[x.dtype]
+    bias = op.consts["bias"].astype(np.int64)
+    bound = np.abs(w2).sum(axis=1) * max(hi - z, z - lo) + np.abs(bias)
+    wr = window_requant(op.consts, op.attrs, bound)
+    rows = window_fields(wr, 256) if wr is not None else None
+    # The kernel's acc - a_lo must stay inside int32 (the clamp reads its sign).
+    if rows is None or any(int(b) + abs(r[0]) >= 2**31 for b, r in zip(bound, rows, strict=True)):
+        return None
+    a_lo = np.array([r[0] for r in rows], dtype=np.int64)
+    adjusted = np.mod(bias_u32.astype(np.int64) - a_lo, 2**32).astype(np.uint64)
+    weight = interleave_blocks(w2 + 128, int(op.attrs.get("groups", 1)))
+    return TileRequant(rows, adjusted, wr.needs_sign, tile_positions(graph, op), weight)
+
+
+def interleave_blocks(wu: np.ndarray, groups: int) -> np.ndarray:
+    """Per group: blocks of eight channels as [k][8], then one block of four as [k][4], then
+    the remaining rows (the order iq_conv_impl.h's tiled path reads them in)."""
+    per_group = wu.shape[0] // groups
+    blocks = []
+    for g in range(groups):
+        rows = wu[g * per_group : (g + 1) * per_group]
+        j = 0
+        while j + 8 <= len(rows):
+            blocks.append(rows[j : j + 8].T.ravel())
+            j += 8
+        if j + 4 <= len(rows):
+            blocks.append(rows[j : j + 4].T.ravel())
+            j += 4
+        blocks.extend(rows[j:])
+    return np.concatenate(blocks).astype(np.uint8) if blocks else wu.ravel().astype(np.uint8)
