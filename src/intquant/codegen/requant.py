@@ -251,18 +251,17 @@ def rqw_fields(wr: WindowRequant, j: int, fold: int) -> tuple[int, ...] | None:
         return None  # only the double-rounding sign term exists at this scale
     mh, ml = m >> 16, m & 0xFFFF
     uh_max, ul_max = w >> 16, min(w, 0xFFFF)
-    sign = 2**15 if s else 0
     # form 2 is form 1 with lo added after the shift (when folding it would overflow)
     for form, sh in ((0, k - 16), (1, k - 32), (2, k - 32)):
         if sh < 0 or sh > 31 or (form == 2 and not fold):
             continue
-        cc = c + ((wr.lo % fold) << k if fold and form != 2 else 0)
+        cc = c + ((wr.lo % fold) << k if fold and form != 2 else 0) + (2**31 if s else 0)
         c_hi, c_lo = cc >> 16, cc & 0xFFFF
         low = (ul_max * ml + c_lo) >> 16
         if form == 0:
-            ok = _fits_u32(w * mh + uh_max * ml + low + c_hi + sign)
+            ok = _fits_u32(w * mh + uh_max * ml + low + c_hi)
         else:
-            inner = ul_max * mh + uh_max * ml + low + c_hi + sign
+            inner = ul_max * mh + uh_max * ml + low + c_hi
             ok = _fits_u32(inner) and _fits_u32(uh_max * mh + (inner >> 16))
         if ok:
             return (al, w, m, c_hi, u0 if s else 0, c_lo, sh, form)
@@ -284,8 +283,8 @@ def rqw_value(fields: tuple[int, ...], acc: int, sign_layer: bool, lo: int, fold
         u = 0 if acc < al else w
     mh, ml, uh, ul = m >> 16, m & 0xFFFF, u >> 16, u & 0xFFFF
     v = (((ul * ml + c_lo) % U32 >> 16) + uh * ml + c_hi) % U32
-    if sign_layer and u >= u0:
-        v = (v + 2**15) % U32
+    if sign_layer and u < u0:
+        v = (v - 2**15) % U32
     if form == 0:
         v = (v + u * mh) % U32
     else:

@@ -59,8 +59,8 @@ static inline uint32_t iq_rqw_value(uint32_t u, const iq_rqw_t* c, int32_t sign_
     const uint32_t mh = c->m >> 16, ml = c->m & 0xFFFFu;
     const uint32_t uh = u >> 16, ul = u & 0xFFFFu;
     uint32_t v = ((ul * ml + c->c_lo) >> 16) + uh * ml + c->c_hi;
-    if (sign_layer && u >= c->u0) {
-        v += 1u << 15;
+    if (sign_layer && u < c->u0) {
+        v -= 1u << 15; /* c_hi holds + 2^15: the term for a non-negative accumulator */
     }
     v = c->form == 0 ? v + u * mh : uh * mh + ((v + ul * mh) >> 16);
     return v >> c->sh;
