@@ -40,11 +40,53 @@ def tile_positions(graph: IntGraph, op: Op) -> int:
     return int(max(1, min(MAX_TILE, out_plane, TILE_BYTES // (k + 20))))
 
 
+ROWS_BYTES = 2048  # scratch budget of the in-place (IQ_ROWS) path's band, or input bytes / 4
+
+
+def rows_applies(graph: IntGraph, op: Op) -> bool:
+    """The in-place path (iq_dot8_rows): groups 1, no dilation, kernel width 3 or 4, 2-D
+    window geometry only (1-D convs have kernel height 1: also fine)."""
+    a = op.attrs
+    return (
+        tile_applies(graph, op)
+        and int(a.get("groups", 1)) == 1
+        and list(a["dilation"]) == [1, 1]
+        and int(op.consts["weight"].shape[3]) in (3, 4)
+    )
+
+
+def rows_geometry(graph: IntGraph, op: Op) -> dict[str, int]:
+    """tile (positions per run, along an output row), band (output rows per copy of the
+    input) and row_w (padded input row) of the in-place path, and its scratch bytes."""
+    x = graph.tensors[op.inputs[0]]
+    y = graph.tensors[op.output]
+    c_in = x.shape[0]
+    w_in = x.shape[-1]
+    h_out, w_out = (1, y.shape[1]) if len(y.shape) == 2 else y.shape[1:]
+    kh, kw = (int(v) for v in op.consts["weight"].shape[2:])
+    sh, sw = op.attrs["stride"]
+    pl = op.attrs["padding"][1]
+    row_w = (max((w_out - 1) * sw + kw, pl + w_in) + 3) // 4 * 4  # word-aligned rows
+    tile = min(w_out, MAX_TILE)
+
+    def scratch(band: int) -> int:
+        rows = (band - 1) * sh + kh
+        return (rows * c_in * row_w + 6) // 4 * 4 + 4 * rows * row_w + 4 * tile + 32 * tile
+
+    budget = max(ROWS_BYTES, math.prod(x.shape) // 4)
+    band = h_out
+    while band > 1 and scratch(band) > budget:
+        band -= 1
+    return {"tile": tile, "band": band, "row_w": row_w, "scratch": scratch(band)}
+
+
 def tile_scratch(graph: IntGraph, op: Op) -> int | None:
     """Bytes of the tiled kernel's scratch: the tile's columns, their sums of inputs, and the
-    sums of four channels."""
+    sums of eight channels (or the in-place path's band, column sums, terms and sums)."""
     if not tile_applies(graph, op):
         return None
+    if rows_applies(graph, op):
+        return rows_geometry(graph, op)["scratch"]
     _, cin_g, kh, kw = op.consts["weight"].shape
     k = int(cin_g * kh * kw)
     t = tile_positions(graph, op)
@@ -60,6 +102,7 @@ class TileRequant:
     sign: bool
     tile: int
     weight: np.ndarray  # uint8 offset binary: blocks of 8 channels interleaved, then 4, then 1
+    rows: dict[str, int] | None = None  # the in-place path's geometry (then K is (ky, ci, kx))
 
 
 def tile_requant(graph: IntGraph, op: Op, bias_u32: np.ndarray) -> TileRequant | None:
@@ -80,6 +123,11 @@ def tile_requant(graph: IntGraph, op: Op, bias_u32: np.ndarray) -> TileRequant |
         return None
     a_lo = np.array([r[0] for r in rows], dtype=np.int64)
     adjusted = np.mod(bias_u32.astype(np.int64) - a_lo, 2**32).astype(np.uint64)
+    if rows_applies(graph, op):
+        geo = rows_geometry(graph, op)
+        order = op.consts["weight"].astype(np.int64).transpose(0, 2, 1, 3)  # (co, ky, ci, kx)
+        weight = interleave_blocks(order.reshape(len(rows), -1) + 128, 1)
+        return TileRequant(rows, adjusted, wr.needs_sign, geo["tile"], weight, geo)
     weight = interleave_blocks(w2 + 128, int(op.attrs.get("groups", 1)))
     return TileRequant(rows, adjusted, wr.needs_sign, tile_positions(graph, op), weight)
 

@@ -268,8 +268,16 @@ def attach_tile(graph: IntGraph, op: Op, layer: WeightLayer) -> WeightLayer:
     if layer.fast8 and op.kind == "conv":
         layer.tile = tile_requant(graph, op, layer.bias)
         if layer.tile is not None:
-            layer.instance += "_tile_sign" if layer.tile.sign else "_tile"
+            layer.instance += "_rows" if layer.tile.rows is not None else "_tile"
+            layer.instance += "_sign" if layer.tile.sign else ""
     return layer
+
+
+def tile_params(tile: TileRequant) -> dict[str, int]:
+    """iq_conv_params_t fields of a tiled conv instance."""
+    if tile.rows is None:
+        return {"tile": tile.tile}
+    return {k: tile.rows[k] for k in ("tile", "band", "row_w")}
 
 
 def instance_source(layer: WeightLayer, kind: str) -> str:
@@ -290,6 +298,8 @@ def instance_source(layer: WeightLayer, kind: str) -> str:
     if layer.tile is not None:
         sign = "IQ_RQW_SIGN" if layer.tile.sign else "IQ_RQW_NOSIGN"
         lines += ["#define IQ_TILE 1", f"#define IQ_TILE_SIGN {sign}"]
+        if layer.tile.rows is not None:
+            lines.append("#define IQ_ROWS 1")
     lines.append('#include "iq_conv_impl.h"')
     return "\n".join(lines) + "\n"
 
@@ -470,7 +480,7 @@ class _Emitter:
                 "act_min": a["act_min"],
                 "act_max": a["act_max"],
                 "mode": layer.mode,
-                **({"tile": layer.tile.tile} if layer.tile is not None else {}),
+                **(tile_params(layer.tile) if layer.tile is not None else {}),
             },
         )
         off, _ = self.plan.scratch[i]

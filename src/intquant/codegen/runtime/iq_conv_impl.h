@@ -138,6 +138,7 @@ static void IQ_CAT(IQ_FN, _channels)(const IQ_TIN* col, const IQ_TW* w, const IQ
 #endif
 
 #ifndef IQ_FC_TEMPLATE
+#ifndef IQ_ROWS
 /* Taps [lo, hi) of a kernel axis that land inside the input for a window starting at `start`
  * (no division: kernels are short). */
 static void IQ_CAT(IQ_FN, _valid_taps)(int32_t start, int32_t k, int32_t dil, int32_t size,
@@ -262,6 +263,7 @@ static uint32_t IQ_CAT(IQ_FN, _im2col)(const iq_conv_params_t* p, const IQ_TIN* 
     return 0;
 #endif
 }
+#endif
 
 #if defined(IQ_FAST8) && !defined(IQ_TILE)
 #ifndef IQ_DW_MAX_TAPS
@@ -359,7 +361,98 @@ static void IQ_CAT(IQ_FN, _depthwise)(const iq_conv_params_t* p, const IQ_TIN* x
 }
 #endif
 
-#if defined(IQ_FAST8) && defined(IQ_TILE)
+#if defined(IQ_FAST8) && defined(IQ_TILE) && defined(IQ_ROWS)
+/* ---------------------------------------------------------------------------------------
+ * 8-bit path without im2col (groups 1, no dilation, kernel width 3 or 4): the input rows a
+ * band of output rows needs are copied once, in offset binary, into `buf` laid out as
+ * [row][channel][column] with the padding in place; a receptive field is then kernel-height x
+ * channels runs of kernel-width bytes `row_w` apart (iq_dot8_rows reads them in place, the
+ * weights reordered to (ky, ci, kx) offline). The per-position term 128 * sum(xu) comes from
+ * column sums over the channels. Sums are requantized per channel in runs (iq_requant.h).
+ */
+/* Channels the eight-channel kernel leaves (a block of four, then single ones), in C. */
+static void IQ_CAT(IQ_FN, _rows_rest)(const uint8_t* x, const iq_rows_t* rows, const uint8_t* w,
+                                      int32_t count, int32_t* acc)
+{
+    const int32_t blocks = rows->span / rows->pitch, kw = rows->kw, n = rows->npos;
+    int32_t q, j, b, i;
+    for (q = 0; q < n; ++q, x += rows->step) {
+        for (j = 0; j < count; ++j) {
+            uint32_t s = rows->bias[j] - rows->terms[q];
+            for (b = 0; b < blocks; ++b) {
+                for (i = 0; i < kw; ++i) {
+                    s += (uint32_t)x[b * rows->pitch + i] * w[(b * kw + i) * count + j];
+                }
+            }
+            acc[j * n + q] = (int32_t)s;
+        }
+    }
+}
+
+IQ_CONV_TILE_DECLARE(IQ_FN, IQ_TIN, IQ_TOUT)
+{
+    const int32_t c_in = p->in_c, c_out = p->out_c, k_h = p->k_h, k_w = p->k_w;
+    const int32_t k = c_in * k_h * k_w, row_w = p->row_w, out_w = p->out_w;
+    const int32_t out_plane = p->out_h * out_w, tile = p->tile;
+    const int32_t band_rows = (p->band - 1) * p->stride_h + k_h;
+    const int32_t buf_bytes = band_rows * c_in * row_w;
+    const uint8_t pad = (uint8_t)(p->input_zero_point + IQ_XOFF);
+    uint8_t* const buf = (uint8_t*)col + ((4 - p->pad_left) & 3); /* interiors word-aligned */
+    uint32_t* const colsum = (uint32_t*)col + (buf_bytes + 6) / 4;
+    uint32_t* const terms = colsum + band_rows * row_w;
+    int32_t* const acc = (int32_t*)(terms + tile); /* 8 channels x tile */
+    iq_rows_t rows;
+    int32_t oy0, oy, ox0, i, c, t, q, ky, kx;
+    for (i = 0; i < buf_bytes; ++i) {
+        buf[i] = pad; /* the padding columns keep this value */
+    }
+    rows.step = p->stride_w;
+    rows.span = k_h * c_in * row_w;
+    rows.pitch = row_w;
+    rows.kw = k_w;
+    rows.terms = terms;
+    for (oy0 = 0; oy0 < p->out_h; oy0 += p->band) {
+        const int32_t nrows = p->out_h - oy0 < p->band ? p->out_h - oy0 : p->band;
+        iq_rows_copy(p, (const uint8_t*)x, (uint32_t)IQ_XOFF, oy0 * p->stride_h - p->pad_top,
+                     (nrows - 1) * p->stride_h + k_h, buf, colsum);
+        for (oy = oy0; oy < oy0 + nrows; ++oy) {
+            const int32_t r0 = (oy - oy0) * p->stride_h;
+            for (ox0 = 0; ox0 < out_w; ox0 += tile) {
+                const int32_t n = out_w - ox0 < tile ? out_w - ox0 : tile;
+                const uint8_t* xq = buf + r0 * c_in * row_w + ox0 * p->stride_w;
+                const uint8_t* wc = w;
+                uint8_t* out = (uint8_t*)(y + oy * out_w + ox0);
+                for (q = 0; q < n; ++q) {
+                    const uint32_t* cs = colsum + r0 * row_w + (ox0 + q) * p->stride_w;
+                    uint32_t sum = 0;
+                    for (ky = 0; ky < k_h; ++ky, cs += row_w) {
+                        for (kx = 0; kx < k_w; ++kx) {
+                            sum += cs[kx];
+                        }
+                    }
+                    terms[q] = sum * 128u;
+                }
+                rows.npos = n;
+                for (c = 0; c < c_out;) {
+                    const int32_t count = c_out - c >= 8 ? 8 : (c_out - c >= 4 ? 4 : 1);
+                    rows.bias = bias + c;
+                    if (count == 8) {
+                        iq_dot8_rows(xq, &rows, wc, acc);
+                    } else {
+                        IQ_CAT(IQ_FN, _rows_rest)(xq, &rows, wc, count, acc);
+                    }
+                    for (t = 0; t < count; ++t) {
+                        iq_rqw_run8(acc + t * n, n, rq + c + t, p->act_min, IQ_TILE_SIGN,
+                                    out + (c + t) * out_plane, 1);
+                    }
+                    wc += count * k;
+                    c += count;
+                }
+            }
+        }
+    }
+}
+#elif defined(IQ_FAST8) && defined(IQ_TILE)
 /* ---------------------------------------------------------------------------------------
  * 8-bit path with the batched requantization of iq_requant.h: `tile` positions are gathered,
  * then for each block of eight channels (iq_dot8_tile; then a block of four, then single
@@ -517,3 +610,4 @@ IQ_FC_DECLARE(IQ_FN, IQ_TIN, IQ_TW, IQ_TOUT, IQ_TBIAS)
 #undef IQ_FC_TEMPLATE
 #undef IQ_TILE
 #undef IQ_TILE_SIGN
+#undef IQ_ROWS

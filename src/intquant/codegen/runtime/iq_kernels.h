@@ -56,7 +56,7 @@ static inline int32_t iq_dtype_size(int32_t dtype)
 
 struct iq_rqw_s; /* iq_requant.h: a channel's constants for the batched requantization */
 
-typedef struct {
+typedef struct iq_conv_params_s {
     int32_t in_c, in_h, in_w;
     int32_t out_c, out_h, out_w;
     int32_t k_h, k_w;
@@ -67,7 +67,9 @@ typedef struct {
     int32_t input_zero_point; /* fills the padded positions of the im2col buffer */
     int32_t output_zero_point, act_min, act_max;
     int32_t mode; /* IQ_RQ_* */
-    int32_t tile; /* positions per tile (tiled instances, iq_requant.h) */
+    int32_t tile;  /* positions per tile (tiled instances, iq_requant.h) */
+    int32_t band;  /* output rows per band (IQ_ROWS instances) */
+    int32_t row_w; /* padded input row width (IQ_ROWS instances) */
 } iq_conv_params_t;
 
 typedef struct {
