@@ -174,10 +174,11 @@ def window_requant(
     a_hi = _last_at_most(d_lo, d_hi, lambda a: out(a) < hi) + 1
     a_hi = np.minimum(np.maximum(a_hi, a_lo), d_hi)
     width = a_hi - a_lo
-    m, c, sgn = [], [], []
+    starts, widths, zeros, m, c, sgn = [], [], [], [], [], []
     for j in range(n):
         al, w = int(a_lo[j]), int(width[j])
         mm, cc, ss, kk = (int(v[j]) for v in (form.m, form.c, form.s, form.k))
+        u0 = -al
         first = ((al * mm + cc + (ss if al >= 0 else 0)) >> kk) + z
         if not lo <= first <= hi:  # every possible accumulator saturates: a constant output
             mm, ss, cc = 0, 0, (min(max(first, lo), hi) - lo) << kk
@@ -186,13 +187,23 @@ def window_requant(
             if al >= 0 or al + w < 0:  # the sign of acc is the same over the whole window
                 cc += ss if al >= 0 else 0
                 ss = 0
+            if al == int(d_lo[j]) and mm > 0 and cc >= mm:
+                # The weights bound acc from below before its output reaches lo: then C
+                # holds (output - lo) levels at the window start. Start the window t units
+                # earlier instead (no accumulator lies there) so that C < M stays small.
+                t = cc // mm
+                al, w, u0, cc = al - t, w + t, u0 + t, cc - t * mm
+        starts.append(al)
+        widths.append(w)
+        zeros.append(u0)
         m.append(mm)
         c.append(cc)
         sgn.append(ss)
+    off = np.asarray(offset, dtype=np.int64) + np.zeros(n, dtype=np.int64)
     wr = WindowRequant(
-        a_lo=a_lo - np.asarray(offset, dtype=np.int64),
-        width=width,
-        u0=-a_lo,
+        a_lo=np.array(starts, dtype=np.int64) - off,
+        width=np.array(widths, dtype=np.int64),
+        u0=np.array(zeros, dtype=np.int64),
         m=np.array(m, dtype=object),
         c=np.array(c, dtype=object),
         s=np.array(sgn, dtype=object),
@@ -200,7 +211,7 @@ def window_requant(
         lo=lo,
         needs_sign=any(sgn),
     )
-    _check_window(wr, a_lo, d_lo, d_hi, out)
+    _check_window(wr, off, a_lo, a_hi, d_lo, d_hi, out)
     return wr
 
 
@@ -217,16 +228,14 @@ def window_output(wr: WindowRequant, acc: np.ndarray) -> np.ndarray:
     return res
 
 
-def _check_window(wr: WindowRequant, a_lo: np.ndarray, d_lo, d_hi, out) -> None:
-    """The window form equals the interpreter at the window's edges and around zero (the
-    tests check whole ranges; this guards every export)."""
-    shift = a_lo - wr.a_lo.astype(np.int64)  # the kernel's offset
-    edges = [a_lo + d for d in (-1, 0, 1)]
-    edges += [a_lo + wr.width.astype(np.int64) + d for d in (-1, 0, 1)]
+def _check_window(wr: WindowRequant, off, a_lo, a_hi, d_lo, d_hi, out) -> None:
+    """The window form equals the interpreter at the plateau edges and around zero (the tests
+    check whole ranges; this guards every export)."""
+    edges = [a_lo + d for d in (-1, 0, 1)] + [a_hi + d for d in (-1, 0, 1)]
     edges += [np.zeros_like(a_lo) + d for d in (-2, -1, 0, 1)]
     for p in edges:
         p = np.clip(p, d_lo, d_hi)
-        got = window_output(wr, (p - shift)[:, None])[:, 0]
+        got = window_output(wr, (p - off)[:, None])[:, 0]
         if not np.array_equal(got, out(p)):
             raise AssertionError("window requantization differs from the interpreter")
 
