@@ -26,6 +26,7 @@ from intquant.codegen.toolchain import (
     compile_and_run_host,
     emulate_unicorn,
     float_tokens,
+    project_info,
     run_on_m0,
 )
 from intquant.interpreter import run
@@ -282,7 +283,7 @@ def test_header_api_compiles_and_reports_errors(exported, tmp_path):
         "(long long)NET_OUTPUT_SCALE_NUM, (int)NET_OUTPUT_SCALE_LOG2_DEN); return 0; }\n"
     )
     exe = tmp_path / "api"
-    srcs = [str(res.out_dir / s) for s in ("net.c", "net_kernels.c", "iq_ops.c")]
+    srcs = [str(res.out_dir / s) for s in project_info(res.out_dir).library_sources]
     subprocess.run(
         [
             "gcc",

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..intgraph import ACTIVATION_DTYPES, IntGraph, Op
-from .requant import window_fields, window_requant
+from ..intgraph import IntGraph, Op
+from .requant import accumulator_bound, window_fields, window_requant
 
 TILE_BYTES = 1536  # im2col bytes of a tile (at least one position)
 MAX_TILE = 16
@@ -110,12 +110,8 @@ def tile_requant(graph: IntGraph, op: Op, bias_u32: np.ndarray) -> TileRequant |
     ``bias_u32``, or None when the tiled path does not apply."""
     if not tile_applies(graph, op):
         return None
-    x = graph.tensors[op.inputs[0]]
     w2 = op.consts["weight"].astype(np.int64).reshape(op.consts["weight"].shape[0], -1)
-    z = int(op.attrs["input_zero_point"])
-    lo, hi = ACTIVATION_DTYPES[x.dtype]
-    bias = op.consts["bias"].astype(np.int64)
-    bound = np.abs(w2).sum(axis=1) * max(hi - z, z - lo) + np.abs(bias)
+    bound = accumulator_bound(graph, op)
     wr = window_requant(op.consts, op.attrs, bound)
     rows = window_fields(wr, 256) if wr is not None else None
     # The kernel's acc - a_lo must stay inside int32 (the clamp reads its sign).
@@ -148,3 +144,91 @@ def interleave_blocks(wu: np.ndarray, groups: int) -> np.ndarray:
             j += 4
         blocks.extend(rows[j:])
     return np.concatenate(blocks).astype(np.uint8) if blocks else wu.ravel().astype(np.uint8)
+
+
+# ----------------------------------------------------------------------------------------------
+# 16x8: iq_conv16_impl.h
+# ----------------------------------------------------------------------------------------------
+
+
+def conv16_applies(graph: IntGraph, op: Op) -> bool:
+    """int16 in and out, int8 weights, groups 1, and an accumulator the weights bound below
+    2^31 (then int32 sums are exact whatever the contract's width)."""
+    if op.kind != "conv" or int(op.attrs.get("groups", 1)) != 1:
+        return False
+    if graph.tensors[op.inputs[0]].dtype != "int16" or graph.tensors[op.output].dtype != "int16":
+        return False
+    if str(op.consts["weight"].dtype) != "int8":
+        return False
+    return int(accumulator_bound(graph, op).max(initial=0)) < 2**31
+
+
+def _rows16(graph: IntGraph, op: Op) -> bool:
+    return list(op.attrs["dilation"]) == [1, 1] and int(op.consts["weight"].shape[3]) in (3, 4)
+
+
+def conv16_scratch(graph: IntGraph, op: Op) -> int | None:
+    if not conv16_applies(graph, op):
+        return None
+    if _rows16(graph, op):
+        geo = rows_geometry(graph, op)
+        rows = (geo["band"] - 1) * op.attrs["stride"][0] + int(op.consts["weight"].shape[2])
+        c_in = graph.tensors[op.inputs[0]].shape[0]
+        return (rows * c_in * geo["row_w"] * 2 + 3) // 4 * 4 + geo["scratch"]
+    _, cin_g, kh, kw = op.consts["weight"].shape
+    k = int(cin_g * kh * kw)
+    t = tile_positions(graph, op)
+    return (2 * t * k + 3) // 4 * 4 + 4 * t + 32 * t
+
+
+@dataclass
+class Conv16Layer:
+    """A 16x8 conv for iq_conv16_impl.h: instance, weights, bias (minus a_lo), constants."""
+
+    instance: str
+    weight: np.ndarray
+    bias: np.ndarray
+    rq: list[tuple[int, ...]]
+    sign: bool
+    params: dict[str, int]
+    rows: bool
+
+    def source(self) -> str:
+        lines = [
+            f"#define IQ16_FN {self.instance}",
+            f"#define IQ16_SIGN {'IQ_RQW_SIGN' if self.sign else 'IQ_RQW_NOSIGN'}",
+        ]
+        lines += ["#define IQ16_ROWS 1"] if self.rows else []
+        return "\n".join([*lines, '#include "iq_conv16_impl.h"', ""])
+
+    def declaration(self) -> str:
+        return f"IQ_CONV_TILE_DECLARE({self.instance}, int16_t, int16_t);\n"
+
+
+def prepare_conv16(graph: IntGraph, op: Op) -> Conv16Layer | None:
+    """The 16x8 kernel's constants for ``op``, or None (the generic template keeps it)."""
+    if not conv16_applies(graph, op):
+        return None
+    w4 = op.consts["weight"].astype(np.int64)
+    cout = w4.shape[0]
+    w2 = w4.reshape(cout, -1)
+    z = int(op.attrs["input_zero_point"])
+    bias = op.consts["bias"].astype(np.int64)
+    bound = accumulator_bound(graph, op)
+    wr = window_requant(op.consts, op.attrs, bound)
+    rows = window_fields(wr, 2**16) if wr is not None else None
+    if rows is None or any(int(b) + abs(r[0]) >= 2**31 for b, r in zip(bound, rows, strict=True)):
+        return None
+    # sum w*x = sum wu*u - 32768*sum(wu) - 128*sum(u) + 128*32768*K, u = x + 32768, padding z
+    k = w2.shape[1]
+    wu = w2 + 128
+    kernel_bias = bias - z * w2.sum(axis=1) - 32768 * wu.sum(axis=1) + 128 * 32768 * k
+    a_lo = np.array([r[0] for r in rows], dtype=np.int64)
+    bias_u32 = np.mod(kernel_bias - a_lo, 2**32).astype(np.uint64)
+    in_place = _rows16(graph, op)
+    order = w4.transpose(0, 2, 1, 3) if in_place else w4  # (ky, ci, kx) for the in-place path
+    weight = interleave_blocks(order.reshape(cout, -1) + 128, 1)
+    params = rows_geometry(graph, op) if in_place else {"tile": tile_positions(graph, op)}
+    params = {key: params[key] for key in ("tile", "band", "row_w") if key in params}
+    name = f"iq_conv16_{'rows' if in_place else 'tile'}{'_sign' if wr.needs_sign else ''}"
+    return Conv16Layer(name, weight, bias_u32, rows, wr.needs_sign, params, in_place)

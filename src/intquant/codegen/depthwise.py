@@ -13,10 +13,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..intgraph import ACTIVATION_DTYPES, IntGraph, Op
-from .requant import window_fields, window_requant
+from ..intgraph import IntGraph, Op
+from .requant import accumulator_bound, window_fields, window_requant
 
-C_TYPE8 = {"int8": "int8_t", "uint8": "uint8_t"}
+C_TYPE8 = {"int8": "int8_t", "uint8": "uint8_t", "int16": "int16_t"}
+XOFF = {"int8": 128, "uint8": 0, "int16": 32768}  # the band holds x + XOFF, unsigned
 
 
 def _spatial(shape: tuple[int, ...]) -> tuple[int, int, int]:
@@ -24,19 +25,24 @@ def _spatial(shape: tuple[int, ...]) -> tuple[int, int, int]:
 
 
 def is_depthwise8(graph: IntGraph, op: Op) -> bool:
-    """The shapes and types the depthwise kernel handles (the constants may still refuse)."""
+    """The shapes and types the depthwise kernel handles (the constants may still refuse):
+    8-bit in and out, or 16x8 (int16 in and out) whose accumulator provably fits int32."""
     if op.kind != "conv":
         return False
     x, y = graph.tensors[op.inputs[0]], graph.tensors[op.output]
     w = op.consts["weight"]
     cin = x.shape[0]
+    wide = x.dtype == "int16"
     return (
         int(op.attrs["groups"]) == cin
         and w.shape[1] == 1
         and x.dtype in C_TYPE8
-        and y.dtype in C_TYPE8
+        and (y.dtype == "int16") == wide
         and str(w.dtype) == "int8"
-        and int(op.attrs.get("acc_bits", 32)) == 32
+        and (
+            int(op.attrs.get("acc_bits", 32)) == 32
+            or int(accumulator_bound(graph, op).max(initial=0)) < 2**31
+        )
         and cin > 1  # one input channel: the im2col path shares each window over channels
     )
 
@@ -108,7 +114,8 @@ def depthwise_scratch(graph: IntGraph, op: Op) -> int | None:
     if not is_depthwise8(graph, op):
         return None
     g = _geometry(graph, op)
-    return 4 * g["band"] * g["out_w"] + g["band_rows"] * g["row_w"]
+    size = 2 if graph.tensors[op.inputs[0]].dtype == "int16" else 1
+    return 4 * g["band"] * g["out_w"] + g["band_rows"] * g["row_w"] * size
 
 
 @dataclass
@@ -124,12 +131,15 @@ class DepthwiseLayer:
     rq: list[tuple[int, ...]]  # iq_rqw_t per output channel
 
     def source(self) -> str:
-        return (
-            f"#define IQ_DW_FN {self.instance}\n#define IQ_DW_TIN {C_TYPE8[self.tin]}\n"
-            f"#define IQ_DW_TOUT {C_TYPE8[self.tout]}\n"
-            f"#define IQ_DW_SIGN {'IQ_RQW_SIGN' if self.sign else 'IQ_RQW_NOSIGN'}\n"
-            '#include "iq_depthwise_impl.h"\n'
-        )
+        lines = [
+            f"#define IQ_DW_FN {self.instance}",
+            f"#define IQ_DW_TIN {C_TYPE8[self.tin]}",
+            f"#define IQ_DW_TOUT {C_TYPE8[self.tout]}",
+            f"#define IQ_DW_SIGN {'IQ_RQW_SIGN' if self.sign else 'IQ_RQW_NOSIGN'}",
+        ]
+        lines += ["#define IQ_DW_TIN_IS_16 1"] if self.tin == "int16" else []
+        lines += ["#define IQ_DW_TOUT_IS_16 1"] if self.tout == "int16" else []
+        return "\n".join([*lines, '#include "iq_depthwise_impl.h"', ""])
 
     def declaration(self) -> str:
         return f"IQ_DW_DECLARE({self.instance}, {C_TYPE8[self.tin]}, {C_TYPE8[self.tout]});\n"
@@ -146,21 +156,21 @@ def prepare_depthwise(graph: IntGraph, op: Op) -> DepthwiseLayer | None:
     cout = w.shape[0]
     w2 = w.reshape(cout, -1)
     z = int(op.attrs["input_zero_point"])
-    xoff = 128 if x.dtype == "int8" else 0
-    lo, hi = ACTIVATION_DTYPES[x.dtype]
+    xoff = XOFF[x.dtype]
     bias = op.consts["bias"].astype(np.int64)
-    bound = np.abs(w2).sum(axis=1) * max(hi - z, z - lo) + np.abs(bias)
     # The kernel sums w * (x + xoff) over the padded window (padding = z): the true
     # accumulator minus offset = bias - (z + xoff) * sum(w).
     offset = bias - (z + xoff) * w2.sum(axis=1)
-    wr = window_requant(op.consts, op.attrs, bound, offset)
-    rows = window_fields(wr, 256) if wr is not None else None
+    wr = window_requant(op.consts, op.attrs, accumulator_bound(graph, op), offset)
+    fold = 2 ** (8 * np.dtype(y.dtype).itemsize)
+    rows = window_fields(wr, fold) if wr is not None else None
     # The kernel's sums minus a_lo must stay inside int32 (the clamp reads their sign).
-    sums = np.abs(w2).sum(axis=1) * 255
+    sums = np.abs(w2).sum(axis=1) * (2 * xoff if xoff else 255)
     if rows is None or any(int(b) + abs(r[0]) >= 2**31 for b, r in zip(sums, rows, strict=True)):
         return None
     params = {**_geometry(graph, op), "input_zero_point": z, "act_min": wr.lo}
-    instance = f"iq_dw_{x.dtype[0]}8_{y.dtype[0]}8_{'sign' if wr.needs_sign else 'nosign'}"
+    short = {"int8": "s8", "uint8": "u8", "int16": "s16"}
+    instance = f"iq_dw_{short[x.dtype]}_{short[y.dtype]}{'_sign' if wr.needs_sign else ''}"
     return DepthwiseLayer(
         instance, x.dtype, y.dtype, wr.needs_sign, params, w2.astype(np.int8), rows
     )

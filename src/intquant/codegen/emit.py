@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from ..intgraph import ACTIVATION_DTYPES, IntGraph, Op, TensorInfo, weight_bytes
-from .conv_tile import TileRequant, tile_requant
+from .conv_tile import Conv16Layer, TileRequant, prepare_conv16, tile_requant
 from .depthwise import DepthwiseLayer, prepare_depthwise
 from .planner import ARENA, INPUT, OUTPUT, MemoryPlan, is_fast8, plan_memory
 
@@ -42,6 +42,7 @@ RUNTIME_FILES = (
     "iq_kernels.h",
     "iq_dot.h",
     "iq_conv_impl.h",
+    "iq_conv16_impl.h",
     "iq_requant.h",
     "iq_requant.c",
     "iq_depthwise.h",
@@ -343,6 +344,7 @@ class _Emitter:
         self.calls: list[str] = []  # body of <name>_run
         self.instances: dict[str, tuple[WeightLayer, str]] = {}
         self.dw_instances: dict[str, DepthwiseLayer] = {}
+        self.conv16_instances: dict[str, Conv16Layer] = {}
         self.weight_bytes = 0
         # (symbol, little-endian bytes, alignment) of arrays kept out of the C source
         self.blobs: list[tuple[str, bytes, int]] | None = [] if binary_weights else None
@@ -455,8 +457,30 @@ class _Emitter:
         self.calls.append(f"    {layer.instance}({', '.join(args)});")
         return True
 
+    def conv16(self, i: int, op: Op, p: str) -> bool:
+        """Emit a 16x8 conv on iq_conv16_impl.h (conv_tile.py) if it applies."""
+        layer = prepare_conv16(self.g, op)
+        if layer is None:
+            return False
+        self.conv16_instances[layer.instance] = layer
+        w = self.const_array(f"{p}_weight", "uint8_t", layer.weight)
+        b = self.const_array(f"{p}_bias", "uint32_t", layer.bias)
+        rq = self.rqw_array(f"{p}_rq", layer.rq)
+        a = op.attrs
+        cin, h, wd = spatial(self.g.tensors[op.inputs[0]].shape)
+        cout, ho, wo = spatial(self.g.tensors[op.output].shape)
+        kh, kw = op.consts["weight"].shape[2:]
+        fields = {"in_c": cin, "in_h": h, "in_w": wd, "out_c": cout, "out_h": ho, "out_w": wo}
+        fields.update(window_fields((kh, kw), a, a["dilation"]))
+        fields.update(groups=1, input_zero_point=a["input_zero_point"], act_min=a["act_min"])
+        prm = self.params("iq_conv_params_t", f"{p}_params", {**fields, **layer.params})
+        off, _ = self.plan.scratch[i]
+        args = [f"&{prm}", self.typed(op.inputs[0], True), w, b, rq, self.typed(op.output, False)]
+        self.calls.append(f"    {layer.instance}({', '.join(args)}, (void*)(IQ_ARENA + {off}));")
+        return True
+
     def op_conv(self, i: int, op: Op, p: str) -> None:
-        if self.depthwise(i, op, p):
+        if self.depthwise(i, op, p) or self.conv16(i, op, p):
             return
         a = op.attrs
         layer, consts = self.weight_layer(i, op, p)
@@ -800,6 +824,7 @@ def header_source(
 def model_source(em: _Emitter, name: str) -> str:
     decls = "".join(instance_declaration(layer, kind) for layer, kind in em.instances.values())
     decls += "".join(layer.declaration() for layer in em.dw_instances.values())
+    decls += "".join(layer.declaration() for layer in em.conv16_instances.values())
     arena_words = max(1, (em.plan.arena_bytes + 3) // 4)
     return "\n".join(
         [
@@ -879,6 +904,7 @@ def kernels_source(em: _Emitter, name: str) -> str:
     for layer, kind in em.instances.values():
         parts.append(instance_source(layer, kind))
     parts.extend(layer.source() for layer in em.dw_instances.values())
+    parts.extend(layer.source() for layer in em.conv16_instances.values())
     return "\n".join(parts)
 
 

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..intgraph import IntGraph, Op, TensorInfo
-from .conv_tile import tile_scratch
+from .conv_tile import conv16_scratch, tile_scratch
 from .depthwise import depthwise_scratch
 
 ALIGN = 4
@@ -103,9 +103,10 @@ def scratch_bytes(graph: IntGraph, op_index: int) -> int:
     """im2col buffer of a conv (one receptive field of one group, in the input's dtype); the
     offset-binary copy of the input vector of an 8-bit fully_connected."""
     op = graph.ops[op_index]
-    dw = depthwise_scratch(graph, op)
-    if dw is not None:
-        return dw
+    special = depthwise_scratch(graph, op)
+    special = conv16_scratch(graph, op) if special is None else special
+    if special is not None:
+        return special
     if op.kind == "fully_connected":
         return int(op.consts["weight"].shape[1]) if is_fast8(graph, op) else 0
     if op.kind != "conv":

@@ -41,9 +41,19 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..intgraph import ACTIVATION_DTYPES, IntGraph, Op
 from ..numerics import reduce_multiplier_16x8, requantize
 
 U32 = 2**32
+
+
+def accumulator_bound(graph: IntGraph, op: Op) -> np.ndarray:
+    """Per output channel, max |accumulator| from the weights: sum|w| * max|x - z| + |bias|."""
+    x = graph.tensors[op.inputs[0]]
+    w2 = op.consts["weight"].astype(np.int64).reshape(op.consts["weight"].shape[0], -1)
+    lo, hi = ACTIVATION_DTYPES[x.dtype]
+    z = int(op.attrs["input_zero_point"])
+    return np.abs(w2).sum(axis=1) * max(hi - z, z - lo) + np.abs(op.consts["bias"].astype(np.int64))
 
 
 @dataclass

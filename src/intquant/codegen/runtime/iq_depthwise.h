@@ -27,8 +27,9 @@ typedef struct {
             tout* y, void* scratch)
 
 /* One kernel row of three taps over `rows` rows of `n` outputs: for output i of row j,
- * acc[j*n + i] (+)= w[0]*x[0] + w[1]*x[1] + w[2]*x[2], x = r + j*jump + i*step; with `init`
- * the sums start from `base`. The field order is read by the assembly. */
+ * acc[j*n + i] (+)= w[0]*x[0] + w[1]*x[1] + w[2]*x[2], x the input at byte offset
+ * j*jump + i*step from r; with `init` the sums start from `base`. The field order is read by
+ * the assembly. */
 typedef struct {
     int32_t n, rows, step, jump;
     int32_t w[3];
@@ -36,5 +37,6 @@ typedef struct {
 } iq_dw_pass_t;
 
 void iq_dw_pass3(const uint8_t* r, int32_t* acc, const iq_dw_pass_t* ps);
+void iq_dw_pass3_16(const uint16_t* r, int32_t* acc, const iq_dw_pass_t* ps); /* 16-bit inputs */
 
 #endif /* IQ_DEPTHWISE_H */

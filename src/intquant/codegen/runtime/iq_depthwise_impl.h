@@ -1,16 +1,19 @@
 /*
- * Template: depthwise conv (groups = in_c, any channel multiplier) on 8-bit inputs with int8
- * weights and an int32 accumulator, with the batched requantization of iq_requant.h.
+ * Template: depthwise conv (groups = in_c, any channel multiplier) on 8- or 16-bit inputs with
+ * int8 weights and an accumulator proved (offline) to fit int32, with the batched
+ * requantization of iq_requant.h.
  *
  * Instantiate by defining, then including this file:
  *   IQ_DW_FN     function name
- *   IQ_DW_TIN    int8_t or uint8_t (input)       IQ_DW_TOUT   int8_t or uint8_t (output)
+ *   IQ_DW_TIN    int8_t, uint8_t or int16_t (input; IQ_DW_TIN_IS_16 defined for int16_t)
+ *   IQ_DW_TOUT   int8_t, uint8_t or int16_t (output; IQ_DW_TOUT_IS_16 defined for int16_t)
  *   IQ_DW_SIGN   IQ_RQW_SIGN or IQ_RQW_NOSIGN (a constant: the variant folds away)
  *
  * Method. Output rows are processed in bands (all of them when the scratch allows). The input
  * rows of a band are copied once per input channel into a padded buffer, as unsigned bytes
- * x + xoff (xoff = 128 for int8, 0 for uint8: Cortex-M0 loads unsigned bytes with an immediate
- * offset, signed ones only with a register offset), the padding holding z + xoff. Then, for
+ * x + xoff (xoff = 128 for int8, 0 for uint8, 32768 for int16: Cortex-M0 loads unsigned bytes
+ * and halfwords with an immediate offset, signed ones only with a register offset), the padding
+ * holding z + xoff. Then, for
  * every output channel of that input channel, each kernel row is one pass over the band with
  * its taps in registers (iq_dw_pass3), accumulating int32 sums, and the band is requantized in
  * one batch with the channel's constants (iq_rqw_run8). The sums start from -a_lo: the batch
@@ -21,21 +24,35 @@
 
 #define IQ_DW_CAT_(a, b) a##b
 #define IQ_DW_CAT(a, b) IQ_DW_CAT_(a, b)
-#define IQ_DW_XOFF ((IQ_DW_TIN)(-1) < 0 ? 128 : 0)
+#define IQ_DW_WIDE (sizeof(IQ_DW_TIN) == 2)
+/* The input as unsigned: x + 128 (int8), x (uint8), x + 32768 (int16), as the band holds it. */
+#define IQ_DW_XOFF (IQ_DW_WIDE ? 32768u : ((IQ_DW_TIN)(-1) < 0 ? 128u : 0u))
+#if defined(IQ_DW_TIN_IS_16)
+typedef uint16_t IQ_DW_CAT(IQ_DW_FN, _elem_t);
+#else
+typedef uint8_t IQ_DW_CAT(IQ_DW_FN, _elem_t);
+#endif
+#define IQ_DW_ELEM IQ_DW_CAT(IQ_DW_FN, _elem_t)
 
-/* One kernel row over a band (iq_dw_pass_t): three taps of dilation 1 in iq_dw_pass3,
- * other widths and dilations here. */
-static void IQ_DW_CAT(IQ_DW_FN, _pass)(const uint8_t* r, int32_t* acc, const iq_dw_pass_t* ps,
+/* One kernel row over a band (iq_dw_pass_t, byte strides): three taps of dilation 1 in
+ * iq_dw_pass3 / iq_dw_pass3_16, other widths and dilations here. */
+static void IQ_DW_CAT(IQ_DW_FN, _pass)(const IQ_DW_ELEM* r, int32_t* acc, const iq_dw_pass_t* ps,
                                        const int8_t* w, int32_t taps, int32_t dil)
 {
+    const int32_t step = ps->step / (int32_t)sizeof(IQ_DW_ELEM);
+    const int32_t jump = ps->jump / (int32_t)sizeof(IQ_DW_ELEM);
     int32_t row, i, t;
     if (taps == 3 && dil == 1) {
+#if defined(IQ_DW_TIN_IS_16)
+        iq_dw_pass3_16(r, acc, ps);
+#else
         iq_dw_pass3(r, acc, ps);
+#endif
         return;
     }
-    for (row = 0; row < ps->rows; ++row, r += ps->jump) {
-        const uint8_t* x = r;
-        for (i = 0; i < ps->n; ++i, x += ps->step) {
+    for (row = 0; row < ps->rows; ++row, r += jump) {
+        const IQ_DW_ELEM* x = r;
+        for (i = 0; i < ps->n; ++i, x += step) {
             int32_t s = ps->init ? ps->base : *acc;
             for (t = 0; t < taps; ++t) {
                 s += w[t] * x[t * dil];
@@ -45,29 +62,29 @@ static void IQ_DW_CAT(IQ_DW_FN, _pass)(const uint8_t* r, int32_t* acc, const iq_
     }
 }
 
-/* Offset-binary copy of the band's input rows (from row y0 on, `used` rows of `n` elements;
- * consecutive elements `col` apart, rows `row` apart) into the interior of the padded rows;
- * rows outside the input hold the padding value. */
+/* Offset-binary copy of the band's input rows (from row y0 on, `used` rows of in_w elements;
+ * consecutive elements `col_pitch` apart, rows `row_pitch` apart) into the interior of the
+ * padded rows; rows outside the input hold the padding value. */
 static void IQ_DW_CAT(IQ_DW_FN, _copy_band)(const IQ_DW_TIN* chan, const iq_dw_params_t* p,
-                                            int32_t y0, int32_t used, uint8_t* band)
+                                            int32_t y0, int32_t used, IQ_DW_ELEM* band)
 {
-    const uint32_t xoff = (uint32_t)IQ_DW_XOFF;
-    const uint8_t pad = (uint8_t)(p->input_zero_point + IQ_DW_XOFF);
+    const uint32_t xoff = IQ_DW_XOFF;
+    const IQ_DW_ELEM pad = (IQ_DW_ELEM)((uint32_t)p->input_zero_point + IQ_DW_XOFF);
     const int32_t n = p->in_w, col = p->col_pitch;
     int32_t b, i;
     for (b = 0; b < used; ++b) {
-        uint8_t* dst = band + b * p->row_w + p->pad_left;
+        IQ_DW_ELEM* dst = band + b * p->row_w + p->pad_left;
         const int32_t iy = y0 + b;
         if (iy >= 0 && iy < p->in_h) {
-            const uint8_t* s = (const uint8_t*)(chan + iy * p->row_pitch);
+            const IQ_DW_TIN* s = chan + iy * p->row_pitch;
             for (i = 0; i + 4 <= n; i += 4, s += 4 * col) {
-                dst[i] = (uint8_t)(s[0] ^ xoff);
-                dst[i + 1] = (uint8_t)(s[col] ^ xoff);
-                dst[i + 2] = (uint8_t)(s[2 * col] ^ xoff);
-                dst[i + 3] = (uint8_t)(s[3 * col] ^ xoff);
+                dst[i] = (IQ_DW_ELEM)((uint32_t)(IQ_DW_ELEM)s[0] ^ xoff);
+                dst[i + 1] = (IQ_DW_ELEM)((uint32_t)(IQ_DW_ELEM)s[col] ^ xoff);
+                dst[i + 2] = (IQ_DW_ELEM)((uint32_t)(IQ_DW_ELEM)s[2 * col] ^ xoff);
+                dst[i + 3] = (IQ_DW_ELEM)((uint32_t)(IQ_DW_ELEM)s[3 * col] ^ xoff);
             }
             for (; i < n; ++i, s += col) {
-                dst[i] = (uint8_t)(s[0] ^ xoff);
+                dst[i] = (IQ_DW_ELEM)((uint32_t)(IQ_DW_ELEM)s[0] ^ xoff);
             }
         } else {
             for (i = 0; i < n; ++i) {
@@ -80,21 +97,21 @@ static void IQ_DW_CAT(IQ_DW_FN, _copy_band)(const IQ_DW_TIN* chan, const iq_dw_p
 void IQ_DW_FN(const iq_dw_params_t* p, const IQ_DW_TIN* x, const int8_t* w,
               const iq_rqw_t* rq, IQ_DW_TOUT* y, void* scratch)
 {
-    const int32_t out_h = p->out_h, out_w = p->out_w;
+    const int32_t out_h = p->out_h, out_w = p->out_w, esz = (int32_t)sizeof(IQ_DW_ELEM);
     const int32_t k_h = p->k_h, k_w = p->k_w, mult = p->mult, row_w = p->row_w;
     const int32_t plane = p->in_h * p->in_w, out_plane = out_h * out_w;
     const int32_t contiguous = p->out_col_pitch == 1 && p->out_row_pitch == out_w;
-    const uint8_t pad = (uint8_t)(p->input_zero_point + IQ_DW_XOFF);
+    const IQ_DW_ELEM pad = (IQ_DW_ELEM)((uint32_t)p->input_zero_point + IQ_DW_XOFF);
     int32_t* const acc = (int32_t*)scratch;
-    uint8_t* const band = (uint8_t*)scratch + 4 * p->band * out_w;
+    IQ_DW_ELEM* const band = (IQ_DW_ELEM*)(acc + p->band * out_w);
     iq_dw_pass_t ps;
     int32_t c, j, oy0, ky, i;
     for (i = 0; i < p->band_rows * row_w; ++i) {
         band[i] = pad;
     }
     ps.n = out_w;
-    ps.step = p->stride_w;
-    ps.jump = p->stride_h * row_w;
+    ps.step = p->stride_w * esz;
+    ps.jump = p->stride_h * row_w * esz;
     for (c = 0; c < p->channels; ++c) {
         for (oy0 = 0; oy0 < out_h; oy0 += p->band) {
             const int32_t rows = out_h - oy0 < p->band ? out_h - oy0 : p->band;
@@ -105,7 +122,7 @@ void IQ_DW_FN(const iq_dw_params_t* p, const IQ_DW_TIN* x, const int8_t* w,
             for (j = 0; j < mult; ++j) {
                 const int32_t oc = c * mult + j;
                 const int8_t* wc = w + oc * k_h * k_w;
-                uint8_t* out = (uint8_t*)(y + oc * out_plane) + oy0 * p->out_row_pitch;
+                IQ_DW_TOUT* out = y + oc * out_plane + oy0 * p->out_row_pitch;
                 ps.base = -rq[oc].a_lo; /* the runs take acc - a_lo */
                 for (ky = 0; ky < k_h; ++ky) {
                     ps.init = ky == 0;
@@ -115,21 +132,30 @@ void IQ_DW_FN(const iq_dw_params_t* p, const IQ_DW_TIN* x, const int8_t* w,
                     IQ_DW_CAT(IQ_DW_FN, _pass)(band + ky * p->dil_h * row_w, acc, &ps,
                                                wc + ky * k_w, k_w, p->dil_w);
                 }
-                if (contiguous) {
-                    iq_rqw_run8(acc, rows * out_w, rq + oc, p->act_min, IQ_DW_SIGN, out, 1);
-                    continue;
-                }
                 for (i = 0; i < rows; ++i) {
-                    iq_rqw_run8(acc + i * out_w, out_w, rq + oc, p->act_min, IQ_DW_SIGN,
-                                out + i * p->out_row_pitch, p->out_col_pitch);
+                    const int32_t n = contiguous ? rows * out_w : out_w;
+#if defined(IQ_DW_TOUT_IS_16)
+                    iq_rqw_run16(acc + i * out_w, n, rq + oc, p->act_min, IQ_DW_SIGN,
+                                 (int16_t*)out + i * p->out_row_pitch, p->out_col_pitch);
+#else
+                    iq_rqw_run8(acc + i * out_w, n, rq + oc, p->act_min, IQ_DW_SIGN,
+                                (uint8_t*)out + i * p->out_row_pitch, p->out_col_pitch);
+#endif
+                    if (contiguous) {
+                        break;
+                    }
                 }
             }
         }
     }
 }
 
+#undef IQ_DW_ELEM
+#undef IQ_DW_WIDE
 #undef IQ_DW_XOFF
 #undef IQ_DW_FN
 #undef IQ_DW_TIN
 #undef IQ_DW_TOUT
 #undef IQ_DW_SIGN
+#undef IQ_DW_TIN_IS_16
+#undef IQ_DW_TOUT_IS_16

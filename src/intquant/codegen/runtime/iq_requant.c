@@ -6,301 +6,318 @@
  */
 #include "iq_requant.h"
 
-#if defined(__ARM_ARCH_6M__) && defined(__GNUC__)
+#ifdef IQ_M0_ASM
 /* r0 = u, r1 = end of u, r2 = out,
  * r3 = &{width, Mh, Ml, c_lo, c_hi, step, sh, variant, lo, u0}; variant = form + 3 * sign.
  * Registers in the loops: r8 width, r9 Mh, r10 Ml, r11 c_lo, r12 c_hi, lr step, r3 sh;
- * [sp] lo, [sp + 4] u0. */
+ * [sp] lo, [sp + 4] u0. The store is ST (strb or strh). */
+#define IQ_RQW_ASM(ST)                                                                             \
+        ".syntax unified\n\t"                                                                      \
+        "push {r4, r5, r6, r7, lr}\n\t"                                                            \
+        "mov r4, r8\n\t"                                                                           \
+        "mov r5, r9\n\t"                                                                           \
+        "mov r6, r10\n\t"                                                                          \
+        "mov r7, r11\n\t"                                                                          \
+        "push {r4, r5, r6, r7}\n\t"                                                                \
+        "mov r4, r12\n\t"                                                                          \
+        "push {r4}\n\t"                                                                            \
+        "ldm r3!, {r4, r5, r6, r7}\n\t" /* width, Mh, Ml, c_lo */                                  \
+        "mov r8, r4\n\t"                                                                           \
+        "mov r9, r5\n\t"                                                                           \
+        "mov r10, r6\n\t"                                                                          \
+        "mov r11, r7\n\t"                                                                          \
+        "ldm r3!, {r4, r5, r6, r7}\n\t" /* c_hi, step, sh, variant */                              \
+        "mov r12, r4\n\t"                                                                          \
+        "mov lr, r5\n\t"                                                                           \
+        "ldm r3!, {r4, r5}\n\t" /* lo, u0 */                                                       \
+        "mov r3, r6\n\t"                                                                           \
+        "push {r4, r5}\n\t"                                                                        \
+        "cmp r7, #1\n\t"                                                                           \
+        "bne 91f\n\t"                                                                              \
+        "b 20f\n\t" /* B<cond> reaches +-256 bytes only */                                         \
+        "91:\n\t"                                                                                  \
+        "cmp r7, #2\n\t"                                                                           \
+        "bne 92f\n\t"                                                                              \
+        "b 30f\n\t" /* B<cond> reaches +-256 bytes only */                                         \
+        "92:\n\t"                                                                                  \
+        "cmp r7, #3\n\t"                                                                           \
+        "bne 93f\n\t"                                                                              \
+        "b 40f\n\t" /* B<cond> reaches +-256 bytes only */                                         \
+        "93:\n\t"                                                                                  \
+        "cmp r7, #4\n\t"                                                                           \
+        "bne 94f\n\t"                                                                              \
+        "b 50f\n\t" /* B<cond> reaches +-256 bytes only */                                         \
+        "94:\n\t"                                                                                  \
+        "cmp r7, #5\n\t"                                                                           \
+        "bne 95f\n\t"                                                                              \
+        "b 60f\n\t" /* B<cond> reaches +-256 bytes only */                                         \
+        "95:\n\t"                                                                                  \
+        /* form 0 */                                                                               \
+        "10:\n\t"                                                                                  \
+        "ldm r0!, {r4}\n\t"                                                                        \
+        "cmp r4, r8\n\t"                                                                           \
+        "bhi 18f\n\t"                                                                              \
+        "11:\n\t"                                                                                  \
+        "mov r5, r9\n\t"                                                                           \
+        "muls r5, r4\n\t"      /* u*Mh */                                                          \
+        "lsrs r7, r4, #16\n\t" /* uh */                                                            \
+        "uxth r4, r4\n\t"      /* ul */                                                            \
+        "mov r6, r10\n\t"                                                                          \
+        "muls r6, r7\n\t"                                                                          \
+        "adds r5, r6\n\t"      /* + uh*Ml */                                                       \
+        "mov r6, r10\n\t"                                                                          \
+        "muls r6, r4\n\t"                                                                          \
+        "add r6, r11\n\t"                                                                          \
+        "lsrs r6, r6, #16\n\t"                                                                     \
+        "adds r5, r6\n\t"      /* + ((ul*Ml + c_lo) >> 16) */                                      \
+        "add r5, r12\n\t"      /* + c_hi */                                                        \
+        "lsrs r5, r3\n\t"                                                                          \
+        ST " r5, [r2]\n\t"                                                                         \
+        "add r2, lr\n\t"                                                                           \
+        "cmp r0, r1\n\t"                                                                           \
+        "bne 10b\n\t"                                                                              \
+        "b 99f\n\t"                                                                                \
+        "18:\n\t" /* u outside [0, width]: 0 below (u < 0), width above */                         \
+        "asrs r5, r4, #31\n\t"                                                                     \
+        "mov r4, r8\n\t"                                                                           \
+        "bics r4, r5\n\t"                                                                          \
+        "b 11b\n\t"                                                                                \
+        /* form 1 */                                                                               \
+        "20:\n\t"                                                                                  \
+        "ldm r0!, {r4}\n\t"                                                                        \
+        "cmp r4, r8\n\t"                                                                           \
+        "bhi 28f\n\t"                                                                              \
+        "21:\n\t"                                                                                  \
+        "lsrs r7, r4, #16\n\t" /* uh */                                                            \
+        "uxth r4, r4\n\t"      /* ul */                                                            \
+        "mov r5, r9\n\t"                                                                           \
+        "muls r5, r4\n\t"      /* ul*Mh */                                                         \
+        "mov r6, r10\n\t"                                                                          \
+        "muls r6, r7\n\t"                                                                          \
+        "adds r5, r6\n\t"      /* + uh*Ml */                                                       \
+        "mov r6, r10\n\t"                                                                          \
+        "muls r6, r4\n\t"                                                                          \
+        "add r6, r11\n\t"                                                                          \
+        "lsrs r6, r6, #16\n\t"                                                                     \
+        "adds r5, r6\n\t"      /* + ((ul*Ml + c_lo) >> 16) */                                      \
+        "add r5, r12\n\t"      /* + c_hi */                                                        \
+        "lsrs r5, r5, #16\n\t"                                                                     \
+        "mov r6, r9\n\t"                                                                           \
+        "muls r6, r7\n\t"                                                                          \
+        "adds r5, r6\n\t"      /* H = uh*Mh + (I >> 16) */                                         \
+        "lsrs r5, r3\n\t"                                                                          \
+        ST " r5, [r2]\n\t"                                                                         \
+        "add r2, lr\n\t"                                                                           \
+        "cmp r0, r1\n\t"                                                                           \
+        "bne 20b\n\t"                                                                              \
+        "b 99f\n\t"                                                                                \
+        "28:\n\t" /* u outside [0, width]: 0 below (u < 0), width above */                         \
+        "asrs r5, r4, #31\n\t"                                                                     \
+        "mov r4, r8\n\t"                                                                           \
+        "bics r4, r5\n\t"                                                                          \
+        "b 21b\n\t"                                                                                \
+        /* form 1 (lo added) */                                                                    \
+        "30:\n\t"                                                                                  \
+        "ldm r0!, {r4}\n\t"                                                                        \
+        "cmp r4, r8\n\t"                                                                           \
+        "bhi 38f\n\t"                                                                              \
+        "31:\n\t"                                                                                  \
+        "lsrs r7, r4, #16\n\t" /* uh */                                                            \
+        "uxth r4, r4\n\t"      /* ul */                                                            \
+        "mov r5, r9\n\t"                                                                           \
+        "muls r5, r4\n\t"      /* ul*Mh */                                                         \
+        "mov r6, r10\n\t"                                                                          \
+        "muls r6, r7\n\t"                                                                          \
+        "adds r5, r6\n\t"      /* + uh*Ml */                                                       \
+        "mov r6, r10\n\t"                                                                          \
+        "muls r6, r4\n\t"                                                                          \
+        "add r6, r11\n\t"                                                                          \
+        "lsrs r6, r6, #16\n\t"                                                                     \
+        "adds r5, r6\n\t"      /* + ((ul*Ml + c_lo) >> 16) */                                      \
+        "add r5, r12\n\t"      /* + c_hi */                                                        \
+        "lsrs r5, r5, #16\n\t"                                                                     \
+        "mov r6, r9\n\t"                                                                           \
+        "muls r6, r7\n\t"                                                                          \
+        "adds r5, r6\n\t"      /* H = uh*Mh + (I >> 16) */                                         \
+        "lsrs r5, r3\n\t"                                                                          \
+        "ldr r6, [sp]\n\t"                                                                         \
+        "adds r5, r6\n\t"      /* + lo */                                                          \
+        ST " r5, [r2]\n\t"                                                                         \
+        "add r2, lr\n\t"                                                                           \
+        "cmp r0, r1\n\t"                                                                           \
+        "bne 30b\n\t"                                                                              \
+        "b 99f\n\t"                                                                                \
+        "38:\n\t" /* u outside [0, width]: 0 below (u < 0), width above */                         \
+        "asrs r5, r4, #31\n\t"                                                                     \
+        "mov r4, r8\n\t"                                                                           \
+        "bics r4, r5\n\t"                                                                          \
+        "b 31b\n\t"                                                                                \
+        /* form 0, sign */                                                                         \
+        "40:\n\t"                                                                                  \
+        "ldm r0!, {r4}\n\t"                                                                        \
+        "cmp r4, r8\n\t"                                                                           \
+        "bhi 48f\n\t"                                                                              \
+        "41:\n\t"                                                                                  \
+        "ldr r6, [sp, #4]\n\t" /* u0 */                                                            \
+        "cmp r4, r6\n\t"                                                                           \
+        "sbcs r5, r5\n\t"      /* u >= u0 ? 0 : -1 */                                              \
+        "lsls r5, r5, #15\n\t" /* the sign term, 2^15 folded into c_hi */                          \
+        "mov r6, r9\n\t"                                                                           \
+        "muls r6, r4\n\t"                                                                          \
+        "adds r5, r6\n\t"      /* + u*Mh */                                                        \
+        "lsrs r7, r4, #16\n\t" /* uh */                                                            \
+        "uxth r4, r4\n\t"      /* ul */                                                            \
+        "mov r6, r10\n\t"                                                                          \
+        "muls r6, r7\n\t"                                                                          \
+        "adds r5, r6\n\t"      /* + uh*Ml */                                                       \
+        "mov r6, r10\n\t"                                                                          \
+        "muls r6, r4\n\t"                                                                          \
+        "add r6, r11\n\t"                                                                          \
+        "lsrs r6, r6, #16\n\t"                                                                     \
+        "adds r5, r6\n\t"      /* + ((ul*Ml + c_lo) >> 16) */                                      \
+        "add r5, r12\n\t"      /* + c_hi */                                                        \
+        "lsrs r5, r3\n\t"                                                                          \
+        ST " r5, [r2]\n\t"                                                                         \
+        "add r2, lr\n\t"                                                                           \
+        "cmp r0, r1\n\t"                                                                           \
+        "bne 40b\n\t"                                                                              \
+        "b 99f\n\t"                                                                                \
+        "48:\n\t" /* u outside [0, width]: 0 below (u < 0), width above */                         \
+        "asrs r5, r4, #31\n\t"                                                                     \
+        "mov r4, r8\n\t"                                                                           \
+        "bics r4, r5\n\t"                                                                          \
+        "b 41b\n\t"                                                                                \
+        /* form 1, sign */                                                                         \
+        "50:\n\t"                                                                                  \
+        "ldm r0!, {r4}\n\t"                                                                        \
+        "cmp r4, r8\n\t"                                                                           \
+        "bhi 58f\n\t"                                                                              \
+        "51:\n\t"                                                                                  \
+        "ldr r6, [sp, #4]\n\t" /* u0 */                                                            \
+        "cmp r4, r6\n\t"                                                                           \
+        "sbcs r5, r5\n\t"      /* u >= u0 ? 0 : -1 */                                              \
+        "lsls r5, r5, #15\n\t" /* the sign term, 2^15 folded into c_hi */                          \
+        "lsrs r7, r4, #16\n\t" /* uh */                                                            \
+        "uxth r4, r4\n\t"      /* ul */                                                            \
+        "mov r6, r9\n\t"                                                                           \
+        "muls r6, r4\n\t"                                                                          \
+        "adds r5, r6\n\t"      /* + ul*Mh */                                                       \
+        "mov r6, r10\n\t"                                                                          \
+        "muls r6, r7\n\t"                                                                          \
+        "adds r5, r6\n\t"      /* + uh*Ml */                                                       \
+        "mov r6, r10\n\t"                                                                          \
+        "muls r6, r4\n\t"                                                                          \
+        "add r6, r11\n\t"                                                                          \
+        "lsrs r6, r6, #16\n\t"                                                                     \
+        "adds r5, r6\n\t"      /* + ((ul*Ml + c_lo) >> 16) */                                      \
+        "add r5, r12\n\t"      /* + c_hi */                                                        \
+        "lsrs r5, r5, #16\n\t"                                                                     \
+        "mov r6, r9\n\t"                                                                           \
+        "muls r6, r7\n\t"                                                                          \
+        "adds r5, r6\n\t"      /* H = uh*Mh + (I >> 16) */                                         \
+        "lsrs r5, r3\n\t"                                                                          \
+        ST " r5, [r2]\n\t"                                                                         \
+        "add r2, lr\n\t"                                                                           \
+        "cmp r0, r1\n\t"                                                                           \
+        "bne 50b\n\t"                                                                              \
+        "b 99f\n\t"                                                                                \
+        "58:\n\t" /* u outside [0, width]: 0 below (u < 0), width above */                         \
+        "asrs r5, r4, #31\n\t"                                                                     \
+        "mov r4, r8\n\t"                                                                           \
+        "bics r4, r5\n\t"                                                                          \
+        "b 51b\n\t"                                                                                \
+        /* form 1 (lo added), sign */                                                              \
+        "60:\n\t"                                                                                  \
+        "ldm r0!, {r4}\n\t"                                                                        \
+        "cmp r4, r8\n\t"                                                                           \
+        "bhi 68f\n\t"                                                                              \
+        "61:\n\t"                                                                                  \
+        "ldr r6, [sp, #4]\n\t" /* u0 */                                                            \
+        "cmp r4, r6\n\t"                                                                           \
+        "sbcs r5, r5\n\t"      /* u >= u0 ? 0 : -1 */                                              \
+        "lsls r5, r5, #15\n\t" /* the sign term, 2^15 folded into c_hi */                          \
+        "lsrs r7, r4, #16\n\t" /* uh */                                                            \
+        "uxth r4, r4\n\t"      /* ul */                                                            \
+        "mov r6, r9\n\t"                                                                           \
+        "muls r6, r4\n\t"                                                                          \
+        "adds r5, r6\n\t"      /* + ul*Mh */                                                       \
+        "mov r6, r10\n\t"                                                                          \
+        "muls r6, r7\n\t"                                                                          \
+        "adds r5, r6\n\t"      /* + uh*Ml */                                                       \
+        "mov r6, r10\n\t"                                                                          \
+        "muls r6, r4\n\t"                                                                          \
+        "add r6, r11\n\t"                                                                          \
+        "lsrs r6, r6, #16\n\t"                                                                     \
+        "adds r5, r6\n\t"      /* + ((ul*Ml + c_lo) >> 16) */                                      \
+        "add r5, r12\n\t"      /* + c_hi */                                                        \
+        "lsrs r5, r5, #16\n\t"                                                                     \
+        "mov r6, r9\n\t"                                                                           \
+        "muls r6, r7\n\t"                                                                          \
+        "adds r5, r6\n\t"      /* H = uh*Mh + (I >> 16) */                                         \
+        "lsrs r5, r3\n\t"                                                                          \
+        "ldr r6, [sp]\n\t"                                                                         \
+        "adds r5, r6\n\t"      /* + lo */                                                          \
+        ST " r5, [r2]\n\t"                                                                         \
+        "add r2, lr\n\t"                                                                           \
+        "cmp r0, r1\n\t"                                                                           \
+        "bne 60b\n\t"                                                                              \
+        "b 99f\n\t"                                                                                \
+        "68:\n\t" /* u outside [0, width]: 0 below (u < 0), width above */                         \
+        "asrs r5, r4, #31\n\t"                                                                     \
+        "mov r4, r8\n\t"                                                                           \
+        "bics r4, r5\n\t"                                                                          \
+        "b 61b\n\t"                                                                                \
+        "99:\n\t"                                                                                  \
+        "pop {r4, r5}\n\t"                                                                         \
+        "pop {r4}\n\t"                                                                             \
+        "mov r12, r4\n\t"                                                                          \
+        "pop {r4, r5, r6, r7}\n\t"                                                                 \
+        "mov r8, r4\n\t"                                                                           \
+        "mov r9, r5\n\t"                                                                           \
+        "mov r10, r6\n\t"                                                                          \
+        "mov r11, r7\n\t"                                                                          \
+        "pop {r4, r5, r6, r7, pc}\n\t"
+
 __attribute__((naked, noinline)) static void iq_rqw_run8_m0(const int32_t* u IQ_UNUSED,
                                                             const int32_t* end IQ_UNUSED,
                                                             uint8_t* out IQ_UNUSED,
                                                             const uint32_t* k IQ_UNUSED)
 {
-    __asm__ volatile(
-        ".syntax unified\n\t"
-        "push {r4, r5, r6, r7, lr}\n\t"
-        "mov r4, r8\n\t"
-        "mov r5, r9\n\t"
-        "mov r6, r10\n\t"
-        "mov r7, r11\n\t"
-        "push {r4, r5, r6, r7}\n\t"
-        "mov r4, r12\n\t"
-        "push {r4}\n\t"
-        "ldm r3!, {r4, r5, r6, r7}\n\t" /* width, Mh, Ml, c_lo */
-        "mov r8, r4\n\t"
-        "mov r9, r5\n\t"
-        "mov r10, r6\n\t"
-        "mov r11, r7\n\t"
-        "ldm r3!, {r4, r5, r6, r7}\n\t" /* c_hi, step, sh, variant */
-        "mov r12, r4\n\t"
-        "mov lr, r5\n\t"
-        "ldm r3!, {r4, r5}\n\t" /* lo, u0 */
-        "mov r3, r6\n\t"
-        "push {r4, r5}\n\t"
-        "cmp r7, #1\n\t"
-        "bne 91f\n\t"
-        "b 20f\n\t" /* B<cond> reaches +-256 bytes only */
-        "91:\n\t"
-        "cmp r7, #2\n\t"
-        "bne 92f\n\t"
-        "b 30f\n\t" /* B<cond> reaches +-256 bytes only */
-        "92:\n\t"
-        "cmp r7, #3\n\t"
-        "bne 93f\n\t"
-        "b 40f\n\t" /* B<cond> reaches +-256 bytes only */
-        "93:\n\t"
-        "cmp r7, #4\n\t"
-        "bne 94f\n\t"
-        "b 50f\n\t" /* B<cond> reaches +-256 bytes only */
-        "94:\n\t"
-        "cmp r7, #5\n\t"
-        "bne 95f\n\t"
-        "b 60f\n\t" /* B<cond> reaches +-256 bytes only */
-        "95:\n\t"
-        /* form 0 */
-        "10:\n\t"
-        "ldm r0!, {r4}\n\t"
-        "cmp r4, r8\n\t"
-        "bhi 18f\n\t"
-        "11:\n\t"
-        "mov r5, r9\n\t"
-        "muls r5, r4\n\t"      /* u*Mh */
-        "lsrs r7, r4, #16\n\t" /* uh */
-        "uxth r4, r4\n\t"      /* ul */
-        "mov r6, r10\n\t"
-        "muls r6, r7\n\t"
-        "adds r5, r6\n\t"      /* + uh*Ml */
-        "mov r6, r10\n\t"
-        "muls r6, r4\n\t"
-        "add r6, r11\n\t"
-        "lsrs r6, r6, #16\n\t"
-        "adds r5, r6\n\t"      /* + ((ul*Ml + c_lo) >> 16) */
-        "add r5, r12\n\t"      /* + c_hi */
-        "lsrs r5, r3\n\t"
-        "strb r5, [r2]\n\t"
-        "add r2, lr\n\t"
-        "cmp r0, r1\n\t"
-        "bne 10b\n\t"
-        "b 99f\n\t"
-        "18:\n\t" /* u outside [0, width]: 0 below (u < 0), width above */
-        "asrs r5, r4, #31\n\t"
-        "mov r4, r8\n\t"
-        "bics r4, r5\n\t"
-        "b 11b\n\t"
-        /* form 1 */
-        "20:\n\t"
-        "ldm r0!, {r4}\n\t"
-        "cmp r4, r8\n\t"
-        "bhi 28f\n\t"
-        "21:\n\t"
-        "lsrs r7, r4, #16\n\t" /* uh */
-        "uxth r4, r4\n\t"      /* ul */
-        "mov r5, r9\n\t"
-        "muls r5, r4\n\t"      /* ul*Mh */
-        "mov r6, r10\n\t"
-        "muls r6, r7\n\t"
-        "adds r5, r6\n\t"      /* + uh*Ml */
-        "mov r6, r10\n\t"
-        "muls r6, r4\n\t"
-        "add r6, r11\n\t"
-        "lsrs r6, r6, #16\n\t"
-        "adds r5, r6\n\t"      /* + ((ul*Ml + c_lo) >> 16) */
-        "add r5, r12\n\t"      /* + c_hi */
-        "lsrs r5, r5, #16\n\t"
-        "mov r6, r9\n\t"
-        "muls r6, r7\n\t"
-        "adds r5, r6\n\t"      /* H = uh*Mh + (I >> 16) */
-        "lsrs r5, r3\n\t"
-        "strb r5, [r2]\n\t"
-        "add r2, lr\n\t"
-        "cmp r0, r1\n\t"
-        "bne 20b\n\t"
-        "b 99f\n\t"
-        "28:\n\t" /* u outside [0, width]: 0 below (u < 0), width above */
-        "asrs r5, r4, #31\n\t"
-        "mov r4, r8\n\t"
-        "bics r4, r5\n\t"
-        "b 21b\n\t"
-        /* form 1 (lo added) */
-        "30:\n\t"
-        "ldm r0!, {r4}\n\t"
-        "cmp r4, r8\n\t"
-        "bhi 38f\n\t"
-        "31:\n\t"
-        "lsrs r7, r4, #16\n\t" /* uh */
-        "uxth r4, r4\n\t"      /* ul */
-        "mov r5, r9\n\t"
-        "muls r5, r4\n\t"      /* ul*Mh */
-        "mov r6, r10\n\t"
-        "muls r6, r7\n\t"
-        "adds r5, r6\n\t"      /* + uh*Ml */
-        "mov r6, r10\n\t"
-        "muls r6, r4\n\t"
-        "add r6, r11\n\t"
-        "lsrs r6, r6, #16\n\t"
-        "adds r5, r6\n\t"      /* + ((ul*Ml + c_lo) >> 16) */
-        "add r5, r12\n\t"      /* + c_hi */
-        "lsrs r5, r5, #16\n\t"
-        "mov r6, r9\n\t"
-        "muls r6, r7\n\t"
-        "adds r5, r6\n\t"      /* H = uh*Mh + (I >> 16) */
-        "lsrs r5, r3\n\t"
-        "ldr r6, [sp]\n\t"
-        "adds r5, r6\n\t"      /* + lo */
-        "strb r5, [r2]\n\t"
-        "add r2, lr\n\t"
-        "cmp r0, r1\n\t"
-        "bne 30b\n\t"
-        "b 99f\n\t"
-        "38:\n\t" /* u outside [0, width]: 0 below (u < 0), width above */
-        "asrs r5, r4, #31\n\t"
-        "mov r4, r8\n\t"
-        "bics r4, r5\n\t"
-        "b 31b\n\t"
-        /* form 0, sign */
-        "40:\n\t"
-        "ldm r0!, {r4}\n\t"
-        "cmp r4, r8\n\t"
-        "bhi 48f\n\t"
-        "41:\n\t"
-        "ldr r6, [sp, #4]\n\t" /* u0 */
-        "cmp r4, r6\n\t"
-        "sbcs r5, r5\n\t"      /* u >= u0 ? 0 : -1 */
-        "lsls r5, r5, #15\n\t" /* the sign term, 2^15 folded into c_hi */
-        "mov r6, r9\n\t"
-        "muls r6, r4\n\t"
-        "adds r5, r6\n\t"      /* + u*Mh */
-        "lsrs r7, r4, #16\n\t" /* uh */
-        "uxth r4, r4\n\t"      /* ul */
-        "mov r6, r10\n\t"
-        "muls r6, r7\n\t"
-        "adds r5, r6\n\t"      /* + uh*Ml */
-        "mov r6, r10\n\t"
-        "muls r6, r4\n\t"
-        "add r6, r11\n\t"
-        "lsrs r6, r6, #16\n\t"
-        "adds r5, r6\n\t"      /* + ((ul*Ml + c_lo) >> 16) */
-        "add r5, r12\n\t"      /* + c_hi */
-        "lsrs r5, r3\n\t"
-        "strb r5, [r2]\n\t"
-        "add r2, lr\n\t"
-        "cmp r0, r1\n\t"
-        "bne 40b\n\t"
-        "b 99f\n\t"
-        "48:\n\t" /* u outside [0, width]: 0 below (u < 0), width above */
-        "asrs r5, r4, #31\n\t"
-        "mov r4, r8\n\t"
-        "bics r4, r5\n\t"
-        "b 41b\n\t"
-        /* form 1, sign */
-        "50:\n\t"
-        "ldm r0!, {r4}\n\t"
-        "cmp r4, r8\n\t"
-        "bhi 58f\n\t"
-        "51:\n\t"
-        "ldr r6, [sp, #4]\n\t" /* u0 */
-        "cmp r4, r6\n\t"
-        "sbcs r5, r5\n\t"      /* u >= u0 ? 0 : -1 */
-        "lsls r5, r5, #15\n\t" /* the sign term, 2^15 folded into c_hi */
-        "lsrs r7, r4, #16\n\t" /* uh */
-        "uxth r4, r4\n\t"      /* ul */
-        "mov r6, r9\n\t"
-        "muls r6, r4\n\t"
-        "adds r5, r6\n\t"      /* + ul*Mh */
-        "mov r6, r10\n\t"
-        "muls r6, r7\n\t"
-        "adds r5, r6\n\t"      /* + uh*Ml */
-        "mov r6, r10\n\t"
-        "muls r6, r4\n\t"
-        "add r6, r11\n\t"
-        "lsrs r6, r6, #16\n\t"
-        "adds r5, r6\n\t"      /* + ((ul*Ml + c_lo) >> 16) */
-        "add r5, r12\n\t"      /* + c_hi */
-        "lsrs r5, r5, #16\n\t"
-        "mov r6, r9\n\t"
-        "muls r6, r7\n\t"
-        "adds r5, r6\n\t"      /* H = uh*Mh + (I >> 16) */
-        "lsrs r5, r3\n\t"
-        "strb r5, [r2]\n\t"
-        "add r2, lr\n\t"
-        "cmp r0, r1\n\t"
-        "bne 50b\n\t"
-        "b 99f\n\t"
-        "58:\n\t" /* u outside [0, width]: 0 below (u < 0), width above */
-        "asrs r5, r4, #31\n\t"
-        "mov r4, r8\n\t"
-        "bics r4, r5\n\t"
-        "b 51b\n\t"
-        /* form 1 (lo added), sign */
-        "60:\n\t"
-        "ldm r0!, {r4}\n\t"
-        "cmp r4, r8\n\t"
-        "bhi 68f\n\t"
-        "61:\n\t"
-        "ldr r6, [sp, #4]\n\t" /* u0 */
-        "cmp r4, r6\n\t"
-        "sbcs r5, r5\n\t"      /* u >= u0 ? 0 : -1 */
-        "lsls r5, r5, #15\n\t" /* the sign term, 2^15 folded into c_hi */
-        "lsrs r7, r4, #16\n\t" /* uh */
-        "uxth r4, r4\n\t"      /* ul */
-        "mov r6, r9\n\t"
-        "muls r6, r4\n\t"
-        "adds r5, r6\n\t"      /* + ul*Mh */
-        "mov r6, r10\n\t"
-        "muls r6, r7\n\t"
-        "adds r5, r6\n\t"      /* + uh*Ml */
-        "mov r6, r10\n\t"
-        "muls r6, r4\n\t"
-        "add r6, r11\n\t"
-        "lsrs r6, r6, #16\n\t"
-        "adds r5, r6\n\t"      /* + ((ul*Ml + c_lo) >> 16) */
-        "add r5, r12\n\t"      /* + c_hi */
-        "lsrs r5, r5, #16\n\t"
-        "mov r6, r9\n\t"
-        "muls r6, r7\n\t"
-        "adds r5, r6\n\t"      /* H = uh*Mh + (I >> 16) */
-        "lsrs r5, r3\n\t"
-        "ldr r6, [sp]\n\t"
-        "adds r5, r6\n\t"      /* + lo */
-        "strb r5, [r2]\n\t"
-        "add r2, lr\n\t"
-        "cmp r0, r1\n\t"
-        "bne 60b\n\t"
-        "b 99f\n\t"
-        "68:\n\t" /* u outside [0, width]: 0 below (u < 0), width above */
-        "asrs r5, r4, #31\n\t"
-        "mov r4, r8\n\t"
-        "bics r4, r5\n\t"
-        "b 61b\n\t"
-        "99:\n\t"
-        "pop {r4, r5}\n\t"
-        "pop {r4}\n\t"
-        "mov r12, r4\n\t"
-        "pop {r4, r5, r6, r7}\n\t"
-        "mov r8, r4\n\t"
-        "mov r9, r5\n\t"
-        "mov r10, r6\n\t"
-        "mov r11, r7\n\t"
-        "pop {r4, r5, r6, r7, pc}\n\t");
+    __asm__ volatile(IQ_RQW_ASM("strb"));
+}
+
+__attribute__((naked, noinline)) static void iq_rqw_run16_m0(const int32_t* u IQ_UNUSED,
+                                                             const int32_t* end IQ_UNUSED,
+                                                             int16_t* out IQ_UNUSED,
+                                                             const uint32_t* k IQ_UNUSED)
+{
+    __asm__ volatile(IQ_RQW_ASM("strh"));
+}
+
+/* The constants the assembly loads, in its order. */
+static void iq_rqw_pack(const iq_rqw_t* c, int32_t lo, int32_t sign_layer, int32_t step,
+                        uint32_t k[10])
+{
+    k[0] = c->width;
+    k[1] = c->m >> 16;
+    k[2] = c->m & 0xFFFFu;
+    k[3] = c->c_lo;
+    k[4] = c->c_hi;
+    k[5] = (uint32_t)step;
+    k[6] = c->sh;
+    k[7] = c->form + (sign_layer ? 3u : 0u);
+    k[8] = (uint32_t)lo;
+    k[9] = c->u0;
 }
 #endif
 
 void iq_rqw_run8(const int32_t* u, int32_t n, const iq_rqw_t* c, int32_t lo, int32_t sign_layer,
                  uint8_t* out, int32_t step)
 {
-#if defined(__ARM_ARCH_6M__) && defined(__GNUC__)
+#ifdef IQ_M0_ASM
     if (n > 0) {
         uint32_t k[10];
-        k[0] = c->width;
-        k[1] = c->m >> 16;
-        k[2] = c->m & 0xFFFFu;
-        k[3] = c->c_lo;
-        k[4] = c->c_hi;
-        k[5] = (uint32_t)step;
-        k[6] = c->sh;
-        k[7] = c->form + (sign_layer ? 3u : 0u);
-        k[8] = (uint32_t)lo;
-        k[9] = c->u0;
+        iq_rqw_pack(c, lo, sign_layer, step, k);
         iq_rqw_run8_m0(u, u + n, out, k);
     }
 #else
@@ -308,6 +325,25 @@ void iq_rqw_run8(const int32_t* u, int32_t n, const iq_rqw_t* c, int32_t lo, int
     int32_t i;
     for (i = 0; i < n; ++i) {
         out[i * step] = (uint8_t)(iq_rqw_value(iq_rqw_clamp(u[i], c), c, sign_layer) + add);
+    }
+#endif
+}
+
+void iq_rqw_run16(const int32_t* u, int32_t n, const iq_rqw_t* c, int32_t lo,
+                  int32_t sign_layer, int16_t* out, int32_t step)
+{
+#ifdef IQ_M0_ASM
+    if (n > 0) {
+        uint32_t k[10];
+        iq_rqw_pack(c, lo, sign_layer, 2 * step, k);
+        iq_rqw_run16_m0(u, u + n, out, k);
+    }
+#else
+    const uint32_t add = c->form == 2 ? (uint32_t)lo : 0u;
+    int32_t i;
+    for (i = 0; i < n; ++i) {
+        out[i * step] = (int16_t)(uint16_t)(iq_rqw_value(iq_rqw_clamp(u[i], c), c, sign_layer) +
+                                            add);
     }
 #endif
 }

@@ -70,5 +70,8 @@ static inline uint32_t iq_rqw_value(uint32_t u, const iq_rqw_t* c, int32_t sign_
  * act_min is lo. */
 void iq_rqw_run8(const int32_t* u, int32_t n, const iq_rqw_t* c, int32_t lo, int32_t sign_layer,
                  uint8_t* out, int32_t step);
+/* The same for 16-bit outputs (lo mod 2^16 folded, or form 2). */
+void iq_rqw_run16(const int32_t* u, int32_t n, const iq_rqw_t* c, int32_t lo,
+                  int32_t sign_layer, int16_t* out, int32_t step);
 
 #endif /* IQ_REQUANT_H */
