@@ -84,13 +84,15 @@ MODES = [
     ("double", "uint8", False),
     ("single", "int8", False),
     ("single", "uint8", True),
+    ("pow2", "int8", False),
+    ("pow2", "uint8", True),
     ("double", "int16", False),
 ]
 
 
 @pytest.mark.parametrize("rounding,out_dtype,relu", MODES)
 def test_window_form_equals_interpreter_at_every_threshold(rounding, out_dtype, relu):
-    """Multipliers from 2^-2 to 2^-14 (forms 0, 1 and 2, with and without the sign term):
+    """Multipliers from 2^-2 to 2^-14 (forms 0 to 3, with and without the sign term):
     the 32-bit form, evaluated as the C code does it, gives the interpreter's output."""
     rng = np.random.default_rng(7)
     reals = 2.0 ** -rng.uniform(2, 14, 24)
@@ -191,7 +193,7 @@ def run8_cases():
     interpreter's outputs as the expected bytes."""
     rng = np.random.default_rng(11)
     cases, want = [], []
-    for rounding, out_dtype, relu in MODES[:5]:
+    for rounding, out_dtype, relu in MODES[:7]:
         reals = 2.0 ** -rng.uniform(2, 14, 16)
         consts, attrs, bound = _layer(reals, rounding, out_dtype, relu)
         wr = window_requant(consts, attrs, bound)
@@ -204,8 +206,8 @@ def run8_cases():
             step = 1 + j % 3  # outputs `step` bytes apart: only every step-th byte is checked
             cases.append((f, wr.needs_sign, wr.lo, acc[j] - f[0], step))
             want.append((ref[j].astype(np.int64) & 0xFF, step))
-    forms = {c[0][7] for c in cases}
-    assert forms == {0, 1, 2} and {c[1] for c in cases} == {False, True}, forms
+    forms = {(c[0][7], c[1]) for c in cases}  # (form, sign)
+    assert forms == {(f, sign) for f in (0, 1, 2, 3) for sign in (False, True)}, forms
     return cases, want
 
 

@@ -266,6 +266,10 @@ def rqw_fields(wr: WindowRequant, j: int, fold: int) -> tuple[int, ...] | None:
     m, c, s, k = int(wr.m[j]), int(wr.c[j]), int(wr.s[j]), int(wr.k[j])
     if not (-(2**31) <= al < 2**31 and w < 2**31 and 0 <= m < U32 and c >= 0):
         return None
+    if m <= 1 and s in (0, 1) and 0 <= k <= 31:  # power-of-two scales: form 3, a shift
+        cc = c + ((wr.lo % fold) << k if fold else 0) + s
+        ok = _fits_u32(w * m + cc)
+        return (al, w, m, cc, u0 if s else 0, 0, k, 3) if ok else None
     if s not in (0, 2**31):
         return None  # only the double-rounding sign term exists at this scale
     mh, ml = m >> 16, m & 0xFFFF
@@ -300,6 +304,10 @@ def rqw_value(fields: tuple[int, ...], acc: int, sign_layer: bool, lo: int, fold
     u = (acc - al) % U32
     if u > w:
         u = 0 if acc < al else w
+    if form == 3:
+        v = (u * m + c_hi - (1 if sign_layer and u < u0 else 0)) % U32
+        r = (v >> sh) % fold if fold else lo + (v >> sh)
+        return r - fold if fold and r >= fold // 2 and lo < 0 else r
     mh, ml, uh, ul = m >> 16, m & 0xFFFF, u >> 16, u & 0xFFFF
     v = (((ul * ml + c_lo) % U32 >> 16) + uh * ml + c_hi) % U32
     if sign_layer and u < u0:

@@ -15,6 +15,8 @@
  *   form 0:  V = u*Mh + uh*Ml + ((ul*Ml + c_lo) >> 16) + c_hi + s,   out = lo + (V >> (k - 16))
  *   form 1:  I = ul*Mh + uh*Ml + ((ul*Ml + c_lo) >> 16) + c_hi + s,
  *            H = uh*Mh + (I >> 16),                                  out = lo + (H >> (k - 32))
+ *   form 3:  (power-of-two scales: M is 1, or 0 for a constant channel, C < 2^32 is c_hi and
+ *            the sign term is 1)   V = u*M + c_hi + s,               out = lo + (V >> k)
  *
  * Every product has 16-bit factors and every sum is an exact unsigned 32-bit value (requant.py
  * picks the form and checks the bounds per channel). Cortex-M0 has a 32x32->32 multiplier
@@ -37,8 +39,8 @@ typedef struct iq_rqw_s {
     uint32_t c_hi;  /* C >> 16 (8-bit outputs: lo mod 256 folded in) */
     uint32_t u0;    /* u >= u0 <=> the true accumulator >= 0 (sign layers only) */
     uint16_t c_lo;  /* C & 0xFFFF */
-    uint8_t sh;     /* k - 16 (form 0) or k - 32 (forms 1, 2) */
-    uint8_t form;   /* 2: form 1 with lo not folded (added after the shift) */
+    uint8_t sh;     /* k - 16 (form 0), k - 32 (forms 1, 2), k (form 3) */
+    uint8_t form;   /* 2: form 1 with lo not folded (added after the shift); 3: shift only */
 } iq_rqw_t;
 
 /* Whether a layer's window holds both signs of the accumulator (the sign term). */
@@ -57,6 +59,9 @@ static inline uint32_t iq_rqw_clamp(int32_t u, const iq_rqw_t* c)
 static inline uint32_t iq_rqw_value(uint32_t u, const iq_rqw_t* c, int32_t sign_layer)
 {
     const uint32_t mh = c->m >> 16, ml = c->m & 0xFFFFu;
+    if (c->form == 3) { /* c_hi holds + 1: the term for a non-negative accumulator */
+        return (u * c->m + c->c_hi - (sign_layer && u < c->u0 ? 1u : 0u)) >> c->sh;
+    }
     const uint32_t uh = u >> 16, ul = u & 0xFFFFu;
     uint32_t v = ((ul * ml + c->c_lo) >> 16) + uh * ml + c->c_hi;
     if (sign_layer && u < c->u0) {
