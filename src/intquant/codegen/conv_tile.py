@@ -194,10 +194,7 @@ class Conv16Layer:
     rows: bool
 
     def source(self) -> str:
-        lines = [
-            f"#define IQ16_FN {self.instance}",
-            f"#define IQ16_SIGN {'IQ_RQW_SIGN' if self.sign else 'IQ_RQW_NOSIGN'}",
-        ]
+        lines = [f"#define IQ16_FN {self.instance}"]
         lines += ["#define IQ16_ROWS 1"] if self.rows else []
         return "\n".join([*lines, '#include "iq_conv16_impl.h"', ""])
 
@@ -230,5 +227,6 @@ def prepare_conv16(graph: IntGraph, op: Op) -> Conv16Layer | None:
     weight = interleave_blocks(order.reshape(cout, -1) + 128, 1)
     params = rows_geometry(graph, op) if in_place else {"tile": tile_positions(graph, op)}
     params = {key: params[key] for key in ("tile", "band", "row_w") if key in params}
-    name = f"iq_conv16_{'rows' if in_place else 'tile'}{'_sign' if wr.needs_sign else ''}"
+    params["sign"] = int(wr.needs_sign)
+    name = f"iq_conv16_{'rows' if in_place else 'tile'}"
     return Conv16Layer(name, weight, bias_u32, rows, wr.needs_sign, params, in_place)

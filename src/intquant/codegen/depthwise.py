@@ -135,7 +135,6 @@ class DepthwiseLayer:
             f"#define IQ_DW_FN {self.instance}",
             f"#define IQ_DW_TIN {C_TYPE8[self.tin]}",
             f"#define IQ_DW_TOUT {C_TYPE8[self.tout]}",
-            f"#define IQ_DW_SIGN {'IQ_RQW_SIGN' if self.sign else 'IQ_RQW_NOSIGN'}",
         ]
         lines += ["#define IQ_DW_TIN_IS_16 1"] if self.tin == "int16" else []
         lines += ["#define IQ_DW_TOUT_IS_16 1"] if self.tout == "int16" else []
@@ -169,8 +168,9 @@ def prepare_depthwise(graph: IntGraph, op: Op) -> DepthwiseLayer | None:
     if rows is None or any(int(b) + abs(r[0]) >= 2**31 for b, r in zip(sums, rows, strict=True)):
         return None
     params = {**_geometry(graph, op), "input_zero_point": z, "act_min": wr.lo}
+    params["sign"] = int(wr.needs_sign)
     short = {"int8": "s8", "uint8": "u8", "int16": "s16"}
-    instance = f"iq_dw_{short[x.dtype]}_{short[y.dtype]}{'_sign' if wr.needs_sign else ''}"
+    instance = f"iq_dw_{short[x.dtype]}_{short[y.dtype]}"
     return DepthwiseLayer(
         instance, x.dtype, y.dtype, wr.needs_sign, params, w2.astype(np.int8), rows
     )

@@ -270,15 +270,14 @@ def attach_tile(graph: IntGraph, op: Op, layer: WeightLayer) -> WeightLayer:
         layer.tile = tile_requant(graph, op, layer.bias)
         if layer.tile is not None:
             layer.instance += "_rows" if layer.tile.rows is not None else "_tile"
-            layer.instance += "_sign" if layer.tile.sign else ""
     return layer
 
 
 def tile_params(tile: TileRequant) -> dict[str, int]:
     """iq_conv_params_t fields of a tiled conv instance."""
     if tile.rows is None:
-        return {"tile": tile.tile}
-    return {k: tile.rows[k] for k in ("tile", "band", "row_w")}
+        return {"tile": tile.tile, "sign": int(tile.sign)}
+    return {**{k: tile.rows[k] for k in ("tile", "band", "row_w")}, "sign": int(tile.sign)}
 
 
 def instance_source(layer: WeightLayer, kind: str) -> str:
@@ -297,8 +296,7 @@ def instance_source(layer: WeightLayer, kind: str) -> str:
     if kind == "fully_connected":
         lines.append("#define IQ_FC_TEMPLATE 1")
     if layer.tile is not None:
-        sign = "IQ_RQW_SIGN" if layer.tile.sign else "IQ_RQW_NOSIGN"
-        lines += ["#define IQ_TILE 1", f"#define IQ_TILE_SIGN {sign}"]
+        lines.append("#define IQ_TILE 1")
         if layer.tile.rows is not None:
             lines.append("#define IQ_ROWS 1")
     lines.append('#include "iq_conv_impl.h"')

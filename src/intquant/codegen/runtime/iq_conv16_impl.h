@@ -6,7 +6,6 @@
  *
  * Instantiate by defining, then including this file:
  *   IQ16_FN     function name
- *   IQ16_SIGN   IQ_RQW_SIGN or IQ_RQW_NOSIGN
  *   IQ16_ROWS   defined: the in-place path (kernel width 3 or 4, no dilation); otherwise im2col
  *
  * Inputs are used as u = x + 32768 (uint16: Cortex-M0 loads halfwords with an immediate offset
@@ -46,11 +45,12 @@ static void IQ16_CAT(IQ16_FN, _rest)(const uint16_t* x, int32_t npos, int32_t st
 
 /* Requantize `count` channels' sums (channel-major, npos each) into their output planes. */
 static void IQ16_CAT(IQ16_FN, _store)(const int32_t* acc, int32_t npos, const iq_rqw_t* rq,
-                                      int32_t count, int32_t lo, int16_t* out, int32_t plane)
+                                      int32_t count, const iq_conv_params_t* p, int16_t* out,
+                                      int32_t plane)
 {
     int32_t t;
     for (t = 0; t < count; ++t) {
-        iq_rqw_run16(acc + t * npos, npos, rq + t, lo, IQ16_SIGN, out + t * plane, 1);
+        iq_rqw_run16(acc + t * npos, npos, rq + t, p->act_min, p->sign, out + t * plane, 1);
     }
 }
 
@@ -107,7 +107,7 @@ IQ_CONV_TILE_DECLARE(IQ16_FN, int16_t, int16_t)
                         IQ16_CAT(IQ16_FN, _rest)(xq, n, p->stride_w, k_h * c_in, k_w, row_w, wc,
                                                  bias + c, terms, count, acc);
                     }
-                    IQ16_CAT(IQ16_FN, _store)(acc, n, rq + c, count, p->act_min,
+                    IQ16_CAT(IQ16_FN, _store)(acc, n, rq + c, count, p,
                                               y + c * out_plane + oy * out_w + ox0, out_plane);
                     wc += count * k;
                     c += count;
@@ -169,7 +169,7 @@ IQ_CONV_TILE_DECLARE(IQ16_FN, int16_t, int16_t)
             } else {
                 IQ16_CAT(IQ16_FN, _rest)(cols, npos, k, 1, k, k, wc, bias + c, terms, count, acc);
             }
-            IQ16_CAT(IQ16_FN, _store)(acc, npos, rq + c, count, p->act_min,
+            IQ16_CAT(IQ16_FN, _store)(acc, npos, rq + c, count, p,
                                       y + c * out_plane + pos, out_plane);
             wc += count * k;
             c += count;
@@ -179,5 +179,4 @@ IQ_CONV_TILE_DECLARE(IQ16_FN, int16_t, int16_t)
 #endif
 
 #undef IQ16_FN
-#undef IQ16_SIGN
 #undef IQ16_ROWS

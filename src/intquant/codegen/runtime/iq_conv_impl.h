@@ -12,7 +12,7 @@
  *             then stored as uint8 offset binary, four channels interleaved, and the bias as
  *             uint32 (see iq_dot.h); IQ_TW is uint8_t
  *   IQ_TILE   (with IQ_FAST8, conv, 8-bit output) requantize with iq_requant.h over tiles of
- *             positions; IQ_TILE_SIGN is the requantization's sign variant
+ *             positions (p->sign: the requantization's sign variant)
  *
  * Method (CMSIS-NN style): for each output position the receptive field of one group is
  * gathered into `col` (im2col), padded taps holding the input zero point; each output
@@ -442,7 +442,7 @@ IQ_CONV_TILE_DECLARE(IQ_FN, IQ_TIN, IQ_TOUT)
                         IQ_CAT(IQ_FN, _rows_rest)(xq, &rows, wc, count, acc);
                     }
                     for (t = 0; t < count; ++t) {
-                        iq_rqw_run8(acc + t * n, n, rq + c + t, p->act_min, IQ_TILE_SIGN,
+                        iq_rqw_run8(acc + t * n, n, rq + c + t, p->act_min, p->sign,
                                     out + (c + t) * out_plane, 1);
                     }
                     wc += count * k;
@@ -464,14 +464,14 @@ static void IQ_CAT(IQ_FN, _tile_channels)(const uint8_t* cols, const uint32_t* t
                                           int32_t npos, const uint8_t* w, const uint32_t* bias,
                                           const iq_rqw_t* rq, int32_t count, int32_t k,
                                           uint8_t* out, int32_t out_plane, int32_t lo,
-                                          int32_t* acc)
+                                          int32_t sign, int32_t* acc)
 {
     uint32_t s[4];
     int32_t j, q, t;
     for (j = 0; j + 8 <= count; j += 8) {
         iq_dot8_tile(cols, terms, npos, k, w, bias, acc);
         for (t = 0; t < 8; ++t) {
-            iq_rqw_run8(acc + t * npos, npos, rq + t, lo, IQ_TILE_SIGN, out + t * out_plane, 1);
+            iq_rqw_run8(acc + t * npos, npos, rq + t, lo, sign, out + t * out_plane, 1);
         }
         w += 8 * k;
         bias += 8;
@@ -489,7 +489,7 @@ static void IQ_CAT(IQ_FN, _tile_channels)(const uint8_t* cols, const uint32_t* t
             }
         }
         for (t = 0; t < 4; ++t) {
-            iq_rqw_run8(acc + t * npos, npos, rq + t, lo, IQ_TILE_SIGN, out + t * out_plane, 1);
+            iq_rqw_run8(acc + t * npos, npos, rq + t, lo, sign, out + t * out_plane, 1);
         }
         w += 4 * k;
         bias += 4;
@@ -500,7 +500,7 @@ static void IQ_CAT(IQ_FN, _tile_channels)(const uint8_t* cols, const uint32_t* t
         for (q = 0; q < npos; ++q) {
             acc[q] = (int32_t)(*bias + iq_dot1_u8(cols + q * k, w, k) - terms[q]);
         }
-        iq_rqw_run8(acc, npos, rq, lo, IQ_TILE_SIGN, out, 1);
+        iq_rqw_run8(acc, npos, rq, lo, sign, out, 1);
         w += k;
         ++bias;
         ++rq;
@@ -533,7 +533,7 @@ IQ_CONV_TILE_DECLARE(IQ_FN, IQ_TIN, IQ_TOUT)
             }
             IQ_CAT(IQ_FN, _tile_channels)(cols, terms, npos, w + c0 * k, bias + c0, rq + c0,
                                           cout_g, k, (uint8_t*)(y + c0 * out_plane + pos),
-                                          out_plane, p->act_min, acc);
+                                          out_plane, p->act_min, p->sign, acc);
         }
     }
 }
@@ -609,5 +609,4 @@ IQ_FC_DECLARE(IQ_FN, IQ_TIN, IQ_TW, IQ_TOUT, IQ_TBIAS)
 #undef IQ_FAST8
 #undef IQ_FC_TEMPLATE
 #undef IQ_TILE
-#undef IQ_TILE_SIGN
 #undef IQ_ROWS

@@ -20,6 +20,7 @@ typedef struct {
     int32_t band;      /* output rows per band */
     int32_t band_rows; /* input rows of a band: (band - 1) * stride_h + (k_h - 1) * dil_h + 1 */
     int32_t input_zero_point, act_min;
+    int32_t sign; /* the requantization's sign variant (iq_requant.h) */
 } iq_dw_params_t;
 
 #define IQ_DW_DECLARE(fn, tin, tout)                                                           \

@@ -7,7 +7,6 @@
  *   IQ_DW_FN     function name
  *   IQ_DW_TIN    int8_t, uint8_t or int16_t (input; IQ_DW_TIN_IS_16 defined for int16_t)
  *   IQ_DW_TOUT   int8_t, uint8_t or int16_t (output; IQ_DW_TOUT_IS_16 defined for int16_t)
- *   IQ_DW_SIGN   IQ_RQW_SIGN or IQ_RQW_NOSIGN (a constant: the variant folds away)
  *
  * Method. Output rows are processed in bands (all of them when the scratch allows). The input
  * rows of a band are copied once per input channel into a padded buffer, as unsigned bytes
@@ -135,10 +134,10 @@ void IQ_DW_FN(const iq_dw_params_t* p, const IQ_DW_TIN* x, const int8_t* w,
                 for (i = 0; i < rows; ++i) {
                     const int32_t n = contiguous ? rows * out_w : out_w;
 #if defined(IQ_DW_TOUT_IS_16)
-                    iq_rqw_run16(acc + i * out_w, n, rq + oc, p->act_min, IQ_DW_SIGN,
+                    iq_rqw_run16(acc + i * out_w, n, rq + oc, p->act_min, p->sign,
                                  (int16_t*)out + i * p->out_row_pitch, p->out_col_pitch);
 #else
-                    iq_rqw_run8(acc + i * out_w, n, rq + oc, p->act_min, IQ_DW_SIGN,
+                    iq_rqw_run8(acc + i * out_w, n, rq + oc, p->act_min, p->sign,
                                 (uint8_t*)out + i * p->out_row_pitch, p->out_col_pitch);
 #endif
                     if (contiguous) {
@@ -156,6 +155,5 @@ void IQ_DW_FN(const iq_dw_params_t* p, const IQ_DW_TIN* x, const int8_t* w,
 #undef IQ_DW_FN
 #undef IQ_DW_TIN
 #undef IQ_DW_TOUT
-#undef IQ_DW_SIGN
 #undef IQ_DW_TIN_IS_16
 #undef IQ_DW_TOUT_IS_16

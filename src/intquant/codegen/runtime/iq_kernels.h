@@ -70,6 +70,7 @@ typedef struct iq_conv_params_s {
     int32_t tile;  /* positions per tile (tiled instances, iq_requant.h) */
     int32_t band;  /* output rows per band (IQ_ROWS instances) */
     int32_t row_w; /* padded input row width (IQ_ROWS instances) */
+    int32_t sign;  /* the requantization's sign variant (tiled instances, iq_requant.h) */
 } iq_conv_params_t;
 
 typedef struct {

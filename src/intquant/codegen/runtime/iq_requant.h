@@ -43,9 +43,6 @@ typedef struct iq_rqw_s {
     uint8_t form;   /* 2: form 1 with lo not folded (added after the shift); 3: shift only */
 } iq_rqw_t;
 
-/* Whether a layer's window holds both signs of the accumulator (the sign term). */
-enum { IQ_RQW_NOSIGN = 0, IQ_RQW_SIGN = 1 };
-
 /* clamp(u, 0, width) for u = acc - a_lo, |acc - a_lo| < 2^31 (checked offline). */
 static inline uint32_t iq_rqw_clamp(int32_t u, const iq_rqw_t* c)
 {
