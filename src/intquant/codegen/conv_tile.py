@@ -23,9 +23,10 @@ MAX_TILE = 16
 
 
 def tile_applies(graph: IntGraph, op: Op) -> bool:
-    """Conv, 8-bit input and output, int8 weights, int32 accumulator."""
+    """Conv or fully_connected (a 1x1 conv at one position), 8-bit input and output, int8
+    weights, int32 accumulator."""
     return (
-        op.kind == "conv"
+        op.kind in ("conv", "fully_connected")
         and graph.tensors[op.inputs[0]].dtype in ("int8", "uint8")
         and graph.tensors[op.output].dtype in ("int8", "uint8")
         and str(op.consts["weight"].dtype) == "int8"
@@ -33,9 +34,13 @@ def tile_applies(graph: IntGraph, op: Op) -> bool:
     )
 
 
+def _depth(op: Op) -> int:
+    """K: products per output (receptive field of one group)."""
+    return int(math.prod(op.consts["weight"].shape[1:]))
+
+
 def tile_positions(graph: IntGraph, op: Op) -> int:
-    _, cin_g, kh, kw = op.consts["weight"].shape
-    k = int(cin_g * kh * kw)
+    k = _depth(op)
     out_plane = math.prod(graph.tensors[op.output].shape[1:])
     return int(max(1, min(MAX_TILE, out_plane, TILE_BYTES // (k + 20))))
 
@@ -48,7 +53,8 @@ def rows_applies(graph: IntGraph, op: Op) -> bool:
     window geometry only (1-D convs have kernel height 1: also fine)."""
     a = op.attrs
     return (
-        tile_applies(graph, op)
+        op.kind == "conv"
+        and tile_applies(graph, op)
         and int(a.get("groups", 1)) == 1
         and list(a["dilation"]) == [1, 1]
         and int(op.consts["weight"].shape[3]) in (3, 4)
@@ -87,8 +93,7 @@ def tile_scratch(graph: IntGraph, op: Op) -> int | None:
         return None
     if rows_applies(graph, op):
         return rows_geometry(graph, op)["scratch"]
-    _, cin_g, kh, kw = op.consts["weight"].shape
-    k = int(cin_g * kh * kw)
+    k = _depth(op)
     t = tile_positions(graph, op)
     return (t * k + 3) // 4 * 4 + 4 * t + 32 * t
 

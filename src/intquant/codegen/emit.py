@@ -265,10 +265,12 @@ def offset_binary_layout(
 
 
 def attach_tile(graph: IntGraph, op: Op, layer: WeightLayer) -> WeightLayer:
-    """Switch a fast8 conv to the tiled instance (conv_tile.py) when its constants allow."""
-    if layer.fast8 and op.kind == "conv":
+    """Switch a fast8 conv to the tiled instance (conv_tile.py) when its constants allow; a
+    fully_connected then runs as a 1x1 conv at one position (the same instance)."""
+    if layer.fast8:
         layer.tile = tile_requant(graph, op, layer.bias)
         if layer.tile is not None:
+            layer.instance = layer.instance.replace("iq_fc_", "iq_conv_", 1)
             layer.instance += "_rows" if layer.tile.rows is not None else "_tile"
     return layer
 
@@ -408,7 +410,7 @@ class _Emitter:
 
     def weight_layer(self, i: int, op: Op, p: str) -> tuple[WeightLayer, list[str]]:
         layer = attach_tile(self.g, op, prepare_weight_layer(self.g, op))
-        self.instances[layer.instance] = (layer, op.kind)
+        self.instances[layer.instance] = (layer, "conv" if layer.tile is not None else op.kind)
         if layer.tile is not None:
             w = self.const_array(f"{p}_weight", "uint8_t", layer.tile.weight)
             b = self.const_array(f"{p}_bias", "uint32_t", layer.tile.bias)
@@ -515,6 +517,21 @@ class _Emitter:
     def op_fully_connected(self, i: int, op: Op, p: str) -> None:
         a = op.attrs
         layer, consts = self.weight_layer(i, op, p)
+        if layer.tile is not None:  # a 1x1 conv at one position (conv_tile.py)
+            n_out, n_in = op.consts["weight"].shape
+            fields = {"in_c": n_in, "in_h": 1, "in_w": 1, "out_c": n_out, "out_h": 1, "out_w": 1}
+            fields.update(window_fields((1, 1), {"stride": [1, 1], "padding": [0, 0]}, [1, 1]))
+            keys = ("input_zero_point", "output_zero_point", "act_min", "act_max")
+            fields.update({k: a[k] for k in keys}, groups=1, mode=layer.mode)
+            fields.update(tile_params(layer.tile))
+            prm = self.params("iq_conv_params_t", f"{p}_params", fields)
+            x, y = self.typed(op.inputs[0], True), self.typed(op.output, False)
+            off = self.plan.scratch[i][0]
+            self.calls.append(
+                f"    {layer.instance}(&{prm}, {x}, {', '.join(consts)}, {y}, "
+                f"(void*)(IQ_ARENA + {off}));"
+            )
+            return
         prm = self.params(
             "iq_fc_params_t",
             f"{p}_params",

@@ -108,7 +108,8 @@ def scratch_bytes(graph: IntGraph, op_index: int) -> int:
     if special is not None:
         return special
     if op.kind == "fully_connected":
-        return int(op.consts["weight"].shape[1]) if is_fast8(graph, op) else 0
+        fc = int(op.consts["weight"].shape[1]) if is_fast8(graph, op) else 0
+        return max(fc, tile_scratch(graph, op) or 0)
     if op.kind != "conv":
         return 0
     _, cin_g, kh, kw = op.consts["weight"].shape

@@ -180,6 +180,7 @@ static uint32_t IQ_CAT(IQ_FN, _im2col)(const iq_conv_params_t* p, const IQ_TIN* 
 #endif
     IQ_CAT(IQ_FN, _valid_taps)(y0, k_h, dil_h, in_h, &ky_lo, &ky_hi);
     IQ_CAT(IQ_FN, _valid_taps)(x0, k_w, dil_w, in_w, &kx_lo, &kx_hi);
+#if !defined(__OPTIMIZE_SIZE__) /* -Os: every window takes the general loop below */
     if (ky_lo == 0 && ky_hi == k_h && kx_lo == 0 && kx_hi == k_w && dil_w == 1) {
         /* Window inside the input (all but the border positions): rows of k_w contiguous
          * values, no padding; 1x1 kernels are one strided gather over the channels. */
@@ -224,6 +225,9 @@ static uint32_t IQ_CAT(IQ_FN, _im2col)(const iq_conv_params_t* p, const IQ_TIN* 
     } else {
         ci = 0;
     }
+#else
+    ci = 0;
+#endif
     for (; ci < cin_g; ++ci) {
         const IQ_TIN* src_plane = x + (c0 + ci) * plane;
         for (ky = 0; ky < k_h; ++ky) {
@@ -470,7 +474,10 @@ static void IQ_CAT(IQ_FN, _tile_channels)(const uint8_t* cols, const uint32_t* t
     int32_t j, q, t;
     for (j = 0; j + 8 <= count; j += 8) {
         iq_dot8_tile(cols, terms, npos, k, w, bias, acc);
-        for (t = 0; t < 8; ++t) {
+        if (npos == 1) { /* one position (fully_connected): the eight channels in one call */
+            iq_rqw_channels8(acc, 8, 1, rq, lo, sign, out, out_plane);
+        }
+        for (t = 0; t < 8 && npos > 1; ++t) {
             iq_rqw_run8(acc + t * npos, npos, rq + t, lo, sign, out + t * out_plane, 1);
         }
         w += 8 * k;
@@ -478,6 +485,30 @@ static void IQ_CAT(IQ_FN, _tile_channels)(const uint8_t* cols, const uint32_t* t
         rq += 8;
         out += 8 * out_plane;
     }
+#if defined(__OPTIMIZE_SIZE__) /* -Os: the channels past the blocks of eight in one C loop */
+    for (; j < count; j += t) {
+        const int32_t n = count - j >= 4 ? 4 : 1;
+        for (q = 0; q < npos; ++q) {
+            for (t = 0; t < n; ++t) {
+                const uint8_t* x = cols + q * k;
+                uint32_t sum = bias[t] - terms[q];
+                int32_t i;
+                for (i = 0; i < k; ++i) {
+                    sum += (uint32_t)x[i] * w[i * n + t];
+                }
+                acc[t * npos + q] = (int32_t)sum;
+            }
+        }
+        for (t = 0; t < n; ++t) {
+            iq_rqw_run8(acc + t * npos, npos, rq + t, lo, sign, out + t * out_plane, 1);
+        }
+        w += n * k;
+        bias += n;
+        rq += n;
+        out += n * out_plane;
+    }
+    (void)s;
+#else
     for (; j + 4 <= count; j += 4) {
         for (q = 0; q < npos; ++q) {
             for (t = 0; t < 4; ++t) {
@@ -506,6 +537,7 @@ static void IQ_CAT(IQ_FN, _tile_channels)(const uint8_t* cols, const uint32_t* t
         ++rq;
         out += out_plane;
     }
+#endif
 }
 
 IQ_CONV_TILE_DECLARE(IQ_FN, IQ_TIN, IQ_TOUT)

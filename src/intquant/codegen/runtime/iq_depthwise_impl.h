@@ -76,12 +76,15 @@ static void IQ_DW_CAT(IQ_DW_FN, _copy_band)(const IQ_DW_TIN* chan, const iq_dw_p
         const int32_t iy = y0 + b;
         if (iy >= 0 && iy < p->in_h) {
             const IQ_DW_TIN* s = chan + iy * p->row_pitch;
-            for (i = 0; i + 4 <= n; i += 4, s += 4 * col) {
+            i = 0;
+#if !defined(__OPTIMIZE_SIZE__)
+            for (; i + 4 <= n; i += 4, s += 4 * col) {
                 dst[i] = (IQ_DW_ELEM)((uint32_t)(IQ_DW_ELEM)s[0] ^ xoff);
                 dst[i + 1] = (IQ_DW_ELEM)((uint32_t)(IQ_DW_ELEM)s[col] ^ xoff);
                 dst[i + 2] = (IQ_DW_ELEM)((uint32_t)(IQ_DW_ELEM)s[2 * col] ^ xoff);
                 dst[i + 3] = (IQ_DW_ELEM)((uint32_t)(IQ_DW_ELEM)s[3 * col] ^ xoff);
             }
+#endif
             for (; i < n; ++i, s += col) {
                 dst[i] = (IQ_DW_ELEM)((uint32_t)(IQ_DW_ELEM)s[0] ^ xoff);
             }

@@ -6,7 +6,11 @@
  */
 #include "iq_requant.h"
 
-#ifdef IQ_M0_ASM
+#if defined(IQ_M0_ASM) && !defined(__OPTIMIZE_SIZE__) /* -Os: the C loops, a quarter the size */
+#define IQ_RQW_ASM_LOOPS 1
+#endif
+
+#ifdef IQ_RQW_ASM_LOOPS
 /* r0 = u, r1 = end of u, r2 = out,
  * r3 = &{width, Mh, Ml, c_lo, c_hi, step, sh, variant, lo, u0}; variant = form + 4 * sign.
  * Registers in the loops: r8 width, r9 Mh, r10 Ml, r11 c_lo, r12 c_hi, lr step, r3 sh;
@@ -362,7 +366,7 @@ static void iq_rqw_pack(const iq_rqw_t* c, int32_t lo, int32_t sign_layer, int32
 void iq_rqw_run8(const int32_t* u, int32_t n, const iq_rqw_t* c, int32_t lo, int32_t sign_layer,
                  uint8_t* out, int32_t step)
 {
-#ifdef IQ_M0_ASM
+#ifdef IQ_RQW_ASM_LOOPS
     if (n > 0) {
         uint32_t k[10];
         iq_rqw_pack(c, lo, sign_layer, step, k);
@@ -380,7 +384,7 @@ void iq_rqw_run8(const int32_t* u, int32_t n, const iq_rqw_t* c, int32_t lo, int
 void iq_rqw_run16(const int32_t* u, int32_t n, const iq_rqw_t* c, int32_t lo,
                   int32_t sign_layer, int16_t* out, int32_t step)
 {
-#ifdef IQ_M0_ASM
+#ifdef IQ_RQW_ASM_LOOPS
     if (n > 0) {
         uint32_t k[10];
         iq_rqw_pack(c, lo, sign_layer, 2 * step, k);
@@ -394,4 +398,14 @@ void iq_rqw_run16(const int32_t* u, int32_t n, const iq_rqw_t* c, int32_t lo,
                                             add);
     }
 #endif
+}
+
+void iq_rqw_channels8(const int32_t* u, int32_t n, int32_t u_step, const iq_rqw_t* rq,
+                      int32_t lo, int32_t sign_layer, uint8_t* out, int32_t out_step)
+{
+    int32_t t;
+    for (t = 0; t < n; ++t, u += u_step, ++rq, out += out_step) {
+        const uint32_t add = rq->form == 2 ? (uint32_t)lo : 0u;
+        *out = (uint8_t)(iq_rqw_value(iq_rqw_clamp(*u, rq), rq, sign_layer) + add);
+    }
 }

@@ -72,6 +72,11 @@ static inline uint32_t iq_rqw_value(uint32_t u, const iq_rqw_t* c, int32_t sign_
  * act_min is lo. */
 void iq_rqw_run8(const int32_t* u, int32_t n, const iq_rqw_t* c, int32_t lo, int32_t sign_layer,
                  uint8_t* out, int32_t step);
+/* out[t * out_step] = the 8-bit output of u[t * u_step] with channel t's constants rq[t],
+ * t < n: the outputs of several channels at one position (a fully_connected layer, short
+ * tiles), constants loaded per output. */
+void iq_rqw_channels8(const int32_t* u, int32_t n, int32_t u_step, const iq_rqw_t* rq,
+                      int32_t lo, int32_t sign_layer, uint8_t* out, int32_t out_step);
 /* The same for 16-bit outputs (lo mod 2^16 folded, or form 2). */
 void iq_rqw_run16(const int32_t* u, int32_t n, const iq_rqw_t* c, int32_t lo,
                   int32_t sign_layer, int16_t* out, int32_t step);
