@@ -103,11 +103,23 @@ def test_window_form_equals_interpreter_at_every_threshold(rounding, out_dtype, 
     fields = window_fields(wr, fold)
     assert fields is not None
     acc = _probe_accumulators(wr, bound, rng)
-    want = requantize(acc.T, consts["multiplier"], consts["shift"], attrs["output_zero_point"],
-                      attrs["act_min"], attrs["act_max"], rounding=rounding, axis=1).T
+    want = requantize(
+        acc.T,
+        consts["multiplier"],
+        consts["shift"],
+        attrs["output_zero_point"],
+        attrs["act_min"],
+        attrs["act_max"],
+        rounding=rounding,
+        axis=1,
+    ).T
     np.testing.assert_array_equal(window_output(wr, acc), want)
-    got = np.array([[rqw_value(fields[j], int(a), wr.needs_sign, wr.lo, fold) for a in acc[j]]
-                    for j in range(len(reals))])
+    got = np.array(
+        [
+            [rqw_value(fields[j], int(a), wr.needs_sign, wr.lo, fold) for a in acc[j]]
+            for j in range(len(reals))
+        ]
+    )
     np.testing.assert_array_equal(got, want)
 
 
@@ -120,10 +132,17 @@ def test_window_constants_by_hand():
     -> 126.5 -> 127. So A_lo = -510 (the last accumulator giving -128) and A_lo + width = 505
     (the first giving 127).
     """
-    consts = {"multiplier": np.array([2**30], dtype=np.int32),
-              "shift": np.array([-1], dtype=np.int32)}
-    attrs = {"output_zero_point": 0, "act_min": -128, "act_max": 127, "rounding": "double",
-             "acc_bits": 32}
+    consts = {
+        "multiplier": np.array([2**30], dtype=np.int32),
+        "shift": np.array([-1], dtype=np.int32),
+    }
+    attrs = {
+        "output_zero_point": 0,
+        "act_min": -128,
+        "act_max": 127,
+        "rounding": "double",
+        "acc_bits": 32,
+    }
     wr = window_requant(consts, attrs, np.array([10**6]))
     assert (int(wr.a_lo[0]), int(wr.a_lo[0] + wr.width[0])) == (-510, 505)
     assert wr.needs_sign  # the window holds both signs: RDBP rounds ties away from zero
@@ -199,9 +218,16 @@ def run8_cases():
         wr = window_requant(consts, attrs, bound)
         fields = window_fields(wr, 256)
         acc = _probe_accumulators(wr, bound, rng)
-        ref = requantize(acc.T, consts["multiplier"], consts["shift"],
-                         attrs["output_zero_point"], attrs["act_min"], attrs["act_max"],
-                         rounding=rounding, axis=1).T
+        ref = requantize(
+            acc.T,
+            consts["multiplier"],
+            consts["shift"],
+            attrs["output_zero_point"],
+            attrs["act_min"],
+            attrs["act_max"],
+            rounding=rounding,
+            axis=1,
+        ).T
         for j, f in enumerate(fields):
             step = 1 + j % 3  # outputs `step` bytes apart: only every step-th byte is checked
             cases.append((f, wr.needs_sign, wr.lo, acc[j] - f[0], step))
@@ -302,9 +328,17 @@ def _chain(dtype: str) -> F.IntGraph:
     return b.graph(x)
 
 
-@pytest.mark.parametrize("dtype", ["int8", "uint8"])
+# int8: host under ASan + UBSan, Cortex-M0 at -O2 and -Os (-Os builds take smaller C paths,
+# __OPTIMIZE_SIZE__); uint8: host and Cortex-M0 at -O2.
+CHAIN_BUILDS = {
+    "int8": (("host-san", "-O2"), ("m0", "-O2"), ("m0", "-Os")),
+    "uint8": (("host", "-O2"), ("m0", "-O2")),
+}
+
+
+@pytest.mark.parametrize("dtype", sorted(CHAIN_BUILDS))
 def test_chain_of_fast_kernels_equals_interpreter(dtype, tmp_path):
-    """Every kernel variant on the host (ASan + UBSan) and on Cortex-M0, bit-exact."""
+    """Every kernel variant, bit-exact with the interpreter."""
     _require_arm()
     g = _chain(dtype)
     x = F.random_input(np.random.default_rng(9), g, 3)
@@ -314,11 +348,12 @@ def test_chain_of_fast_kernels_equals_interpreter(dtype, tmp_path):
     src = (res.out_dir / "net.c").read_text() + (res.out_dir / "net_kernels.c").read_text()
     for what in ("iq_dw_", "IQ_ROWS", "_tile"):
         assert what in src, what  # the kernels this test is about are the ones emitted
-    np.testing.assert_array_equal(compile_and_run_host(res.out_dir, x, sanitize=True), ref)
-    for opt in ("-O2", "-Os"):  # -Os builds take smaller C paths (__OPTIMIZE_SIZE__)
-        got = emulate_unicorn(res.out_dir, x, opt=opt).outputs.reshape(ref.shape)
-        np.testing.assert_array_equal(got, ref)
-    np.testing.assert_array_equal(compile_and_run_host(res.out_dir, x, opt="-Os"), ref)
+    for where, opt in CHAIN_BUILDS[dtype]:
+        if where == "m0":
+            got = emulate_unicorn(res.out_dir, x, opt=opt).outputs.reshape(ref.shape)
+        else:
+            got = compile_and_run_host(res.out_dir, x, opt=opt, sanitize=where == "host-san")
+        np.testing.assert_array_equal(got, ref, err_msg=f"{where} {opt}")
 
 
 def test_depthwise_golden_by_hand(tmp_path):
@@ -339,28 +374,62 @@ def test_depthwise_golden_by_hand(tmp_path):
     y = TensorInfo("y", (2, 3, 3), "int8", 1.0, 0)
     # the kernel needs two input channels (one input channel takes the im2col path): the
     # second channel is a copy of the first, through a 1x1 conv of weight 1 and multiplier 1
-    copy = Op("copy", "conv", ["x"], "x2",
-              {"stride": [1, 1], "padding": [0, 0, 0, 0], "dilation": [1, 1], "groups": 1,
-               "input_zero_point": 0, "output_zero_point": 0, "act_min": -128,
-               "act_max": 127, "acc_bits": 32, "rounding": "double"},
-              {"weight": np.ones((2, 1, 1, 1), dtype=np.int8),
-               "bias": np.zeros(2, dtype=np.int32),
-               "multiplier": np.full(2, 2**30, dtype=np.int32),
-               "shift": np.full(2, 1, dtype=np.int32)})
-    dw = Op("dw", "conv", ["x2"], "y",
-            {"stride": [1, 1], "padding": [1, 1, 1, 1], "dilation": [1, 1], "groups": 2,
-             "input_zero_point": 0, "output_zero_point": 0, "act_min": -128, "act_max": 127,
-             "acc_bits": 32, "rounding": "double"},
-            {"weight": np.ones((2, 1, 3, 3), dtype=np.int8),
-             "bias": np.zeros(2, dtype=np.int32),
-             "multiplier": np.full(2, 2**30, dtype=np.int32),
-             "shift": np.full(2, -2, dtype=np.int32)})
+    copy = Op(
+        "copy",
+        "conv",
+        ["x"],
+        "x2",
+        {
+            "stride": [1, 1],
+            "padding": [0, 0, 0, 0],
+            "dilation": [1, 1],
+            "groups": 1,
+            "input_zero_point": 0,
+            "output_zero_point": 0,
+            "act_min": -128,
+            "act_max": 127,
+            "acc_bits": 32,
+            "rounding": "double",
+        },
+        {
+            "weight": np.ones((2, 1, 1, 1), dtype=np.int8),
+            "bias": np.zeros(2, dtype=np.int32),
+            "multiplier": np.full(2, 2**30, dtype=np.int32),
+            "shift": np.full(2, 1, dtype=np.int32),
+        },
+    )
+    dw = Op(
+        "dw",
+        "conv",
+        ["x2"],
+        "y",
+        {
+            "stride": [1, 1],
+            "padding": [1, 1, 1, 1],
+            "dilation": [1, 1],
+            "groups": 2,
+            "input_zero_point": 0,
+            "output_zero_point": 0,
+            "act_min": -128,
+            "act_max": 127,
+            "acc_bits": 32,
+            "rounding": "double",
+        },
+        {
+            "weight": np.ones((2, 1, 3, 3), dtype=np.int8),
+            "bias": np.zeros(2, dtype=np.int32),
+            "multiplier": np.full(2, 2**30, dtype=np.int32),
+            "shift": np.full(2, -2, dtype=np.int32),
+        },
+    )
     g = IntGraph({"x": x, "x2": x2, "y": y}, [copy, dw], "x", "y").validate()
     inp = np.arange(1, 10, dtype=np.int8).reshape(1, 1, 3, 3)
     want = np.array([[2, 3, 2], [4, 6, 4], [3, 5, 4]])
     assert (run(g, inp)[0] == want).all()
     res = export_c(g, tmp_path / "c", name="net")
     assert "iq_dw_" in (res.out_dir / "net.c").read_text()
-    for out in (compile_and_run_host(res.out_dir, inp),
-                emulate_unicorn(res.out_dir, inp).outputs.reshape(1, 2, 3, 3)):
+    for out in (
+        compile_and_run_host(res.out_dir, inp),
+        emulate_unicorn(res.out_dir, inp).outputs.reshape(1, 2, 3, 3),
+    ):
         assert (out[0] == want).all()

@@ -16,9 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..intgraph import IntGraph, Op
-from .requant import accumulator_bound, window_fields, window_requant
+from .requant import accumulator_bound, scratch_budget, window_fields, window_requant
 
-TILE_BYTES = 1536  # im2col bytes of a tile (at least one position)
 MAX_TILE = 16
 
 
@@ -42,15 +41,15 @@ def _depth(op: Op) -> int:
 def tile_positions(graph: IntGraph, op: Op) -> int:
     k = _depth(op)
     out_plane = math.prod(graph.tensors[op.output].shape[1:])
-    return int(max(1, min(MAX_TILE, out_plane, TILE_BYTES // (k + 20))))
+    return int(max(1, min(MAX_TILE, out_plane, scratch_budget(graph, op) // (k + 36))))
 
 
-ROWS_BYTES = 2048  # scratch budget of the in-place (IQ_ROWS) path's band, or input bytes / 4
 
 
 def rows_applies(graph: IntGraph, op: Op) -> bool:
-    """The in-place path (iq_dot8_rows): groups 1, no dilation, kernel width 3 or 4, 2-D
-    window geometry only (1-D convs have kernel height 1: also fine)."""
+    """The in-place path (iq_dot8_rows): groups 1, no dilation, kernel width 3 or 4, and a
+    band of one output row within the scratch budget (a 1-D conv's one row is its whole input:
+    im2col then takes far less RAM, for the same speed)."""
     a = op.attrs
     return (
         op.kind == "conv"
@@ -58,6 +57,7 @@ def rows_applies(graph: IntGraph, op: Op) -> bool:
         and int(a.get("groups", 1)) == 1
         and list(a["dilation"]) == [1, 1]
         and int(op.consts["weight"].shape[3]) in (3, 4)
+        and rows_geometry(graph, op)["scratch"] <= scratch_budget(graph, op)
     )
 
 
@@ -79,7 +79,7 @@ def rows_geometry(graph: IntGraph, op: Op) -> dict[str, int]:
         rows = (band - 1) * sh + kh
         return (rows * c_in * row_w + 6) // 4 * 4 + 4 * rows * row_w + 4 * tile + 32 * tile
 
-    budget = max(ROWS_BYTES, math.prod(x.shape) // 4)
+    budget = scratch_budget(graph, op)
     band = h_out
     while band > 1 and scratch(band) > budget:
         band -= 1

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..intgraph import IntGraph, Op
-from .requant import accumulator_bound, window_fields, window_requant
+from .requant import accumulator_bound, scratch_budget, window_fields, window_requant
 
 C_TYPE8 = {"int8": "int8_t", "uint8": "uint8_t", "int16": "int16_t"}
 XOFF = {"int8": 128, "uint8": 0, "int16": 32768}  # the band holds x + XOFF, unsigned
@@ -45,9 +45,6 @@ def is_depthwise8(graph: IntGraph, op: Op) -> bool:
         )
         and cin > 1  # one input channel: the im2col path shares each window over channels
     )
-
-
-BAND_BYTES = 2048  # scratch budget for a band of output rows (unless one row needs more)
 
 
 def transposed(graph: IntGraph, op: Op) -> bool:
@@ -81,7 +78,7 @@ def _geometry(graph: IntGraph, op: Op) -> dict[str, int]:
         return 4 * rows * wo + ((rows - 1) * sh + span) * row_w
 
     band = ho
-    while band > 1 and scratch(band) > BAND_BYTES:
+    while band > 1 and scratch(band) > scratch_budget(graph, op):
         band -= 1
     return {
         "channels": cin,

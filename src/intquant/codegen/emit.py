@@ -910,6 +910,19 @@ def weights_asm_source(blobs: list[tuple[str, bytes, int]], name: str) -> tuple[
     return "\n".join(lines), bytes(data)
 
 
+def fast_kernel_sources(em: _Emitter) -> list[str]:
+    """The runtime .c files of the batched-requantization kernels this model uses."""
+    tiled = any(layer.tile is not None for layer, _ in em.instances.values())
+    sources = []
+    if tiled or em.dw_instances or em.conv16_instances:
+        sources.append("iq_requant.c")
+    if em.dw_instances:
+        sources.append("iq_depthwise.c")
+    if tiled or em.conv16_instances:
+        sources.append("iq_dot8.c")
+    return sources
+
+
 def kernels_source(em: _Emitter, name: str) -> str:
     parts = [
         f"/* {name}: conv / fully_connected instances of iq_conv_impl.h. Generated. */",
@@ -1077,8 +1090,7 @@ def _write_files(
 
     for f in RUNTIME_FILES:
         put(f, (runtime / f).read_text())
-    lib = [f"{name}.c", f"{name}_kernels.c", "iq_ops.c", "iq_lrn.c", "iq_requant.c"]
-    lib += ["iq_depthwise.c", "iq_dot8.c"]
+    lib = [f"{name}.c", f"{name}_kernels.c", "iq_ops.c", "iq_lrn.c", *fast_kernel_sources(em)]
     if em.blobs is not None:
         asm, blob = weights_asm_source(em.blobs, name)
         (d / f"{name}_weights.bin").write_bytes(blob)

@@ -37,6 +37,7 @@ construction, and the C kernels are tested against the interpreter besides.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -45,6 +46,31 @@ from ..intgraph import ACTIVATION_DTYPES, IntGraph, Op
 from ..numerics import reduce_multiplier_16x8, requantize
 
 U32 = 2**32
+
+
+_MINIMAL = [0]  # > 0 while the planner measures the arena with every kernel's minimal scratch
+
+
+@contextmanager
+def minimal_scratch():
+    """Within: scratch_budget is 0, so every kernel sizes its scratch to its minimum."""
+    _MINIMAL[0] += 1
+    try:
+        yield
+    finally:
+        _MINIMAL[0] -= 1
+
+
+def scratch_budget(graph: IntGraph, op: Op) -> int:
+    """Bytes of scratch a kernel may take for speed (tiles of positions, bands of rows): the
+    arena's room at this op when every kernel takes its minimum (planner.scratch_room), so the
+    larger scratch never raises the arena's lower bound (the kernels still take the minimum they
+    need when that is more)."""
+    if _MINIMAL[0]:
+        return 0
+    from .planner import scratch_room  # the planner sizes scratch through these kernels
+
+    return scratch_room(graph)[next(i for i, o in enumerate(graph.ops) if o is op)]
 
 
 def accumulator_bound(graph: IntGraph, op: Op) -> np.ndarray:
