@@ -120,3 +120,57 @@ def score(predict: Predict, x: np.ndarray, y: np.ndarray, ref_logits: np.ndarray
     out = np.concatenate([predict(x[i:i + batch]) for i in range(0, len(x), batch)])
     out = out.reshape(len(x), -1)
     return float((out.argmax(1) == y).mean()), float(np.abs(out - ref_logits).mean())
+
+
+def brevitas_available() -> bool:
+    """Brevitas is installed only for the benchmarks (``pip install brevitas``), never needed
+    by intquant or its tests."""
+    try:
+        import brevitas  # noqa: F401
+        import brevitas_examples  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def brevitas_ptq(model: torch.nn.Module, calib: np.ndarray, weight_bits: int, act_bits: int,
+                 method: str = "gptq", keep_8bit: tuple[str, ...] = ()) -> Predict:
+    """Brevitas PTQ on the same float weights, with its ImageNet example's recipe
+    (``brevitas_examples.imagenet_classification.ptq``): BN merged, per-channel symmetric
+    weights, per-tensor asymmetric activations (percentile 99.999), 32-bit bias, then
+    ``method``: "gptq" (act-order), "qronos" (act-order) or "none", then bias correction
+    ("gptq+bc" / "qronos+bc"). Fake-quant float outputs (Brevitas does not emit integer
+    logits). ``keep_8bit``: module names whose weights stay at 8 bits (Brevitas's own
+    layer-wise first/last rule looks for ImageNet shapes only).
+    """
+    from brevitas.graph.quantize import preprocess_for_quantize
+    from brevitas_examples.imagenet_classification.ptq import ptq_common as bp
+
+    batches = [(torch.as_tensor(calib[i:i + 100]), None) for i in range(0, len(calib), 100)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = preprocess_for_quantize(copy.deepcopy(model).eval(), equalize_iters=0,
+                                    merge_bn=True)
+        qm = bp.quantize_model(
+            m, backend="fx", weight_bit_width=weight_bits, act_bit_width=act_bits,
+            bias_bit_width=32, weight_quant_granularity="per_channel",
+            act_quant_percentile=99.999, act_quant_type="asym", scale_factor_type="float_scale",
+            quant_format="int", weight_param_method="stats", act_param_method="stats")
+        with torch.no_grad():
+            qm(batches[0][0])
+        bp.calibrate(batches, qm)
+        base = method.split("+")[0]
+        if base == "gptq":
+            bp.apply_gptq(batches, qm, act_order=True, create_weight_orig=True)
+        elif base == "qronos":
+            bp.apply_qronos(qm, batches, act_order=True)
+        if method.endswith("+bc"):
+            bp.apply_bias_correction(batches, qm)
+    qm.eval()
+
+    def predict(x: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            out = qm(torch.as_tensor(x))
+        return (out.value if hasattr(out, "value") else out).detach().numpy()
+
+    return predict

@@ -64,7 +64,7 @@ def run_model(name: str, workdir: Path, bench_runs: int) -> dict:
         row["stage"], t = "export_c", time.perf_counter()
         from intquant.codegen.toolchain import compile_and_run_host, time_host
 
-        res = qm.export_c(workdir / name, name="model")
+        res = qm.export_c(workdir / name, name="model", overwrite=True)
         row.update(arena=res.arena_bytes, arena_lb=res.arena_lower_bound,
                    weights=res.weight_bytes, macs=res.macs)
         row["stage"] = "host C"

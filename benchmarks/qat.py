@@ -3,9 +3,10 @@
 Usage: ``.venv/bin/python benchmarks/qat.py [--models mnist1d_cnn digits_cnn] [--epochs 5]``
 
 For every model: the float accuracy; QAT fine-tuning from the trained float model (BatchNorm
-kept, folded at conversion) with each quantizer pair; the eval-mode QAT accuracy (which is the
-deployed integer computation, see intquant.qat.modules) and, where deployable, the accuracy of
-the converted integer model in the NumPy interpreter plus its logit agreement with QAT; PTQ at
+kept, folded at conversion) with each quantizer pair; the eval-mode QAT accuracy (eval mode runs
+the deployed integer model, see intquant.qat.model) and the time it takes, the accuracy of a
+separately converted integer model plus its logit agreement with eval mode, and how often the
+fake-quant (training) forward gives the same integer logits; PTQ at
 W4A8 / W3A8 of a model trained from scratch with and without the kurtosis regularizer; and
 the training-step time of QAT vs float. The section is rewritten after every row, so a partial
 run still leaves its figures in RESULTS.md.
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import os
 import sys
 import time
 from pathlib import Path
@@ -64,10 +66,25 @@ def step_time(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, steps: i
     return float(np.median(times))
 
 
+def fake_quant_identical(q: torch.nn.Module, qm, x: np.ndarray) -> float:
+    """Fraction of logits on which the fake-quant forward (what training computes, in eval
+    mode) lands on the integer model's code: how closely training tracks deployment."""
+    q.eval()
+    q.exact_eval = False
+    try:
+        with torch.no_grad():
+            fq = q(torch.from_numpy(x)).to(torch.float64).numpy()
+    finally:
+        q.exact_eval = True
+    info = qm.output_info
+    codes = np.rint(fq / info.scale) + info.zero_point
+    return float(np.mean(codes == qm.run(qm.quantize_input(x))))
+
+
 def run_model(name: str, epochs: int, lr: float, rows: list, flush) -> None:
     model, ds = zoo.get(name, progress=False)
     float_acc = evaluate(model, ds.x_test, ds.y_test)
-    rows.append([name, "float", "", f"{100 * float_acc:.2f}", "", "", "", ""])
+    rows.append([name, "float", "", f"{100 * float_acc:.2f}", "", "", "", "", "", ""])
     flush()
     calib = ds.x_train[:512]
     for label, wq, wb, aq, ab in QUANTIZERS:
@@ -80,13 +97,17 @@ def run_model(name: str, epochs: int, lr: float, rows: list, flush) -> None:
         if wq == "binary_stochastic":  # BN statistics of the deterministic deployed weights
             recalibrate_batchnorm(q, ds.x_train)
         secs = time.perf_counter() - t0
-        qat_acc = evaluate(q, ds.x_test, ds.y_test)
-        qm = convert(q, calib)
+        t_eval = time.perf_counter()
+        qat_acc = evaluate(q, ds.x_test, ds.y_test)  # converts once, then the interpreter
+        eval_secs = time.perf_counter() - t_eval
+        qm = convert(q)
         int_acc = f"{100 * qm.accuracy(ds.x_test, ds.y_test):.2f}"
         a = agreement(q, qm, ds.x_test)
         agree = f"{100 * a['argmax_agreement']:.2f} / {100 * a['exact_fraction']:.2f}"
+        fake = f"{100 * fake_quant_identical(q, qm, ds.x_test):.2f}"
         rows.append([name, label, "", f"{100 * qat_acc:.2f}",
-                     f"{100 * (qat_acc - float_acc):+.2f}", int_acc, agree, f"{secs:.0f}"])
+                     f"{100 * (qat_acc - float_acc):+.2f}", int_acc, agree, fake,
+                     f"{eval_secs:.1f}", f"{secs:.0f}"])
         flush()
 
 
@@ -133,18 +154,23 @@ def main() -> None:
         md = [
             "## Quantization-aware training",
             "",
-            f"Command: {cmd} ({machine()}, 1 torch thread). QAT fine-tunes the trained float "
+            f"Command: {cmd} ({machine()}, 1 torch thread, load average "
+            f"{os.getloadavg()[0]:.1f} when this was written). QAT fine-tunes the trained float "
             f"zoo model for {args.epochs} epochs (Adam {args.lr:g}, cosine). First/last layer "
             "weights, the input, the tensor feeding the last layer and the logits at 8 bits "
-            "(policy). 'QAT acc' is the eval-mode QAT network, which computes the deployed "
-            "layers (BN folded into per-channel scales, bias on the int32 grid); 'int acc' is the "
-            "converted IntGraph in the integer interpreter; 'agree' = argmax agreement / "
-            "bit-identical logits (%) between them. Sign activations deploy as conv + clamp "
+            "(policy); residual adds at the activation width. 'QAT acc' is the eval-mode QAT "
+            "model, which runs the deployed integer model (convert + the NumPy interpreter, "
+            "rebuilt when parameters change); 'eval s' its time on the test set, conversion "
+            "included; 'int acc' is a separately converted IntGraph in the interpreter; 'agree' "
+            "= argmax agreement / bit-identical logits (%) between the two; 'fake-quant "
+            "identical' = logits (%) on which the fake-quant forward that training "
+            "differentiates lands on the integer code (machine-dependent: float rounding). "
+            "Sign activations deploy as conv + clamp "
             "(codes 2q, bias 2b+1, see intquant.qat.convert). The stochastic BinaryConnect row "
             "recalibrates BatchNorm statistics with the deterministic weights after training.",
             "",
             table(["model", "method", "", "QAT acc %", "Δ vs float pp", "int acc %",
-                   "agree %", "train s"], qat_rows),
+                   "agree %", "fake-quant identical %", "eval s", "train s"], qat_rows),
         ]
         if args.skip_qat:
             md = [f"## QAT benchmark: kurtosis regularization and step time\n\nCommand: {cmd} "

@@ -16,6 +16,7 @@ RUNS = [
     ["peers.py"],
     ["c_backend.py"],
     ["qat.py", "--epochs", "10", "--lr", "3e-3"],
+    ["simulate.py"],
     ["mixed_precision.py", "--model", "mnist1d_cnn", "--budget", "0.6"],
     ["analyze_speed.py"],
     ["onnx_conformance.py"],

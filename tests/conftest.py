@@ -12,6 +12,21 @@ Usage::
 
     def test_other(digits_cnn):
         model, ds = digits_cnn
+
+The float rounding rule. No test may depend on how a CPU rounds floats: PyTorch, oneDNN and
+ONNX Runtime pick different kernels on AVX2, AVX-512/VNNI and plain ATen ("default"), and
+their float results differ in the last bits, which flips a rounding step here and there. So
+- compare integers with integers (interpreter, C, ONNX integer mode, QAT/simulate eval mode —
+  which *are* the integer model): exact equality;
+- where a float result meets an integer one, make the float side exact (exact rationals,
+  float64 on exactly representable values) or assert a bound that holds element by element on
+  every IEEE machine with margin (e.g. one requantization: within 1 LSB);
+- never assert a fraction of float-vs-integer agreements ("99 % within 1 LSB", "exact on
+  99.5 % of logits"): such figures belong in benchmarks/RESULTS.md.
+How it is checked: the whole suite passes unchanged three times, with the machine's defaults,
+with ``ATEN_CPU_CAPABILITY=default`` and with ``ONEDNN_MAX_CPU_ISA=AVX2`` (the last two also
+with an empty ``INTQUANT_CACHE``, so the zoo is retrained under the other kernels), e.g.
+``ONEDNN_MAX_CPU_ISA=AVX2 INTQUANT_CACHE=$(mktemp -d) .venv/bin/python -m pytest -n 2 -q``.
 """
 
 from __future__ import annotations

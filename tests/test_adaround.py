@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from intquant.adaround import adaround_layer, annealed_beta, rectified_sigmoid
+from intquant.methods.adaround import adaround_layer, annealed_beta, rectified_sigmoid
 
 
 def correlated_inputs(rng: np.random.Generator, n: int, features: int) -> np.ndarray:

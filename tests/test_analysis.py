@@ -14,7 +14,7 @@ from scipy import stats as sps
 from torch import nn
 
 import intquant
-from intquant.analysis import Analysis, analyze, write_report
+from intquant.analysis import Analysis, analysis_markdown, analyze, write_report
 from intquant.analysis.plots import grid_levels
 from intquant.analysis.stats import excess_kurtosis, share_beyond, skewness, sqnr_db
 from intquant.numerics import QParams
@@ -98,19 +98,35 @@ def _fake_quant(v: torch.Tensor, s: float, z: int, lo: int, hi: int) -> torch.Te
 
 
 def test_sensitivity_matches_a_torch_reimplementation(setup) -> None:
-    """Only layer '3' quantized: weights per channel on the grid, output on its int8 grid."""
-    model, x, y, _, qmodel, a = setup
+    """Only layer '3' quantized as planned: the plan's weights (the default's GPTQ codes on the
+    per-channel max-abs grid) and (bias-corrected) bias, output on its int8 grid; KL and SQNR
+    of its logits vs float."""
+    model, x, y, logits, qmodel, a = setup
     m = copy.deepcopy(model)
     w = m[3].weight.detach().double()
     scale = w.abs().amax(1, keepdim=True) / 127
+    planned = torch.from_numpy(np.asarray(qmodel.plan.graph.node("3").params["weight"],
+                                          dtype=np.float64))
+    codes = planned / scale
+    assert float((codes - codes.round()).abs().max()) < 1e-6
     with torch.no_grad():
-        m[3].weight.copy_((torch.round(w / scale) * scale).float())
+        m[3].weight.copy_((codes.round() * scale).float())
+        m[3].bias.copy_(torch.from_numpy(qmodel.plan.graph.node("3").params["bias"]))
     act = qmodel.plan.acts["3"]
     s, z = float(act.scale[0]), int(act.zero_point[0])
     m[3].register_forward_hook(lambda mod, i, o: _fake_quant(o, s, z, -128, 127))
     with torch.no_grad():
-        acc = float(np.mean(m(torch.from_numpy(x[200:])).numpy().argmax(1) == y[200:]))
+        out = m(torch.from_numpy(x[200:])).double()
+    acc = float(np.mean(out.numpy().argmax(1) == y[200:]))
     assert a.layer("3").sensitivity == pytest.approx(acc - a.float_accuracy, abs=1.5 / 100)
+    ref = torch.from_numpy(logits[200:]).double()
+    kl = torch.nn.functional.kl_div(out.log_softmax(1), ref.log_softmax(1), log_target=True,
+                                    reduction="batchmean")
+    assert a.layer("3").sensitivity_kl == pytest.approx(float(kl), rel=0.05)
+    assert a.layer("3").sensitivity_sqnr_db == pytest.approx(sqnr_db(ref.numpy(), out.numpy()),
+                                                             abs=0.2)
+    # continuous where accuracy is not: every weighted layer has a positive KL
+    assert all(st.sensitivity_kl > 0 for st in a.layers if st.weighted)
 
 
 def test_sweep_shape_and_textbook_is_worse_at_3_bits(setup) -> None:
@@ -127,7 +143,7 @@ def test_json_and_markdown(setup) -> None:
     d = json.loads(a.to_json())
     assert d["samples"] == 100 and len(d["layers"]) == len(a.layers)
     assert d["sweep"]["per-channel MSE"]["8"] == a.sweep["per-channel MSE"][8]
-    md = a.to_markdown()
+    md = analysis_markdown(a)
     assert "| 3 | linear |" in md and "textbook (per-tensor max-abs)" in md
 
 
@@ -175,4 +191,6 @@ def test_low_bit_sensitivity_is_reported(setup) -> None:
             # 4-bit weights cannot be better than 8-bit ones by more than noise (1 sample).
             assert s.sensitivity_low is not None
             assert s.sensitivity_low <= s.sensitivity + 1 / a.samples
-    assert "sensitivity at W4" in a.to_markdown()
+            assert s.sensitivity_kl_low > s.sensitivity_kl  # continuous: no ties
+    md = analysis_markdown(a)
+    assert "KL at W4" in md and "sensitivity KL" in md

@@ -26,11 +26,10 @@ from intquant.codegen.toolchain import (
     compile_and_run_host,
     emulate_unicorn,
     float_tokens,
-    project_info,
     run_on_m0,
 )
 from intquant.interpreter import run
-from intquant.intgraph import OP_KINDS
+from intquant.ops import OPS
 
 DTYPES = ("int8", "int16", "uint8")
 N_SAMPLES = 24
@@ -89,7 +88,7 @@ def exported(tmp_path_factory):
 
 def test_chains_cover_every_op_kind():
     kinds = {op.kind for make in GRAPHS.values() for op in make().ops}
-    assert kinds == set(OP_KINDS), f"untested kinds: {set(OP_KINDS) - kinds}"
+    assert kinds == set(OPS), f"untested kinds: {set(OPS) - kinds}"
 
 
 @pytest.mark.parametrize("name", sorted(GRAPHS))
@@ -283,7 +282,7 @@ def test_header_api_compiles_and_reports_errors(exported, tmp_path):
         "(long long)NET_OUTPUT_SCALE_NUM, (int)NET_OUTPUT_SCALE_LOG2_DEN); return 0; }\n"
     )
     exe = tmp_path / "api"
-    srcs = [str(res.out_dir / s) for s in project_info(res.out_dir).library_sources]
+    srcs = [str(res.out_dir / s) for s in res.info["library_sources"]]
     subprocess.run(
         [
             "gcc",

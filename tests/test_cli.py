@@ -54,7 +54,7 @@ def work(tmp_path_factory) -> Path:
 
 
 def no_partial_dirs(d: Path) -> bool:
-    return not any(".partial-" in p.name for p in d.iterdir())
+    return not any("partial-" in p.name or "intquant-lock" in p.name for p in d.iterdir())
 
 
 # ----------------------------------------------------------------------------------------------
@@ -125,12 +125,12 @@ def test_inspect_m0_shows_cycles_per_op_and_hot_spots(work: Path) -> None:
         pytest.fail("arm-none-eabi-gcc missing: run scripts/install_toolchain.sh")
     fast = intquant("inspect", "out", "--m0", cwd=work)
     assert fast.returncode == 0, fast.stderr
-    assert "cycles (fast multiplier)" in fast.stdout and "hot spots" in fast.stdout
+    assert "cycles (fast multiplier" in fast.stdout and "hot spots" in fast.stdout
     table = fast.stdout.split("cyc/MAC", 1)[1].split("hot spots", 1)[0]
     rows = [ln.split() for ln in table.splitlines() if "fully_connected" in ln]
     assert rows and all(int(r[4]) > 0 for r in rows), fast.stdout  # op, name, kind, MACs, cycles
     small = intquant("inspect", "out", "--m0", "--multiplier", "small", cwd=work)
-    assert small.returncode == 0 and "cycles (small multiplier)" in small.stdout
+    assert small.returncode == 0 and "cycles (small multiplier" in small.stdout
 
     def total(text: str) -> int:
         line = next(ln for ln in text.splitlines() if "cycles (" in ln)

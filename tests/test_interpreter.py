@@ -226,6 +226,13 @@ from intgraph_factory import GraphBuilder  # noqa: E402
 from intquant import interpreter, numerics  # noqa: E402
 from intquant.interpreter import InterpreterError  # noqa: E402
 from intquant.intgraph import ACTIVATION_DTYPES, IntGraph, Op, TensorInfo  # noqa: E402, F811
+from intquant.ops import OPS  # noqa: E402
+
+# The reference of every op kind (its module's ``run``) and the helpers they share.
+REFERENCE_FILES = {sys.modules[d.run.__module__].__file__ for d in OPS.values()} | {
+    sys.modules["intquant.ops._reference"].__file__,
+    sys.modules["intquant.ops._weighted"].__file__,
+}
 
 
 def f32(v: float) -> float:
@@ -721,7 +728,7 @@ def every_op_graph(dtype: str) -> IntGraph:
     t = b.fully_connected(t, 6, **acc)
     t = b.softmax(t)
     g = b.graph(t)
-    assert {op.kind for op in g.ops} == set(interpreter.OP_RUNNERS)
+    assert {op.kind for op in g.ops} == set(OPS)
     return g
 
 
@@ -777,7 +784,7 @@ def test_float_tracer_detects_a_float_array() -> None:
 def test_no_float_array_is_created_in_the_run(dtype: str) -> None:
     g = every_op_graph(dtype)
     x = random_input(np.random.default_rng(0), g, 3)
-    tracer = FloatArrayTracer({interpreter.__file__, numerics.__file__})
+    tracer = FloatArrayTracer({interpreter.__file__, numerics.__file__, *REFERENCE_FILES})
     out = tracer.trace(run, g, x, return_all=True)
     assert tracer.frames_seen > 50  # the tracer really watched the run
     assert tracer.found == [], tracer.found[:10]
@@ -837,4 +844,4 @@ def test_random_chains_cover_every_op_kind_and_run(dtype: str) -> None:
         y = run(g, random_input(np.random.default_rng(seed), g, 2))
         assert y.dtype == np.dtype(g.tensors[g.output].dtype)
         kinds |= {op.kind for op in g.ops}
-    assert kinds == set(interpreter.OP_RUNNERS)
+    assert kinds == set(OPS)

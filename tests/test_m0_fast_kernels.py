@@ -18,8 +18,8 @@ import pytest
 import intgraph_factory as F
 from intquant.codegen import export_c
 from intquant.codegen.requant import (
+    rqw_rows,
     rqw_value,
-    window_fields,
     window_output,
     window_requant,
 )
@@ -100,7 +100,7 @@ def test_window_form_equals_interpreter_at_every_threshold(rounding, out_dtype, 
     wr = window_requant(consts, attrs, bound)
     assert wr is not None
     fold = 0 if out_dtype == "int16" else 256
-    fields = window_fields(wr, fold)
+    fields = rqw_rows(wr, fold)
     assert fields is not None
     acc = _probe_accumulators(wr, bound, rng)
     want = requantize(
@@ -216,7 +216,7 @@ def run8_cases():
         reals = 2.0 ** -rng.uniform(2, 14, 16)
         consts, attrs, bound = _layer(reals, rounding, out_dtype, relu)
         wr = window_requant(consts, attrs, bound)
-        fields = window_fields(wr, 256)
+        fields = rqw_rows(wr, 256)
         acc = _probe_accumulators(wr, bound, rng)
         ref = requantize(
             acc.T,

@@ -294,6 +294,19 @@ def test_unsupported_op_names_node_op_opset():
         from_onnx(m)
 
 
+def test_every_unsupported_node_is_reported_at_once():
+    """Two unsupported nodes on two branches; nodes after them are skipped, not reported."""
+    m = _model([N("Exp", ["x"], ["a"], name="e1"), N("Relu", ["a"], ["b"], name="after"),
+                N("Sin", ["x"], ["c"], name="s1"), N("Add", ["b", "c"], ["y"], name="sum")],
+               (1, 4), None, opset=17)
+    with pytest.raises(UnsupportedOnnxError) as e:
+        from_onnx(m)
+    msg = str(e.value)
+    assert msg.startswith("2 unsupported node(s)")
+    assert "'e1' (Exp" in msg and "'s1' (Sin" in msg
+    assert "'after'" not in msg and "'sum'" not in msg
+
+
 def test_mul_of_two_tensors_is_unsupported():
     m = _model([N("Mul", ["x", "x"], ["y"], name="sq")], (1, 4), None)
     with pytest.raises(UnsupportedOnnxError, match=r"'sq' \(Mul, opset 13\)"):

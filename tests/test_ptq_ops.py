@@ -6,6 +6,9 @@ measured is the op's own (weights + output rounding), in units of the output sca
 
 from __future__ import annotations
 
+import copy
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -13,7 +16,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import intquant
+from intquant.lower import lower
 from intquant.numerics import QParams, dequantize
+from intquant.qmodel import QuantizedModel
 
 torch.manual_seed(0)
 
@@ -128,6 +133,29 @@ def test_unsupported_op_names_layer_and_lists_supported() -> None:
     assert "sin" in msg and "'1'" in msg and "Supported" in msg
 
 
+class TwoUnsupported(nn.Module):
+    """sin and exp on two branches, layers after them: two problems, one error."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Linear(4, 4)
+        self.b = nn.Linear(4, 4)
+        self.c = nn.Linear(4, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        u = self.b(torch.sin(self.a(x)))  # b depends on the unsupported sin: not reported
+        return u + torch.exp(self.c(x))
+
+
+def test_every_unsupported_op_is_reported_at_once() -> None:
+    with pytest.raises(ValueError) as e:
+        intquant.quantize(TwoUnsupported(), torch.randn(8, 4), progress=False)
+    msg = str(e.value)
+    assert msg.startswith("2 unsupported operation(s)")
+    assert "aten.sin" in msg and "aten.exp" in msg and "'b'" not in msg
+    assert "activation: use a supported activation" in msg  # the hint for exp
+
+
 def test_unknown_override_layer_is_rejected() -> None:
     cfg = intquant.Config(overrides={"nope": {"weight_bits": 16}})
     with pytest.raises(ValueError, match="nope"):
@@ -185,23 +213,52 @@ def test_save_load_roundtrip_runs_identically(tmp_path) -> None:
     np.testing.assert_array_equal(q2.quantize_input(x), xi)
 
 
-def test_simulate_agrees_with_interpreter() -> None:
+_SIM_CONFIGS = {
+    "w8a8": intquant.Config(),
+    "16x8-double": intquant.Config(act_bits=16, rounding="double"),
+    "w4-per-block-single": intquant.Config(weight_bits=4, granularity=("per_block", 8),
+                                           rounding="single"),
+    "raw-uint8-input": intquant.Config(
+        input_spec=intquant.InputSpec(dtype="uint8", raw_scale=1 / 16, mean=0.3, std=0.4)),
+}
+
+
+@pytest.mark.parametrize("cfg", list(_SIM_CONFIGS.values()), ids=list(_SIM_CONFIGS))
+def test_simulate_eval_is_the_integer_model(cfg) -> None:
+    """simulate() in eval mode returns q.predict exactly (integer codes, on every CPU), also
+    after fine-tuning its weights in training mode (then: the re-lowered plan)."""
     model = nn.Sequential(
-        nn.Conv1d(2, 8, 3, padding=1),
-        _bn(8, 1),
-        nn.ReLU(),
-        nn.MaxPool1d(2),
-        nn.Flatten(),
-        nn.Linear(32, 5),
-    )
-    model.eval()
-    x = torch.randn(200, 2, 8)
-    q = intquant.quantize(model, x, progress=False)
+        nn.Conv1d(2, 8, 3, padding=1), _bn(8, 1), nn.ReLU(), nn.MaxPool1d(2),
+        nn.Conv1d(8, 8, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(32, 5),
+    ).eval()
+    raw = torch.randint(0, 17, (200, 2, 8), generator=torch.Generator().manual_seed(5))
+    x = (raw.float() / 16 - 0.3) / 0.4  # exactly representable for the raw uint8 contract
+    q = intquant.quantize(model, x, cfg, progress=False)
+    sim = q.simulate().eval()
     with torch.no_grad():
-        sim = q.simulate()(x).numpy()
-    out = q.predict(x)
-    assert np.abs(sim - out).max() <= 2 * q.output_info.scale + 1e-6
-    assert (sim.argmax(1) == out.argmax(1)).mean() >= 0.97
+        out = sim(x)
+    assert out.dtype == torch.float32
+    np.testing.assert_array_equal(out.numpy(), q.predict(x).astype(np.float32))
+
+    sim.train()  # fine-tuning: the fake-quant forward, differentiable
+    opt = torch.optim.SGD(sim.parameters(), lr=0.05)
+    loss = F.cross_entropy(sim(x), torch.arange(200) % 5)
+    loss.backward()
+    opt.step()
+    sim.eval()
+    with torch.no_grad():
+        tuned = sim(x).numpy()
+    graph = copy.deepcopy(q.plan.graph)  # the plan with the tuned weights, lowered here
+    for node in graph.nodes:
+        if node.op in ("conv", "linear"):
+            key = node.name.replace(".", "_")
+            node.params["weight"] = sim.weights[key].detach().numpy()
+            node.params["bias"] = sim.biases[key].detach().numpy()
+    plan = dataclasses.replace(q.plan, graph=graph)
+    ref = QuantizedModel(lower(plan), plan=plan)
+    assert any(not np.array_equal(a.consts[k], b.consts[k])  # the step changed the model
+               for a, b in zip(ref.graph.ops, q.graph.ops, strict=True) for k in a.consts)
+    np.testing.assert_array_equal(tuned, ref.predict(x).astype(np.float32))
 
 
 def test_raw_uint8_input_needs_no_float_on_device() -> None:

@@ -28,13 +28,25 @@ _LAZY = {
     "from_onnx": ("intquant.graph.onnx_import", "from_onnx"),
     "analyze": ("intquant.analysis", "analyze"),
     "search_bits": ("intquant.analysis.mixed", "search_bits"),
+    "DataWarning": ("intquant.data", "DataWarning"),
+    "OutputError": ("intquant.outdir", "OutputError"),
 }
 
-__all__ = sorted(_LAZY)
+# Submodules reachable as attributes without importing them by name: ``intquant.qat.prepare``.
+_SUBMODULES = ("qat", "regularizers", "analysis", "codegen", "data", "zoo", "numerics",
+               "intgraph", "interpreter", "observers", "graph", "outdir")
+
+__all__ = sorted(_LAZY) + sorted(_SUBMODULES)
 
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
         module, attr = _LAZY[name]
         return getattr(import_module(module), attr)
+    if name in _SUBMODULES:
+        return import_module(f"intquant.{name}")
     raise AttributeError(f"module 'intquant' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -5,6 +5,7 @@
     intquant run DIR --input X.npy --output Y.npy
     intquant inspect DIR | MODEL.iqm [--m0 [--multiplier fast|small]]
     intquant export-c MODEL.iqm OUT_DIR
+    intquant run-c OUT_DIR --target T --input X.npy [--output Y.npy]
     intquant analyze DIR --data TEST.npz          (or MODEL --calib CALIB.npz --data TEST.npz)
     intquant report DIR --data TEST.npz [--out REPORT_DIR]
 
@@ -20,10 +21,16 @@ What ``quantize`` writes to DIR (see docs/cli.md):
     report.md, report.html, report_files/, analysis.json   (unless --no-report)
     metrics.json       accuracies, logit error, flash / RAM / MACs, timings, the model source
 
-User mistakes (missing file or key, wrong shape, NaN, unsupported op, bad option) end with exit
-code 2 and one message on stderr saying what is wrong and what to do; no traceback (``--debug``
-shows it). Outputs go to a temporary folder next to the destination and are moved into place
-only when complete, so a failure or Ctrl-C never leaves a half-written DIR.
+User mistakes (missing, empty or truncated file, missing key, wrong shape, NaN, unsupported op,
+bad option, an output location that cannot or must not be written) end with exit code 2 and one
+message on stderr saying what is wrong and what to do; no traceback (``--debug`` shows it). Data
+that run but are almost certainly wrong (too few or constant calibration samples, another scale
+than the training data, labels outside the classes) give one ``warning:`` line each.
+
+Outputs are written through ``intquant.outdir``: into a temporary sibling, renamed into place
+only when complete; an existing DIR is replaced only if intquant wrote it and ``--force`` is
+given; a folder with other files is never touched; a second concurrent writer fails at once.
+Ctrl-C (exit 130) and SIGTERM (exit 143) at any point leave nothing behind.
 """
 
 from __future__ import annotations
@@ -32,9 +39,10 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import sys
-import tempfile
 import time
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -42,8 +50,10 @@ from typing import Any
 
 import numpy as np
 
+from . import outdir
+from .data import DataWarning, check_labels, shape_hint
+
 EXIT_USER = 2
-EXIT_INTERRUPT = 130
 FLOAT_MODEL_FILES = ("float_model.pt2", "float_model.onnx")
 MODEL_FILE = "model.iqm"
 EVAL_BATCH = 256
@@ -78,14 +88,30 @@ def _quiet_torch() -> None:
     for OpenMP to pay off, and on a busy machine its barriers made ``analyze`` 2-3x slower.
     """
     import logging
-    import warnings
 
     import torch
 
     torch.set_num_threads(max(1, int(os.environ.get("INTQUANT_THREADS", "1"))))
     warnings.filterwarnings("ignore", category=UserWarning)
     warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("always", category=DataWarning)  # ours say what to do: keep them
     logging.getLogger("torch").setLevel(logging.ERROR)
+
+
+def show_data_warnings(command: str) -> None:
+    """Every DataWarning of the library becomes one line on stderr (each message once)."""
+    shown: set[str] = set()
+    original = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if not issubclass(category, DataWarning):
+            return original(message, category, filename, lineno, file, line)
+        if str(message) not in shown:
+            shown.add(str(message))
+            say(f"intquant {command}: warning: {message}")
+
+    warnings.filterwarnings("always", category=DataWarning)
+    warnings.showwarning = show
 
 
 # ----------------------------------------------------------------------------------------------
@@ -101,6 +127,8 @@ def load_arrays(path: str | Path, what: str, need_labels: bool = False
         raise UserError(f"{what} file {p} does not exist")
     if p.suffix not in (".npz", ".npy"):
         raise UserError(f"{what} file {p} must be .npz (keys 'x' and 'y') or .npy (inputs only)")
+    if p.is_file() and p.stat().st_size == 0:
+        raise UserError(f"{what} file {p} is empty (0 bytes); write it with np.savez / np.save")
     try:
         if p.suffix == ".npy":
             x, y = np.load(p, allow_pickle=False), None
@@ -115,15 +143,19 @@ def load_arrays(path: str | Path, what: str, need_labels: bool = False
                 y = z["y"] if "y" in keys else None
     except UserError:
         raise
-    except (ValueError, OSError) as e:
-        raise UserError(f"{what} file {p} cannot be read as a NumPy array file ({e}); write it "
-                        f"with np.savez / np.save (no pickled objects)") from None
+    except Exception as e:  # BadZipFile, EOFError, zlib.error, ...: a damaged or foreign file
+        raise UserError(f"{what} file {p} cannot be read as a NumPy array file (truncated or "
+                        f"damaged? {type(e).__name__}: {e}); write it with np.savez / np.save "
+                        f"(no pickled objects)") from None
     if need_labels and y is None:
         raise UserError(f"{what} file {p} has no labels; save it with np.savez('{p.name}', "
                         f"x=inputs, y=labels)")
     if not np.issubdtype(x.dtype, np.number) or x.ndim < 2:
         raise UserError(f"{what} file {p}: 'x' must be a numeric array of shape (N, ...), got "
                         f"dtype {x.dtype} and shape {x.shape}")
+    if len(x) == 0:
+        raise UserError(f"{what} file {p} holds no samples ('x' has shape {x.shape}); pass at "
+                        f"least one")
     if np.issubdtype(x.dtype, np.floating) and not np.all(np.isfinite(x)):
         bad = int(np.count_nonzero(~np.isfinite(x).reshape(len(x), -1).all(axis=1)))
         raise UserError(f"{what} file {p}: 'x' contains NaN or inf values in {bad} of {len(x)} "
@@ -138,11 +170,10 @@ def load_arrays(path: str | Path, what: str, need_labels: bool = False
 
 def check_shape(x: np.ndarray, shape: tuple[int, ...], what: str) -> None:
     if tuple(x.shape[1:]) != tuple(shape):
-        hint = ""
         if tuple(x.shape) == tuple(shape):
             hint = " (a single sample? add the batch dimension: x[None])"
-        elif int(np.prod(x.shape[1:])) == int(np.prod(shape)):
-            hint = f" (same size per sample: use x.reshape(len(x), {', '.join(map(str, shape))}))"
+        else:
+            hint = shape_hint(tuple(x.shape[1:]), tuple(shape))
         raise UserError(f"{what}: 'x' has shape {tuple(x.shape)}, the model expects "
                         f"(N, {', '.join(map(str, shape))}){hint}")
 
@@ -192,14 +223,13 @@ def load_float_model(spec: str) -> tuple[Any, Any, str]:
 
         gm = from_onnx(p)
         return gm, gm.graph, "onnx"
-    import torch
+    from .graph.pt2 import UnsafePt2Error, load_pt2
 
     try:
-        ep = torch.export.load(str(p))
-    except Exception as e:
-        raise UserError(f"{p} is not a torch.export program ({type(e).__name__}: {e}); create "
-                        f"it with torch.export.save(torch.export.export(model, (example,)), "
-                        f"'{p.name}')") from None
+        ep = load_pt2(p)
+    except UnsafePt2Error as e:
+        raise UserError(f"{e}; create it with torch.export.save(torch.export.export(model, "
+                        f"(example,)), '{p.name}')") from None
     graph = capture_exported(ep)
     return GraphModule(graph), graph, "pt2"
 
@@ -262,64 +292,28 @@ def requantize_from_dir(d: Path, progress: bool = True):
 
 
 # ----------------------------------------------------------------------------------------------
-# Atomic output folders
-# ----------------------------------------------------------------------------------------------
-
-
-@contextmanager
-def staged_dir(dest: Path, force: bool) -> Iterator[Path]:
-    """A temporary folder next to ``dest``, renamed to ``dest`` only if the block succeeds."""
-    dest = dest.resolve()
-    if dest.exists() and not force:
-        raise UserError(f"output folder {dest} already exists; pass --force to replace it or "
-                        f"choose another --out")
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.partial-", dir=dest.parent))
-    try:
-        yield tmp
-        old = None
-        if dest.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.old-", dir=dest.parent))
-            os.replace(dest, old / "x")
-        os.replace(tmp, dest)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
-def move_into(src_dir: Path, dest_dir: Path) -> None:
-    """Move every entry of ``src_dir`` into ``dest_dir``, replacing entries of the same name."""
-    for item in src_dir.iterdir():
-        target = dest_dir / item.name
-        if target.is_dir() and not target.is_symlink():
-            shutil.rmtree(target)
-        os.replace(item, target)
-
-
-# ----------------------------------------------------------------------------------------------
 # Evaluation
 # ----------------------------------------------------------------------------------------------
 
 
 def run_integer(qmodel: Any, x: np.ndarray, progress: bool = True) -> np.ndarray:
-    """Integer logits (dequantized) of float inputs, in batches with a progress bar."""
-    from tqdm.auto import tqdm
+    """Integer logits (dequantized) of float inputs, in batches (a bar if it takes > 2 s)."""
+    from .progress import bar
 
     outs = []
-    for i in tqdm(range(0, len(x), EVAL_BATCH), desc="integer run", disable=not progress,
-                  leave=False, file=sys.stderr):
+    for i in bar(range(0, len(x), EVAL_BATCH), "integer run", progress):
         xb = x[i:i + EVAL_BATCH]
         outs.append(qmodel.dequantize_output(qmodel.run(qmodel.quantize_input(xb))))
     return np.concatenate(outs).reshape(len(x), -1)
 
 
-def compare(float_logits: np.ndarray, int_logits: np.ndarray, y: np.ndarray | None
-            ) -> dict[str, float]:
+def compare(float_logits: np.ndarray, int_logits: np.ndarray, y: np.ndarray | None,
+            where: str = "labels") -> dict[str, float]:
     from .analysis.stats import sqnr_db
 
     f, q = float_logits.reshape(len(float_logits), -1), int_logits.reshape(len(int_logits), -1)
+    if y is not None:
+        check_labels(y, f.shape[1], where)
     m: dict[str, Any] = {
         "samples": int(len(f)),
         "top1_agreement": float(np.mean(f.argmax(1) == q.argmax(1))),
@@ -376,7 +370,13 @@ def build_config(args: argparse.Namespace):
         if not Path(args.config).exists():
             raise UserError(f"config file {args.config} does not exist")
         d = json.loads(Config.load(args.config).to_json())
-    for field in ("weight_bits", "act_bits", "granularity", "calibration"):
+    if args.preset:
+        if args.config:
+            raise UserError("give --preset or --config, not both (a Config file states every "
+                            "field; start it from Config.preset(...) instead)")
+        d = json.loads(Config.preset(args.preset).to_json())
+    for field in ("weight_bits", "act_bits", "granularity", "calibration", "weight_rounding",
+                  "bias_correction", "equalize", "act_clipping"):
         v = getattr(args, field)
         if v is not None:
             d[field] = v
@@ -393,11 +393,12 @@ def c_backend_available() -> bool:
 
 def cmd_quantize(args: argparse.Namespace) -> int:
     check_model_spec(args.model)
+    out = outdir.normalize(args.out)
+    outdir.check_dir(out, overwrite=args.force, flag="--force")
     config = build_config(args)
     calib, _ = load_arrays(args.calib, "calibration")
     data = load_arrays(args.data, "test data") if args.data else None
-    out = Path(args.out)
-    with staged_dir(out, args.force) as tmp:
+    with outdir.staged_dir(out, overwrite=args.force, flag="--force") as tmp:
         metrics: dict[str, Any] = {"model": args.model, "intquant_command": sys.argv[1:]}
         with step(f"loading {args.model}"):
             model, fgraph, kind = load_float_model(args.model)
@@ -415,7 +416,8 @@ def cmd_quantize(args: argparse.Namespace) -> int:
 
         extra = f" + {len(config.overrides)} per-layer overrides" if config.overrides else ""
         with step(f"quantizing (W{config.weight_bits}A{config.act_bits}, {config.granularity}, "
-                  f"{config.calibration}{extra}) on {len(calib)} calibration samples"):
+                  f"{config.calibration}{extra}; {config.methods()}) on {len(calib)} "
+                  f"calibration samples"):
             t = time.perf_counter()
             qmodel = quantize(model, calib, config, progress=True)
             metrics["quantize_seconds"] = round(time.perf_counter() - t, 2)
@@ -434,7 +436,8 @@ def cmd_quantize(args: argparse.Namespace) -> int:
                 from .graph import run_graph
 
                 fl = run_graph(qmodel.float_graph, x).numpy()
-                metrics["eval"] = compare(fl, run_integer(qmodel, x), y)
+                metrics["eval"] = compare(fl, run_integer(qmodel, x), y,
+                                          f"test data file {args.data}")
                 say(format_metrics(metrics["eval"]))
         if not args.no_c:
             if c_backend_available():
@@ -457,8 +460,12 @@ def cmd_quantize(args: argparse.Namespace) -> int:
                 write_report(analysis, tmp, extra=mixed_blocks)
                 metrics["analysis_seconds"] = round(analysis.seconds, 2)
         write_json(tmp / "metrics.json", metrics)
-    say(f"wrote {out}/ : {', '.join(sorted(p.name for p in out.iterdir()))}")
+    say(f"wrote {args.out}/ : {listing(out)}")
     return 0
+
+
+def listing(d: Path) -> str:
+    return ", ".join(sorted(p.name for p in d.iterdir() if not p.name.startswith(".")))
 
 
 def parse_budget(text: str, fgraph: Any) -> int:
@@ -525,7 +532,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     with step(f"running the float and the integer model on {len(x)} samples"):
         fl = np.concatenate([run_graph(fgraph, x[i:i + EVAL_BATCH]).numpy()
                              for i in range(0, len(x), EVAL_BATCH)])
-        m = compare(fl, run_integer(qmodel, x), y)
+        m = compare(fl, run_integer(qmodel, x), y, f"test data file {args.data}")
     if args.json:
         print(json.dumps(m, indent=2, default=_json_default))
     else:
@@ -534,13 +541,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    out = Path(args.output)
+    if out.suffix != ".npy":
+        raise UserError(f"--output {out} must end in .npy")
+    outdir.check_file(out)
     qmodel = load_qmodel(args.model)
     x, _ = load_arrays(args.input, "input")
     info = qmodel.input_info
     check_shape(x, tuple(info.shape), f"input file {args.input}")
-    out = Path(args.output)
-    if out.suffix != ".npy":
-        raise UserError(f"--output {out} must end in .npy")
     if np.issubdtype(x.dtype, np.integer):
         if x.dtype != np.dtype(info.dtype):
             raise UserError(f"input file {args.input} holds {x.dtype} integers but the model "
@@ -551,10 +559,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     else:
         y = run_integer(qmodel, x.astype(np.float32), progress=False)
         what = "float input (quantized on the host) -> dequantized float output"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.partial.npy")
-    np.save(tmp, y)
-    os.replace(tmp, out)
+    outdir.write_file(out, lambda tmp: np.save(tmp, y))
     say(f"{what}: wrote {out} with shape {y.shape}")
     return 0
 
@@ -589,6 +594,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 def m0_cost_text(q: Any, multiplier: str) -> str:
     """The model's C on the emulated Cortex-M0: cycles per op and the hot spots."""
+    import tempfile
+
     from .codegen.cost import cost_report, format_report
     from .codegen.toolchain import ToolchainError
 
@@ -612,13 +619,44 @@ def _affine(info: Any) -> str:
 def cmd_export_c(args: argparse.Namespace) -> int:
     if not c_backend_available():
         raise UserError("the C back end is not installed in this version of intquant")
+    out = outdir.normalize(args.out_dir)
+    outdir.check_dir(out, overwrite=args.force, flag="--force")
     q = load_qmodel(args.model)
-    out = Path(args.out_dir)
-    if out.exists() and not args.force:
-        raise UserError(f"{out} already exists; pass --force to replace it")
-    res = q.export_c(out, name=args.name)
+    res = q.export_c(out, name=args.name, overwrite=args.force)
     say(res.summary())
-    say(f"wrote {out}/ : {', '.join(sorted(p.name for p in res.paths))}")
+    say(f"wrote {args.out_dir}/ : {listing(out)}")
+    return 0
+
+
+def cmd_run_c(args: argparse.Namespace) -> int:
+    """Run an export-c folder's C on a target (host, emulated MCUs) with raw integer inputs."""
+    from .codegen.toolchain import ToolchainError, project_info, run_on
+
+    try:
+        info = project_info(args.out_dir)
+    except ToolchainError as e:
+        raise UserError(f"{args.out_dir} is not an export-c folder ({e})") from None
+    x, _ = load_arrays(args.input, "input")
+    check_shape(x, info.input_shape, f"input file {args.input}")
+    if x.dtype != info.input_dtype:
+        raise UserError(f"input file {args.input} holds {x.dtype} values; the C model takes raw "
+                        f"{info.input_dtype} inputs (QuantizedModel.quantize_input)")
+    try:
+        y = run_on(args.out_dir, x, target=args.target)
+    except ToolchainError as e:
+        raise UserError(str(e)) from None
+    if args.output is None:
+        for row in y.reshape(len(y), -1):
+            print(" ".join(str(int(v)) for v in row))
+    else:
+        out = Path(args.output)
+        if out.suffix != ".npy":
+            raise UserError(f"--output {out} must end in .npy")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(f".{out.name}.partial.npy")
+        np.save(tmp, y)
+        os.replace(tmp, out)
+        say(f"{len(y)} samples on {args.target}: wrote {out} ({y.dtype} {tuple(y.shape)})")
     return 0
 
 
@@ -646,36 +684,34 @@ def _analysis_inputs(args: argparse.Namespace):
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
-    from .analysis import analyze
+    from .analysis import analysis_markdown, analyze
 
+    if args.json:
+        outdir.check_file(args.json)  # before minutes of work, not after
     model, qmodel, data = _analysis_inputs(args)
     with step("analysing"):
         a = analyze(model, qmodel, data, name=args.target, sweep=not args.no_sweep)
     if args.json:
-        Path(args.json).write_text(a.to_json() + "\n")
+        outdir.write_file(args.json, lambda tmp: tmp.write_text(a.to_json() + "\n"))
         say(f"wrote {args.json}")
-    print(a.to_markdown())
+    print(analysis_markdown(a))
     return 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
     from .analysis import analyze, write_report
 
-    model, qmodel, data = _analysis_inputs(args)
     dest = Path(args.out) if args.out else (Path(args.target) if Path(args.target).is_dir()
                                             else None)
     if dest is None:
         raise UserError("reporting on a MODEL (not an output folder) needs --out REPORT_DIR")
+    outdir.check_dir(dest, update=True)  # before the work: a file, a foreign folder, read-only
+    model, qmodel, data = _analysis_inputs(args)
     with step("analysing"):
         a = analyze(model, qmodel, data, name=args.target, sweep=not args.no_sweep)
-    dest.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".report.partial-", dir=dest))
-    try:
-        with step("writing report.md / report.html"):
-            write_report(a, tmp)
-        move_into(tmp, dest)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    # Only the report's entries are replaced: the rest of an output DIR stays as it is.
+    with outdir.staged_dir(dest, update=True) as tmp, step("writing report.md / report.html"):
+        write_report(a, tmp)
     say(f"wrote {dest / 'report.md'} and {dest / 'report.html'}")
     return 0
 
@@ -687,7 +723,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.Namespace:
     from . import __version__
-    from .config import CALIBRATIONS, GRANULARITIES
+    from .config import BIAS_CORRECTIONS, CALIBRATIONS, GRANULARITIES, PRESETS, WEIGHT_ROUNDINGS
 
     p = argparse.ArgumentParser(
         prog="intquant",
@@ -710,6 +746,18 @@ def build_parser() -> argparse.Namespace:
     q.add_argument("--act-bits", type=int, dest="act_bits")
     q.add_argument("--granularity", choices=GRANULARITIES)
     q.add_argument("--calibration", choices=CALIBRATIONS)
+    q.add_argument("--preset", choices=sorted(PRESETS),
+                   help="a named PTQ recipe: fast (the default), accurate (slower, best "
+                        "measured), or one method alone (docs/cli.md)")
+    q.add_argument("--weight-rounding", dest="weight_rounding", choices=WEIGHT_ROUNDINGS,
+                   help="how integer weights are chosen (default gptq)")
+    q.add_argument("--bias-correction", dest="bias_correction", choices=BIAS_CORRECTIONS,
+                   help="remove the mean output shift layer by layer (default full)")
+    q.add_argument("--equalize", action=argparse.BooleanOptionalAction, default=None,
+                   help="cross-layer equalization + bias absorption (default off)")
+    q.add_argument("--act-clipping", dest="act_clipping",
+                   action=argparse.BooleanOptionalAction, default=None,
+                   help="search activation ranges for the output error (default off)")
     q.add_argument("--config", metavar="CONFIG.json",
                    help="a Config as JSON (per-layer overrides...); options above override it")
     q.add_argument("--weight-budget", metavar="BYTES|PCT%",
@@ -723,7 +771,8 @@ def build_parser() -> argparse.Namespace:
     q.add_argument("--no-report", action="store_true", help="skip report.md/html")
     q.add_argument("--no-sweep", action="store_true",
                    help="skip the accuracy-vs-bits sweep in the report (faster)")
-    q.add_argument("--force", action="store_true", help="replace DIR if it exists")
+    q.add_argument("--force", action="store_true",
+                   help="replace DIR if an earlier intquant run wrote it")
     q.set_defaults(fn=cmd_quantize)
 
     e = sub.add_parser("eval", help="accuracy and logit error of DIR's integer model vs float")
@@ -751,8 +800,21 @@ def build_parser() -> argparse.Namespace:
     c.add_argument("model", metavar="MODEL.iqm")
     c.add_argument("out_dir", metavar="OUT_DIR")
     c.add_argument("--name", default="model")
-    c.add_argument("--force", action="store_true")
+    c.add_argument("--force", action="store_true",
+                   help="replace OUT_DIR if an earlier intquant run wrote it")
     c.set_defaults(fn=cmd_export_c)
+
+    from .codegen.targets import TARGETS
+
+    rc = sub.add_parser("run-c", help="run an export-c folder's C on the host or an emulated "
+                                      "MCU (raw integer inputs -> raw outputs)")
+    rc.add_argument("out_dir", metavar="OUT_DIR")
+    rc.add_argument("--target", default="host", choices=list(TARGETS),
+                    help="where to run (default: host); cross toolchains: "
+                         "scripts/install_toolchain.sh")
+    rc.add_argument("--input", required=True, metavar="X.npy", help="raw model inputs (N, ...)")
+    rc.add_argument("--output", metavar="Y.npy", help="default: one line of integers per sample")
+    rc.set_defaults(fn=cmd_run_c)
 
     for cmd, fn, helptext in (("analyze", cmd_analyze, "per-layer statistics, SQNR, sensitivity "
                                                        "(Markdown on stdout)"),
@@ -772,9 +834,15 @@ def build_parser() -> argparse.Namespace:
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
-    """Exceptions that mean bad input (the library raises ValueError with a clear message)."""
-    return (UserError, ValueError, FileNotFoundError, NotADirectoryError, PermissionError,
-            NotImplementedError)
+    """Exceptions that mean bad input (the library raises ValueError with a clear message) or a
+    machine that refuses (disk full, read-only file system: OSError)."""
+    return (UserError, ValueError, OSError, NotImplementedError)
+
+
+def _interrupted(signum: int) -> int:
+    say(f"intquant: {'interrupted' if signum == signal.SIGINT else 'terminated'}; nothing was "
+        f"left half-written")
+    return outdir.exit_code(signum)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -783,20 +851,27 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return EXIT_USER
-    try:
-        return int(args.fn(args) or 0)
-    except KeyboardInterrupt:
-        say("intquant: interrupted; nothing was left half-written")
-        return EXIT_INTERRUPT
-    except BrokenPipeError:  # `intquant inspect DIR | head`: the reader left, not an error
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
-    except _user_errors() as e:
-        if args.debug:
-            raise
-        msg = str(e).strip() or type(e).__name__
-        say(f"intquant {args.command}: error: {msg}")
-        return EXIT_USER
+    show_data_warnings(args.command)
+    with outdir.signals_as_exceptions():
+        try:
+            code = int(args.fn(args) or 0)
+        except KeyboardInterrupt:
+            return _interrupted(int(signal.SIGINT))
+        except outdir.Terminated:
+            return _interrupted(int(signal.SIGTERM))
+        except BrokenPipeError:  # `intquant inspect DIR | head`: the reader left, not an error
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 0
+        except _user_errors() as e:
+            if args.debug:
+                raise
+            msg = " ".join((str(e).strip() or type(e).__name__).split())
+            say(f"intquant {args.command}: error: {msg}")
+            return EXIT_USER
+        # A Ctrl-C some library code swallowed (KeyboardInterrupt raised inside a __del__):
+        # outputs were not committed after it, and the exit code still says so.
+        signum = outdir.signalled()
+        return _interrupted(signum) if signum else code
 
 
 if __name__ == "__main__":

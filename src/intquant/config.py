@@ -11,6 +11,31 @@ from typing import Any
 GRANULARITIES = ("per_tensor", "per_channel")
 CALIBRATIONS = ("maxabs", "minmax", "percentile", "mse", "entropy")
 ROUNDINGS = ("double", "single")
+WEIGHT_ROUNDINGS = ("nearest", "gptq", "adaround", "qdrop")
+BIAS_CORRECTIONS = ("none", "weights", "full")
+
+# Named PTQ recipes: Config field values (see intquant.methods). The Config defaults are the
+# "fast" recipe (GPTQ + full bias correction): measured the best of the fast recipes at W8A8,
+# W4A8 and W4A4 (benchmarks/RESULTS.md). "accurate" adds the activation clipping search; on
+# the zoo it measured on a par with "fast" (0.99-1.04x its logit error), not better: AdaRound
+# and block reconstruction did not beat GPTQ there either. The single-method
+# entries switch one method on over plain round-to-nearest, so that methods can be compared
+# (and tried by a recommender) by name: Config.preset("gptq", weight_bits=4).
+PLAIN: dict[str, Any] = {"weight_rounding": "nearest", "bias_correction": "none",
+                         "equalize": False, "act_clipping": False}
+PRESETS: dict[str, dict[str, Any]] = {
+    "fast": {},
+    "accurate": {"weight_rounding": "gptq", "bias_correction": "full", "act_clipping": True},
+    "nearest": PLAIN,
+    "bias_correction": {**PLAIN, "bias_correction": "full"},
+    "bias_correction_weights": {**PLAIN, "bias_correction": "weights"},
+    "equalize": {**PLAIN, "equalize": True},
+    "act_clipping": {**PLAIN, "act_clipping": True},
+    "gptq": {**PLAIN, "weight_rounding": "gptq"},
+    "adaround": {**PLAIN, "weight_rounding": "adaround"},
+    "qdrop": {**PLAIN, "weight_rounding": "qdrop"},
+    "brecq": {**PLAIN, "weight_rounding": "qdrop", "qdrop_prob": 0.0},
+}
 
 # Keys a per-layer override may set (the Config fields plus QAT's fixed grids).
 LAYER_KEYS = (
@@ -50,7 +75,17 @@ class Config:
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     input_spec: InputSpec | None = None
     max_calib_samples: int = 2048
-    bias_correction: bool = True  # subtract the mean output shift caused by weight rounding
+    # PTQ methods (intquant.methods; named recipes in PRESETS)
+    bias_correction: str | bool = "full"  # none | weights | full (True = full, False = none)
+    weight_rounding: str = "gptq"  # nearest | gptq | adaround | qdrop (block reconstruction)
+    equalize: bool = False  # cross-layer equalization + bias absorption before calibration
+    act_clipping: bool = False  # activation ranges searched for the output error
+    gptq_damping: float = 0.01  # λ · mean(diag H) added to the Hessian's diagonal
+    gptq_act_order: bool = True  # round the inputs with the largest diag(H) first
+    gptq_float_target: bool = True  # below 8-bit weights, fit the float output (upstream too)
+    recon_iters: int = 500  # AdaRound / block-reconstruction iterations per layer / block
+    qdrop_prob: float = 0.5  # block reconstruction: P(activation kept in float); 0 = BRECQ
+    method_samples: int = 1024  # calibration samples the data-driven methods use
     # QAT fields (used by intquant.qat.prepare)
     weight_quantizer: str = "uniform"
     act_quantizer: str = "uniform"
@@ -79,11 +114,46 @@ class Config:
             raise ValueError(f"Config.weight_bits must be in [1, 16], got {self.weight_bits}")
         if not 1 <= self.act_bits <= 16:
             raise ValueError(f"Config.act_bits must be in [1, 16], got {self.act_bits}")
+        if isinstance(self.bias_correction, bool):
+            self.bias_correction = "full" if self.bias_correction else "none"
+        if self.bias_correction not in BIAS_CORRECTIONS:
+            raise ValueError(f"Config.bias_correction must be one of {BIAS_CORRECTIONS} (or "
+                             f"True / False), got {self.bias_correction!r}")
+        if self.weight_rounding not in WEIGHT_ROUNDINGS:
+            raise ValueError(f"Config.weight_rounding must be one of {WEIGHT_ROUNDINGS}, got "
+                             f"{self.weight_rounding!r}")
+        if not 0.0 <= self.qdrop_prob < 1.0:
+            raise ValueError(f"Config.qdrop_prob must be in [0, 1), got {self.qdrop_prob}")
+        if not self.gptq_damping > 0:
+            raise ValueError(f"Config.gptq_damping must be > 0, got {self.gptq_damping}")
+        for field_name in ("recon_iters", "method_samples"):
+            if int(getattr(self, field_name)) < 1:
+                raise ValueError(f"Config.{field_name} must be >= 1, got "
+                                 f"{getattr(self, field_name)}")
         for name, ov in self.overrides.items():
             bad = set(ov) - set(LAYER_KEYS)
             if bad:
                 raise ValueError(f"Config.overrides[{name!r}]: unknown keys {sorted(bad)}; "
                                  f"allowed: {LAYER_KEYS}")
+
+    @classmethod
+    def preset(cls, name: str, **changes: Any) -> Config:
+        """A named recipe (``PRESETS``: "fast" = the defaults, "accurate", or one method such
+        as "gptq"), with ``changes`` on top: ``Config.preset("accurate", weight_bits=4)``."""
+        if name not in PRESETS:
+            raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+        return cls(**{**PRESETS[name], **changes})
+
+    def methods(self) -> str:
+        """The PTQ methods this Config runs, in pipeline order (for reports)."""
+        steps = ["cross-layer equalization"] if self.equalize else []
+        steps += ["activation clipping search"] if self.act_clipping else []
+        steps.append({"nearest": "round to nearest", "gptq": "GPTQ",
+                      "adaround": "AdaRound", "qdrop": "block reconstruction (QDrop "
+                      f"p={self.qdrop_prob:g})"}[self.weight_rounding])
+        if self.bias_correction != "none":
+            steps.append(f"bias correction ({self.bias_correction})")
+        return " → ".join(steps)
 
     def for_layer(self, name: str) -> dict[str, Any]:
         """The effective settings of one layer: the global fields with its override applied."""

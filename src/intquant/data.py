@@ -1,4 +1,6 @@
-"""Offline datasets for the reference models: scikit-learn digits and locally generated MNIST-1D.
+"""Offline datasets for the reference models, and checks of the data users pass in.
+
+The datasets: scikit-learn digits and locally generated MNIST-1D.
 
 Nothing here downloads anything. Both datasets are small enough to live in memory and to train
 MCU-sized networks on a CI machine in seconds. A :class:`Dataset` also states the *input
@@ -15,10 +17,12 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
+import itertools
 import json
 import os
 import random
 import tempfile
+import warnings
 import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -28,7 +32,11 @@ from pathlib import Path
 import numpy as np
 
 __all__ = [
+    "DataWarning",
     "Dataset",
+    "check_calibration",
+    "check_labels",
+    "shape_hint",
     "cache_dir",
     "load_digits",
     "load_mnist1d",
@@ -264,11 +272,86 @@ def load_mnist1d(
     )
 
 
-_LOADERS = {"digits": load_digits, "mnist1d": load_mnist1d}
+def load_speech_commands() -> Dataset:
+    """Synthetic spoken command words (espeak-ng), 49x10 MFCCs, 12 classes: see ``speech``."""
+    from .speech import load_speech_commands as load_speech
+
+    return load_speech()
+
+
+_LOADERS = {"digits": load_digits, "mnist1d": load_mnist1d,
+            "speech_commands": load_speech_commands}
 
 
 def load(name: str) -> Dataset:
-    """Dataset by name: ``"digits"`` or ``"mnist1d"``."""
+    """Dataset by name: ``"digits"``, ``"mnist1d"`` or ``"speech_commands"``."""
     if name not in _LOADERS:
         raise ValueError(f"unknown dataset {name!r}; choose one of {sorted(_LOADERS)}")
     return _LOADERS[name]()
+
+
+# ----------------------------------------------------------------------------------------------
+# Checks of user data: warnings for data that run but are almost certainly not what was meant
+# ----------------------------------------------------------------------------------------------
+
+MIN_CALIB_SAMPLES = 32
+
+
+class DataWarning(UserWarning):
+    """Data that intquant accepts but that almost certainly give a poor model; says what to do."""
+
+
+def warn_data(message: str, stacklevel: int = 4) -> None:
+    warnings.warn(message, DataWarning, stacklevel=stacklevel)
+
+
+def check_calibration(batches: list[np.ndarray]) -> None:
+    """Warn about calibration data too few or too uniform to choose activation ranges from."""
+    n = sum(len(b) for b in batches)
+    if n < MIN_CALIB_SAMPLES:
+        warn_data(f"only {n} calibration sample(s): activation ranges chosen from so few are "
+                  f"unreliable; pass at least {MIN_CALIB_SAMPLES} representative inputs "
+                  f"(100-2000 is typical)")
+    first = batches[0]
+    value = first.flat[0]
+    if all(np.all(b == value) for b in batches):
+        what = "zero" if value == 0 else f"the same value ({value:.6g})"
+        warn_data(f"every calibration value is {what}: the activation ranges will not fit real "
+                  f"inputs; pass representative inputs (e.g. samples of the training data)")
+    elif n > 1 and all(np.all(b == first[0]) for b in batches):
+        warn_data(f"all {n} calibration samples are identical: the activation ranges will not "
+                  f"fit other inputs; pass varied, representative inputs")
+
+
+def check_labels(y: np.ndarray, classes: int, where: str = "labels") -> None:
+    """Warn when labels fall outside [0, classes): they can never be predicted (0 % on them)."""
+    y = np.asarray(y)
+    bad = int(np.count_nonzero((y < 0) | (y >= classes)))
+    if bad == 0:
+        return
+    hint = " (1-based? subtract 1)" if y.min() >= 1 and y.max() == classes else ""
+    warn_data(f"{where}: {bad} of {len(y)} labels are outside [0, {classes}) (range "
+              f"{int(y.min())}..{int(y.max())}) and always count as wrong; labels must be class "
+              f"indices 0..{classes - 1}{hint}")
+
+
+def shape_hint(shape: tuple[int, ...], expected: tuple[int, ...]) -> str:
+    """How to turn per-sample ``shape`` into ``expected``: a transpose, a reshape, or x[None].
+
+    Same axes in another order (e.g. channels-last images for a channels-first model) need a
+    transpose: a reshape would keep the sizes right and scramble the values.
+    """
+    shape, expected = tuple(shape), tuple(expected)
+    if shape == expected:
+        return ""
+    if len(shape) == len(expected) <= 6 and sorted(shape) == sorted(expected):
+        perms = [p for p in itertools.permutations(range(len(shape)))
+                 if tuple(shape[i] for i in p) == expected]
+        channels_last = tuple(range(len(shape) - 1, len(shape))) + tuple(range(len(shape) - 1))
+        p = channels_last if channels_last in perms else perms[0]
+        axes = ", ".join(str(i + 1) for i in p)
+        return (f" (the same axes in another order, channels last vs first? use "
+                f"x.transpose(0, {axes}); a reshape would scramble the values)")
+    if int(np.prod(shape)) == int(np.prod(expected)):
+        return f" (same size per sample: use x.reshape(len(x), {', '.join(map(str, expected))}))"
+    return ""

@@ -7,24 +7,29 @@ float graph's activations) → plan (formats per tensor) → lower (IntGraph).
 from __future__ import annotations
 
 import copy
+import os
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
+from . import methods
 from .config import Config
-from .graph import Graph, Node, capture, optimize, run_graph
-from .graph.execute import run_conv, run_linear
+from .data import check_calibration, warn_data
+from .graph import Graph, capture, capture_exported, optimize, run_graph
 from .graph.ir import SAME_FORMAT
 from .lower import QuantPlan, lower
-from .numerics import QParams, choose_qparams, dequantize
-from .numerics import quantize as quantize_array
+from .methods.act_clipping import search_act_clipping
+from .methods.equalize import absorb_biases, equalize
+from .numerics import QParams, choose_qparams
 from .observers import make_observer
+from .progress import bar
 from .qmodel import QuantizedModel
 
 WEIGHTED = ("conv", "linear")
+CLIPPING_SAMPLES = 1024  # samples the activation clipping search evaluates the output on
 
 
 def fixed_output_qparams(op: str, bits: int, name: str) -> QParams | None:
@@ -97,7 +102,7 @@ def calibrate(graph: Graph, batches: list[np.ndarray], config: Config,
             cfg["calibration"], percentile=config.percentile, name=node.name
         )
         needs_obs.append(node.name)
-    for x in tqdm(batches, desc="calibrating", disable=not progress, leave=False):
+    for x in bar(batches, "calibrating", progress):
         values = run_graph(graph, x, record=True)
         for name in needs_obs:
             observers[name].update(values[name].numpy())
@@ -148,43 +153,6 @@ def weight_qparams(node_name: str, weight: np.ndarray, cfg: dict[str, Any]) -> Q
     return obs.qparams(bits, symmetric=True, signed=True, power_of_two=cfg["power_of_two"])
 
 
-def weight_error_per_channel(node: Node, x: torch.Tensor, w_qp: QParams,
-                             w_float: np.ndarray) -> np.ndarray:
-    """E[(Ŵ − W)·x] per output channel over a batch: the bias shift weight rounding causes."""
-    w = w_float
-    w_hat = dequantize(quantize_array(node.params["weight"], w_qp), w_qp).astype(np.float32)
-    diff = copy.copy(node)
-    diff.params = {"weight": w_hat - w}
-    y = run_conv(diff, x) if node.op == "conv" else run_linear(diff, x)
-    dims = [0] + list(range(2, y.dim()))
-    return y.mean(dim=dims).double().numpy()
-
-
-def correct_biases(graph: Graph, weights: dict[str, QParams], batches: list[np.ndarray],
-                   original: Graph) -> Graph:
-    """Empirical bias correction (Nagel et al. 2019): subtract the mean output error that
-    rounding the weights introduces (vs the ``original`` float weights), measured on the
-    calibration inputs of each layer."""
-    graph = copy.deepcopy(graph)
-    names = [n.name for n in graph.nodes if n.name in weights]
-    sums = {n: 0.0 for n in names}
-    count = 0
-    for x in batches:
-        values = run_graph(graph, x, record=True)
-        for name in names:
-            node = graph.node(name)
-            sums[name] = sums[name] + len(x) * weight_error_per_channel(
-                node, values[node.inputs[0]], weights[name],
-                original.node(name).params["weight"])
-        count += len(x)
-    for name in names:
-        node = graph.node(name)
-        bias = node.params.get("bias")
-        bias = np.zeros(node.params["weight"].shape[0]) if bias is None else bias
-        node.params["bias"] = (bias - sums[name] / count).astype(np.float32)
-    return graph
-
-
 def block_exponents(block_scale: np.ndarray, max_exponent: int) -> tuple[np.ndarray, np.ndarray]:
     """Per-block scales as power-of-two fractions of the channel's largest block scale.
 
@@ -227,8 +195,27 @@ def per_block_weights(node_name: str, weight: np.ndarray, cfg: dict[str, Any],
     return w_block.astype(np.float64), channel_qp
 
 
+def free_layers(graph: Graph, config: Config, blocked: set[str]) -> tuple[set[str], set[str]]:
+    """(layers whose integer weights a method may choose, tensors whose format it may change):
+    everything a Config override does not fix (QAT grids, explicit ranges, per-block grids)
+    and no contract format (softmax/sigmoid/tanh outputs)."""
+    weights, acts = set(), set()
+    for node in graph.nodes:
+        cfg = config.for_layer(node.name)
+        if (node.op in WEIGHTED and node.name not in blocked
+                and cfg.get("weight_scale") is None and cfg.get("weight_qparams") is None):
+            weights.add(node.name)
+        if (node.op not in SAME_FORMAT and cfg.get("act_qparams") is None
+                and cfg.get("act_range") is None
+                and fixed_output_qparams(node.op, cfg["act_bits"], node.name) is None):
+            acts.add(node.name)
+    return weights, acts
+
+
 def make_plan(graph: Graph, acts: dict[str, QParams], config: Config,
               batches: list[np.ndarray] | None = None) -> QuantPlan:
+    """Weight formats, then the PTQ methods (activation clipping, weight rounding, bias
+    correction: ``intquant.methods``), then the plan lowering turns into integers."""
     weights = {}
     blocked: dict[str, np.ndarray] = {}
     for node in graph.nodes:
@@ -247,8 +234,15 @@ def make_plan(graph: Graph, acts: dict[str, QParams], config: Config,
         graph = copy.deepcopy(graph)
         for name, w in blocked.items():
             graph.node(name).params["weight"] = w
-    if config.bias_correction and batches:
-        graph = correct_biases(graph, weights, batches, original)
+    acts = dict(acts)
+    if batches and (config.act_clipping or config.weight_rounding != "nearest"
+                    or config.bias_correction != "none"):
+        free_weights, free_acts = free_layers(graph, config, set(blocked))
+        x = methods.calibration_samples(batches, graph, config.method_samples)
+        if config.act_clipping:
+            acts = search_act_clipping(graph, acts, weights, x[:CLIPPING_SAMPLES], free_acts)
+        graph = methods.round_and_correct(original, graph, acts, weights, config, x,
+                                          free_weights, free_acts)
     rounding = "pow2" if config.power_of_two else config.rounding
     raw = None
     if config.input_spec is not None:
@@ -258,30 +252,157 @@ def make_plan(graph: Graph, acts: dict[str, QParams], config: Config,
     return QuantPlan(graph, acts, weights, rounding, raw)
 
 
-def prepare_graph(model: torch.nn.Module, example: np.ndarray) -> Graph:
+# ----------------------------------------------------------------------------------------------
+# The model argument: a module, an ExportedProgram, or a .pt2 / .onnx file
+# ----------------------------------------------------------------------------------------------
+
+
+def load_model_file(path: str | os.PathLike) -> Graph:
+    """The float Graph of a torch.export ``.pt2`` or an ``.onnx`` file (not yet optimized)."""
+    p = Path(path)
+    if p.suffix not in (".pt2", ".onnx"):
+        raise ValueError(f"model file {p} must be a torch.export .pt2 file or an .onnx file")
+    if not p.is_file():
+        raise ValueError(f"model file {p} does not exist")
+    if p.suffix == ".onnx":
+        from .graph.onnx_import import from_onnx
+
+        return from_onnx(p).graph
+    from .graph.pt2 import UnsafePt2Error, load_pt2
+
+    try:
+        ep = load_pt2(p)
+    except UnsafePt2Error as e:
+        raise ValueError(f"{e}; create it with torch.export.save(torch.export.export(model, "
+                         f"(example,)), '{p.name}')") from None
+    return capture_exported(ep)
+
+
+def capture_model(model: Any, example: np.ndarray) -> Graph:
+    """The float Graph of anything ``quantize`` accepts: an nn.Module, an ExportedProgram (or
+    its ``.module()``), a ``GraphModule`` from ``from_onnx``, or a ``.pt2`` / ``.onnx`` path."""
+    if isinstance(model, (str, os.PathLike)):
+        return load_model_file(model)
+    if isinstance(model, torch.export.ExportedProgram):
+        return capture_exported(model)
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"model must be an nn.Module, a torch.export ExportedProgram, or the path "
+                        f"of a .pt2 / .onnx file, got {type(model).__name__}")
+    try:
+        return capture(model, example)
+    except NotImplementedError:
+        if not isinstance(model, torch.fx.GraphModule):
+            raise
+        # ExportedProgram.module(): torch forbids eval() on it, and its graph is fixed already.
+        x = torch.as_tensor(np.asarray(example, dtype=np.float32)[:1])
+        return capture_exported(torch.export.export(model, (x,)))
+
+
+def check_linear_inputs(graph: Graph) -> None:
+    """Refuse, naming the layer, a Linear applied to (N, ..., C): lowering handles (N, C) only."""
+    for node in graph.nodes:
+        if node.op != "linear":
+            continue
+        shape = graph.node(node.inputs[0]).shape
+        if len(shape) != 1:
+            raise ValueError(
+                f"layer {node.name!r} (Linear) is applied to a tensor of shape (N, "
+                f"{', '.join(map(str, shape))}); intquant quantizes Linear on (N, features) "
+                f"inputs only (for now): flatten before it, or use a 1x1 Conv1d over (N, C, T)")
+
+
+def warn_if_unlike_training(graph: Graph, x: np.ndarray, factor: float = 10.0) -> None:
+    """Warn when calibration inputs look unlike the training data to the first BatchNorm.
+
+    A BatchNorm's running statistics are the mean and variance its input had in training; on
+    calibration inputs preprocessed the same way the spread is close to them. Spread or mean
+    off by ``factor`` standard deviations (uint8 0-255 pixels for a model trained on [0, 1])
+    means the data are on another scale, and the integer model will be poor.
+    """
+    bn = next((n for n in graph.nodes if n.op == "batchnorm"), None)
+    if bn is None:
+        return
+    with torch.no_grad():
+        values = run_graph(graph, x, record=True)
+    v = values[bn.inputs[0]].double().numpy()
+    axes = (0,) + tuple(range(2, v.ndim))
+    sd = np.sqrt(bn.params["var"].astype(np.float64) + bn.attrs.get("eps", 1e-5))
+    spread = float(np.median(v.std(axis=axes) / sd))
+    shift = float(np.median(np.abs(v.mean(axis=axes) - bn.params["mean"]) / sd))
+    if spread > factor or spread < 1 / factor or shift > factor:
+        warn_data(
+            f"calibration inputs look unlike the training data: at the first BatchNorm "
+            f"({bn.name!r}) their activations have {spread:.3g}x the spread it saw in training "
+            f"(mean off by {shift:.3g} standard deviations); data on another scale (e.g. uint8 "
+            f"0-255 pixels for a model trained on [0, 1]) give a poor integer model: preprocess "
+            f"the calibration data exactly like the training data")
+
+
+def check_requantization(plan: QuantPlan, largest_input: float) -> None:
+    """Refuse, naming the layer, a requantization multiplier the integer contract cannot hold.
+
+    ``s_in · s_w / s_out`` must stay below 2^30 (shift <= 30). It leaves that range when a
+    layer's calibrated input range dwarfs its output range, e.g. calibration values of 1e30
+    before a ReLU6 whose output is at most 6: such data are on the wrong scale.
+    """
+    for node in plan.graph.nodes:
+        if node.name not in plan.weights:
+            continue
+        s_in = float(plan.acts[node.inputs[0]].scale.max())
+        s_out = float(plan.acts[node.name].scale.min())
+        real = s_in * float(plan.weights[node.name].scale.max()) / s_out
+        if real >= 2.0**30:
+            raise ValueError(
+                f"layer {node.name!r}: its calibrated input range (scale {s_in:.3g}) is {real:.3g} "
+                f"times its output range, beyond what an integer requantization can hold "
+                f"(< 2^30); the calibration data (values up to {largest_input:.3g}) are on the "
+                f"wrong scale: preprocess them exactly like the training data")
+
+
+def equalize_graph(graph: Graph, batches: list[np.ndarray]) -> Graph:
+    """Cross-layer equalization, then bias absorption (float rewrites, ``methods.equalize``)."""
+    graph, _ = equalize(graph)
+    graph, _ = absorb_biases(graph, batches)
+    return graph
+
+
+def prepare_graph(model: Any, example: np.ndarray) -> Graph:
     """Capture and optimize (fold BatchNorm, fuse activations)."""
-    return optimize(capture(model, example))
+    graph = capture_model(model, example)
+    check_linear_inputs(graph)
+    return optimize(graph)
 
 
-def quantize(model: torch.nn.Module, calib: Any, config: Config | None = None, *,
+def quantize(model: Any, calib: Any, config: Config | None = None, *,
              progress: bool = True) -> QuantizedModel:
     """Quantize a float model to an integer-only ``QuantizedModel``.
 
-    ``calib``: representative float inputs (array / tensor of shape (N, ...) or an iterable of
-    batches). ``config``: see ``intquant.Config`` (default: W8A8 per-channel, TFLM-compatible).
+    ``model``: an ``nn.Module``, a torch.export ``ExportedProgram``, or the path (str or Path)
+    of a ``.pt2`` or ``.onnx`` file. ``calib``: representative float inputs (array / tensor of
+    shape (N, ...) or an iterable of batches); too few, constant, or on another scale than the
+    training data (judged by the first BatchNorm) draw an ``intquant.DataWarning``.
+    ``config``: see ``intquant.Config`` (default: W8A8 per-channel, TFLM-compatible).
+    ``progress``: a bar for calibration that lasts over ~2 s (``INTQUANT_PROGRESS=0`` too).
     """
     config = config or Config()
     config.validate()
     batches = as_batches(calib, limit=config.max_calib_samples)
-    graph = prepare_graph(model, batches[0])
+    check_calibration(batches)
+    graph = capture_model(model, batches[0])
+    check_linear_inputs(graph)
+    warn_if_unlike_training(graph, batches[0])
+    graph = optimize(graph)
     for name in config.overrides:
         if name not in {n.name for n in graph.nodes} and not _is_folded(graph, name):
             raise ValueError(
                 f"Config.overrides names layer {name!r}, which is not in the model; layers: "
                 f"{[n.name for n in graph.nodes if n.op != 'input']}"
             )
+    if config.equalize:
+        graph = equalize_graph(graph, batches)
     acts = calibrate(graph, batches, config, progress=progress)
     plan = make_plan(graph, acts, config, batches)
+    check_requantization(plan, max(float(np.abs(b).max()) for b in batches))
     return QuantizedModel(lower(plan), float_graph=graph, plan=plan, config=config)
 
 

@@ -14,9 +14,11 @@ from typing import Any
 import numpy as np
 
 from . import interpreter
+from .data import check_labels, shape_hint
 from .intgraph import IntGraph, op_macs, weight_bytes
 from .intgraph import load as load_graph
 from .intgraph import save as save_graph
+from .outdir import follow_umask
 
 
 class QuantizedModel:
@@ -53,7 +55,8 @@ class QuantizedModel:
         info = self.input_info
         if x.shape[1:] != tuple(info.shape):
             raise ValueError(
-                f"input has shape {x.shape[1:]} per sample, the model expects {tuple(info.shape)}"
+                f"input has shape {x.shape[1:]} per sample, the model expects "
+                f"{tuple(info.shape)}{shape_hint(x.shape[1:], tuple(info.shape))}"
             )
         if not np.all(np.isfinite(x)):
             raise ValueError("input contains NaN or inf values")
@@ -78,20 +81,31 @@ class QuantizedModel:
         return self.dequantize_output(self.run(self.quantize_input(x)))
 
     def accuracy(self, x: Any, y: Any) -> float:
+        """Top-1 accuracy of the integer model; warns (DataWarning) on labels it cannot output."""
         out = self.run(self.quantize_input(x))
-        return float((out.reshape(len(out), -1).argmax(1) == _to_numpy(y)).mean())
+        logits = out.reshape(len(out), -1)
+        y = _to_numpy(y)
+        check_labels(y, logits.shape[1], "accuracy")
+        return float((logits.argmax(1) == y).mean())
 
     # -- files and back ends --------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
-        """Write the .iqm file (.npz arrays + JSON manifest, no pickle)."""
+        """Write the .iqm file (.npz arrays + JSON manifest, no pickle), with the permissions
+        the user's umask gives (like any file they create)."""
         save_graph(self.graph, path)
+        follow_umask(path)
         return Path(path)
 
-    def export_c(self, out_dir: str | Path, name: str = "model", **kw: Any):
-        """Write a self-contained C99 project (see ``intquant.codegen.export_c``)."""
+    def export_c(self, out_dir: str | Path, name: str = "model", *, overwrite: bool = False,
+                 **kw: Any):
+        """Write a self-contained C99 project (see ``intquant.codegen.export_c``).
+
+        ``out_dir`` must be new or empty; one intquant wrote before is replaced only with
+        ``overwrite=True``; any other folder is refused (nothing is ever deleted).
+        """
         from .codegen import export_c
 
-        return export_c(self.graph, out_dir, name=name, **kw)
+        return export_c(self.graph, out_dir, name=name, overwrite=overwrite, **kw)
 
     def to_onnx(self, path: str | Path, **kw: Any) -> Path:
         """An ONNX model of the integer graph, for ONNX Runtime cross-checks.
@@ -105,15 +119,17 @@ class QuantizedModel:
         return intgraph_to_onnx(self.graph, path, **kw)
 
     def simulate(self):
-        """A fake-quant torch module from the same plan (float weights, STE rounding)."""
-        if self.float_graph is None or self.plan is None:
+        """A torch module of the same plan: in eval mode it runs this integer model (output
+        equal to ``predict``, re-lowered when its weights change); in training mode the
+        fake-quant network with float weights and STE rounding, for fine-tuning."""
+        if self.plan is None:
             raise ValueError(
-                "simulate() needs the float graph and plan, which a loaded .iqm does not keep; "
+                "simulate() needs the plan, which a loaded .iqm does not keep; "
                 "use the QuantizedModel returned by intquant.quantize"
             )
         from .simulate import SimulatedModel
 
-        return SimulatedModel(self.float_graph, self.plan)
+        return SimulatedModel(self.plan)
 
     # -- inspection -----------------------------------------------------------------------
     def weight_bytes(self) -> int:

@@ -117,7 +117,7 @@ def train(
         )
     if schedule not in ("constant", "cosine"):
         raise ValueError(f"train: schedule must be 'constant' or 'cosine', got {schedule!r}")
-    from tqdm import tqdm
+    from .progress import bar as progress_bar
 
     x, y = as_tensors(data)
     n = x.shape[0]
@@ -132,7 +132,7 @@ def train(
         opt = _make_optimizer(model, optimizer, lr, weight_decay)
         loss_fn = nn.CrossEntropyLoss()
         step = 0
-        bar = tqdm(range(epochs), desc=desc, disable=not progress, leave=False)
+        bar = progress_bar(range(epochs), desc, progress)
         for _ in bar:
             model.train()
             order = torch.randperm(n, generator=shuffle)
@@ -151,7 +151,7 @@ def train(
                 step += 1
                 total += float(loss.detach()) * len(idx)
             history["loss"].append(total / n)
-            bar.set_postfix(loss=f"{history['loss'][-1]:.4f}")
+            bar.set_postfix(loss=f"{history['loss'][-1]:.4f}", refresh=False)  # keep the delay
         bar.close()
         history["train_acc"] = evaluate(model, x, y)
     return history

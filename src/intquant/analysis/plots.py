@@ -12,6 +12,7 @@ pyplot, so importing this module does not change the caller's matplotlib backend
 
 from __future__ import annotations
 
+import hashlib
 import math
 from pathlib import Path
 
@@ -30,6 +31,14 @@ def _save(fig: Figure, path: Path) -> Path:
     FigureCanvasAgg(fig)
     fig.savefig(path, dpi=DPI, format="png")
     return path
+
+
+def plot_label(name: str, limit: int = 40) -> str:
+    """A layer name as figure text: literal (``$`` would start mathtext), one line, short."""
+    text = " ".join(name.split())
+    if len(text) > limit:
+        text = text[:limit - 1] + "…"
+    return text.replace("$", r"\$")
 
 
 def _widest_channel(qp: QParams) -> int:
@@ -62,7 +71,8 @@ def weight_histogram(w: np.ndarray, qp: QParams, name: str, path: Path) -> Path:
     for v in levels[::step]:
         left.axvline(v, color="#cc3311", lw=0.6, alpha=0.55)
     shown = "every level" if step == 1 else f"every {step}th level"
-    left.set_title(f"{name}: float weights, {label}\n{qp.bits}-bit grid ({shown})", fontsize=9)
+    left.set_title(f"{plot_label(name)}: float weights, {label}\n{qp.bits}-bit grid ({shown})",
+                   fontsize=9)
     left.set_xlabel("weight value")
     left.set_ylabel("count")
     counts = np.bincount(q - qp.qmin, minlength=qp.qmax - qp.qmin + 1)
@@ -79,7 +89,7 @@ def weight_histogram(w: np.ndarray, qp: QParams, name: str, path: Path) -> Path:
 def sqnr_chart(analysis: Analysis, path: Path) -> Path:
     """Weight and activation SQNR (dB) per layer; low bars are where the error enters."""
     rows = [s for s in analysis.layers if s.act_sqnr_db is not None or s.weighted]
-    names = [s.name for s in rows]
+    names = [plot_label(s.name) for s in rows]
     cap = 100.0
 
     def finite(v):
@@ -95,8 +105,13 @@ def sqnr_chart(analysis: Analysis, path: Path) -> Path:
     ax.set_xticks(x, names, rotation=45, ha="right", fontsize=8)
     ax.set_ylabel("SQNR (dB)")
     ax.set_title("SQNR per layer (higher is better; ~6 dB per bit)", fontsize=10)
-    ax.legend(fontsize=8)
+    _legend_outside(ax)
     return _save(fig, path)
+
+
+def _legend_outside(ax) -> None:
+    """The legend right of the plot: inside, it covers bars whatever place is chosen."""
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
 
 
 def sensitivity_chart(analysis: Analysis, path: Path) -> Path:
@@ -104,13 +119,18 @@ def sensitivity_chart(analysis: Analysis, path: Path) -> Path:
     fig = Figure(figsize=(max(6.0, 0.7 * len(rows) + 2), 3.2), layout="constrained")
     ax = fig.subplots()
     x = np.arange(len(rows))
-    ax.bar(x - 0.2, [100 * s.sensitivity for s in rows], 0.4, color="#4477aa",
-           label="at its planned width")
-    ax.bar(x + 0.2, [100 * (s.sensitivity_low or 0.0) for s in rows], 0.4, color="#cc3311",
-           label=f"weights at {analysis.low_bits} bits")
     ax.axhline(0, color="black", lw=0.8)
-    ax.legend(fontsize=8)
-    ax.set_xticks(range(len(rows)), [s.name for s in rows], rotation=45, ha="right", fontsize=8)
+    for dx, values, color, label in (
+            (-0.2, [100 * s.sensitivity for s in rows], "#4477aa", "at its planned width"),
+            (0.2, [100 * (s.sensitivity_low or 0.0) for s in rows], "#cc3311",
+             f"weights at {analysis.low_bits} bits")):
+        ax.bar(x + dx, values, 0.4, color=color, label=label)
+        # A marker on every bar: a layer at 0.00 pp has a bar of height 0, which looks missing.
+        ax.plot(x + dx, values, linestyle="none", marker="D", markersize=4, color=color,
+                markeredgecolor="black", markeredgewidth=0.5, zorder=3)
+    _legend_outside(ax)
+    ax.set_xticks(range(len(rows)), [plot_label(s.name) for s in rows], rotation=45, ha="right",
+                  fontsize=8)
     ax.set_ylabel("change (pp)")
     ax.set_title(f"{analysis.metric}: only this layer quantized, vs float", fontsize=10)
     return _save(fig, path)
@@ -142,9 +162,28 @@ def write_plots(analysis: Analysis, out_dir: str | Path) -> dict[str, Path]:
         paths["sensitivity"] = sensitivity_chart(analysis, out / "sensitivity.png")
     if analysis.sweep:
         paths["sweep"] = sweep_chart(analysis, out / "accuracy_vs_bits.png")
+    used: set[str] = set()
     for name, w in analysis.weights.items():
         qp = analysis.weight_qparams.get(name)
         if qp is not None:
-            safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in name)
-            paths[f"hist:{name}"] = weight_histogram(w, qp, name, out / f"weights_{safe}.png")
+            file = histogram_file_name(name, used)
+            paths[f"hist:{name}"] = weight_histogram(w, qp, name, out / file)
     return paths
+
+
+def histogram_file_name(name: str, used: set[str]) -> str:
+    """``weights_<name>.png``, made safe for any file system and distinct from ``used``.
+
+    Names that sanitizing changes (``/a;b/Gemm`` and ``/a:b/Gemm`` both give ``_a_b_Gemm``)
+    get a short hash of the real name, so two layers never share (overwrite) one image.
+    """
+    safe = "".join(c if c.isascii() and (c.isalnum() or c in "._-") else "_" for c in name)
+    safe = safe.lstrip(".")[:80] or "_"
+    if safe != name or safe.lower() in used:
+        safe += "-" + hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+    base, n = safe, 1
+    while safe.lower() in used:
+        n += 1
+        safe = f"{base}-{n}"
+    used.add(safe.lower())
+    return f"weights_{safe}.png"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import html
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,7 @@ def summary_blocks(a: Analysis) -> list[Block]:
             f"{cfg.get('calibration')} activation calibration")
     rows = (
         ("configuration", desc),
+        ("PTQ methods", str(cfg.get("methods", "–"))),
         ("samples evaluated", str(a.samples)),
         (f"float {a.metric}", _pct(a.float_accuracy)),
         (f"integer {a.metric}", _pct(a.int_accuracy)),
@@ -66,7 +68,8 @@ def summary_blocks(a: Analysis) -> list[Block]:
 def weight_table(a: Analysis) -> Block:
     headers = ("layer", "op", "params", "bits", "min", "max", "std", "kurtosis", "skew",
                "zeros", ">3σ", "scale (min…max)", "levels used", "weight SQNR dB",
-               "sensitivity", f"sensitivity at W{a.low_bits}")
+               "sensitivity KL", "sensitivity logit SQNR dB", "sensitivity Δacc",
+               f"KL at W{a.low_bits}", f"Δacc at W{a.low_bits}")
     rows = []
     for s in a.layers:
         if not s.weighted:
@@ -77,8 +80,9 @@ def weight_table(a: Analysis) -> Block:
                      _f(s.w_max), _f(s.w_std), _f(s.kurtosis, ".2f"), _f(s.skew, ".2f"),
                      _pct(s.sparsity), _pct(s.outliers_3std), scale,
                      f"{s.levels_used}/{2 ** s.weight_bits - 1}",
-                     _f(s.weight_sqnr_db, ".1f"), _pp(s.sensitivity),
-                     _pp(s.sensitivity_low)))
+                     _f(s.weight_sqnr_db, ".1f"), _f(s.sensitivity_kl, ".2e"),
+                     _f(s.sensitivity_sqnr_db, ".1f"), _pp(s.sensitivity),
+                     _f(s.sensitivity_kl_low, ".2e"), _pp(s.sensitivity_low)))
     return Block("table", headers=headers, rows=tuple(rows))
 
 
@@ -104,9 +108,12 @@ def analysis_blocks(a: Analysis, images: dict[str, Path] | None = None) -> list[
         Block("h2", "Weights per layer"),
         Block("p", "Statistics of the float weights (after BatchNorm folding) and of their "
                    "integer format. Kurtosis is excess kurtosis (0 for a Gaussian; large = "
-                   "heavy tails, which stretch max-abs scales). Sensitivity: change in "
-                   f"{a.metric} when only that layer is quantized (weights and output), at "
-                   f"its planned width and with its weights at {a.low_bits} bits."),
+                   "heavy tails, which stretch max-abs scales). Sensitivity, with only that "
+                   "layer quantized (weights and output, as planned): KL divergence of the "
+                   "output distribution from the float one (nats; larger = more sensitive) "
+                   f"and logit SQNR (lower = more sensitive), then the change in {a.metric} "
+                   f"(moves in steps of 1/{a.samples}); and the same with its weights at "
+                   f"{a.low_bits} bits."),
         weight_table(a),
         Block("h2", "Activations per node"),
         Block("p", "SQNR of every node's integer output against the float run, layer by layer "
@@ -135,29 +142,42 @@ def analysis_blocks(a: Analysis, images: dict[str, Path] | None = None) -> list[
 # ----------------------------------------------------------------------------------------------
 
 
-def _md_cell(s: str) -> str:
-    return s.replace("|", "\\|")
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>&|~$#!])")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+
+
+def md_text(s: str) -> str:
+    """Text (layer names included) as literal Markdown on one line: every character that could
+    start markup, HTML, a link, a table cell or a heading is backslash-escaped."""
+    return _MD_SPECIAL.sub(r"\\\1", _CONTROL.sub(" ", s))
+
+
+def _fence(text: str) -> str:
+    """A backtick fence longer than any backtick run in ``text``: the block cannot be closed."""
+    longest = max((len(m) for m in re.findall(r"`+", text)), default=0)
+    return "`" * max(3, longest + 1)
 
 
 def render_markdown(blocks: list[Block], base: Path | None = None) -> str:
     out: list[str] = []
     for b in blocks:
         if b.kind == "h1":
-            out.append(f"# {b.text}\n")
+            out.append(f"# {md_text(b.text)}\n")
         elif b.kind == "h2":
-            out.append(f"## {b.text}\n")
+            out.append(f"## {md_text(b.text)}\n")
         elif b.kind == "p":
-            out.append(b.text + "\n")
+            out.append(md_text(b.text) + "\n")
         elif b.kind == "code":
-            out.append(f"```\n{b.text}\n```\n")
+            fence = _fence(b.text)
+            out.append(f"{fence}\n{b.text}\n{fence}\n")
         elif b.kind == "table":
-            out.append("| " + " | ".join(_md_cell(h) for h in b.headers) + " |")
+            out.append("| " + " | ".join(md_text(h) for h in b.headers) + " |")
             out.append("|" + "---|" * len(b.headers))
-            out += ["| " + " | ".join(_md_cell(c) for c in r) + " |" for r in b.rows]
+            out += ["| " + " | ".join(md_text(c) for c in r) + " |" for r in b.rows]
             out.append("")
         elif b.kind == "img" and b.path is not None:
             rel = b.path.relative_to(base) if base is not None else b.path
-            out.append(f"![{b.text}]({rel.as_posix()})\n")
+            out.append(f"![{md_text(b.text)}]({rel.as_posix()})\n")
     return "\n".join(out)
 
 

@@ -1,11 +1,15 @@
-"""Which layer hurts: accuracy when only some layers are quantized (fake-quant, float arithmetic).
+"""Which layer hurts: the output when only some layers are quantized (fake-quant, float arithmetic).
 
 The integer model quantizes everything at once, so its accuracy loss cannot be attributed to a
 layer. Here the float graph is run with *chosen* layers replaced by their quantized version —
-weights rounded to their grid, output activation rounded to its format — and everything else
-in float. One layer at a time gives the per-layer sensitivity; a whole bit assignment gives the
-cheap accuracy estimate the mixed-precision search optimises (the final choice is then measured
-on the real integer model).
+weights as the plan rounded them (learned codes and corrected biases included), output
+activation rounded to its format — and everything else in float. One layer at a time gives the
+per-layer sensitivity; a whole bit assignment gives the cheap accuracy estimate the
+mixed-precision search optimises (the final choice is then measured on the real integer model).
+
+Accuracy on a small test set moves in steps of 1/N and reads "0.00" for most layers, so the
+primary measures are continuous: the KL divergence of the output distribution (softmax of the
+logits) from the float one, and the logit SQNR, with only that layer quantized.
 
 Runs are cached: the float values of every node are computed once, and a simulation restarts
 from the first node it changes.
@@ -71,28 +75,31 @@ def fake_quantize_act(y: torch.Tensor, qp: QParams) -> torch.Tensor:
 
 @torch.no_grad()
 def simulate(cache: FloatCache, weights: Mapping[str, QParams] | None = None,
-             acts: Mapping[str, QParams] | None = None) -> np.ndarray:
+             acts: Mapping[str, QParams] | None = None,
+             params: Mapping[str, Mapping[str, np.ndarray]] | None = None) -> np.ndarray:
     """Output of the float graph with the given layers' weights / activations fake-quantized.
 
     ``weights``: layer -> weight format; ``acts``: node -> output format (the graph input
-    included). Nodes before the first changed one are taken from the cache.
+    included); ``params``: layer -> parameters to use instead of the float graph's (e.g. the
+    plan's weights on their grid and corrected bias). Nodes before the first changed one are
+    taken from the cache.
     """
-    weights, acts = dict(weights or {}), dict(acts or {})
+    weights, acts, params = dict(weights or {}), dict(acts or {}), dict(params or {})
     graph = cache.graph
     changed = [cache.order[n] for n in list(weights) + list(acts) if n in cache.order]
     if not changed:
         return cache.values[graph.output].numpy()
     start = min(changed)
     values = dict(cache.values)
-    qweights = {n: fake_quantize_weight(graph.node(n).params["weight"], qp)
-                for n, qp in weights.items()}
+    own = {n: {**graph.node(n).params, **params.get(n, {})} for n in weights}
+    qweights = {n: fake_quantize_weight(own[n]["weight"], qp) for n, qp in weights.items()}
     for node in graph.nodes[start:]:
         if node.op == "input":
             y = torch.as_tensor(cache.x)
         else:
             run = node
             if node.name in qweights:
-                run = dataclasses.replace(node, params={**node.params,
+                run = dataclasses.replace(node, params={**own[node.name],
                                                         "weight": qweights[node.name]})
             y = run_node(run, [values[i] for i in node.inputs])
         if node.name in acts and not _keeps_grid(node, acts):
@@ -115,12 +122,40 @@ def accuracy(logits: np.ndarray, targets: np.ndarray) -> float:
     return float(np.mean(np.asarray(logits).reshape(len(targets), -1).argmax(1) == targets))
 
 
-def layer_sensitivity(cache: FloatCache, plan: Any, layer: str, targets: np.ndarray,
-                      weight_qp: QParams | None = None) -> float:
-    """Accuracy with only ``layer`` quantized (its weights and output activation)."""
+@dataclass
+class LayerEffect:
+    """The output with only one layer quantized, against the float output."""
+
+    kl: float  # mean KL(softmax(float logits) || softmax(these logits)), nats
+    sqnr_db: float  # logit SQNR, dB
+    accuracy: float
+
+
+def softmax_kl(reference: np.ndarray, logits: np.ndarray) -> float:
+    """Mean over samples of KL(p || q), p and q the softmax of each sample's logits (float64)."""
+    p_log = torch.log_softmax(torch.as_tensor(reference, dtype=torch.float64), dim=1)
+    q_log = torch.log_softmax(torch.as_tensor(logits, dtype=torch.float64), dim=1)
+    return float((p_log.exp() * (p_log - q_log)).sum(dim=1).mean().clamp_min(0.0))
+
+
+def layer_effect(cache: FloatCache, plan: Any, layer: str, targets: np.ndarray,
+                 weight_qp: QParams | None = None) -> LayerEffect:
+    """KL, logit SQNR and accuracy with only ``layer`` quantized (weights and output).
+
+    At the plan's own format the layer's weights are the plan's (learned rounding and
+    corrected bias included); with another ``weight_qp`` the float weights are rounded to it.
+    """
+    from .stats import sqnr_db
+
     qp = plan.weights[layer] if weight_qp is None else weight_qp
     acts = {layer: plan.acts[layer]} if layer in plan.acts else {}
-    return accuracy(simulate(cache, {layer: qp}, acts), targets)
+    params = None
+    if weight_qp is None and layer in {n.name for n in plan.graph.nodes}:
+        params = {layer: plan.graph.node(layer).params}
+    logits = simulate(cache, {layer: qp}, acts, params).reshape(len(targets), -1)
+    reference = cache.values[cache.graph.output].numpy().reshape(len(targets), -1)
+    return LayerEffect(kl=softmax_kl(reference, logits), sqnr_db=sqnr_db(reference, logits),
+                       accuracy=accuracy(logits, targets))
 
 
 def weight_format(graph: Graph, layer: str, config: Any, **changes: Any) -> QParams:

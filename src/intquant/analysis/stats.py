@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from ..data import check_labels
 from ..numerics import QParams, dequantize, quantize
 
 WEIGHTED_OPS = ("conv", "linear")
@@ -114,8 +115,14 @@ class LayerStats:
     levels_used: int | None = None  # distinct integer values among the quantized weights
     weight_sqnr_db: float | None = None
     weight_bytes: int | None = None  # packed at weight_bits (what a sub-byte layout would store)
+    # Only this layer quantized: KL of the output distribution from the float one (nats) and
+    # logit SQNR (dB) — continuous, so they rank layers on test sets too small for accuracy
+    # to move — and, secondary, the accuracy change; the same with its weights at low_bits.
+    sensitivity_kl: float | None = None
+    sensitivity_sqnr_db: float | None = None
     sensitivity: float | None = None  # accuracy(only this layer quantized) − accuracy(float)
-    sensitivity_low: float | None = None  # the same with this layer's weights at low_bits
+    sensitivity_kl_low: float | None = None
+    sensitivity_low: float | None = None
 
     @property
     def weighted(self) -> bool:
@@ -124,7 +131,8 @@ class LayerStats:
 
 @dataclass
 class Analysis:
-    """Everything :func:`analyze` measured; ``to_markdown`` / ``to_json`` / ``write_report``."""
+    """Everything :func:`analyze` measured; ``to_json`` here, ``analysis_markdown`` and
+    ``write_report`` in ``report`` (which depends on this module, never the reverse)."""
 
     model: str
     config: dict[str, Any]
@@ -164,11 +172,6 @@ class Analysis:
     def to_json(self, indent: int = 2) -> str:
         """JSON (infinite SQNR, i.e. exact, is written as null)."""
         return json.dumps(self.to_dict(), indent=indent)
-
-    def to_markdown(self) -> str:
-        from .report import analysis_markdown
-
-        return analysis_markdown(self)
 
 
 def _json_safe(v: Any) -> Any:
@@ -272,7 +275,7 @@ def analyze(model: Any, qmodel_or_config: Any = None, data: Any = None, *,
     from ..qmodel import QuantizedModel
     from .sensitivity import (
         float_cache,
-        layer_sensitivity,
+        layer_effect,
         weight_format,
         weight_method_sweep,
     )
@@ -303,6 +306,8 @@ def analyze(model: Any, qmodel_or_config: Any = None, data: Any = None, *,
 
     float_values = {k: v.numpy() for k, v in run_graph(graph, x, record=True).items()}
     float_logits = float_values[graph.output].reshape(len(x), -1)
+    if y is not None:
+        check_labels(y, float_logits.shape[1], "analyze: data")
     targets = y if y is not None else float_logits.argmax(1)
     int_values = _integer_values(qmodel, x)
     int_logits = qmodel.dequantize_output(int_values[qmodel.graph.output]).reshape(len(x), -1)
@@ -334,11 +339,13 @@ def analyze(model: Any, qmodel_or_config: Any = None, data: Any = None, *,
         base = accuracy_of(float_logits, targets)
         for stats in layers:
             if stats.weighted:
-                acc = layer_sensitivity(cache, plan, stats.name, targets)
-                stats.sensitivity = acc - base
+                eff = layer_effect(cache, plan, stats.name, targets)
+                stats.sensitivity_kl, stats.sensitivity_sqnr_db = eff.kl, eff.sqnr_db
+                stats.sensitivity = eff.accuracy - base
                 low = weight_format(graph, stats.name, config, weight_bits=low_bits)
-                acc = layer_sensitivity(cache, plan, stats.name, targets, weight_qp=low)
-                stats.sensitivity_low = acc - base
+                eff = layer_effect(cache, plan, stats.name, targets, weight_qp=low)
+                stats.sensitivity_kl_low = eff.kl
+                stats.sensitivity_low = eff.accuracy - base
     sweep_result: dict[str, dict[int, float]] = {}
     if sweep:
         n = min(len(x), sweep_samples)
@@ -347,7 +354,7 @@ def analyze(model: Any, qmodel_or_config: Any = None, data: Any = None, *,
 
     return Analysis(
         model=name or graph.name,
-        config=json.loads(config.to_json()),
+        config={**json.loads(config.to_json()), "methods": config.methods()},
         layers=layers,
         samples=int(len(x)),
         labelled=y is not None,

@@ -16,9 +16,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..intgraph import IntGraph, Op
-from .requant import accumulator_bound, scratch_budget, window_fields, window_requant
+from .c_syntax import spatial, window_fields
+from .requant import accumulator_bound, rqw_rows, scratch_budget, window_requant
 
 MAX_TILE = 16
+# Runtime files of the tiled, in-place and 16x8 kernels (beyond the conv template's own)
+TILE_RUNTIME = ("iq_requant.h", "iq_requant.c", "iq_dot8.c")
 
 
 def tile_applies(graph: IntGraph, op: Op) -> bool:
@@ -118,7 +121,7 @@ def tile_requant(graph: IntGraph, op: Op, bias_u32: np.ndarray) -> TileRequant |
     w2 = op.consts["weight"].astype(np.int64).reshape(op.consts["weight"].shape[0], -1)
     bound = accumulator_bound(graph, op)
     wr = window_requant(op.consts, op.attrs, bound)
-    rows = window_fields(wr, 256) if wr is not None else None
+    rows = rqw_rows(wr, 256) if wr is not None else None
     # The kernel's acc - a_lo must stay inside int32 (the clamp reads its sign).
     if rows is None or any(int(b) + abs(r[0]) >= 2**31 for b, r in zip(bound, rows, strict=True)):
         return None
@@ -218,7 +221,7 @@ def prepare_conv16(graph: IntGraph, op: Op) -> Conv16Layer | None:
     bias = op.consts["bias"].astype(np.int64)
     bound = accumulator_bound(graph, op)
     wr = window_requant(op.consts, op.attrs, bound)
-    rows = window_fields(wr, 2**16) if wr is not None else None
+    rows = rqw_rows(wr, 2**16) if wr is not None else None
     if rows is None or any(int(b) + abs(r[0]) >= 2**31 for b, r in zip(bound, rows, strict=True)):
         return None
     # sum w*x = sum wu*u - 32768*sum(wu) - 128*sum(u) + 128*32768*K, u = x + 32768, padding z
@@ -235,3 +238,27 @@ def prepare_conv16(graph: IntGraph, op: Op) -> Conv16Layer | None:
     params["sign"] = int(wr.needs_sign)
     name = f"iq_conv16_{'rows' if in_place else 'tile'}"
     return Conv16Layer(name, weight, bias_u32, rows, wr.needs_sign, params, in_place)
+
+
+def emit_conv16(em, i: int, op: Op, p: str) -> bool:
+    """Emit a 16x8 conv on iq_conv16_impl.h if it applies (the C emitter's calls and data)."""
+    layer = prepare_conv16(em.g, op)
+    if layer is None:
+        return False
+    em.require_runtime((*TILE_RUNTIME, "iq_conv16_impl.h"), header="iq_requant.h")
+    em.add_kernel_instance(layer.instance, layer.declaration(), layer.source())
+    w = em.const_array(f"{p}_weight", "uint8_t", layer.weight)
+    b = em.const_array(f"{p}_bias", "uint32_t", layer.bias)
+    rq = em.rqw_array(f"{p}_rq", layer.rq)
+    a = op.attrs
+    cin, h, wd = spatial(em.g.tensors[op.inputs[0]].shape)
+    cout, ho, wo = spatial(em.g.tensors[op.output].shape)
+    kh, kw = op.consts["weight"].shape[2:]
+    fields = {"in_c": cin, "in_h": h, "in_w": wd, "out_c": cout, "out_h": ho, "out_w": wo}
+    fields.update(window_fields((kh, kw), a, a["dilation"]))
+    fields.update(groups=1, input_zero_point=a["input_zero_point"], act_min=a["act_min"])
+    prm = em.params("iq_conv_params_t", f"{p}_params", {**fields, **layer.params})
+    off, _ = em.plan.scratch[i]
+    args = [f"&{prm}", em.typed(op.inputs[0], True), w, b, rq, em.typed(op.output, False)]
+    em.calls.append(f"    {layer.instance}({', '.join(args)}, (void*)(IQ_ARENA + {off}));")
+    return True

@@ -1,11 +1,16 @@
-"""Cost of a generated model on Cortex-M0: flash, RAM, instructions and cycles per inference.
+"""Cost of a generated model on a target: flash, RAM, instructions or cycles per inference.
 
-Instruction counts come from unicorn's Cortex-M0 model; cycles from the same executed trace
-with the Cortex-M0 TRM timings (cycles.py: loads 2, taken branches 3, BL 4, LDM/STM 1 + N,
-MULS 1 or 32 for the "fast" or "small" multiplier). Both are deterministic figures,
-reproducible on a noisy machine. A profiling build calls a marker function between ops so
-every instruction is attributed to the op that executed it; the totals and the hot spots
-(functions by cycles) come from a separate build without markers.
+Per target (``intquant.codegen.targets``): flash and static RAM of the library from nm (the
+harness excluded), RAM = arena + the deepest stack measured in the emulator, and the
+emulator's counter per inference: instructions on cortex-m0/-m0plus, riscv32 and powerpc
+(unicorn: deterministic, reproducible on a noisy machine), cycles on avr (simavr, Timer1 at the
+CPU clock). Where a profiling build calls a marker between ops (unicorn targets), every
+instruction is attributed to the op that executed it; totals come from a build without markers.
+
+On cortex-m0/-m0plus the report also has cycles: the same executed trace priced with the
+Cortex-M0 TRM timings (cycles.py: loads 2, taken branches 3, BL 4, LDM/STM 1 + N, MULS 1 with
+the "fast" multiplier or 32 with the "small" one), per inference, per MAC, per op, and the hot
+spots (the functions taking the most cycles).
 """
 
 from __future__ import annotations
@@ -19,10 +24,9 @@ import numpy as np
 
 from ..intgraph import ACTIVATION_DTYPES
 from .cycles import Tally, check_multiplier
-from .toolchain import HARNESS_SYMBOLS, elf_symbols, emulate_unicorn, project_info
+from .targets import get_target
+from .toolchain import project_info
 
-FLASH_TYPES = set("tTrRdD")  # text, read-only data, initialised data (its image is in flash)
-RAM_TYPES = set("bBdD")
 HOT_SPOTS = 5
 
 
@@ -34,121 +38,151 @@ def default_samples(out_dir: str | os.PathLike, n: int = 2, seed: int = 0) -> np
     return rng.integers(lo, hi + 1, size=(n, *info.input_shape)).astype(info.input_dtype)
 
 
-def library_footprint(elf: Path) -> dict[str, int]:
-    """Bytes of flash (code + const data + .data image) and static RAM used by the model,
-    excluding the test harness (startup, main, samples, semihosting)."""
-    flash = ram = 0
-    for name, typ, _addr, size in elf_symbols(elf):
-        if name in HARNESS_SYMBOLS:
-            continue
-        if typ in FLASH_TYPES:
-            flash += size
-        if typ in RAM_TYPES:
-            ram += size
-    return {"flash_bytes": flash, "static_ram_bytes": ram}
-
-
 def cost_report(
     out_dir: str | os.PathLike,
     inputs: np.ndarray | None = None,
     *,
+    target: str = "cortex-m0",
     write: bool = True,
     opt: str = "-O2",
     multiplier: str = "fast",
 ) -> dict[str, Any]:
-    """Flash, RAM (arena + measured stack), M0 instructions and cycles per inference, per MAC
-    and per op, and the hot spots (functions taking the most cycles).
+    """Flash, RAM (arena + measured stack), instructions or cycles per inference and per MAC;
+    on cortex-m0/-m0plus also cycles per op and the hot spots, ``multiplier`` "fast" (1-cycle
+    MULS) or "small" (32 cycles).
 
-    ``multiplier``: the Cortex-M0's MULS takes 1 cycle ("fast") or 32 ("small"). Written to
-    ``<out_dir>/<name>_cost.json`` when ``write``.
+    Written to ``<out_dir>/<name>_cost.json`` (cortex-m0) or ``<name>_cost_<target>.json``
+    when ``write``. The cortex-m0 report keeps its ``m0_*`` keys.
     """
     check_multiplier(multiplier)
     info = project_info(out_dir)
     x = default_samples(out_dir) if inputs is None else inputs
-    plain = emulate_unicorn(out_dir, x, opt=opt)
-    prof = emulate_unicorn(out_dir, x[:1], profile=True, opt=opt)
+    c = get_target(target).cost(out_dir, x, opt)
     ops = info.raw["ops"]
-    per_op = prof.traces[0].per_key
+    macs = info.raw["macs"]
     mac_ops = [o for o in ops if o["macs"]]
-    mac_tally = [per_op.get(o["index"], Tally()) for o in mac_ops]
-    mac_instr = sum(t.instructions for t in mac_tally)
-    mac_cycles = sum(t.cycles(multiplier) for t in mac_tally)
-    macs = sum(o["macs"] for o in mac_ops)
-    foot = library_footprint(plain.build.elf)
-    instr = float(np.mean(plain.instructions))
-    cycles = float(np.mean(plain.cycles(multiplier)))
-    all_macs = info.raw["macs"]
+    mac_count = sum(c.per_op.get(o["index"], 0) for o in mac_ops)
+    mac_total = sum(o["macs"] for o in mac_ops)
+    per_inference = float(np.mean(c.per_inference)) if c.per_inference else None
     report: dict[str, Any] = {
         "name": info.name,
-        "board": plain.build.board,
-        "flash_bytes": foot["flash_bytes"],
+        "target": target,
+        "machine": c.machine,
+        "flash_bytes": c.flash_bytes,
         "weight_bytes": info.raw["weight_bytes"],
         "arena_bytes": info.raw["arena_bytes"],
         "arena_lower_bound": info.raw["arena_lower_bound"],
         "arena_greedy_bytes": info.raw["arena_greedy_bytes"],
-        "stack_bytes": plain.stack_bytes,
-        "ram_bytes": info.raw["arena_bytes"] + plain.stack_bytes,
-        "static_ram_bytes": foot["static_ram_bytes"],
-        "m0_instructions_per_inference": instr,
-        "m0_instructions_min_max": [min(plain.instructions), max(plain.instructions)],
-        "macs": info.raw["macs"],
-        "m0_instructions_per_mac_conv_linear": (mac_instr / macs) if macs else None,
-        "m0_instructions_per_mac_total": (instr / all_macs) if all_macs else None,
-        "multiplier": multiplier,
-        "cycles_per_inference": cycles,
-        "cycles_per_mac_conv_linear": (mac_cycles / macs) if macs else None,
-        "cycles_per_mac_total": (cycles / all_macs) if all_macs else None,
-        "per_op": [_op_row(o, per_op.get(o["index"], Tally()), multiplier) for o in ops],
-        "hot_spots": plain.traces[0].hot_spots(multiplier, top=HOT_SPOTS),
+        "stack_bytes": c.stack_bytes,
+        "ram_bytes": info.raw["arena_bytes"] + c.stack_bytes,
+        "static_ram_bytes": c.static_ram_bytes,
+        "counter": c.counter,
+        "per_inference": per_inference,
+        "per_inference_min_max": [min(c.per_inference), max(c.per_inference)]
+        if c.per_inference
+        else None,
+        "macs": macs,
+        "per_mac_conv_linear": (mac_count / mac_total) if (mac_total and c.per_op) else None,
+        "per_mac_total": (per_inference / macs) if (macs and per_inference) else None,
+        "per_op": [
+            {
+                "index": o["index"],
+                "name": o["name"],
+                "kind": o["kind"],
+                "macs": o["macs"],
+                "count": c.per_op.get(o["index"], 0),
+                "per_mac": (c.per_op.get(o["index"], 0) / o["macs"]) if o["macs"] else None,
+            }
+            for o in ops
+        ]
+        if c.per_op
+        else [],
         "samples": int(x.shape[0]),
     }
+    if c.traces:
+        report.update(_cycle_keys(c, ops, macs, multiplier, report["per_op"]))
+    if target == "cortex-m0":
+        report.update(_m0_keys(report))
     if write:
-        path = Path(out_dir) / f"{info.name}_cost.json"
+        suffix = "" if target == "cortex-m0" else f"_{target}"
+        path = Path(out_dir) / f"{info.name}_cost{suffix}.json"
         path.write_text(json.dumps(report, indent=1))
     return report
 
 
-def _op_row(o: dict[str, Any], t: Tally, multiplier: str) -> dict[str, Any]:
-    macs = o["macs"]
+def _cycle_keys(
+    c: Any, ops: list[dict], macs: int, multiplier: str, per_op: list[dict]
+) -> dict[str, Any]:
+    """Cycles of the Cortex-M0 cycle model: per inference, per MAC, per op, hot spots."""
+    prof = c.profile_trace.per_key
+    mac_ops = [o for o in ops if o["macs"]]
+    mac_cycles = sum(prof.get(o["index"], Tally()).cycles(multiplier) for o in mac_ops)
+    mac_total = sum(o["macs"] for o in mac_ops)
+    cycles = float(np.mean([t.total.cycles(multiplier) for t in c.traces]))
+    for row in per_op:
+        n = prof.get(row["index"], Tally()).cycles(multiplier)
+        row.update(cycles=n, cycles_per_mac=(n / row["macs"]) if row["macs"] else None)
     return {
-        "index": o["index"],
-        "name": o["name"],
-        "kind": o["kind"],
-        "macs": macs,
-        "instructions": t.instructions,
-        "per_mac": (t.instructions / macs) if macs else None,
-        "cycles": t.cycles(multiplier),
-        "cycles_per_mac": (t.cycles(multiplier) / macs) if macs else None,
+        "multiplier": multiplier,
+        "cycles_per_inference": cycles,
+        "cycles_per_mac_conv_linear": (mac_cycles / mac_total) if mac_total else None,
+        "cycles_per_mac_total": (cycles / macs) if macs else None,
+        "hot_spots": c.traces[0].hot_spots(multiplier, top=HOT_SPOTS),
+    }
+
+
+def _m0_keys(r: dict[str, Any]) -> dict[str, Any]:
+    """The Cortex-M0 report's historical key names (benchmarks and RESULTS.md read them)."""
+    return {
+        "board": "microbit" if "micro:bit" in r["machine"] else "an385",
+        "m0_instructions_per_inference": r["per_inference"],
+        "m0_instructions_min_max": r["per_inference_min_max"],
+        "m0_instructions_per_mac_conv_linear": r["per_mac_conv_linear"],
+        "m0_instructions_per_mac_total": r["per_mac_total"],
+        "per_op": [{**o, "instructions": o["count"]} for o in r["per_op"]],
     }
 
 
 def format_report(r: dict[str, Any], per_op: bool = False) -> str:
-    """Summary lines; with ``per_op`` also a table of ops by cycles and the hot spots."""
-    per_mac = r["m0_instructions_per_mac_conv_linear"]
-    cyc_mac = r["cycles_per_mac_conv_linear"]
+    """Summary lines; with ``per_op`` (and cycles in the report) also a table of the ops by
+    cycles and the hot spots."""
+    per_mac = r["per_mac_conv_linear"] or r["per_mac_total"]
+    which = "over conv/linear" if r["per_mac_conv_linear"] else "over the whole model"
     lines = [
-        f"{r['name']}: flash {r['flash_bytes']} B (weights {r['weight_bytes']} B), "
-        f"RAM {r['ram_bytes']} B = arena {r['arena_bytes']} B "
+        f"{r['name']} on {r['target']}: flash {r['flash_bytes']} B (weights {r['weight_bytes']} "
+        f"B), RAM {r['ram_bytes']} B = arena {r['arena_bytes']} B "
         f"(lower bound {r['arena_lower_bound']} B) + stack {r['stack_bytes']} B",
-        f"  Cortex-M0 ({r['board']}): {r['m0_instructions_per_inference']:.0f} instructions per "
-        f"inference, {r['macs']} MACs"
-        + (f", {per_mac:.2f} instructions/MAC over conv/linear" if per_mac else ""),
-        f"  {r['cycles_per_inference']:.0f} cycles ({r['multiplier']} multiplier)"
-        + (f", {cyc_mac:.2f} cycles/MAC over conv/linear" if cyc_mac else ""),
     ]
-    if per_op:
-        total = max(1.0, sum(o["cycles"] for o in r["per_op"]))
+    if r["counter"]:
         lines.append(
-            f"  {'op':>4s} {'name':24s} {'kind':16s} {'MACs':>9s} {'cycles':>10s} "
-            f"{'share':>6s} {'cyc/MAC':>8s}"
+            f"  {r['machine']}: {r['per_inference']:.0f} {r['counter']} per inference, "
+            f"{r['macs']} MACs"
+            + (f", {per_mac:.2f} {r['counter']}/MAC {which}" if per_mac else "")
         )
-        for o in r["per_op"]:
-            cm = f"{o['cycles_per_mac']:.2f}" if o["cycles_per_mac"] else ""
-            lines.append(
-                f"  {o['index']:4d} {o['name'][:24]:24s} {o['kind']:16s} {o['macs']:9d} "
-                f"{o['cycles']:10d} {o['cycles'] / total:6.1%} {cm:>8s}"
-            )
-        lines.append("  hot spots (functions by cycles):")
-        for h in r["hot_spots"]:
-            lines.append(f"    {h['function'][:48]:48s} {h['cycles']:10d} {h['share']:6.1%}")
+    if "cycles_per_inference" in r:
+        cyc_mac = r["cycles_per_mac_conv_linear"]
+        lines.append(
+            f"  {r['cycles_per_inference']:.0f} cycles ({r['multiplier']} multiplier, Cortex-M0 "
+            "timings)" + (f", {cyc_mac:.2f} cycles/MAC over conv/linear" if cyc_mac else "")
+        )
+        if per_op:
+            lines += _cycles_table(r)
     return "\n".join(lines)
+
+
+def _cycles_table(r: dict[str, Any]) -> list[str]:
+    total = max(1.0, sum(o["cycles"] for o in r["per_op"]))
+    lines = [
+        f"  {'op':>4s} {'name':24s} {'kind':16s} {'MACs':>9s} {'cycles':>10s} "
+        f"{'share':>6s} {'cyc/MAC':>8s}"
+    ]
+    for o in r["per_op"]:
+        cm = f"{o['cycles_per_mac']:.2f}" if o["cycles_per_mac"] else ""
+        lines.append(
+            f"  {o['index']:4d} {o['name'][:24]:24s} {o['kind']:16s} {o['macs']:9d} "
+            f"{o['cycles']:10d} {o['cycles'] / total:6.1%} {cm:>8s}"
+        )
+    lines.append("  hot spots (functions by cycles):")
+    for h in r["hot_spots"]:
+        lines.append(f"    {h['function'][:48]:48s} {h['cycles']:10d} {h['share']:6.1%}")
+    return lines

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..intgraph import IntGraph, Op
-from .requant import accumulator_bound, scratch_budget, window_fields, window_requant
+from .requant import accumulator_bound, rqw_rows, scratch_budget, window_requant
 
 C_TYPE8 = {"int8": "int8_t", "uint8": "uint8_t", "int16": "int16_t"}
 XOFF = {"int8": 128, "uint8": 0, "int16": 32768}  # the band holds x + XOFF, unsigned
@@ -159,7 +159,7 @@ def prepare_depthwise(graph: IntGraph, op: Op) -> DepthwiseLayer | None:
     offset = bias - (z + xoff) * w2.sum(axis=1)
     wr = window_requant(op.consts, op.attrs, accumulator_bound(graph, op), offset)
     fold = 2 ** (8 * np.dtype(y.dtype).itemsize)
-    rows = window_fields(wr, fold) if wr is not None else None
+    rows = rqw_rows(wr, fold) if wr is not None else None
     # The kernel's sums minus a_lo must stay inside int32 (the clamp reads their sign).
     sums = np.abs(w2).sum(axis=1) * (2 * xoff if xoff else 255)
     if rows is None or any(int(b) + abs(r[0]) >= 2**31 for b, r in zip(sums, rows, strict=True)):
@@ -171,3 +171,25 @@ def prepare_depthwise(graph: IntGraph, op: Op) -> DepthwiseLayer | None:
     return DepthwiseLayer(
         instance, x.dtype, y.dtype, wr.needs_sign, params, w2.astype(np.int8), rows
     )
+
+
+DW_RUNTIME = ("iq_requant.h", "iq_requant.c", "iq_depthwise.h", "iq_depthwise_impl.h")
+DW_RUNTIME += ("iq_depthwise.c",)
+
+
+def emit_depthwise(em, i: int, op: Op, p: str) -> bool:
+    """Emit ``op`` on the depthwise row kernels if they apply (the C emitter's calls and
+    data; codegen/emitter.py)."""
+    layer = prepare_depthwise(em.g, op)
+    if layer is None:
+        return False
+    em.require_runtime(DW_RUNTIME, header="iq_depthwise.h")
+    em.add_kernel_instance(layer.instance, layer.declaration(), layer.source())
+    w = em.const_array(f"{p}_weight", "int8_t", layer.weight)
+    rq = em.rqw_array(f"{p}_rq", layer.rq)
+    prm = em.params("iq_dw_params_t", f"{p}_params", layer.params)
+    off, _ = em.plan.scratch[i]
+    args = [f"&{prm}", em.typed(op.inputs[0], True), w, rq, em.typed(op.output, False)]
+    args.append(f"(void*)(IQ_ARENA + {off})")
+    em.calls.append(f"    {layer.instance}({', '.join(args)});")
+    return True

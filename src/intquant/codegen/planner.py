@@ -6,13 +6,13 @@ size and a lower bound next to it. Steps:
 1. *Buffers.* Each tensor needs one buffer, except:
    - the graph input and output live in the caller's arrays (``input`` / ``output`` of
      ``<name>_run``), not in the arena;
-   - a ``reshape`` output is an alias of its input (same bytes, nothing to compute);
-   - an elementwise op (clamp, lut, rescale, add) whose input buffer dies at that op writes its
-     output in place, when the output element is not wider than the input element (then
-     writing element i never overwrites an unread input element).
+   - an aliasing op's output (``reshape``) shares its input's bytes (nothing to compute);
+   - an elementwise op (``OpDef.in_place``: clamp, lut, rescale, add) whose input buffer dies
+     at that op writes its output in place, when the output element is not wider than the
+     input element (then writing element i never overwrites an unread input element).
    Tensors sharing bytes are merged into one buffer whose lifetime is the union of theirs.
 2. *Lifetimes.* A buffer is live from the op that produces it to the last op that reads it;
-   conv im2col scratch is live during its op only.
+   scratch (``OpDef.scratch_bytes``: conv im2col) is live during its op only.
 3. *Lower bound.* At each op, every buffer live at that op must be held at once: the largest such
    total (sizes rounded up to the 4-byte alignment) is a lower bound for any placement.
 4. *Placement.* Several first-fit orders are tried, TFLM's greedy largest-first among them, plus
@@ -29,13 +29,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..intgraph import IntGraph, Op, TensorInfo
-from .conv_tile import conv16_scratch, tile_scratch
-from .depthwise import depthwise_scratch
+from ..intgraph import IntGraph, TensorInfo
+from ..ops import op_def
 from .requant import minimal_scratch
 
 ALIGN = 4
-IN_PLACE_KINDS = ("clamp", "lut", "rescale", "add")
 INPUT = "input"  # location of tensors held in the caller's input array
 OUTPUT = "output"  # location of the graph output, written to the caller's output array
 ARENA = "arena"
@@ -89,33 +87,10 @@ class MemoryPlan:
         )
 
 
-def is_fast8(graph: IntGraph, op: Op) -> bool:
-    """conv / fully_connected on 8-bit inputs with int8 weights and an int32 accumulator: the
-    offset-binary kernels of iq_dot.h apply."""
-    return (
-        op.kind in ("conv", "fully_connected")
-        and graph.tensors[op.inputs[0]].dtype in ("int8", "uint8")
-        and str(op.consts["weight"].dtype) == "int8"
-        and int(op.attrs.get("acc_bits", 32)) == 32
-    )
-
-
 def scratch_bytes(graph: IntGraph, op_index: int) -> int:
-    """im2col buffer of a conv (one receptive field of one group, in the input's dtype); the
-    offset-binary copy of the input vector of an 8-bit fully_connected."""
+    """Scratch bytes an op needs during its run only (its op module says how many)."""
     op = graph.ops[op_index]
-    special = depthwise_scratch(graph, op)
-    special = conv16_scratch(graph, op) if special is None else special
-    if special is not None:
-        return special
-    if op.kind == "fully_connected":
-        fc = int(op.consts["weight"].shape[1]) if is_fast8(graph, op) else 0
-        return max(fc, tile_scratch(graph, op) or 0)
-    if op.kind != "conv":
-        return 0
-    _, cin_g, kh, kw = op.consts["weight"].shape
-    itemsize = np.dtype(graph.tensors[op.inputs[0]].dtype).itemsize
-    return max(cin_g * kh * kw * itemsize, tile_scratch(graph, op) or 0)
+    return op_def(op.kind).scratch_bytes(graph, op)
 
 
 class _UnionFind:
@@ -172,13 +147,13 @@ def _merge_tensors(graph: IntGraph) -> tuple[_UnionFind, list[str], list[int]]:
 
     for i, op in enumerate(graph.ops):
         out = op.output
-        if op.kind == "reshape":
+        if op_def(op.kind).alias:
             if out == graph.output:
                 copies.append(i)  # written into the caller's output array
             else:
                 merge(op.inputs[0], out)
             continue
-        if op.kind not in IN_PLACE_KINDS or out == graph.output:
+        if not op_def(op.kind).in_place or out == graph.output:
             continue
         out_size = np.dtype(graph.tensors[out].dtype).itemsize
         for t in op.inputs:

@@ -317,7 +317,7 @@ def rqw_fields(wr: WindowRequant, j: int, fold: int) -> tuple[int, ...] | None:
     return None
 
 
-def window_fields(wr: WindowRequant, fold: int = 0) -> list[tuple[int, ...]] | None:
+def rqw_rows(wr: WindowRequant, fold: int = 0) -> list[tuple[int, ...]] | None:
     """Every channel as iq_rqw_t fields, or None if one channel has no exact 32-bit form."""
     rows = [rqw_fields(wr, j, fold) for j in range(len(wr.width))]
     return None if any(r is None for r in rows) else rows  # type: ignore[return-value]

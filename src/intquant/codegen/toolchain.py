@@ -33,6 +33,9 @@ ARM_CC = "arm-none-eabi-gcc"
 ARM_NM = "arm-none-eabi-nm"
 QEMU = "qemu-system-arm"
 WARN = ["-Wall", "-Wextra", "-Werror"]
+ARMV6M_CPUS = ("cortex-m0", "cortex-m0plus")
+CPU_TAG = {"cortex-m0": "m0", "cortex-m0plus": "m0plus"}
+# -mcpu here is the default; build_m0 appends the chosen ARMv6-M cpu, which overrides it.
 ARM_FLAGS = [
     "-mcpu=cortex-m0",
     "-mthumb",
@@ -47,7 +50,7 @@ ARM_FLAGS = [
 SOFT_FLOAT_RE = re.compile(
     r"^(__aeabi_[fd]\w*|__aeabi_\w*2[fd]\w*|__(add|sub|mul|div|neg|cmp|eq|ne|lt|le|gt|ge|unord)"
     r"[sdt]f[23]|__float\w+|__fix\w*[sdt]f\w*|__extend\w+|__trunc\w+|_dtoa_r|_printf_float|"
-    r"__ieee754\w*)$"
+    r"__ieee754\w*|__fp_\w+)$"
 )
 HARNESS_SYMBOLS = {
     "iq_samples",
@@ -73,13 +76,39 @@ class ToolchainError(RuntimeError):
     """A compiler or emulator is missing or failed; the message says what to run."""
 
 
+# Which install_toolchain.sh group provides a tool or library file (for the one-line error).
+TOOL_GROUP = {
+    "arm-none-eabi-gcc": "arm",
+    "arm-none-eabi-nm": "arm",
+    "qemu-system-arm": "arm",
+    "/usr/lib/arm-none-eabi/include/string.h": "arm",
+    "avr-gcc": "avr",
+    "avr-nm": "avr",
+    "simavr": "avr",
+    "/usr/lib/avr/include/avr/pgmspace.h": "avr",
+    "riscv64-unknown-elf-gcc": "riscv32",
+    "riscv64-unknown-elf-nm": "riscv32",
+    "qemu-riscv32": "riscv32",
+    "/usr/lib/picolibc/riscv64-unknown-elf/include/string.h": "riscv32",
+    "powerpc-linux-gnu-gcc": "powerpc",
+    "powerpc-linux-gnu-nm": "powerpc",
+    "qemu-ppc": "powerpc",
+    "/usr/powerpc-linux-gnu/include/string.h": "powerpc",
+}
+
+
 def require(tool: str) -> str:
-    path = shutil.which(tool)
+    """Path of ``tool`` (a command, or an absolute path to a file a toolchain installs).
+
+    Raises ToolchainError with one line naming the install command when it is missing.
+    """
+    path = tool if tool.startswith("/") and os.path.exists(tool) else shutil.which(tool)
     if path is None:
+        group = TOOL_GROUP.get(tool, "all")
         raise ToolchainError(
-            f"'{tool}' not found. Install the Cortex-M toolchain and emulator with "
-            "scripts/install_toolchain.sh (Debian: gcc-arm-none-eabi libnewlib-arm-none-eabi "
-            "qemu-system-arm), or `make toolchain`."
+            f"'{tool}' not found: install the {group} toolchain with "
+            f"`scripts/install_toolchain.sh {group}` (Debian packages; `make toolchain` "
+            "installs every target's)"
         )
     return path
 
@@ -271,6 +300,7 @@ class M0Build:
     board: str  # "microbit" (Cortex-M0, 16 KB) or "an385" (Cortex-M3 board, 4 MB; M0 code)
     ram_size: int
     soft_float: list[str]  # soft-float helper symbols found in the ELF (must be empty)
+    cpu: str = "cortex-m0"
 
 
 def build_m0(
@@ -280,16 +310,20 @@ def build_m0(
     profile: bool = False,
     opt: str = "-O2",
     board: str = "auto",
+    cpu: str = "cortex-m0",
 ) -> M0Build:
     """Cross-compile library + M0 harness with ``inputs`` as const samples in flash.
 
     ``board="auto"`` links for the micro:bit (16 KB RAM) and falls back to MPS2 AN385 only if
-    the arena, buffers and the reserved stack do not fit.
+    the arena, buffers and the reserved stack do not fit. ``cpu`` is ``cortex-m0`` or
+    ``cortex-m0plus`` (the same ARMv6-M instruction set, which both boards run).
     """
+    if cpu not in ARMV6M_CPUS:
+        raise ValueError(f"cpu must be one of {ARMV6M_CPUS}, got {cpu!r}")
     info = project_info(out_dir)
     x = _check_inputs(info, inputs)
     cc = require(ARM_CC)
-    tag = f"m0{opt.lstrip('-')}{'-prof' if profile else ''}"
+    tag = f"{CPU_TAG[cpu]}{opt.lstrip('-')}{'-prof' if profile else ''}"
     build = info.out_dir / "build" / tag
     build.mkdir(parents=True, exist_ok=True)
     ctype = {"int8": "int8_t", "uint8": "uint8_t", "int16": "int16_t"}[info.input_dtype.name]
@@ -304,6 +338,7 @@ def build_m0(
         cmd = [
             cc,
             *ARM_FLAGS,
+            f"-mcpu={cpu}",
             opt,
             "-I",
             str(info.out_dir),
@@ -328,18 +363,24 @@ def build_m0(
                 continue
             raise
         ram = MICROBIT_RAM if b == "microbit" else AN385_RAM
-        return M0Build(elf, b, ram, soft_float_symbols(elf))
+        return M0Build(elf, b, ram, soft_float_symbols(elf), cpu)
     raise ToolchainError(f"model does not fit any emulated board: {last_err}")
 
 
-def elf_symbols(elf: Path) -> list[tuple[str, str, int, int]]:
-    """(name, type, address, size) of every sized symbol (arm-none-eabi-nm -S)."""
-    res = _run([require(ARM_NM), "-S", "--defined-only", str(elf)], text=True)
+def elf_symbols(elf: Path, nm: str = ARM_NM) -> list[tuple[str, str, int, int]]:
+    """(name, type, address, size) of every defined symbol (``nm -S``).
+
+    Symbols without a size (the linker script's ``__bss_end__``, ``__stack_top__``) are kept
+    with size 0: the stack probe needs their addresses.
+    """
+    res = _run([require(nm), "-S", "--defined-only", str(elf)], text=True)
     out = []
     for line in res.stdout.splitlines():
         parts = line.split()
         if len(parts) == 4:
             out.append((parts[3], parts[2], int(parts[0], 16), int(parts[1], 16)))
+        elif len(parts) == 3:
+            out.append((parts[2], parts[1], int(parts[0], 16), 0))
     return out
 
 
@@ -348,8 +389,8 @@ def function_symbols(elf: Path) -> list[tuple[str, int, int]]:
     return [(n, a, s) for n, typ, a, s in elf_symbols(elf) if typ in "tTwW"]
 
 
-def soft_float_symbols(elf: Path) -> list[str]:
-    res = _run([require(ARM_NM), str(elf)], text=True)
+def soft_float_symbols(elf: Path, nm: str = ARM_NM) -> list[str]:
+    res = _run([require(nm), str(elf)], text=True)
     names = [ln.split()[-1] for ln in res.stdout.splitlines() if ln.strip()]
     return sorted(n for n in names if SOFT_FLOAT_RE.match(n))
 
@@ -386,18 +427,22 @@ def run_qemu(build: M0Build, n_outputs: int, timeout: float = 60.0) -> list[byte
 
 
 def run_on_m0(
-    out_dir: str | os.PathLike, inputs: np.ndarray, emulator: str = "qemu", opt: str = "-O2"
+    out_dir: str | os.PathLike,
+    inputs: np.ndarray,
+    emulator: str = "qemu",
+    opt: str = "-O2",
+    cpu: str = "cortex-m0",
 ) -> np.ndarray:
-    """Outputs of the model on an emulated Cortex-M0 for a batch of raw inputs."""
+    """Outputs of the model on an emulated Cortex-M0 (or M0+) for a batch of raw inputs."""
     info = project_info(out_dir)
     x = _check_inputs(info, inputs)
     if emulator == "qemu":
-        build = build_m0(out_dir, x, opt=opt)
+        build = build_m0(out_dir, x, opt=opt, cpu=cpu)
         _assert_no_soft_float(build)
         raw = run_qemu(build, x.shape[0])
         out = np.frombuffer(b"".join(raw), dtype=info.output_dtype)
     elif emulator == "unicorn":
-        res = emulate_unicorn(out_dir, x, opt=opt)
+        res = emulate_unicorn(out_dir, x, opt=opt, cpu=cpu)
         out = res.outputs
     else:
         raise ValueError(f"emulator must be 'qemu' or 'unicorn', got {emulator!r}")
@@ -413,7 +458,14 @@ def _assert_no_soft_float(build: M0Build) -> None:
 
 IO_BASE = 0x30000000
 RETURN_ADDR = 0x3FFF0000
-STACK_PROBE = 0x2000
+STACK_PATTERN = 0xA5
+
+
+def stack_bytes_used(region: bytes) -> int:
+    """Bytes of a pattern-filled stack region (lowest address first) written by the run: from
+    the first byte that is no longer the pattern up to the top."""
+    changed = np.flatnonzero(np.frombuffer(region, dtype=np.uint8) != STACK_PATTERN)
+    return len(region) - int(changed[0]) if changed.size else 0
 
 
 @dataclass
@@ -445,12 +497,17 @@ def emulate_unicorn(
     profile: bool = False,
     opt: str = "-O2",
     allow_soft_float: bool = False,
+    cpu: str = "cortex-m0",
+    board: str = "auto",
 ) -> UnicornResult:
     """Call ``<name>_run`` once per sample on unicorn's Cortex-M0, counting instructions.
 
     The ELF's loadable segments are written at their load and run addresses (so .data starts
     initialised and .bss zero); input and output arrays live in a separate mapped region;
-    the stack is pre-filled with a pattern to measure its deepest use.
+    the stack is pre-filled with a pattern to measure its deepest use: all of the RAM between
+    the end of ``.bss`` (``__bss_end__``) and the top of the stack, so the probe never lands
+    inside the arena or another static buffer. Cortex-M0+ builds run on the same M0 model
+    (same instruction set); the cycles of the traces use the Cortex-M0's timings (cycles.py).
     """
     from elftools.elf.elffile import ELFFile
     from unicorn import UC_ARCH_ARM, UC_HOOK_BLOCK, UC_HOOK_CODE, UC_MODE_THUMB, Uc
@@ -464,7 +521,7 @@ def emulate_unicorn(
 
     info = project_info(out_dir)
     x = _check_inputs(info, inputs)
-    build = build_m0(out_dir, x[:1], profile=profile, opt=opt)
+    build = build_m0(out_dir, x[:1], profile=profile, opt=opt, cpu=cpu, board=board)
     if not allow_soft_float:  # only the benchmark's float32 comparison build links them
         _assert_no_soft_float(build)
     syms = {name: addr for name, _, addr, _ in elf_symbols(build.elf)}
@@ -485,7 +542,6 @@ def emulate_unicorn(
                 uc.mem_write(seg["p_paddr"], data)
                 uc.mem_write(seg["p_vaddr"], data)
     counter = TraceCounter(FunctionMap.from_symbols(function_symbols(build.elf)))
-
     uc.hook_add(UC_HOOK_BLOCK, lambda uc_, address, size, _u: counter.on_block(address, size, uc_))
     if profile:
         mark = syms["iq_profile_mark"] & ~1
@@ -496,12 +552,12 @@ def emulate_unicorn(
         uc.hook_add(UC_HOOK_CODE, on_mark, begin=mark, end=mark)
     fn = syms[f"{info.name}_run"]
     stack_top = 0x20000000 + build.ram_size
-    bss_end = syms.get("__bss_end__", stack_top - STACK_PROBE)
-    probe_lo = max(bss_end, stack_top - STACK_PROBE)
+    probe_lo = syms["__bss_end__"]
+    pattern = b"\xa5" * (stack_top - probe_lo)
     outputs, traces, stack = [], [], 0
     for s in x:
         uc.mem_write(IO_BASE, s.tobytes())
-        uc.mem_write(probe_lo, b"\xa5" * (stack_top - probe_lo))
+        uc.mem_write(probe_lo, pattern)
         uc.reg_write(UC_ARM_REG_R0, IO_BASE)
         uc.reg_write(UC_ARM_REG_R1, IO_BASE + ((in_bytes + 7) & ~7))
         uc.reg_write(UC_ARM_REG_SP, stack_top)
@@ -510,8 +566,27 @@ def emulate_unicorn(
         uc.emu_start(fn | 1, RETURN_ADDR, timeout=120 * 1000 * 1000)
         outputs.append(bytes(uc.mem_read(IO_BASE + ((in_bytes + 7) & ~7), out_bytes)))
         traces.append(counter.finish(RETURN_ADDR))
-        mem = bytes(uc.mem_read(probe_lo, stack_top - probe_lo))
-        used = len(mem) - next((i for i, b in enumerate(mem) if b != 0xA5), len(mem))
-        stack = max(stack, used)
+        stack = max(stack, stack_bytes_used(bytes(uc.mem_read(probe_lo, len(pattern)))))
     out = np.frombuffer(b"".join(outputs), dtype=info.output_dtype)
     return UnicornResult(out, traces, stack, build)
+
+
+# ----------------------------------------------------------------------------------------------
+# Any target
+# ----------------------------------------------------------------------------------------------
+
+
+def run_on(
+    out_dir: str | os.PathLike, inputs: np.ndarray, target: str = "host", opt: str = "-O2"
+) -> np.ndarray:
+    """Outputs of the exported C on ``target`` for a batch of raw inputs, shape
+    (N, *output_shape), as a native NumPy array (whatever the target's byte order).
+
+    Targets (``intquant.codegen.targets``): host, cortex-m0, cortex-m0plus, avr, riscv32,
+    powerpc. A missing compiler or emulator raises ToolchainError with one line saying how to
+    install it; a soft-float helper linked into a target image is an error too.
+    """
+    from .targets import get_target
+
+    t = get_target(target)
+    return t.run(out_dir, _check_inputs(project_info(out_dir), inputs), opt)

@@ -30,6 +30,36 @@ class UnsupportedOpError(ValueError):
     """A module or function the integer pipeline cannot represent."""
 
 
+class _DependsOnUnsupported(Exception):
+    """A node whose input comes from an unsupported one: not reported a second time."""
+
+
+# What to use instead, for ATen ops people meet (prefix match on the target name).
+HINTS: dict[str, str] = {
+    "aten.conv3d": "only 1-D and 2-D convolutions: fold the extra axis into channels or batch",
+    "aten.conv_transpose3d": "only 1-D and 2-D transposed convolutions",
+    "aten.upsample_bicubic2d": "use nn.Upsample(mode='nearest') or mode='bilinear'",
+    "aten.embedding": "embeddings of token ids: feed the embedded vectors as the model input",
+    "aten.lstm": "nn.LSTM: see docs/ops.md for the recurrent layers intquant supports",
+    "aten.gru": "nn.GRU: see docs/ops.md for the recurrent layers intquant supports",
+    "aten.rnn_tanh": "nn.RNN: use nn.GRU or nn.LSTM",
+    "aten.max_pool3d": "only 1-D and 2-D pooling",
+    "aten.avg_pool3d": "only 1-D and 2-D pooling",
+    "aten.div": "division by a tensor: multiply by a constant instead",
+    "aten.exp": "exp of an activation: use a supported activation (sigmoid, tanh, softmax)",
+    "aten.log": "log of an activation is not supported",
+    "aten.sqrt": "sqrt of an activation: use nn.LayerNorm for normalisation",
+}
+_POISONED = "\0unsupported"  # alias of an fx node whose op could not be translated
+
+
+def _hint(target: str) -> str:
+    for prefix, hint in HINTS.items():
+        if target.startswith(prefix):
+            return hint
+    return "see docs/ops.md for the supported operations"
+
+
 def _layer_name(fx_node: torch.fx.Node) -> str:
     stack = fx_node.meta.get("nn_module_stack") or {}
     if stack:
@@ -77,6 +107,8 @@ class _Translator:
             raise UnsupportedOpError(f"expected a tensor input, got constant {arg!r}")
         if arg.name not in self.alias:
             raise UnsupportedOpError(f"tensor {arg.name!r} is a constant, not an activation")
+        if self.alias[arg.name] == _POISONED:
+            raise _DependsOnUnsupported
         return self.alias[arg.name]
 
     def const(self, arg: Any) -> np.ndarray | None:
@@ -120,7 +152,15 @@ class _Translator:
         return True
 
     # -- translation ----------------------------------------------------------------------
+    def values_of(self, n: torch.fx.Node) -> list[str]:
+        """Graph names of the node's tensor inputs (raises for inputs of unsupported nodes)."""
+        args: list[torch.fx.Node] = []
+        torch.fx.node.map_arg((n.args, n.kwargs), args.append)
+        return [self.value(a) for a in args if a.name in self.alias]
+
     def run(self) -> Graph:
+        """Translate every node; unsupported ones are all collected and reported in one error."""
+        problems: list[str] = []
         for n in self.ep.graph.nodes:
             if n.op == "placeholder":
                 if n.name in self.user_inputs:
@@ -135,7 +175,10 @@ class _Translator:
                 outs = n.args[0]
                 if len(outs) != 1:
                     raise UnsupportedOpError("models with more than one output are not supported")
-                output = self.value(outs[0])
+                try:
+                    output = self.value(outs[0])
+                except _DependsOnUnsupported:
+                    output = None  # reported below through the unsupported node itself
                 continue
             if n.op != "call_function":
                 raise UnsupportedOpError(f"node {n.name}: fx op {n.op} not supported")
@@ -143,18 +186,21 @@ class _Translator:
             if self.fold_constant(n):
                 continue
             handler = HANDLERS.get(target)
-            if handler is None:
-                raise UnsupportedOpError(
-                    f"unsupported operation {target} at layer {_layer_name(n)!r} "
-                    f"({_module_type(n)}). Supported: {SUPPORTED_MODULES}"
-                )
             try:
+                if handler is None:
+                    self.values_of(n)  # an input from an unsupported node: report that one only
+                    raise UnsupportedOpError(f"{target} is not supported ({_hint(target)})")
                 handler(self, n)
+            except _DependsOnUnsupported:
+                self.alias[n.name] = _POISONED
             except UnsupportedOpError as e:
-                raise UnsupportedOpError(
-                    f"layer {_layer_name(n)!r} ({_module_type(n)}, {target}): {e}. "
-                    f"Supported: {SUPPORTED_MODULES}"
-                ) from None
+                problems.append(f"layer {_layer_name(n)!r} ({_module_type(n)}, {target}): {e}")
+                self.alias[n.name] = _POISONED
+        if problems:
+            raise UnsupportedOpError(
+                f"{len(problems)} unsupported operation(s): " + "; ".join(problems)
+                + f". Supported: {SUPPORTED_MODULES}"
+            )
         g = Graph(self.nodes, output)
         g.validate()
         return g
@@ -394,7 +440,10 @@ def h_add(t, n, sign: float = 1.0):
         return _add_constant(t, n, a, b, sign)
     if b_act and not a_act and sign > 0:
         return _add_constant(t, n, b, a, sign)
-    if not (a_act and b_act) or sign < 0:
+    if a_act and b_act and sign < 0:
+        raise UnsupportedOpError("a - b of two activations (supported: a + b of two activations "
+                                 "of the same shape, a ± constant)")
+    if not (a_act and b_act):
         raise UnsupportedOpError("add is supported between two activations of the same shape, "
                                  "or of an activation and a constant")
     if tuple(a.meta["val"].shape) != tuple(b.meta["val"].shape):
@@ -513,6 +562,14 @@ HANDLERS: dict[str, Callable[[_Translator, torch.fx.Node], None]] = {
     "aten.cat.default": h_cat,
     "aten.pad.default": h_pad,
     "aten.constant_pad_nd.default": h_constant_pad,
+
+    # -- two-activation ops and activations --
+
+    # -- transformer pieces: normalisation, matmul, slicing --
+
+    # -- recurrent layers --
+
+    # -- upsampling and transposed convolution --
 }
 
 

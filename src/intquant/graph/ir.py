@@ -12,37 +12,26 @@ from typing import Any
 
 import numpy as np
 
-# op -> short description; the one list of what the float graph can hold.
-OPS: dict[str, str] = {
-    "input": "graph input",
-    "conv": "Conv1d/Conv2d (stride, padding, dilation, groups); params weight[, bias]",
-    "linear": "Linear; params weight[, bias]",
-    "batchnorm": "standalone BatchNorm (eval statistics); params mean, var, weight, bias; attr eps",
-    "relu": "ReLU",
-    "clamp": "clamp / ReLU6 / Hardtanh; attrs min, max (None = unbounded)",
-    "leaky_relu": "LeakyReLU; attr negative_slope",
-    "sigmoid": "Sigmoid",
-    "tanh": "Tanh",
-    "softmax": "Softmax over the last axis",
-    "max_pool": "MaxPool1d/2d; attrs kernel, stride, padding, dilation",
-    "avg_pool": "AvgPool1d/2d; attrs kernel, stride, padding, count_include_pad",
-    "global_avg_pool": "AdaptiveAvgPool to 1 / GlobalAveragePool",
-    "reshape": "Flatten / view / reshape / Unflatten; attr shape (non-batch)",
-    "transpose": "permutation of the non-batch dims; attr perm",
-    "add": "elementwise sum of two tensors of the same shape",
-    "concat": "concatenation; attr axis (non-batch)",
-    "pad": "constant pad; attrs pads (flat [before_0, after_0, ...] over non-batch dims), value",
-    "mul_const": "x·value + bias, constants scalar or per channel; params value[, bias]",
-    "lrn": "ONNX LRN across channels; attrs size, alpha, beta, bias (from ONNX import)",
+# What the float graph can hold is the registry's FLOAT_OPS (``intquant.ops``: each op module
+# registers the float ops it lowers). These names are derived from it on first use.
+_DERIVED = {
+    "OPS": lambda ops: {"input": "graph input", **{k: d.summary for k, d in ops.items()}},
+    # Ops whose output keeps its input's quantization format (they move or select raw values,
+    # or clamp them): no requantization, no calibration of their own.
+    "SAME_FORMAT": lambda ops: tuple(k for k, d in ops.items() if d.same_format),
+    # Activations that can be fused into the producing conv/linear/add as clamp bounds.
+    "FUSABLE_ACTIVATIONS": lambda ops: tuple(k for k, d in ops.items() if d.fusable),
+    # Layers with a weight tensor (per-layer weight formats, bias correction, statistics).
+    "WEIGHTED": lambda ops: tuple(k for k, d in ops.items() if d.weighted),
 }
 
-# Ops whose output keeps its input's quantization format (they move or select raw values, or
-# clamp them): no requantization, no calibration of their own.
-SAME_FORMAT = ("max_pool", "avg_pool", "global_avg_pool", "reshape", "transpose", "pad",
-               "relu", "clamp")
 
-# Activations that can be fused into the producing conv/linear/add as clamp bounds.
-FUSABLE_ACTIVATIONS = ("relu", "clamp")
+def __getattr__(name: str):
+    if name in _DERIVED:
+        from ..ops import FLOAT_OPS
+
+        return _DERIVED[name](FLOAT_OPS)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def unique_name(base: str, used: set[str], sep: str = ":") -> str:
@@ -96,9 +85,11 @@ class Graph:
 
     def validate(self) -> None:
         """Check ops are known, inputs exist and come earlier (topological order)."""
+        from ..ops import FLOAT_OPS
+
         seen: set[str] = set()
         for n in self.nodes:
-            if n.op not in OPS:
+            if n.op != "input" and n.op not in FLOAT_OPS:
                 raise ValueError(f"node {n.name!r}: unknown op {n.op!r}")
             for i in n.inputs:
                 if i not in seen:

@@ -40,6 +40,13 @@ class UnsupportedOnnxError(ValueError):
     """A valid ONNX model that uses an op or a feature the float Graph cannot express."""
 
 
+class _DependsOnUnsupported(Exception):
+    """A node whose input comes from an unsupported one: not reported a second time."""
+
+
+_POISONED = "\0unsupported"  # Graph name of tensors produced by an unsupported node
+
+
 def from_onnx(
     path: str | os.PathLike | onnx.ModelProto, input_shape: tuple[int, ...] | None = None
 ) -> GraphModule:
@@ -270,6 +277,8 @@ class _Importer:
     def act(self, node: onnx.NodeProto, idx: int = 0) -> str:
         """The Graph node holding activation input ``idx``."""
         t = node.input[idx]
+        if self.ir_name.get(t) == _POISONED:
+            raise _DependsOnUnsupported
         if t in self.ir_name:
             return self.ir_name[t]
         raise self.unsupported(node, f"input {idx} ({t!r}) is a constant where a tensor that "
@@ -307,24 +316,20 @@ class _Importer:
         self.nodes.append(inp)
         self.by_name[inp.name] = inp
         self.ir_name[self.input_name] = inp.name
+        problems: list[str] = []
         for node in g.node:
-            if node.domain not in ("", "ai.onnx"):
-                raise self.unsupported(node, f"custom domain {node.domain!r} is not supported")
-            if all(i == "" or i in self.consts for i in node.input) and node.op_type != "Shape":
-                self.fold(node)
-                continue
-            handler = HANDLERS.get(node.op_type)
-            if handler is None:
-                raise self.unsupported(
-                    node, f"op {node.op_type} is not supported on tensors that depend on the "
-                    f"input; supported: {', '.join(sorted(HANDLERS))}"
-                )
-            for extra in node.output[1:]:
-                if extra and self.uses.get(extra, 0) and node.op_type not in ("Dropout",):
-                    raise self.unsupported(node, f"its output {extra!r} is used; only the "
-                                           "first output is supported")
-            self._fill_missing_shapes(node)
-            handler(self, node)
+            try:
+                self._import_node(node)
+            except _DependsOnUnsupported:
+                self._poison(node)
+            except UnsupportedOnnxError as e:
+                problems.append(str(e))
+                self._poison(node)
+        if problems:
+            raise UnsupportedOnnxError(
+                f"{len(problems)} unsupported node(s): " + "; ".join(problems)
+                + f". Supported ops: {', '.join(sorted(HANDLERS))}"
+            )
         if len(g.output) != 1:
             raise UnsupportedOnnxError(
                 f"model has {len(g.output)} outputs ({[o.name for o in g.output]}); the float "
@@ -337,6 +342,32 @@ class _Importer:
         graph.validate()
         self._check_shapes(graph)
         return graph
+
+    def _import_node(self, node: onnx.NodeProto) -> None:
+        if any(self.ir_name.get(i) == _POISONED for i in node.input):
+            raise _DependsOnUnsupported
+        if node.domain not in ("", "ai.onnx"):
+            raise self.unsupported(node, f"custom domain {node.domain!r} is not supported")
+        if all(i == "" or i in self.consts for i in node.input) and node.op_type != "Shape":
+            self.fold(node)
+            return
+        handler = HANDLERS.get(node.op_type)
+        if handler is None:
+            raise self.unsupported(
+                node, f"op {node.op_type} is not supported on tensors that depend on the input"
+            )
+        for extra in node.output[1:]:
+            if extra and self.uses.get(extra, 0) and node.op_type not in ("Dropout",):
+                raise self.unsupported(node, f"its output {extra!r} is used; only the "
+                                       "first output is supported")
+        self._fill_missing_shapes(node)
+        handler(self, node)
+
+    def _poison(self, node: onnx.NodeProto) -> None:
+        """Mark the node's outputs so that nodes using them are skipped, not reported."""
+        for out in node.output:
+            if out:
+                self.ir_name[out] = _POISONED
 
     def _fill_missing_shapes(self, node: onnx.NodeProto) -> None:
         """Where ONNX shape inference stopped (shapes computed by Shape/Gather/Concat chains it
@@ -831,6 +862,14 @@ HANDLERS: dict[str, Callable[[_Importer, onnx.NodeProto], None]] = {
     "Dropout": op_dropout,
     "Shape": op_shape,
     "LRN": op_lrn,
+
+    # -- two-activation ops and activations --
+
+    # -- transformer pieces: normalisation, matmul, slicing --
+
+    # -- recurrent layers --
+
+    # -- upsampling and transposed convolution --
 }
 # Constant and ConstantOfShape have only constant inputs: they are always folded.
 SUPPORTED_OPS = sorted(set(HANDLERS) | {"Constant", "ConstantOfShape"})

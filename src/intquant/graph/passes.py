@@ -9,11 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..ops import float_op
 from .ir import Graph, Node
-
-# Producers whose output can carry fused clamp bounds.
-FUSE_INTO = ("conv", "linear", "add", "batchnorm", "max_pool", "avg_pool", "global_avg_pool",
-             "mul_const")
 
 
 def bn_scale_shift(bn: Node) -> tuple[np.ndarray, np.ndarray]:
@@ -41,7 +38,7 @@ def fold_batchnorm(graph: Graph) -> Graph:
     """Fold each BatchNorm into the conv/linear that alone feeds it: W' = a·W, b' = a·b + shift."""
     for bn in [n for n in graph.nodes if n.op == "batchnorm"]:
         prod = graph.node(bn.inputs[0])
-        if prod.op not in ("conv", "linear") or prod.act is not None:
+        if prod.op == "input" or not float_op(prod.op).weighted or prod.act is not None:
             continue
         if len(graph.consumers(prod.name)) != 1 or prod.name == graph.output:
             continue
@@ -57,12 +54,6 @@ def fold_batchnorm(graph: Graph) -> Graph:
     return graph
 
 
-def _act_bounds(node: Node) -> tuple[float | None, float | None]:
-    if node.op == "relu":
-        return 0.0, None
-    return node.attrs.get("min"), node.attrs.get("max")
-
-
 def _intersect(a, b):
     lo = [v for v in (a[0], b[0]) if v is not None]
     hi = [v for v in (a[1], b[1]) if v is not None]
@@ -74,13 +65,14 @@ def fuse_activations(graph: Graph) -> Graph:
     changed = True
     while changed:
         changed = False
-        for act in [n for n in graph.nodes if n.op in ("relu", "clamp")]:
+        acts = [n for n in graph.nodes if n.op != "input" and float_op(n.op).fusable]
+        for act in acts:
             prod = graph.node(act.inputs[0])
-            if prod.op not in FUSE_INTO or len(graph.consumers(prod.name)) != 1:
+            if prod.op == "input" or not float_op(prod.op).fuse_into:
                 continue
-            if prod.name == graph.output:
+            if len(graph.consumers(prod.name)) != 1 or prod.name == graph.output:
                 continue
-            bounds = _act_bounds(act)
+            bounds = float_op(act.op).act_bounds(act)
             prod.act = bounds if prod.act is None else _intersect(prod.act, bounds)
             prod.source += f" + fused {act.name}"
             _remove(graph, act, prod.name)

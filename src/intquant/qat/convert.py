@@ -9,8 +9,11 @@ Conversion hands PTQ the *trained* integer grid instead of letting it observe ne
    weight container bits, and the output activation range and bits the QAT quantizers used;
 3. ``intquant.quantize`` lowers that float network with those overrides, so every weight code
    and every activation format of the IntGraph is the trained one.
-The remaining difference between training and deployment is the integer contract's own
-rounding (bias rounding, fixed-point requantization multipliers); :func:`agreement` measures it.
+Residual adds are QAdd modules whose output formats are trained as well, so every format of
+the IntGraph of a conv/linear/add network comes from training and the calibration input does not
+change it. Eval mode of the prepared model runs exactly this integer model (see
+:mod:`intquant.qat.model`); the training forward differs from it only by the integer
+contract's own rounding (bias rounding, fixed-point requantization multipliers).
 """
 
 from __future__ import annotations
@@ -24,7 +27,8 @@ import torch
 from torch import fx, nn
 
 from ..config import Config
-from .modules import GridAvgPool, QConv1d, QConv2d, QLinear, fold_params
+from .model import QATModel
+from .modules import Add, GridAvgPool, QAdd, QConv1d, QConv2d, QLinear, fold_params
 from .prepare import INPUT_KEY, LayerInfo
 from .quantizers import Quantizer, deployed_code_shift
 
@@ -34,11 +38,10 @@ _QLAYERS = (QConv1d, QConv2d, QLinear)
 
 
 def _check_prepared(model: nn.Module) -> dict[str, LayerInfo]:
-    infos = getattr(model, "qat_layers", None)
-    if not isinstance(model, fx.GraphModule) or infos is None:
+    if not isinstance(model, QATModel):
         raise ValueError("convert: expected the model returned by intquant.qat.prepare "
-                         f"(a GraphModule with qat_layers), got {type(model).__name__}")
-    return infos
+                         f"(a QATModel), got {type(model).__name__}")
+    return model.qat_layers
 
 
 def fold_layer(layer: nn.Module, sign_output: bool = False) -> dict[str, Any]:
@@ -79,6 +82,13 @@ def fold_layer(layer: nn.Module, sign_output: bool = False) -> dict[str, Any]:
             "weight": weight, "bias": bias.to(torch.float32)}
 
 
+def _act_quantizers(qat_model: QATModel) -> list[Quantizer]:
+    """The input, layer-output and add-output quantizers: every activation format trained."""
+    names = ["input_quant"] + [f"{n}.output_quant" for n in qat_model.qat_layers] + \
+        [f"{n}.output_quant" for n in qat_model.qat_adds]
+    return [qat_model.get_submodule(n) for n in names]
+
+
 def _act_override(q: Quantizer) -> dict[str, Any]:
     """act_bits/act_range reproducing the quantizer's grid in PTQ's signed b-bit format.
 
@@ -97,9 +107,12 @@ def _act_override(q: Quantizer) -> dict[str, Any]:
             "act_signed": bool(e["signed"])}
 
 
-def ptq_overrides(qat_model: fx.GraphModule) -> dict[str, dict[str, Any]]:
-    """Config.overrides for intquant.quantize that reproduce the trained grid of every layer."""
+def ptq_overrides(qat_model: QATModel) -> dict[str, dict[str, Any]]:
+    """Config.overrides for intquant.quantize that reproduce the trained grid of every layer,
+    residual add and of the input, from the current parameters."""
     infos = _check_prepared(qat_model)
+    for q in _act_quantizers(qat_model):
+        q.record_grid()  # the last forward may predate an optimizer step
     overrides: dict[str, dict[str, Any]] = {}
     for name, info in infos.items():
         layer = qat_model.get_submodule(name)
@@ -107,14 +120,18 @@ def ptq_overrides(qat_model: fx.GraphModule) -> dict[str, dict[str, Any]]:
         ov = {"weight_bits": folded["bits"], "weight_scale": folded["scale"]}
         ov.update(_act_override(layer.output_quant))
         overrides[name] = ov
+    for name in qat_model.qat_adds:
+        overrides[name] = _act_override(qat_model.get_submodule(name).output_quant)
     overrides[INPUT_KEY] = _act_override(qat_model.get_submodule("input_quant"))
     return overrides
 
 
-def folded_float_model(qat_model: fx.GraphModule) -> fx.GraphModule:
+def folded_float_model(qat_model: QATModel) -> fx.GraphModule:
     """A float network equal to the eval-mode QAT network, BN folded, weights on the grid.
 
-    Fake-quantizer nodes are removed (PTQ re-imposes the same grids through the overrides).
+    Fake-quantizer nodes are removed (PTQ re-imposes the same grids through the overrides);
+    residual adds stay modules (:class:`Add`) so the captured graph names them by their path.
+    The result is a plain ``torch.fx.GraphModule``.
     """
     infos = _check_prepared(qat_model)
     gm = copy.deepcopy(qat_model).eval()
@@ -144,9 +161,10 @@ def folded_float_model(qat_model: fx.GraphModule) -> fx.GraphModule:
             gm.graph.erase_node(node)
         elif isinstance(gm.get_submodule(node.target), GridAvgPool):
             _set_module(gm, node.target, gm.get_submodule(node.target).pool)
+        elif isinstance(gm.get_submodule(node.target), QAdd):
+            _set_module(gm, node.target, Add())
     gm.graph.lint()
-    gm.recompile()
-    return gm
+    return fx.GraphModule(gm, gm.graph)
 
 
 def _plain_copy(layer: nn.Module) -> nn.Module:
@@ -164,15 +182,19 @@ def _set_module(root: nn.Module, name: str, module: nn.Module) -> None:
     setattr(parent, child, module)
 
 
-def convert(qat_model: fx.GraphModule, calib: Any = None, config: Config | None = None,
+def convert(qat_model: QATModel, calib: Any = None, config: Config | None = None,
             progress: bool = False):
     """The integer ``QuantizedModel`` of a QAT-trained model (same type intquant.quantize returns).
 
-    ``calib``: a few float inputs. Every quantized tensor of a plain conv/linear chain has a
-    trained format, so any input of the right shape works; tensors QAT does not quantize
-    (e.g. residual adds) are calibrated on it. Default: zeros of the last input shape seen.
-    ``config``: base PTQ settings (rounding, input_spec …); its overrides are replaced.
-    Default: ``Config(rounding="single")``. TFLM's default double rounding first rounds
+    With the defaults this is the model the prepared model runs in eval mode.
+    ``calib``: a few float inputs. Every tensor of a conv/linear/add network has a trained
+    format, so any input of the right shape gives the same integer model; tensors QAT does not
+    quantize (e.g. a concatenation) are calibrated on it. Default: the first samples the model
+    saw (``qat_model.calibration_input``).
+    ``config``: base PTQ settings (rounding, input_spec …); its overrides are replaced and bias
+    correction is off (the trained weights are on their grid: nothing to correct). Default:
+    ``qat_model.deploy_config`` if set, else ``Config(rounding="single")``. TFLM's default
+    double rounding first rounds
     acc·M to an integer and then divides by 2^shift, rounding again; with the small
     accumulators of low-bit layers that second rounding often lands on the wrong side (e.g.
     acc·m = 1.41 → 5.64 → 6 → 6/4 = 1.5 → 2), so the deployment would disagree with the trained
@@ -180,25 +202,33 @@ def convert(qat_model: fx.GraphModule, calib: Any = None, config: Config | None 
     """
     from ..ptq import quantize
 
+    _check_prepared(qat_model)
+    missing = qat_model.uninitialized_quantizers()
+    if missing:
+        raise ValueError(f"convert: quantizers {missing} have not seen data yet; run the model "
+                         "on a batch first (or pass example_input to prepare)")
+    if calib is None:
+        calib = qat_model.calibration_input
+        if calib is None:
+            raise ValueError("convert: pass calib (a few inputs); the model has not run yet")
     overrides = ptq_overrides(qat_model)
     float_model = folded_float_model(qat_model)
-    if calib is None:
-        shape = getattr(qat_model.get_submodule("input_quant"), "last_shape", None)
-        if shape is None:
-            raise ValueError("convert: pass calib (a few inputs); the model has not run yet")
-        calib = np.zeros((2,) + tuple(shape), dtype=np.float32)
+    config = config if config is not None else qat_model.deploy_config
     base = copy.deepcopy(config) if config is not None else Config(rounding="single")
+    base.bias_correction = False
     base.overrides = overrides
     base.validate()
     return quantize(float_model, calib, base, progress=progress)
 
 
 def agreement(qat_model: nn.Module, qmodel: Any, x: Any) -> dict[str, float]:
-    """How closely the integer model reproduces the eval-mode QAT model on inputs ``x``.
+    """How closely the integer model ``qmodel`` reproduces the eval-mode QAT model on ``x``.
 
     Returns argmax agreement (fraction of samples with the same predicted class), the max and
-    mean |logit difference| in output LSBs (units of the output scale), and the fraction of
-    logits that are bit-identical.
+    mean |logit difference| in whole output steps (the QAT logits rounded to ``qmodel``'s output
+    grid; for eval mode that recovers its integer codes exactly), and the fraction of logits
+    with the same integer code. Eval mode runs ``convert(qat_model)``, so for that ``qmodel``
+    the figures are 1, 0, 0 and 1 on every machine.
     """
     xt = torch.as_tensor(np.asarray(x, dtype=np.float32))
     qat_model.eval()
@@ -206,10 +236,10 @@ def agreement(qat_model: nn.Module, qmodel: Any, x: Any) -> dict[str, float]:
         ref = qat_model(xt).to(torch.float64).numpy()
     y = qmodel.predict(np.asarray(x, dtype=np.float32))
     lsb = float(qmodel.output_info.scale)
-    diff = np.abs(ref - y) / lsb
+    diff = np.abs(np.rint(ref / lsb) - np.rint(y / lsb))
     return {
         "argmax_agreement": float(np.mean(ref.argmax(1) == y.argmax(1))),
         "max_abs_diff_lsb": float(diff.max()),
         "mean_abs_diff_lsb": float(diff.mean()),
-        "exact_fraction": float(np.mean(diff < 0.5)),
+        "exact_fraction": float(np.mean(diff == 0)),
     }

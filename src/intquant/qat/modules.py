@@ -17,11 +17,14 @@ eval-mode QAT network exactly (up to the requantization rounding of the integer 
 no re-quantization of weights after training. (Folding BN into the weights *before* quantizing,
 as Jacob et al. 2018 do, would also work but needs per-batch refolding during training.)
 
-In eval mode a layer computes exactly what the integer graph will: BatchNorm folded into the
+In eval mode a layer computes with the deployed parameters: BatchNorm folded into the
 per-channel scale (its BatchNorm module then passes values through), weights fl32(s'·q), and
 the bias rounded to the int32 accumulator grid s_in·s'_c of the deployed layer — the bias
 rounding matters at low bit widths, where one accumulator step can be a sizeable fraction of
-an output step. Evaluating the QAT model therefore measures the accuracy of the deployment.
+an output step. This float forward still rounds differently from the integer requantization
+(and per CPU), so the prepared model's eval mode does not use it by default: it runs the
+integer model itself (:mod:`intquant.qat.model`); this path serves ``exact_eval = False`` and
+BatchNorm recalibration.
 """
 
 from __future__ import annotations
@@ -30,10 +33,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .quantizers import Quantizer, _ste, deployed_code_shift
+from .quantizers import Quantizer, deployed_code_shift
+from .quantizers.base import _ste
 
 __all__ = ["QConv1d", "QConv2d", "QLinear", "QUANT_LAYERS", "to_qat_layer", "fold_params",
-           "FoldableBatchNorm1d", "FoldableBatchNorm2d", "to_foldable_bn", "GridAvgPool"]
+           "FoldableBatchNorm1d", "FoldableBatchNorm2d", "to_foldable_bn", "GridAvgPool",
+           "Add", "QAdd"]
 
 
 def _links(layer: nn.Module) -> tuple[nn.Module | None, Quantizer | None]:
@@ -200,6 +205,22 @@ def to_qat_layer(module: nn.Module, weight_quant: Quantizer,
     new.train(module.training)
     new._attach(weight_quant, output_quant)
     return new
+
+
+class Add(nn.Module):
+    """``a + b`` as a module, so that an exported graph names the add by its module path."""
+
+    def forward(self, a: Tensor, b: Tensor) -> Tensor:
+        return a + b
+
+
+class QAdd(Add):
+    """A residual add whose output format QAT trains: the prepared graph passes the sum (after
+    its fused activation) through ``output_quant``, as it does for a layer's output."""
+
+    def __init__(self, output_quant: Quantizer) -> None:
+        super().__init__()
+        self.output_quant = output_quant
 
 
 class GridAvgPool(nn.Module):

@@ -5,7 +5,14 @@ graph will hold quantized tensors, so what QAT trains is what lowering deploys:
 - every Conv1d/Conv2d/Linear computes with quantized weights (``weight_quant``);
 - the tensor each such layer produces *after its BatchNorm and fused activation* (ReLU, ReLU6,
   Hardtanh — the ops lowering fuses into the layer) passes through ``<layer>.output_quant``;
-- the graph input passes through ``input_quant``.
+- the graph input passes through ``input_quant``;
+- every add of two activations (a residual connection) becomes a :class:`QAdd` module whose
+  output, after its fused activation, passes through ``<add>.output_quant``: the integer
+  ``add`` op requantizes its sum, so QAT trains that format too. An add is named after the
+  module whose forward computes it (``blocks.0.add``); it uses the ``uniform`` quantizer (``lsq``
+  when that is the activation quantizer) at ``act_bits`` (8 bits when ``act_quantizer`` is
+  ``sign``), the first/last rule applies as to layers, and ``Config.overrides[<add>]`` sets
+  ``act_bits`` / ``act_quantizer``.
 Pools, flatten and reshapes between layers keep the quantized values unchanged (max pooling of
 codes equals the codes of max pooling), as in the integer graph.
 
@@ -18,11 +25,15 @@ the key ``"input"`` addresses the input quantizer. None disables the first/last 
 
 The ``sign`` activation quantizer (BNN) replaces the layer's activation function (it is the
 activation), so it is placed after the BatchNorm and the ReLU/Hardtanh node is removed.
+
+The result is a :class:`~intquant.qat.model.QATModel`: training mode runs this fake-quantized
+network, eval mode runs the deployed integer model (see :mod:`intquant.qat.model`).
 """
 
 from __future__ import annotations
 
 import copy
+import operator
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,10 +44,11 @@ import torch.nn.functional as F
 from torch import fx, nn
 
 from ..config import Config
-from .modules import QUANT_LAYERS, GridAvgPool, to_foldable_bn, to_qat_layer
+from .model import CALIBRATION_SAMPLES, QATModel
+from .modules import QUANT_LAYERS, GridAvgPool, QAdd, to_foldable_bn, to_qat_layer
 from .quantizers import ACT_QUANTIZERS, WEIGHT_QUANTIZERS, make_act_quantizer, make_weight_quantizer
 
-__all__ = ["prepare", "recalibrate_batchnorm", "LayerInfo", "QAT_OVERRIDE_KEYS"]
+__all__ = ["prepare", "recalibrate_batchnorm", "LayerInfo", "AddInfo", "QAT_OVERRIDE_KEYS"]
 
 QAT_OVERRIDE_KEYS = ("weight_bits", "weight_quantizer", "act_bits", "act_quantizer")
 INPUT_KEY = "input"
@@ -65,6 +77,17 @@ class LayerInfo:
     activation: str | None = None  # "relu" | "relu6" | "hardtanh" | None (as fused)
     act_signed: bool = True
     extra: dict = field(default_factory=dict)
+
+
+@dataclass
+class AddInfo:
+    """What prepare decided for one residual add (its output format is trained too)."""
+
+    name: str
+    act_quantizer: str
+    act_bits: int
+    activation: str | None = None  # fused activation after the add, as for layers
+    act_signed: bool = True
 
 
 def _is_module(node: fx.Node, modules: dict[str, nn.Module], types) -> bool:
@@ -126,12 +149,16 @@ def _set_module(root: nn.Module, name: str, module: nn.Module) -> None:
     setattr(parent, child, module)
 
 
-def _validate_overrides(config: Config, layer_names: list[str]) -> None:
-    known = set(layer_names) | {INPUT_KEY}
+def _validate_overrides(config: Config, layer_names: list[str], add_names: list[str]) -> None:
+    known = set(layer_names) | set(add_names) | {INPUT_KEY}
     for name, ov in config.overrides.items():
         if name not in known:
+            adds = f", adds: {add_names}" if add_names else ""
             raise ValueError(f"Config.overrides[{name!r}]: no Conv/Linear layer of that name; "
-                             f"layers: {layer_names} (and {INPUT_KEY!r} for the input)")
+                             f"layers: {layer_names}{adds} (and {INPUT_KEY!r} for the input)")
+        if name in add_names and ({"weight_bits", "weight_quantizer"} & set(ov)):
+            raise ValueError(f"Config.overrides[{name!r}]: an add has no weights; set act_bits "
+                             "or act_quantizer")
         q = ov.get("weight_quantizer")
         if q is not None and q not in WEIGHT_QUANTIZERS:
             raise ValueError(f"Config.overrides[{name!r}]['weight_quantizer'] = {q!r}; "
@@ -193,14 +220,81 @@ def _wrap_average_pools(gm: fx.GraphModule) -> None:
             _set_module(gm, node.target, GridAvgPool(pool, src))
 
 
-def _remember_input_shape(module: nn.Module, args: tuple) -> None:
-    """convert() needs an input shape for PTQ's capture when no calibration data is given."""
-    module.last_shape = tuple(args[0].shape[1:])
+_ADD_FUNCS = (operator.add, torch.add)
 
 
-def _trace(model: nn.Module) -> fx.GraphModule:
+def _is_activation_add(node: fx.Node) -> bool:
+    """``a + b`` of two computed tensors (not a constant, not a parameter)."""
+    is_add = (node.op == "call_function" and node.target in _ADD_FUNCS) or \
+        (node.op == "call_method" and node.target == "add")
+    if not is_add or len(node.args) != 2 or node.kwargs:
+        return False
+    return all(isinstance(a, fx.Node) and a.op != "get_attr" for a in node.args)
+
+
+def _add_names(gm: fx.GraphModule, adds: list[fx.Node]) -> list[str]:
+    """A module path per add: ``<module whose forward adds>.add`` (``add_2``, … if repeated)."""
+    taken = {name for name, _ in gm.named_modules()}
+    names = []
+    for node in adds:
+        stack = node.meta.get("nn_module_stack") or {}
+        parent = list(stack.values())[-1][0] if stack else ""
+        base = f"{parent}.add" if parent else "add"
+        name, k = base, 1
+        while name in taken:
+            k += 1
+            name = f"{base}_{k}"
+        taken.add(name)
+        names.append(name)
+    return names
+
+
+def _add_info(name: str, act_kind: str | None, edge: bool, config: Config) -> AddInfo:
+    ov = config.overrides.get(name, {})
+    general = "lsq" if config.act_quantizer == "lsq" else "uniform"
+    bits = 8 if config.act_quantizer == "sign" else config.act_bits
+    if edge:
+        general, bits = "uniform", config.first_last_bits
+    kind = ov.get("act_quantizer", general)
+    return AddInfo(name=name, act_quantizer=kind, act_bits=int(ov.get("act_bits", bits)),
+                   activation=act_kind,
+                   act_signed=act_kind not in ("relu", "relu6", "relu_clip"))
+
+
+def _quantize_adds(gm: fx.GraphModule, adds: list[fx.Node], names: list[str],
+                   last: fx.Node, layer_set: set[fx.Node], config: Config) -> dict[str, AddInfo]:
+    """Turn each activation add into a QAdd module and quantize its (activated) output."""
+    graph = gm.graph
+    modules = dict(gm.named_modules())
+    infos: dict[str, AddInfo] = {}
+    for node, name in zip(adds, names, strict=True):
+        act = _single_user(node)
+        act_kind = _activation_kind(act, modules) if act is not None else None
+        end = act if act_kind is not None else node
+        consumers, to_output = _consumer_layers(end, layer_set)
+        edge = config.first_last_bits is not None and (last in consumers or
+                                                       (to_output and not consumers))
+        info = _add_info(name, act_kind, edge, config)
+        if info.act_quantizer == "sign":
+            raise ValueError(f"Config.overrides[{name!r}]: an add output cannot use 'sign'")
+        oq = make_act_quantizer(info.act_quantizer, info.act_bits, info.act_signed,
+                                f"add {name!r}")
+        _set_module(gm, name, QAdd(oq))
+        with graph.inserting_after(node):
+            add_node = graph.call_module(name, tuple(node.args[:2]))
+        node.replace_all_uses_with(add_node)
+        graph.erase_node(node)
+        anchor = act if act_kind is not None else add_node
+        with graph.inserting_after(anchor):
+            qnode = graph.call_module(f"{name}.output_quant", (anchor,))
+        anchor.replace_all_uses_with(qnode, delete_user_cb=lambda u, q=qnode: u is not q)
+        infos[name] = info
+    return infos
+
+
+def _trace(model: nn.Module) -> QATModel:
     try:
-        return fx.symbolic_trace(model)
+        return QATModel(model, fx.Tracer().trace(model))
     except Exception as e:  # fx raises many types; say what to do
         raise ValueError(
             f"prepare: torch.fx could not trace {type(model).__name__} ({type(e).__name__}: {e}). "
@@ -209,13 +303,16 @@ def _trace(model: nn.Module) -> fx.GraphModule:
 
 
 def prepare(model: nn.Module, config: Config | None = None,
-            example_input: torch.Tensor | None = None) -> fx.GraphModule:
+            example_input: torch.Tensor | None = None) -> QATModel:
     """A QAT copy of ``model`` (the original is not modified), in training mode.
 
     ``example_input`` (a batch) initialises the data-dependent quantizers (observer ranges, LSQ
-    steps, PACT clips) with the model in eval mode; without it they initialise on the first
-    training batch. The returned ``torch.fx.GraphModule`` keeps the original module names
-    (``features.0`` …); its ``qat_layers`` attribute maps each name to a :class:`LayerInfo`.
+    steps, PACT clips) with the fake-quantized network in eval mode; without it they initialise
+    on the first batch the model sees. Its first samples are kept (``calibration_input``) for
+    tensors whose format QAT does not train. The returned :class:`QATModel` (a
+    ``torch.fx.GraphModule``) keeps the original module names (``features.0`` …); its
+    ``qat_layers`` attribute maps each name to a :class:`LayerInfo`, ``qat_adds`` each residual
+    add to an :class:`AddInfo`. In eval mode it runs the deployed integer model.
     """
     config = config or Config()
     if not isinstance(config, Config):
@@ -232,7 +329,9 @@ def prepare(model: nn.Module, config: Config | None = None,
     if not layer_nodes:
         raise ValueError("prepare: the model has no Conv1d/Conv2d/Linear layer to quantize")
     names = [n.target for n in layer_nodes]
-    _validate_overrides(config, names)
+    adds = [n for n in graph.nodes if _is_activation_add(n)]
+    add_names = _add_names(gm, adds)
+    _validate_overrides(config, names, add_names)
     placeholders = [n for n in graph.nodes if n.op == "placeholder"]
     if len(placeholders) != 1:
         raise ValueError(f"prepare: the model must take exactly one input, it takes "
@@ -304,12 +403,13 @@ def prepare(model: nn.Module, config: Config | None = None,
             _set_module(gm, bn.target, bn_module)
         qlayer.link(bn_module, None)  # the input quantizer is linked below, once it exists
 
+    gm.qat_adds = _quantize_adds(gm, adds, add_names, last, layer_set, config)
+
     x = placeholders[0]
     ov = config.overrides.get(INPUT_KEY, {})
     in_bits = int(ov.get("act_bits", fl if fl is not None else config.act_bits))
     in_kind = ov.get("act_quantizer", "uniform")
     in_quant = make_act_quantizer(in_kind, in_bits, True, "input")
-    in_quant.register_forward_pre_hook(_remember_input_shape)
     gm.add_submodule("input_quant", in_quant)
     with graph.inserting_after(x):
         xq = graph.call_module("input_quant", (x,))
@@ -324,9 +424,12 @@ def prepare(model: nn.Module, config: Config | None = None,
     gm.qat_layers = infos
     gm.qat_config = config
     if example_input is not None:
+        xt = torch.as_tensor(np.asarray(example_input, dtype=np.float32)) \
+            if not isinstance(example_input, torch.Tensor) else example_input.to(torch.float32)
+        gm.calibration_input = xt[:CALIBRATION_SAMPLES].detach().cpu().numpy().copy()
         gm.eval()
         with torch.no_grad():
-            gm(torch.as_tensor(example_input, dtype=torch.float32))
+            gm.fake_quant_forward(xt)
     return gm.train()
 
 

@@ -15,7 +15,7 @@
  * 2^32, exact because the true accumulator fits int32.
  */
 #include "iq_dot.h"
-#include "iq_kernels.h"
+#include "iq_conv.h"
 #include "iq_requant.h"
 
 #define IQ16_CAT_(a, b) a##b

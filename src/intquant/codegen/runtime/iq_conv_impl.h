@@ -26,7 +26,7 @@
  * loaded once per channel instead of once per output.
  */
 #include "iq_dot.h"
-#include "iq_kernels.h"
+#include "iq_conv.h"
 #include "iq_requant.h"
 
 #define IQ_CAT_(a, b) a##b

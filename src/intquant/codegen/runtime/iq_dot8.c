@@ -14,7 +14,7 @@
  * kernel needs no gathering at all (4.5 / 4.44 cycles per MAC).
  */
 #include "iq_dot.h"
-#include "iq_kernels.h"
+#include "iq_conv.h"
 
 /* Offset-binary copy of n bytes (xor with xoff). */
 static void iq_copy_xor(const uint8_t* src, uint8_t* dst, int32_t n, uint32_t xoff)

@@ -108,11 +108,16 @@ def adaround_layer(
     seed: int = 0,
     threads: int | None = 1,
     name: str = "layer",
+    x_target: np.ndarray | None = None,
 ) -> np.ndarray:
     """Integer weights (symmetric, narrow range, zero point 0) learned by AdaRound.
 
     weight: float [Cout, Cin] (linear) or [Cout, Cin/groups, (kh,) kw] (conv).
-    x_in: the layer's float input activations on calibration data, [N, Cin] or [N, Cin, (H,) W].
+    x_in: the layer's input activations on calibration data, [N, Cin] or [N, Cin, (H,) W].
+    x_target: the float network's input to the layer for the same samples, when ``x_in`` comes
+    from the already-quantized layers upstream: the loss is then ||W x_target − Ŵ x_in||², so
+    the rounding also compensates the error arriving from upstream (AdaRound's "asymmetric"
+    reconstruction). Default: x_in.
     scale: per-tensor scalar or per-output-channel [Cout] weight scales (already chosen).
     Returns an array of weight.shape in the format's storage dtype, each value within ±1 of
     round-to-nearest(weight / scale) and inside [−(2^(bits−1) − 1), 2^(bits−1) − 1].
@@ -127,14 +132,18 @@ def adaround_layer(
         return _adaround(weight, x_in, scale, bits, op=op, stride=stride, padding=padding,
                          dilation=dilation, groups=groups, iters=iters, batch_size=batch_size,
                          lr=lr, reg_weight=reg_weight, warmup=warmup, beta_range=beta_range,
-                         seed=seed, name=name)
+                         seed=seed, name=name, x_target=x_target)
     finally:
         torch.set_num_threads(previous)
 
 
 def _adaround(weight, x_in, scale, bits, *, op, stride, padding, dilation, groups, iters,
-              batch_size, lr, reg_weight, warmup, beta_range, seed, name) -> np.ndarray:
+              batch_size, lr, reg_weight, warmup, beta_range, seed, name,
+              x_target) -> np.ndarray:
     weight, x_in, scale = _validated(weight, x_in, scale, op, name)
+    if x_target is not None and np.shape(x_target) != x_in.shape:
+        raise ValueError(f"{name}: x_target has shape {np.shape(x_target)}, x_in {x_in.shape}; "
+                         "they must be the same samples")
     qmin, qmax = qrange(bits, signed=True, narrow=True)
     forward = layer_forward(op, stride=stride, padding=padding, dilation=dilation,
                             groups=groups, dims=weight.ndim - 2 if op == "conv" else 0)
@@ -147,9 +156,10 @@ def _adaround(weight, x_in, scale, bits, *, op, stride, padding, dilation, group
     s = torch.from_numpy(scale.astype(np.float32))
     v = inverse_rectified_sigmoid(torch.from_numpy((w_over_s - floor_np).astype(np.float32)))
     v.requires_grad_(True)
+    x_ref = x if x_target is None else torch.from_numpy(np.asarray(x_target, dtype=np.float32))
     with torch.no_grad():
         try:
-            target = forward(x, w)
+            target = forward(x_ref, w)
         except RuntimeError as err:
             raise ValueError(
                 f"{name}: the layer does not run on inputs of shape {tuple(x.shape)} with weight "
