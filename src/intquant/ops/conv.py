@@ -32,6 +32,8 @@ import math
 import numpy as np
 
 from ..codegen.c_syntax import spatial, window_fields
+from ..codegen.conv_tile import conv16_scratch, emit_conv16, tile_scratch
+from ..codegen.depthwise import depthwise_scratch, emit_depthwise
 from ..intgraph.check import OpCheck, arity, check_out_len, out_len, window_attrs
 from ..intgraph.check import spatial as checked_spatial
 from ..intgraph.types import IntGraph, Op, TensorInfo
@@ -123,13 +125,19 @@ def macs(op: Op, graph: IntGraph) -> int:
 
 
 def scratch_bytes(graph: IntGraph, op: Op) -> int:
-    """The im2col buffer: one receptive field of one group, in the input's dtype (packed
-    weights: plus their tables, ``_lowbit.packed_scratch_bytes``)."""
+    """The depthwise or 16x8 kernel's scratch (codegen/depthwise.py, conv_tile.py), or the
+    im2col buffer (one receptive field of one group, in the input's dtype) or the tiled
+    kernel's (tiles of positions, bands of rows), whichever is larger; packed weights: the
+    im2col buffer plus their tables (``_lowbit.packed_scratch_bytes``)."""
     if _lowbit.is_packed(op):
         return _lowbit.packed_scratch_bytes(graph, op)
+    special = depthwise_scratch(graph, op)
+    special = conv16_scratch(graph, op) if special is None else special
+    if special is not None:
+        return special
     _, cin_g, kh, kw = weight_shape(op)
     itemsize = np.dtype(graph.tensors[op.inputs[0]].dtype).itemsize
-    return cin_g * kh * kw * itemsize
+    return max(cin_g * kh * kw * itemsize, tile_scratch(graph, op) or 0)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -138,6 +146,8 @@ def scratch_bytes(graph: IntGraph, op: Op) -> int:
 
 
 def emit_c(em, i: int, op: Op, p: str) -> None:
+    if emit_depthwise(em, i, op, p) or emit_conv16(em, i, op, p):
+        return
     a = op.attrs
     layer, consts = wl.emit_weight_consts(em, op, p)
     cin, h, w = spatial(em.g.tensors[op.inputs[0]].shape)
@@ -160,6 +170,7 @@ def emit_c(em, i: int, op: Op, p: str) -> None:
             "act_min": a["act_min"],
             "act_max": a["act_max"],
             "mode": layer.mode,
+            **(wl.tile_params(layer.tile) if layer.tile is not None else {}),
         },
     )
     off, _ = em.plan.scratch[i]
