@@ -470,10 +470,12 @@ def listing(d: Path) -> str:
 
 def parse_budget(text: str, fgraph: Any) -> int:
     """'12000' bytes, or '60%' of the int8 weight bytes of the conv/linear layers."""
+    from .graph import ir
+
     try:
         if text.endswith("%"):
             int8 = sum(int(n.params["weight"].size) for n in fgraph.nodes
-                       if n.op in ("conv", "linear"))
+                       if n.op in ir.WEIGHTED)
             return int(float(text[:-1]) / 100 * int8)
         return int(text)
     except ValueError:

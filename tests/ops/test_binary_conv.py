@@ -6,16 +6,17 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from binary_helpers import (
+
+import intgraph_factory as F
+from intquant.interpreter import run
+from intquant.intgraph import IntGraph, IntGraphError, Op, TensorInfo
+
+from .binary_helpers import (
     assert_c_equals_interpreter,
     float_conv,
     output_stage,
     pm1,
 )
-
-import intgraph_factory as F
-from intquant.interpreter import run
-from intquant.intgraph import IntGraph, IntGraphError, Op, TensorInfo
 
 
 def decode_weights(words: np.ndarray, cin: int, kh: int, kw: int) -> np.ndarray:
@@ -230,10 +231,10 @@ def pixel_kernels(tmp_path_factory):
     import subprocess
     from pathlib import Path
 
-    from binary_helpers import require_arm
-
     from intquant.codegen.toolchain import ARM_FLAGS
     from intquant.ops import _binary_asm
+
+    from .binary_helpers import require_arm
 
     require_arm()
     from elftools.elf.elffile import ELFFile

@@ -10,11 +10,12 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from binary_helpers import assert_c_equals_interpreter, output_stage, pm1
 
 import intgraph_factory as Fac
 from intquant.interpreter import run
 from intquant.intgraph import IntGraph, IntGraphError, Op, TensorInfo
+
+from .binary_helpers import assert_c_equals_interpreter, output_stage, pm1
 
 RUNTIME = Path(__file__).resolve().parents[2] / "src" / "intquant" / "codegen" / "runtime"
 

@@ -7,11 +7,12 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from binary_helpers import assert_c_equals_interpreter, pm1
 
 import intgraph_factory as Fac
 from intquant.interpreter import run
 from intquant.intgraph import IntGraphError
+
+from .binary_helpers import assert_c_equals_interpreter, pm1
 
 
 @pytest.mark.parametrize("seed", range(12))

@@ -5,12 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from binary_helpers import assert_c_equals_interpreter
 
 import intgraph_factory as Fac
 from intquant.interpreter import run
 from intquant.intgraph import IntGraph, IntGraphError, Op, TensorInfo
 from intquant.ops import float_op
+
+from .binary_helpers import assert_c_equals_interpreter
 
 
 @pytest.mark.parametrize("seed", range(9))

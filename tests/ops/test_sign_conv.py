@@ -7,11 +7,12 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from binary_helpers import assert_c_equals_interpreter, float_conv
 
 import intgraph_factory as Fac
 from intquant.interpreter import run
 from intquant.intgraph import IntGraph, IntGraphError, Op, TensorInfo
+
+from .binary_helpers import assert_c_equals_interpreter, float_conv
 
 
 @pytest.mark.parametrize("seed", range(24))

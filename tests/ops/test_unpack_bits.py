@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from binary_helpers import assert_c_equals_interpreter
 
 import intgraph_factory as Fac
 from intquant.interpreter import run
 from intquant.intgraph import IntGraph, IntGraphError, Op, TensorInfo, tensor_nbytes
 from intquant.ops import _bits
+
+from .binary_helpers import assert_c_equals_interpreter
 
 
 def test_tensor_layout_by_hand():

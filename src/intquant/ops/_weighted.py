@@ -12,11 +12,11 @@ import math
 import numpy as np
 
 from ..codegen.c_syntax import C_TYPE, INT32_LIMIT, SHORT, dtype_max_abs, requant_mode
-from ..codegen.conv_tile import TILE_RUNTIME, TileRequant, tile_requant
 from ..intgraph.check import OpCheck, max_abs_offset
 from ..intgraph.types import ACC_LIMIT, M_LIMIT, SHIFT_MAX_16X8, SHIFT_RANGE, IntGraph, Op
 from ..numerics import QParams, quantize, quantize_multipliers, requantize
 from . import _lowbit, _packed
+from ._conv_tile import TILE_RUNTIME, TileRequant, tile_requant
 from ._packed import weight_codes
 
 ATTRS = frozenset(
@@ -24,7 +24,7 @@ ATTRS = frozenset(
      "weight_format", "weight_shape"}
 )
 CONSTS = frozenset({"weight", "bias", "multiplier", "shift"})
-# iq_requant.h and the .c files of the batched kernels: conv_tile.TILE_RUNTIME, added per use
+# iq_requant.h and the .c files of the batched kernels: _conv_tile.TILE_RUNTIME, added per use
 C_FILES = ("iq_conv.h", "iq_conv_impl.h", "iq_dot.h", "iq_dot_avr.h", "iq_requant.h",
            *_lowbit.C_FILES)
 ACC32_LIMIT = 2**31 - 1
@@ -338,7 +338,7 @@ def offset_binary_layout(
 
 
 def attach_tile(graph: IntGraph, op: Op, layer: WeightLayer) -> WeightLayer:
-    """Switch a fast8 conv to the tiled instance (codegen/conv_tile.py) when its constants
+    """Switch a fast8 conv to the tiled instance (ops/_conv_tile.py) when its constants
     allow; a fully_connected then runs as a 1x1 conv at one position (the same instance)."""
     if layer.fast8:
         layer.tile = tile_requant(graph, op, layer.bias)

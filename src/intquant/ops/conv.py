@@ -32,13 +32,13 @@ import math
 import numpy as np
 
 from ..codegen.c_syntax import spatial, window_fields
-from ..codegen.conv_tile import conv16_scratch, emit_conv16, tile_scratch
-from ..codegen.depthwise import depthwise_scratch, emit_depthwise
 from ..intgraph.check import OpCheck, arity, check_out_len, out_len, window_attrs
 from ..intgraph.check import spatial as checked_spatial
 from ..intgraph.types import IntGraph, Op, TensorInfo
 from . import _lowbit
 from . import _weighted as wl
+from ._conv_tile import conv16_scratch, emit_conv16, tile_scratch
+from ._depthwise import depthwise_scratch, emit_depthwise
 from ._packed import weight_codes, weight_shape
 from ._reference import as_nchw, from_nchw, pad_hw, to_out, windows
 from .registry import FloatOpDef, OpDef, register
@@ -125,7 +125,7 @@ def macs(op: Op, graph: IntGraph) -> int:
 
 
 def scratch_bytes(graph: IntGraph, op: Op) -> int:
-    """The depthwise or 16x8 kernel's scratch (codegen/depthwise.py, conv_tile.py), or the
+    """The depthwise or 16x8 kernel's scratch (ops/_depthwise.py, _conv_tile.py), or the
     im2col buffer (one receptive field of one group, in the input's dtype) or the tiled
     kernel's (tiles of positions, bands of rows), whichever is larger; packed weights: the
     im2col buffer plus their tables (``_lowbit.packed_scratch_bytes``)."""
@@ -304,6 +304,7 @@ register(
     ),
     FloatOpDef(
         name="conv",
+        pads=lambda node: any(node.attrs["padding"]),
         summary="Conv1d/Conv2d (stride, padding, dilation, groups); params weight[, bias]",
         run=run_float_conv,
         lower=lower_conv,

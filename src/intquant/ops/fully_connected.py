@@ -18,11 +18,11 @@ import math
 import numpy as np
 
 from ..codegen.c_syntax import window_fields
-from ..codegen.conv_tile import tile_scratch
 from ..intgraph.check import OpCheck, arity
 from ..intgraph.types import IntGraph, Op, TensorInfo
 from . import _lowbit
 from . import _weighted as wl
+from ._conv_tile import tile_scratch
 from ._packed import weight_codes, weight_shape
 from ._reference import to_out
 from .registry import FloatOpDef, OpDef, register
@@ -57,7 +57,7 @@ def macs(op: Op, graph: IntGraph) -> int:
 
 def scratch_bytes(graph: IntGraph, op: Op) -> int:
     """The offset-binary copy of the input vector of an 8-bit layer (iq_dot.h), or the tiled
-    kernel's scratch (codegen/conv_tile.py), whichever is larger; packed weights: the unsigned
+    kernel's scratch (ops/_conv_tile.py), whichever is larger; packed weights: the unsigned
     input and its tables (``_lowbit.packed_scratch_bytes``)."""
     if _lowbit.is_packed(op):
         return _lowbit.packed_scratch_bytes(graph, op)
@@ -68,7 +68,7 @@ def scratch_bytes(graph: IntGraph, op: Op) -> int:
 def emit_c(em, i: int, op: Op, p: str) -> None:
     a = op.attrs
     layer, consts = wl.emit_weight_consts(em, op, p)
-    if layer.tile is not None:  # a 1x1 conv at one position (codegen/conv_tile.py)
+    if layer.tile is not None:  # a 1x1 conv at one position (ops/_conv_tile.py)
         n_out, n_in = weight_shape(op)
         fields = {"in_c": n_in, "in_h": 1, "in_w": 1, "out_c": n_out, "out_h": 1, "out_w": 1}
         fields.update(window_fields((1, 1), {"stride": [1, 1], "padding": [0, 0]}, [1, 1]))

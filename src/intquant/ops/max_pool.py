@@ -92,6 +92,8 @@ register(
         lower=lower,
         lowers_to=("max_pool", "binary_max_pool"),
         same_format=True,
+        keeps_grid=True,
+        channel_scaling=lambda node: True,
         fuse_into=True,
         bits_in=True,
     ),

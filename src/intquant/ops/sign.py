@@ -111,5 +111,6 @@ register(
         lower=lower,
         lowers_to=("sign",),
         bits_in=True,
+        fixed_format=lambda bits, name: sign_format(name),
     ),
 )

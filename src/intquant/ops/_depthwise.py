@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..codegen.requant import accumulator_bound, rqw_rows, scratch_budget, window_requant
 from ..intgraph import IntGraph, Op
-from .requant import accumulator_bound, rqw_rows, scratch_budget, window_requant
 
 C_TYPE8 = {"int8": "int8_t", "uint8": "uint8_t", "int16": "int16_t"}
 XOFF = {"int8": 128, "uint8": 0, "int16": 32768}  # the band holds x + XOFF, unsigned

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..codegen.c_syntax import spatial, window_fields
+from ..codegen.requant import accumulator_bound, rqw_rows, scratch_budget, window_requant
 from ..intgraph import IntGraph, Op
-from .c_syntax import spatial, window_fields
-from .requant import accumulator_bound, rqw_rows, scratch_budget, window_requant
 
 MAX_TILE = 16
 # Runtime files of the tiled, in-place and 16x8 kernels (beyond the conv template's own)
