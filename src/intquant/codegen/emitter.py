@@ -22,6 +22,10 @@ from .planner import ARENA, INPUT, OUTPUT, MemoryPlan
 CORE_RUNTIME_FILES = ("iq_target.h", "iq_runtime.h", "iq_kernels.h")
 
 
+# iq_rqw_t (iq_requant.h) as a NumPy record: the blob writer swaps each field for big-endian.
+RQW_DTYPE = np.dtype([("a_lo", "<u4"), ("width", "<u4"), ("m", "<u4"), ("c_hi", "<u4"),
+                      ("u0", "<u4"), ("c_lo", "<u2"), ("sh", "u1"), ("form", "u1")], align=True)
+
 class CEmitter:
     """Collects ``data`` (const arrays, parameter structs) and ``calls`` (``<name>_run``)."""
 
@@ -107,17 +111,16 @@ class CEmitter:
                 "{" + ", ".join(c_int(v) if k == 0 else f"{v}u" for k, v in enumerate(r)) + "}"
                 for r in rows
             )
-            self.data.append(f"static const iq_rqw_t {ident}[{len(rows)}] = {{\n    {body}\n}};\n")
+            self.data.append(
+                f"static const iq_rqw_t {ident}[{len(rows)}] IQ_FLASH = {{\n    {body}\n}};\n"
+            )
             return ident
         symbol = f"{self.name}_{ident}"
-        raw = b"".join(
-            np.array(r[:5], dtype="<i8").astype("<u4").tobytes()
-            + np.array([r[5]], dtype="<u2").tobytes()
-            + np.array(r[6:], dtype="<u1").tobytes()
-            for r in rows
-        )
-        self.blobs.append((symbol, raw, 4))
-        self.data.append(f"extern const iq_rqw_t {symbol}[{len(rows)}];\n")
+        values = np.zeros(len(rows), dtype=RQW_DTYPE)
+        for i, r in enumerate(rows):
+            values[i] = tuple(int(v) & 0xFFFFFFFF if k < 5 else int(v) for k, v in enumerate(r))
+        self.blobs.append((symbol, values))
+        self.data.append(f"extern const iq_rqw_t {symbol}[{len(rows)}] IQ_FLASH;\n")
         return symbol
 
     def require_runtime(self, files: tuple[str, ...], header: str | None = None) -> None:
