@@ -1,6 +1,7 @@
-"""binary_conv: the reference against exact float64 PyTorch on ±1 values, hand-checked goldens,
-validation, and the C kernels (portable and the generated Cortex-M0 pixel kernels) against the
-reference."""
+"""binary_conv: XNOR-popcount convolution of packed ±1 activations with packed ±1 weights,
+thresholded to bits or requantized (src/intquant/ops/binary_conv.py). The reference against
+exact float64 PyTorch on ±1 values, hand-checked goldens, validation, and the C kernels
+(portable and the generated Cortex-M0 pixel kernels) against the reference."""
 
 from __future__ import annotations
 
@@ -11,11 +12,15 @@ import intgraph_factory as F
 from intquant.interpreter import run
 from intquant.intgraph import IntGraph, IntGraphError, Op, TensorInfo
 
-from .binary_helpers import (
-    assert_c_equals_interpreter,
-    float_conv,
-    output_stage,
-    pm1,
+from .binary_helpers import float_conv, output_stage, pm1
+from .conftest import (
+    assert_c_o2_and_m0_equal_reference,
+    assert_rejected,
+    c_host_test,
+    c_m0_test,
+    onnx_export_test,
+    ort_run,
+    require_tool,
 )
 
 
@@ -36,11 +41,14 @@ def decode_weights(words: np.ndarray, cin: int, kh: int, kw: int) -> np.ndarray:
     return w
 
 
+# ---- (a) vs float PyTorch ---------------------------------------------------------------------
+
+
 @pytest.mark.parametrize("seed", range(24))
-def test_reference_equals_exact_float_conv(seed):
+def test_binary_conv_matches_float_conv_of_pm1_exactly(seed):
     """Random geometry (1-D / 2-D, stride, padding up to 2, dilation, channel counts across word
     boundaries), bit and 8/16-bit outputs: the interpreter equals float64 conv of the ±1 values
-    with zero padding, thresholded or requantized."""
+    (float sign of the dequantized input) with zero padding, thresholded or requantized."""
     rng = np.random.default_rng(seed)
     dims, dtype = 1 + seed % 2, ("int8", "uint8", "int16")[seed % 3]
     out_bits = seed % 4 != 0
@@ -51,14 +59,12 @@ def test_reference_equals_exact_float_conv(seed):
     got = run(g, x, return_all=True)[conv.output]
     kh, kw = conv.attrs["kernel"]
     w = decode_weights(conv.consts["weight"], g.tensors[sign.output].shape[0], kh, kw)
-    acc = float_conv(pm1(x, sign.attrs["threshold"]), w, conv.attrs)
+    acc = float_conv(pm1(x, g, sign), w, conv.attrs)
     expected = output_stage(acc, conv, g.tensors[conv.output].dtype)
     np.testing.assert_array_equal(got, expected)
 
 
-# ----------------------------------------------------------------------------------------------
-# Golden: worked out by hand
-# ----------------------------------------------------------------------------------------------
+# ---- (c) goldens: worked out by hand ----------------------------------------------------------
 
 
 def golden_graph(out_dtype: str) -> IntGraph:
@@ -99,76 +105,63 @@ def golden_graph(out_dtype: str) -> IntGraph:
 GOLDEN_X = np.array([[[5, -3, 7], [-1, -128, 0]]], dtype=np.int8)
 
 
-def test_golden_bits():
+def test_binary_conv_golden_bits():
     """Thresholds 1 and 0: channel 0 is −1 where acc < 1, channel 1 −1 where acc < 0."""
     y = run(golden_graph("bit"), GOLDEN_X)
     np.testing.assert_array_equal(y[0], [[-1, -1, 1], [1, 1, -1]])
 
 
-def test_golden_requantized():
+def test_binary_conv_golden_requantized():
     """out = acc + bias: channel 0 [0, 0, 2] + 3, channel 1 [0, 0, −2] + 0."""
     y = run(golden_graph("int8"), GOLDEN_X)
     np.testing.assert_array_equal(y[0], [[3, 3, 5], [0, 0, -2]])
 
 
-# ----------------------------------------------------------------------------------------------
-# Validation
-# ----------------------------------------------------------------------------------------------
+# ---- (b) validation --------------------------------------------------------------------------
 
 
-def _mutate(g: IntGraph, what: str) -> None:
-    conv = g.ops[1]
-    if what == "int8 input":
-        conv.inputs = [g.input]
-    elif what == "weight dtype":
-        conv.consts["weight"] = conv.consts["weight"].astype(np.int32)
-    elif what == "weight words":
-        conv.consts["weight"] = np.zeros((2, 2), np.uint32)
-    elif what == "padding bits":
-        conv.consts["weight"] = conv.consts["weight"] | np.uint32(1)
-    elif what == "threshold range":
-        conv.consts["threshold"] = np.array([8, 0], np.int32)
-    elif what == "bias on bits":
-        conv.consts["bias"] = np.zeros(2, np.int32)
-    elif what == "kernel":
-        del conv.attrs["kernel"]
-    elif what == "bits into clamp":
-        g.ops[2] = Op("c", "clamp", ["y"], "u", {"act_min": -1, "act_max": 1})
-    elif what == "bit output":
-        g.output = "y"
+def _clamp_reads_bits(g: IntGraph) -> None:
+    g.ops[2] = Op("c", "clamp", ["y"], "u", {"act_min": -1, "act_max": 1})
 
 
-@pytest.mark.parametrize(
-    ("what", "message"),
-    [
-        ("int8 input", "must be a packed 'bit' tensor, got int8"),
-        ("weight dtype", "const 'weight' has dtype int32, expected uint32"),
-        ("weight words", r"expected \[Cout, 1\]"),
-        ("padding bits", "set bits beyond Cin·kh·kw"),
-        ("threshold range", r"must lie in \[-6, 7\]"),
-        ("bias on bits", "const 'bias' belongs to an 8/16-bit output"),
-        ("kernel", "missing attr 'kernel'"),
-        ("bits into clamp", "has dtype 'bit' .*does not read or write"),
-        ("bit output", "packed tensors live inside the graph only"),
-    ],
-)
-def test_validation_names_the_field(what, message):
+VALIDATION_CASES = [  # mutation of golden_graph("bit"), message, index of the op named
+    (F.set_inputs(1, ["x"]), "input 'x' must be a packed 'bit' tensor, got int8", 1),
+    (F.cast_const(1, "weight", np.int32), "const 'weight' has dtype int32, expected uint32", 1),
+    (F.set_field(1, "consts", "weight", np.zeros((2, 2), np.uint32)), r"expected \[Cout, 1\]",
+     1),
+    (F.edit_const(1, "weight", lambda w: w | np.uint32(1)), "set bits beyond Cin·kh·kw", 1),
+    (F.set_field(1, "consts", "threshold", np.array([8, 0], np.int32)),
+     r"'threshold' .*must lie in \[-6, 7\]", 1),
+    (F.set_field(1, "consts", "bias", np.zeros(2, np.int32)),
+     "const 'bias' belongs to an 8/16-bit output", 1),
+    (F.del_attr(1, "kernel"), "missing attr 'kernel'", 1),
+    (_clamp_reads_bits, "has dtype 'bit' .*does not read or write", 2),
+]
+
+
+@pytest.mark.parametrize(("mutate", "message", "op_index"), VALIDATION_CASES)
+def test_binary_conv_validation_names_the_field(mutate, message, op_index):
+    assert_rejected(golden_graph("bit"), mutate, message, op_index)
+
+
+def test_binary_conv_validation_bit_tensors_stay_inside_the_graph():
+    """A packed output has no layout outside the arena: the graph output must be unpacked."""
     g = golden_graph("bit")
-    _mutate(g, what)
-    with pytest.raises(IntGraphError, match=message):
+    g.output = "y"
+    with pytest.raises(IntGraphError, match="packed tensors live inside the graph only"):
         g.validate()
 
 
-def test_requantized_output_rejects_a_threshold():
-    g = golden_graph("int8")
-    g.ops[1].consts["threshold"] = np.zeros(2, np.int32)
-    with pytest.raises(IntGraphError, match="const 'threshold' belongs to a 'bit' output"):
-        g.validate()
+def test_binary_conv_validation_requantized_output_rejects_a_threshold():
+    assert_rejected(golden_graph("int8"), F.set_field(1, "consts", "threshold",
+                                                      np.zeros(2, np.int32)),
+                    "const 'threshold' belongs to a 'bit' output", 1)
 
 
-# ----------------------------------------------------------------------------------------------
-# C: chains of binary convs covering the kernel's paths
-# ----------------------------------------------------------------------------------------------
+# ---- (d) C vs reference: random one-op graphs, chains covering the kernel's paths -------------
+
+test_binary_conv_c_host_equals_reference = c_host_test("binary_conv")
+test_binary_conv_c_m0_equals_reference = c_m0_test("binary_conv")
 
 
 def chain_1d(rng: np.random.Generator) -> IntGraph:
@@ -199,11 +192,12 @@ def chain_2d(rng: np.random.Generator) -> IntGraph:
 
 
 @pytest.mark.parametrize("dims", [1, 2])
-def test_c_chain_host_and_cortex_m0(dims, tmp_path):
+def test_binary_conv_c_m0_chains_equal_reference(dims, tmp_path):
+    """Host -O2 and Cortex-M0 (the generated pixel kernels) on the chains above."""
     rng = np.random.default_rng(dims)
     g = chain_1d(rng) if dims == 1 else chain_2d(rng)
     x = F.random_input(rng, g, 6)
-    assert_c_equals_interpreter(g, x, tmp_path / "c", m0=True)
+    assert_c_o2_and_m0_equal_reference(g, x, tmp_path / "c")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -234,9 +228,7 @@ def pixel_kernels(tmp_path_factory):
     from intquant.codegen.toolchain import ARM_FLAGS
     from intquant.ops import _binary_asm
 
-    from .binary_helpers import require_arm
-
-    require_arm()
+    require_tool("arm-none-eabi-gcc")
     from elftools.elf.elffile import ELFFile
     from unicorn import UC_ARCH_ARM, UC_MODE_THUMB, Uc
     from unicorn.arm_const import (
@@ -301,7 +293,7 @@ def _popcounts(field: np.ndarray, w: np.ndarray, mask: np.ndarray | None) -> np.
     return np.unpackbits(x.astype(">u4").view(np.uint8), axis=1).sum(axis=1).astype(np.int64)
 
 
-def test_generated_pixel_kernels_on_cortex_m0(pixel_kernels):
+def test_binary_conv_c_m0_generated_pixel_kernels_match_numpy_popcount(pixel_kernels):
     """All-ones/all-zeros fields, random fields, random masks; 1 to 70 channels (output words
     with unused low bits); thresholds over the whole range R in [0, 2n + 1]."""
     cases, call = pixel_kernels
@@ -334,23 +326,18 @@ def test_generated_pixel_kernels_on_cortex_m0(pixel_kernels):
                 np.testing.assert_array_equal(got, pops, err_msg=where)
 
 
-# ----------------------------------------------------------------------------------------------
-# ONNX: bit tensors as int8 ±1, every binary kind exact integer ops (both requant modes)
-# ----------------------------------------------------------------------------------------------
+# ---- (e) ONNX: bit tensors as int8 ±1, every binary kind exact integer ops --------------------
+
+test_binary_conv_onnx_integer_export_is_bit_exact = onnx_export_test("binary_conv")
 
 
 @pytest.mark.parametrize(("dims", "dtype"), [(1, "int8"), (2, "int16")])
-def test_onnx_export_of_binary_chains_equals_reference(dims, dtype):
+def test_binary_conv_onnx_export_of_binary_chains_equals_reference(dims, dtype):
     """sign_conv, binary_conv (bits and 8/16-bit out), binary_max_pool, sign, unpack_bits and
-    binary_fully_connected through ONNX Runtime, equal to the interpreter."""
-    import onnxruntime as ort
-
-    from intquant.onnx_export import intgraph_to_onnx
-
+    binary_fully_connected through ONNX Runtime, equal to the interpreter in both requant
+    modes (the binary kinds have one export, the same in both)."""
     rng = np.random.default_rng(dims)
     g = F.binary_chain(rng, dims=dims, dtype=dtype)
     x = F.random_input(rng, g, 16)
     for requant in ("integer", "float"):
-        model = intgraph_to_onnx(g, requant=requant)
-        s = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-        np.testing.assert_array_equal(s.run(None, {g.input: x})[0], run(g, x))
+        np.testing.assert_array_equal(ort_run(g, x, requant=requant), run(g, x))

@@ -1,5 +1,7 @@
-"""binary_fully_connected: reference against exact float64 PyTorch on ±1 values, goldens,
-validation, the C kernels, and the requantization shortcut of binary layers."""
+"""binary_fully_connected: XNOR-popcount product of a packed ±1 vector with packed ±1 rows,
+thresholded to bits or requantized (src/intquant/ops/binary_fully_connected.py). Reference
+against exact float64 PyTorch on ±1 values, goldens, validation, the C kernels, and the
+requantization shortcut of binary layers."""
 
 from __future__ import annotations
 
@@ -13,9 +15,16 @@ import torch.nn.functional as F
 
 import intgraph_factory as Fac
 from intquant.interpreter import run
-from intquant.intgraph import IntGraph, IntGraphError, Op, TensorInfo
+from intquant.intgraph import IntGraph, Op, TensorInfo
 
-from .binary_helpers import assert_c_equals_interpreter, output_stage, pm1
+from .binary_helpers import output_stage, pm1
+from .conftest import (
+    assert_c_o2_and_m0_equal_reference,
+    assert_rejected,
+    c_host_test,
+    c_m0_test,
+    onnx_export_test,
+)
 
 RUNTIME = Path(__file__).resolve().parents[2] / "src" / "intquant" / "codegen" / "runtime"
 
@@ -26,8 +35,13 @@ def decode_rows(words: np.ndarray, n: int) -> np.ndarray:
     return np.where(bits.reshape(words.shape[0], -1)[:, :n] == 1, -1, 1)
 
 
+# ---- (a) vs float PyTorch ---------------------------------------------------------------------
+
+
 @pytest.mark.parametrize("seed", range(12))
-def test_reference_equals_exact_float_linear(seed):
+def test_binary_fully_connected_matches_float_linear_of_pm1_exactly(seed):
+    """float64 F.linear of the ±1 values (float sign of the dequantized input) and the decoded
+    ±1 rows — exact, integer sums below 2^53 — thresholded or requantized: equal."""
     rng = np.random.default_rng(seed)
     dtype = ("int8", "uint8", "int16")[seed % 3]
     g = Fac.binary_fully_connected_graph(rng, dtype=dtype, out_bits=seed % 2 == 0,
@@ -36,42 +50,81 @@ def test_reference_equals_exact_float_linear(seed):
     x = Fac.random_input(rng, g, 6)
     got = run(g, x, return_all=True)[fc.output]
     w = torch.as_tensor(decode_rows(fc.consts["weight"], x.shape[1]).astype(np.float64))
-    acc = F.linear(pm1(x, sign.attrs["threshold"]), w)
+    acc = F.linear(pm1(x, g, sign), w)
     np.testing.assert_array_equal(got, output_stage(acc, fc, g.tensors[fc.output].dtype))
 
 
-def golden_graph() -> IntGraph:
+# ---- (c) goldens ------------------------------------------------------------------------------
+
+
+def golden_graph(out_dtype: str = "bit") -> IntGraph:
     """x = [+1, −1, −1, +1, +1] (5 features); rows [+1]*5 (word 0), [−1, −1, −1, −1, −1]
-    (0xF8000000), [+1, −1, −1, +1, −1] (0x68000000): acc = 1, −1, 3; thresholds 1, 0, 4."""
+    (0xF8000000), [+1, −1, −1, +1, −1] (0x68000000): acc = 1, −1, 3. Bit output: thresholds
+    1, 0, 4. 8-bit output: real multiplier exactly 1 (M = 2^30, shift 1), bias [0, 10, −2],
+    act range [−128, 5]: out = clamp(acc + bias)."""
     t = {"x": TensorInfo("x", (5,), "int8", 1.0, 0), "s": TensorInfo("s", (5,), "bit", 1.0, 0),
-         "y": TensorInfo("y", (3,), "bit", 1.0, 0), "u": TensorInfo("u", (3,), "int8", 1.0, 0)}
+         "y": TensorInfo("y", (3,), out_dtype, 1.0, 0)}
     w = np.array([[0], [0xF8000000], [0x68000000]], np.uint32)
+    attrs: dict = {}
+    consts = {"weight": w}
+    if out_dtype == "bit":
+        consts["threshold"] = np.array([1, 0, 4], np.int32)
+    else:
+        consts.update(bias=np.array([0, 10, -2], np.int32), multiplier=np.full(3, 2**30, np.int32),
+                      shift=np.ones(3, np.int32))
+        attrs.update(output_zero_point=0, act_min=-128, act_max=5)
     ops = [Op("s", "sign", ["x"], "s", {"threshold": 0}),
-           Op("fc", "binary_fully_connected", ["s"], "y", {},
-              {"weight": w, "threshold": np.array([1, 0, 4], np.int32)}),
-           Op("u", "unpack_bits", ["y"], "u")]
-    return IntGraph(t, ops, "x", "u").validate()
+           Op("fc", "binary_fully_connected", ["s"], "y", attrs, consts)]
+    out = "y"
+    if out_dtype == "bit":
+        t["u"] = TensorInfo("u", (3,), "int8", 1.0, 0)
+        ops.append(Op("u", "unpack_bits", ["y"], "u"))
+        out = "u"
+    return IntGraph(t, ops, "x", out).validate()
 
 
-def test_golden():
-    x = np.array([[3, -1, -7, 0, 100]], np.int8)
-    np.testing.assert_array_equal(run(golden_graph(), x), [[1, -1, -1]])
+GOLDEN_X = np.array([[3, -1, -7, 0, 100]], np.int8)
+
+
+def test_binary_fully_connected_golden_bits():
+    """acc 1, −1, 3 against thresholds 1, 0, 4: +1, −1, −1."""
+    np.testing.assert_array_equal(run(golden_graph(), GOLDEN_X), [[1, -1, -1]])
+
+
+def test_binary_fully_connected_golden_requantized():
+    """acc + bias = 1, 9, 1; the act range clamps 9 to 5."""
+    np.testing.assert_array_equal(run(golden_graph("int8"), GOLDEN_X), [[1, 5, 1]])
+
+
+# ---- (b) validation ---------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
     ("mutate", "message"),
     [
-        (lambda op: op.consts.update(weight=np.zeros((3, 2), np.uint32)), r"expected \[Cout, 1\]"),
-        (lambda op: op.consts.update(weight=op.consts["weight"] | np.uint32(4)), "padding"),
-        (lambda op: op.consts.update(threshold=np.array([1, 0, -6], np.int32)), "must lie in"),
-        (lambda op: op.attrs.update(act_min=0), "attr 'act_min' belongs to an 8/16-bit output"),
+        (Fac.set_field(1, "consts", "weight", np.zeros((3, 2), np.uint32)),
+         r"expected \[Cout, 1\]"),
+        (Fac.edit_const(1, "weight", lambda w: w | np.uint32(4)), "padding"),
+        (Fac.set_field(1, "consts", "threshold", np.array([1, 0, -6], np.int32)),
+         r"'threshold' .*must lie in"),
+        (Fac.set_field(1, "attrs", "act_min", 0), "attr 'act_min' belongs to an 8/16-bit output"),
+        (Fac.cast_const(1, "weight", np.int32), "const 'weight' has dtype int32, expected uint32"),
+        (Fac.set_inputs(1, ["x"]), "input 'x' must be a packed 'bit' tensor, got int8"),
     ],
 )
-def test_validation(mutate, message):
-    g = golden_graph()
-    mutate(g.ops[1])
-    with pytest.raises(IntGraphError, match=message):
-        g.validate()
+def test_binary_fully_connected_validation_names_the_field(mutate, message):
+    assert_rejected(golden_graph(), mutate, message, op_index=1)
+
+
+def test_binary_fully_connected_validation_requantized_output_needs_its_consts():
+    assert_rejected(golden_graph("int8"), lambda g: g.ops[1].consts.pop("multiplier"),
+                    "missing const 'multiplier'", op_index=1)
+
+
+# ---- (d) C vs reference -----------------------------------------------------------------------
+
+test_binary_fully_connected_c_host_equals_reference = c_host_test("binary_fully_connected")
+test_binary_fully_connected_c_m0_equals_reference = c_m0_test("binary_fully_connected")
 
 
 def chain(rng: np.random.Generator) -> IntGraph:
@@ -84,11 +137,12 @@ def chain(rng: np.random.Generator) -> IntGraph:
     return b.graph(t)
 
 
-def test_c_host_and_cortex_m0(tmp_path):
-    """(ASan/UBSan: the binary chains of tests/test_c_backend.py.)"""
+def test_binary_fully_connected_c_m0_chain_equals_reference(tmp_path):
+    """Host -O2 and Cortex-M0 on the chain above (ASan/UBSan: the c_host test and the binary
+    chains of tests/test_c_backend.py)."""
     rng = np.random.default_rng(3)
     g = chain(rng)
-    assert_c_equals_interpreter(g, Fac.random_input(rng, g, 8), tmp_path / "c", m0=True)
+    assert_c_o2_and_m0_equal_reference(g, Fac.random_input(rng, g, 8), tmp_path / "c")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -112,7 +166,7 @@ int main(void)
 """
 
 
-def test_small_single_rounding_is_exact_for_every_accumulator(tmp_path):
+def test_binary_fully_connected_c_host_small_single_rounding_is_exact(tmp_path):
     """Every |x| < 2^15, every shift in [−15, 14], multipliers at the ends of [2^30, 2^31) and
     random ones: equal to the exact floor((x·m + 2^(t−1)) / 2^t), t = 31 − shift."""
     (tmp_path / "t.c").write_text(SMALL_C)
@@ -131,3 +185,9 @@ def test_small_single_rounding_is_exact_for_every_accumulator(tmp_path):
         t = 31 - s
         expected = (x * m + (1 << (t - 1))) >> t  # exact: |x·m| < 2^46, int64 floor shift
         np.testing.assert_array_equal(row, expected, err_msg=f"m={m} shift={s}")
+
+
+# ---- (e) ONNX ---------------------------------------------------------------------------------
+
+test_binary_fully_connected_onnx_integer_export_is_bit_exact = onnx_export_test(
+    "binary_fully_connected")

@@ -1,5 +1,7 @@
-"""sign_conv: reference against exact float64 PyTorch on x − z, goldens, validation, C (the
-offset-binary 8-bit path and the portable path)."""
+"""sign_conv: an 8/16-bit conv (or linear) whose output is the sign of the accumulator against
+a per-channel threshold, packed into bits (src/intquant/ops/sign_conv.py). Reference against
+exact float64 PyTorch on x − z, goldens, validation, C (the offset-binary 8-bit path and the
+portable path), ONNX."""
 
 from __future__ import annotations
 
@@ -10,13 +12,22 @@ import torch.nn.functional as F
 
 import intgraph_factory as Fac
 from intquant.interpreter import run
-from intquant.intgraph import IntGraph, IntGraphError, Op, TensorInfo
+from intquant.intgraph import IntGraph, Op, TensorInfo
 
-from .binary_helpers import assert_c_equals_interpreter, float_conv
+from .binary_helpers import float_conv
+from .conftest import (
+    assert_c_o2_and_m0_equal_reference,
+    assert_rejected,
+    c_host_test,
+    c_m0_test,
+    onnx_export_test,
+)
+
+# ---- (a) vs float PyTorch ---------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("seed", range(24))
-def test_reference_equals_exact_float_conv(seed):
+def test_sign_conv_matches_float_conv_exactly(seed):
     """acc = float64 conv of (x − z) with zero padding (padding holds the zero point: real 0);
     +1 where acc ≥ threshold. Vectors (Linear), 1-D and 2-D, depthwise; int8/uint8/int16
     inputs; int8 and int16 weights."""
@@ -39,6 +50,9 @@ def test_reference_equals_exact_float_conv(seed):
     np.testing.assert_array_equal(got, expected)
 
 
+# ---- (c) goldens ------------------------------------------------------------------------------
+
+
 def golden_graph(dtype: str = "int8") -> IntGraph:
     """x (1, 4), zero point 2, kernel [1, −2, 1], padding 1 (padded taps hold 2: real 0).
     x − z = [1, −2, 0, 3], worked out per position:
@@ -55,35 +69,46 @@ def golden_graph(dtype: str = "int8") -> IntGraph:
 
 
 @pytest.mark.parametrize("dtype", ["int8", "uint8", "int16"])
-def test_golden(dtype, tmp_path):
+def test_sign_conv_golden(dtype):
+    """The same values in every input dtype (uint8's C path, offset binary: the c_host test)."""
     g = golden_graph(dtype)
     x = np.array([[[3, 0, 2, 5]]], dtype)
     np.testing.assert_array_equal(run(g, x), [[[-1, 1, 1, -1]]])
-    if dtype == "uint8":
-        assert_c_equals_interpreter(g, x, tmp_path / "c")
+
+
+# ---- (b) validation ---------------------------------------------------------------------------
+
 
 
 @pytest.mark.parametrize(
     ("mutate", "message"),
     [
-        (lambda g: g.tensors.update(y=TensorInfo("y", (1, 4), "int8", 1.0, 0)),
-         "output 'y' must be a 'bit' tensor"),
-        (lambda g: g.ops[0].consts.update(weight=np.full((1, 1, 1, 3), 2**15 - 1, np.int16)),
+        (Fac.set_tensor(1, dtype="int8"), "output 'y' must be a 'bit' tensor"),
+        (Fac.set_field(0, "consts", "weight", np.full((1, 1, 1, 3), 2**15 - 1, np.int16)),
          "accumulator bound .* >= 2\\^31"),
-        (lambda g: g.ops[0].attrs.update(input_zero_point=0), "differs from tensor 'x'"),
-        (lambda g: g.ops[0].consts.update(threshold=np.zeros(2, np.int32)), "Cout = 1"),
+        (Fac.set_field(0, "attrs", "input_zero_point", 0), "differs from tensor 'x'"),
+        (Fac.set_field(0, "consts", "threshold", np.zeros(2, np.int32)), "Cout = 1"),
+        (Fac.cast_const(0, "threshold", np.int64),
+         "const 'threshold' has dtype int64, expected int32"),
+        (Fac.set_field(0, "attrs", "groups", 2), "attr 'groups' = 2 must divide Cin = 1"),
+        (Fac.del_attr(0, "stride"), "missing attr 'stride'"),
     ],
 )
-def test_validation(mutate, message):
-    g = golden_graph("int16")
-    mutate(g)
-    with pytest.raises(IntGraphError, match=message):
-        g.validate()
+def test_sign_conv_validation_names_the_field(mutate, message):
+    assert_rejected(golden_graph("int16"), mutate, message, op_index=0)
+
+
+# ---- (d) C vs reference -----------------------------------------------------------------------
+
+test_sign_conv_c_host_equals_reference = c_host_test("sign_conv")
+test_sign_conv_c_m0_equals_reference = c_m0_test("sign_conv")
+
 
 
 @pytest.mark.parametrize(("dtype", "w_dtype", "dims"), [("int8", "int8", 2), ("int16", "int16", 0)])
-def test_c_fast8_and_portable(dtype, w_dtype, dims, tmp_path):
-    """8-bit inputs with int8 weights take the offset-binary path (uint8 inputs: the golden and
+def test_sign_conv_c_m0_fast8_and_portable_equal_reference(dtype, w_dtype, dims,
+                                                          tmp_path):
+    """8-bit inputs with int8 weights take the offset-binary path (uint8 inputs: the c_host test and
     the chains of tests/test_c_backend.py); int16 the portable one. Both with a grouped and a
     depthwise layer."""
     rng = np.random.default_rng(7)
@@ -99,4 +124,9 @@ def test_c_fast8_and_portable(dtype, w_dtype, dims, tmp_path):
         t = b.sign_conv(u, 72, (3, 3), (1, 1), (1, 1, 1, 1), groups=36)  # depthwise x2
     b.unpack_bits(t)
     g = b.graph()
-    assert_c_equals_interpreter(g, Fac.random_input(rng, g, 6), tmp_path / "c", m0=True)
+    assert_c_o2_and_m0_equal_reference(g, Fac.random_input(rng, g, 6), tmp_path / "c")
+
+
+# ---- (e) ONNX ---------------------------------------------------------------------------------
+
+test_sign_conv_onnx_integer_export_is_bit_exact = onnx_export_test("sign_conv")
