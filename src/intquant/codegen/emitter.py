@@ -100,25 +100,19 @@ class CEmitter:
         return ident
 
     def rqw_array(self, ident: str, rows: list[tuple[int, ...]]) -> str:
-        """An iq_rqw_t array (iq_requant.h): a_lo, width, m, c_hi, u0, c_lo, sh, form."""
+        """An iq_rqw_t array (iq_requant.h): a_lo, width, m, c_hi, u0, c_lo, sh, form.
+
+        Always a C initializer, also with ``binary_weights``: the kernels read its fields
+        directly (like a parameter struct: in RAM on AVR), and a struct initialised by value
+        needs no byte-order copy (a little-endian byte image in the .bin was wrong on big-endian
+        targets and, placed in AVR program memory, read as RAM)."""
         self.weight_bytes += 24 * len(rows)
-        if self.blobs is None:
-            body = ",\n    ".join(
-                "{" + ", ".join(c_int(v) if k == 0 else f"{v}u" for k, v in enumerate(r)) + "}"
-                for r in rows
-            )
-            self.data.append(f"static const iq_rqw_t {ident}[{len(rows)}] = {{\n    {body}\n}};\n")
-            return ident
-        symbol = f"{self.name}_{ident}"
-        raw = b"".join(
-            np.array(r[:5], dtype="<i8").astype("<u4").tobytes()
-            + np.array([r[5]], dtype="<u2").tobytes()
-            + np.array(r[6:], dtype="<u1").tobytes()
+        body = ",\n    ".join(
+            "{" + ", ".join(c_int(v) if k == 0 else f"{v}u" for k, v in enumerate(r)) + "}"
             for r in rows
         )
-        self.blobs.append((symbol, raw, 4))
-        self.data.append(f"extern const iq_rqw_t {symbol}[{len(rows)}];\n")
-        return symbol
+        self.data.append(f"static const iq_rqw_t {ident}[{len(rows)}] = {{\n    {body}\n}};\n")
+        return ident
 
     def require_runtime(self, files: tuple[str, ...], header: str | None = None) -> None:
         """Runtime files (and a header for the model source) a kernel needs beyond those of
