@@ -225,13 +225,7 @@ def test_packed_chain_in_c(tmp_path, fmt: str, dtype: str) -> None:
 
 def test_generic_path_in_c(tmp_path) -> None:
     """16-bit activations (int32 and int64 accumulators): the portable path of every format."""
-    b = F.GraphBuilder(np.random.default_rng(2), (6, 12), "int16")
-    t = b.conv(b.input, 8, (1, 3), padding=(0, 1, 0, 1), w_dtype="int4")
-    t = b.conv(t, 8, (1, 3), w_dtype="ternary", acc_bits=64)
-    t = b.conv(t, 6, (1, 1), w_dtype="pow2")
-    t = b.flatten(t)
-    b.fully_connected(t, 5, w_dtype="binary", acc_bits=64)
-    g = b.graph()
+    g = F.packed_generic_chain(np.random.default_rng(2))
     assert {_lowbit.packed_path(g, op) for op in g.ops if "weight" in op.consts} == {"generic"}
     _check_c(g, tmp_path / "c")
 

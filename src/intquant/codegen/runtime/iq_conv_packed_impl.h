@@ -255,9 +255,11 @@ static int32_t IQ_CAT(IQ_FN, _im2col)(const iq_conv_params_t* p, const IQ_TIN* x
             const IQ_TIN* row = src;
             for (ky = 0; ky < k_h; ++ky, row += row_step) {
                 for (i = 0; i < k_w; ++i) {
+                    /* u, not `sum += (uint32_t)v`: gcc 12 warns on that for int16 v */
                     const IQ_TCOL v = IQ_XU(row[i]);
+                    const uint32_t u = (uint32_t)v;
                     *col++ = v;
-                    sum += (uint32_t)v;
+                    sum += u;
                 }
             }
         }
@@ -279,8 +281,9 @@ static int32_t IQ_CAT(IQ_FN, _im2col)(const iq_conv_params_t* p, const IQ_TIN* x
             }
             for (i = kx_lo; i < kx_hi; ++i, src += dil_w) {
                 const IQ_TCOL v = IQ_XU(*src);
+                const uint32_t u = (uint32_t)v; /* as above */
                 *col++ = v;
-                sum += (uint32_t)v;
+                sum += u;
             }
             for (i = kx_hi; i < k_w; ++i) {
                 *col++ = pad;
