@@ -619,6 +619,137 @@ def softmax_graph(rng: np.random.Generator, *, dtype: str = "int8") -> IntGraph:
     return b.graph()
 
 
+# ----------------------------------------------------------------------------------------------
+# reach-elem: two-activation ops (add/sub/mul with broadcasting) and per-channel PReLU
+# ----------------------------------------------------------------------------------------------
+
+
+def broadcast_shape(rng: np.random.Generator, shape: tuple[int, ...], kind: str) -> tuple[int, ...]:
+    """The shape of a broadcast operand: "same", "channel" (C, 1, ...), "sample" (1, 1, ...),
+    "last" (1, ..., W) or "random" (each dim kept or 1)."""
+    if kind == "same":
+        return shape
+    if kind == "channel":
+        return (shape[0],) + (1,) * (len(shape) - 1)
+    if kind == "sample":
+        return (1,) * len(shape)
+    if kind == "last":
+        return (1,) * (len(shape) - 1) + (shape[-1],)
+    return tuple(d if rng.integers(0, 2) else 1 for d in shape)
+
+
+def add_broadcast(b: GraphBuilder, a: str, other: str, subtract: bool = False,
+                  rounding: str = "double", relu: bool = False) -> str:
+    """TFLM's add (or sub: negative b multiplier) of a and a broadcast operand."""
+    ai, bi = b.info(a), b.info(other)
+    out_shape = tuple(max(x, y) for x, y in zip(ai.shape, bi.shape, strict=True))
+    y = b.new_tensor(out_shape, ai.dtype)
+    yi = b.info(y)
+    ls = LEFT_SHIFT[yi.dtype]
+    twice_max = 2 * max(ai.scale, bi.scale)
+    am, ash = quantize_multiplier(ai.scale / twice_max)
+    bm, bsh = quantize_multiplier(bi.scale / twice_max)
+    om, osh = quantize_multiplier(twice_max / (2**ls * yi.scale))
+    amin, amax = b.act_range(yi.dtype, yi.zero_point, relu)
+    attrs = {
+        "a_zero_point": ai.zero_point, "b_zero_point": bi.zero_point, "left_shift": ls,
+        "a_multiplier": am, "a_shift": ash, "b_multiplier": -bm if subtract else bm,
+        "b_shift": bsh, "output_multiplier": om, "output_shift": osh,
+        "output_zero_point": yi.zero_point, "act_min": amin, "act_max": amax,
+        "rounding": rounding,
+    }
+    return b.op("add", [a, other], y, attrs)
+
+
+def mul(b: GraphBuilder, a: str, other: str, out_dtype: str | None = None,
+        rounding: str = "double", relu: bool = False) -> str:
+    """TFLM's mul; the multiplier spreads the product's typical size over the output range."""
+    ai, bi = b.info(a), b.info(other)
+    out_shape = tuple(max(x, y) for x, y in zip(ai.shape, bi.shape, strict=True))
+    out_dtype = out_dtype or ai.dtype
+    y = b.new_tensor(out_shape, out_dtype)
+    yi = b.info(y)
+    lo, hi = ACTIVATION_DTYPES[out_dtype]
+    real = (hi - lo) / 4.0 / (_dtype_spread(ai.dtype) * _dtype_spread(bi.dtype))
+    real *= b.rng.uniform(0.5, 2.0)
+    if rounding == "pow2":
+        m, sh = 2**30, int(np.round(np.log2(real))) + 1
+    else:
+        m, sh = quantize_multiplier(real)
+    amin, amax = b.act_range(yi.dtype, yi.zero_point, relu)
+    attrs = {"a_zero_point": ai.zero_point, "b_zero_point": bi.zero_point,
+             "output_multiplier": m, "output_shift": sh, "output_zero_point": yi.zero_point,
+             "act_min": amin, "act_max": amax, "rounding": rounding}
+    return b.op("mul", [a, other], y, attrs)
+
+
+def prelu(b: GraphBuilder, x: str, slopes: np.ndarray | None = None,
+          out_dtype: str | None = None, rounding: str = "double") -> str:
+    """Per-channel PReLU; random slopes in [-0.5, 1.5] (negative ones too) unless given."""
+    xi = b.info(x)
+    out_dtype = out_dtype or xi.dtype
+    c = xi.shape[0]
+    if slopes is None:
+        slopes = b.rng.uniform(-0.5, 1.5, size=c)
+    ratio = _dtype_spread(xi.dtype) / _dtype_spread(out_dtype) * b.rng.uniform(0.6, 1.2)
+    y = b.new_tensor(xi.shape, out_dtype, scale=float(np.float32(xi.scale * ratio)))
+    yi = b.info(y)
+    pm, psh = quantize_multiplier(xi.scale / yi.scale)
+    mags, nsh = quantize_multipliers(np.abs(slopes) * xi.scale / yi.scale)
+    neg = np.where(np.asarray(slopes) < 0, -mags.astype(np.int64), mags).astype(np.int32)
+    lo, hi = ACTIVATION_DTYPES[out_dtype]
+    attrs = {"input_zero_point": xi.zero_point, "output_zero_point": yi.zero_point,
+             "pos_multiplier": pm, "pos_shift": psh, "act_min": lo, "act_max": hi,
+             "rounding": rounding}
+    consts = {"neg_multiplier": neg, "neg_shift": nsh.astype(np.int32)}
+    return b.op("prelu", [x], y, attrs, consts)
+
+
+def operand_from(b: GraphBuilder, x: str, shape: tuple[int, ...]) -> str:
+    """A second operand of ``shape`` computed from x: x itself for x's shape, else
+    reshape(fully_connected(flatten(x))) (a per-channel gate, a per-sample scalar, ...)."""
+    xi = b.info(x)
+    if tuple(shape) == xi.shape:
+        return b.rescale(x)
+    acc = {"acc_bits": 64} if xi.dtype == "int16" else {}
+    y = b.fully_connected(b.flatten(x), math.prod(shape), **acc)
+    return b.reshape(y, shape)
+
+
+def mul_graph(rng: np.random.Generator, *, dims: int = 2, dtype: str = "int8",
+              broadcast: str | None = None, swap: bool | None = None, **kw) -> IntGraph:
+    """mul of x and an operand of the same shape or broadcast: squeeze-excitation's
+    per-channel gate, a per-sample scalar, a row, or a random pattern (either operand)."""
+    b = GraphBuilder(rng, _spatial_shape(rng, dims, int(rng.integers(1, 5))), dtype)
+    shape = b.info(b.input).shape
+    kind = broadcast or str(rng.choice(["same", "channel", "sample", "last", "random"]))
+    other = operand_from(b, b.input, broadcast_shape(rng, shape, kind))
+    swap = bool(rng.integers(0, 2)) if swap is None else swap
+    mul(b, *((other, b.input) if swap else (b.input, other)), **kw)
+    return b.graph()
+
+
+def add_broadcast_graph(rng: np.random.Generator, *, dims: int = 2, dtype: str = "int8",
+                        broadcast: str | None = None, subtract: bool | None = None,
+                        swap: bool | None = None, **kw) -> IntGraph:
+    """add or sub of x and an operand of the same shape or broadcast (either side)."""
+    b = GraphBuilder(rng, _spatial_shape(rng, dims, int(rng.integers(1, 5))), dtype)
+    shape = b.info(b.input).shape
+    kind = broadcast or str(rng.choice(["same", "channel", "sample", "last", "random"]))
+    other = operand_from(b, b.input, broadcast_shape(rng, shape, kind))
+    sub = bool(rng.integers(0, 2)) if subtract is None else subtract
+    swap = bool(rng.integers(0, 2)) if swap is None else swap
+    add_broadcast(b, *((other, b.input) if swap else (b.input, other)), subtract=sub, **kw)
+    return b.graph()
+
+
+def prelu_graph(rng: np.random.Generator, *, dims: int = 2, dtype: str = "int8",
+                **kw) -> IntGraph:
+    b = GraphBuilder(rng, _spatial_shape(rng, dims, int(rng.integers(1, 6))), dtype)
+    prelu(b, b.input, **kw)
+    return b.graph()
+
+
 ONE_OP_BUILDERS: dict[str, Callable[..., IntGraph]] = {
     "conv": conv_graph,
     "fully_connected": fully_connected_graph,
@@ -634,6 +765,9 @@ ONE_OP_BUILDERS: dict[str, Callable[..., IntGraph]] = {
     "lut": lut_graph,
     "softmax": softmax_graph,
     "lrn": lrn_graph,
+    # -- reach-elem --
+    "mul": mul_graph,
+    "prelu": prelu_graph,
 }
 
 
