@@ -1,8 +1,8 @@
 """add — sum or difference of two tensors with broadcasting (TFLM's quantized add and sub)
 
 - inputs `[a, b]` of the output's rank, each dim equal to the output's or 1 (a per-channel
-  (C, 1, 1) or per-sample (1, 1, 1) operand broadcasts; see ``ops/_broadcast.py``); attrs: `a_zero_point`, `b_zero_point`, `left_shift` (20 for int8, 15 for
-  int16),
+  (C, 1, 1) or per-sample (1, 1, 1) operand broadcasts; see ``ops/_broadcast.py``);
+  attrs: `a_zero_point`, `b_zero_point`, `left_shift` (20 for int8, 15 for int16),
   `a_multiplier`, `a_shift`, `b_multiplier`, `b_shift`, `output_multiplier`, `output_shift`,
   `output_zero_point`, `act_min`, `act_max`, `rounding` ("double"|"single"; pow2 models use
   "double").
