@@ -199,7 +199,7 @@ def fuse_activation_patterns(graph: Graph) -> Graph:
             if m is None:
                 continue
             root.op, root.inputs, root.attrs, root.params = m.op, [m.x], m.attrs, {}
-            root.source += f" + fused {m.op} pattern ({len(m.internal)} nodes)"
+            root.source += f" + fused {m.op} pattern ({', '.join(m.internal)})"
             gone = set(m.internal)
             graph.nodes = [n for n in graph.nodes if n.name not in gone]
             graph.reindex()
