@@ -694,11 +694,13 @@ def prelu(b: GraphBuilder, x: str, slopes: np.ndarray | None = None,
     ratio = _dtype_spread(xi.dtype) / _dtype_spread(out_dtype) * b.rng.uniform(0.6, 1.2)
     y = b.new_tensor(xi.shape, out_dtype, scale=float(np.float32(xi.scale * ratio)))
     yi = b.info(y)
-    pm, psh = quantize_multiplier(xi.scale / yi.scale)
-    mags, nsh = quantize_multipliers(np.abs(slopes) * xi.scale / yi.scale)
+    ls = LEFT_SHIFT[xi.dtype]
+    pm, psh = quantize_multiplier(xi.scale / (2**ls * yi.scale))
+    mags, nsh = quantize_multipliers(np.abs(slopes) * xi.scale / (2**ls * yi.scale))
     neg = np.where(np.asarray(slopes) < 0, -mags.astype(np.int64), mags).astype(np.int32)
     lo, hi = ACTIVATION_DTYPES[out_dtype]
-    attrs = {"input_zero_point": xi.zero_point, "output_zero_point": yi.zero_point,
+    attrs = {"input_zero_point": xi.zero_point, "left_shift": ls,
+             "output_zero_point": yi.zero_point,
              "pos_multiplier": pm, "pos_shift": psh, "act_min": lo, "act_max": hi,
              "rounding": rounding}
     consts = {"neg_multiplier": neg, "neg_shift": nsh.astype(np.int32)}
@@ -741,6 +743,20 @@ def add_broadcast_graph(rng: np.random.Generator, *, dims: int = 2, dtype: str =
     swap = bool(rng.integers(0, 2)) if swap is None else swap
     add_broadcast(b, *((other, b.input) if swap else (b.input, other)), subtract=sub, **kw)
     return b.graph()
+
+
+ELEM_STEPS = ("mul", "sub", "prelu")
+
+
+def elem_step(b: GraphBuilder, x: str, step: str) -> str:
+    """A random-chain step: squeeze-excitation (x · lut(global pool(x)), the gate broadcast
+    per channel), x − f(x) with f a clamp or a per-channel pool, or a per-channel PReLU."""
+    if step == "mul":
+        return mul(b, x, b.lut(b.global_avg_pool(x)))
+    if step == "sub":
+        other = b.clamp(x) if b.rng.integers(0, 2) else b.global_avg_pool(x)
+        return add_broadcast(b, x, other, subtract=True)
+    return prelu(b, x)
 
 
 def prelu_graph(rng: np.random.Generator, *, dims: int = 2, dtype: str = "int8",
@@ -788,6 +804,10 @@ _CHAIN_STEPS = (
     "pad",
     "transpose",
     "lrn",
+    # -- reach-elem --
+    "mul",
+    "sub",
+    "prelu",
 )
 
 
@@ -845,6 +865,8 @@ def random_chain(
             cur = b.transpose(b.transpose(cur, [0, 2, 1]), [0, 2, 1])
         elif step == "lrn":
             cur = b.lrn(cur)
+        elif step in ELEM_STEPS:
+            cur = elem_step(b, cur, step)
     cur = b.flatten(cur)
     cur = b.fully_connected(cur, classes, **kw16)
     if softmax:

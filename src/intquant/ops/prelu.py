@@ -1,17 +1,21 @@
 """prelu — PReLU with one slope per channel (TFLM's PRELU / LEAKY_RELU arithmetic)
 
 - input `x` (C, ...) (channels on the first non-batch axis, as nn.PReLU); attrs
-  `input_zero_point`, `output_zero_point`, `pos_multiplier`, `pos_shift`, `act_min`, `act_max`,
-  `rounding` ("double" | "single"); consts `neg_multiplier`, `neg_shift` (int32, C entries or 1
-  for a shared slope).
-- math: `d = x − input_zero_point`;
+  `input_zero_point`, `left_shift`, `output_zero_point`, `pos_multiplier`, `pos_shift`,
+  `act_min`, `act_max`, `rounding` ("double" | "single"); consts `neg_multiplier`,
+  `neg_shift` (int32, C entries or 1 for a shared slope).
+- math: `d = (x − input_zero_point) << left_shift`;
   `r = mbqm(d, pos_multiplier, pos_shift)` for d >= 0, else
   `r = sign(neg_multiplier[c])·mbqm(d, |neg_multiplier[c]|, neg_shift[c])`;
-  `out = clamp(r + output_zero_point, act_min, act_max)`.
-  Offline: `s_in/s_out` and `|α_c|·s_in/s_out`, the sign of a negative slope α_c on the
-  multiplier (applied after the rounding, as ``add``'s subtraction). The slopes keep 31-bit
-  precision (TFLM quantizes α to int8 first), so the output is within 0.5 LSB (+ the
-  multipliers' 2^-31 relative error) of PReLU of the dequantized input at 8 and 16 bits.
+  `out = clamp(r + output_zero_point, act_min, act_max)`. Validation: `max|x − z| << left_shift
+  <= 2^30` (int32).
+  Offline: `s_in/(2^ls·s_out)` and `|α_c|·s_in/(2^ls·s_out)`, the sign of a negative slope α_c
+  on the multiplier (applied after the rounding, as ``add``'s subtraction). Like TFLM's
+  PRELU / LEAKY_RELU but with two refinements: the slopes keep 31-bit precision (TFLM
+  quantizes α to int8 first), and the left shift (20 for 8-bit inputs, 15 for int16, as
+  ``add``) gives the first rounding of the double-rounding requantization 2^ls times finer
+  (without it, ``round(round(d·m·2^e)/2^e)`` on a small d is off by up to 0.75 LSB). The
+  output is within 0.5 LSB (+ ~2^-ls) of PReLU of the dequantized input at 8 and 16 bits.
 - In-place safe.
 """
 
@@ -20,14 +24,14 @@ from __future__ import annotations
 import numpy as np
 
 from ..codegen.c_syntax import requant_mode
-from ..intgraph.check import OpCheck, arity
+from ..intgraph.check import OpCheck, arity, max_abs_offset
 from ..intgraph.types import M_LIMIT, SHIFT_RANGE, Op, TensorInfo
 from ..numerics import apply_multiplier, saturate
 from ._reference import to_out
 from .registry import FloatOpDef, OpDef, register
 
-_ATTRS = ("input_zero_point", "output_zero_point", "pos_multiplier", "pos_shift", "act_min",
-          "act_max")
+_ATTRS = ("input_zero_point", "left_shift", "output_zero_point", "pos_multiplier",
+          "pos_shift", "act_min", "act_max")
 
 
 def check(chk: OpCheck) -> None:
@@ -36,7 +40,11 @@ def check(chk: OpCheck) -> None:
     if not x.shape:
         raise chk.fail("input must have a channel axis, got a scalar shape")
     chk.expect_output_shape(x.shape)
-    chk.zero_point_attr("input_zero_point", x)
+    z = chk.zero_point_attr("input_zero_point", x)
+    ls = chk.int_attr("left_shift", 0, 30)
+    if max_abs_offset(x, z) << ls > 2**30:
+        raise chk.fail(f"attr 'left_shift' = {ls} makes (x − zero_point) << left_shift exceed "
+                       "2^30; use 20 for 8-bit inputs, 15 for int16")
     chk.zero_point_attr("output_zero_point", chk.out)
     chk.multiplier_attr("pos_multiplier")
     chk.shift_attr("pos_shift")
@@ -62,7 +70,7 @@ def run(op: Op, inputs: list[np.ndarray], out: TensorInfo) -> np.ndarray:
     """Two requantizations, chosen by the sign of x − z (the slope's sign after rounding)."""
     a = op.attrs
     rounding = a.get("rounding", "double")
-    d = inputs[0].astype(np.int64) - a["input_zero_point"]
+    d = (inputs[0].astype(np.int64) - a["input_zero_point"]) << a["left_shift"]
     m = _per_channel(op.consts["neg_multiplier"], d.ndim)
     sh = _per_channel(op.consts["neg_shift"], d.ndim)
     pos = apply_multiplier(d, a["pos_multiplier"], a["pos_shift"], rounding)
@@ -99,12 +107,14 @@ def _slopes(op: Op, x: TensorInfo) -> np.ndarray:
 
 
 def to_onnx(ex, op: Op) -> None:
-    """DQ(x) at the effective scale m_pos·s_out, PRelu with the effective slopes, Clip, Q."""
+    """DQ(x) at the effective scale 2^ls·m_pos·s_out, PRelu with the effective slopes, Clip,
+    Q."""
     from ..onnx_export import real_multiplier
 
     a = op.attrs
     x, out = ex.g.tensors[op.inputs[0]], ex.g.tensors[op.output]
-    s = float(real_multiplier(a["pos_multiplier"], a["pos_shift"])) * out.scale
+    s = float(real_multiplier(a["pos_multiplier"], a["pos_shift"])) * out.scale * \
+        2.0 ** a["left_shift"]
     xd = ex.dq(op.inputs[0], s, a["input_zero_point"], x.dtype, op.name + "_x")
     slope = _slopes(op, x).astype(np.float32).reshape((-1,) + (1,) * (len(x.shape) - 1))
     y = ex.node("PRelu", [xd, ex.const(op.name + "_slope", slope)], op.name)
@@ -120,6 +130,7 @@ def to_onnx_int(ex, op: Op) -> None:
     nd = len(ex.g.tensors[op.inputs[0]].shape) + 1
     d = ex.node("Sub", [ex.cast(op.inputs[0], TensorProto.INT64, op.name + "_x"),
                         ex.i64(op.name + "_zp", a["input_zero_point"])], op.name + "_d")
+    d = ex.node("Mul", [d, ex.i64(op.name + "_ls", 1 << a["left_shift"])], op.name + "_shl")
     pos = ex.apply_multiplier_int(d, a["pos_multiplier"], a["pos_shift"], rounding, 32,
                                   op.name + "_pos")
     m = _per_channel(op.consts["neg_multiplier"], nd)[0]
@@ -141,21 +152,24 @@ def run_float(node, inputs):
 
 
 def lower(lw, node, inputs: list[str]) -> str:
-    """s_in/s_out for x >= z, |α_c|·s_in/s_out with α_c's sign for x < z."""
+    """s_in/(2^ls·s_out) for x >= z, |α_c|·s_in/(2^ls·s_out) with α_c's sign for x < z."""
     from ..lower import act_bounds, scalar_qparams
     from ..numerics import quantize_multiplier
 
-    s_in, z_in = scalar_qparams(lw.fmt[inputs[0]])
+    in_qp = lw.fmt[inputs[0]]
+    s_in, z_in = scalar_qparams(in_qp)
     out_qp = lw.plan.acts[node.name]
     s_out, z_out = scalar_qparams(out_qp)
+    ls = 20 if in_qp.bits <= 8 else 15
+    base = s_in / (2**ls * s_out)
     slopes = np.asarray(node.params["weight"], np.float64).reshape(-1)
-    pm, psh = quantize_multiplier(s_in / s_out)
-    pairs = [quantize_multiplier(abs(v) * s_in / s_out) for v in slopes]
+    pm, psh = quantize_multiplier(base)
+    pairs = [quantize_multiplier(abs(v) * base) for v in slopes]
     neg_m = np.array([-m if v < 0 else m for (m, _), v in zip(pairs, slopes, strict=True)],
                      np.int32)
     neg_sh = np.array([sh for _, sh in pairs], np.int32)
     lo, hi = act_bounds(node, out_qp)
-    attrs = dict(input_zero_point=z_in, output_zero_point=z_out, pos_multiplier=pm,
+    attrs = dict(input_zero_point=z_in, left_shift=ls, output_zero_point=z_out, pos_multiplier=pm,
                  pos_shift=psh, act_min=lo, act_max=hi,
                  rounding="double" if lw.rounding() == "pow2" else lw.rounding())
     return lw.emit(node.name, "prelu", inputs, node.shape, out_qp, attrs,

@@ -5,7 +5,7 @@
 #include "iq_kernels.h"
 
 typedef struct {
-    int32_t input_zero_point, output_zero_point, pos_multiplier, pos_shift;
+    int32_t input_zero_point, left_shift, output_zero_point, pos_multiplier, pos_shift;
     int32_t act_min, act_max, mode;
     int32_t channels, inner;  /* x is (channels, inner) per sample */
     int32_t shared_slope;     /* 1: one (neg_multiplier, neg_shift) for every channel */
