@@ -944,7 +944,8 @@ def every_op_graph(rng: np.random.Generator) -> IntGraph:
     conv (4 channels a pass plus a tail of 2), depthwise, uint8-input conv, 16-bit activations
     with int16 weights and int64 biases, int32-bias generic conv, both fully connected paths,
     int8 / uint8 / int16 / int32 lookup tables, the LRN and both softmax exp tables, the int8
-    and the generic add, 1- and 2-byte transposes, double / single / pow2 requantization.
+    and the generic add, per-channel PReLU, a broadcast mul and sub, 1- and 2-byte transposes,
+    double / single / pow2 requantization.
 
     On AVR every constant array lives in program memory, so a kernel that reads one without
     IQ_LOAD_* gets RAM bytes instead: bit-exactness of this graph on AVR is the check. Scales
@@ -954,6 +955,9 @@ def every_op_graph(rng: np.random.Generator) -> IntGraph:
     c = b.conv(b.input, 6, (3, 3), padding=(1, 1, 1, 1), relu=True)
     d = b.conv(c, 6, (3, 3), padding=(1, 1, 1, 1), groups=6)
     x = b.add(c, d, relu=True)
+    x = prelu(b, x)
+    x = mul(b, x, b.lut(b.global_avg_pool(x)))  # squeeze-excitation: broadcast per channel
+    x = add_broadcast(b, x, b.global_avg_pool(x), subtract=True)
     m = b.max_pool(x)
     a = b.avg_pool(m, (3, 3), (1, 1), (1, 1, 1, 1), count_include_pad=True)
     x = b.concat([m, a])

@@ -9,7 +9,7 @@ void iq_prelu(const iq_prelu_params_t* p, const void* x, int32_t x_dtype,
     const int32_t scale_up = (int32_t)1 << p->left_shift;
     for (c = 0; c < p->channels; ++c) {
         const int32_t j = p->shared_slope ? 0 : c;
-        const int32_t nm = neg_multiplier[j], ns = neg_shift[j];
+        const int32_t nm = IQ_LOAD_S32(neg_multiplier + j), ns = IQ_LOAD_S32(neg_shift + j);
         const int32_t mag = nm < 0 ? -nm : nm;
         const int32_t mask = nm < 0 ? -1 : 0; /* (v ^ mask) - mask: v or -v */
         for (i = 0; i < p->inner; ++i, ++k) {
