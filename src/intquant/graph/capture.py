@@ -20,7 +20,7 @@ from .ir import Graph, Node, unique_name
 SUPPORTED_MODULES = (
     "Conv1d, Conv2d (stride, padding incl. 'same', dilation, groups), Linear, BatchNorm1d/2d, "
     "ReLU, ReLU6, LeakyReLU, Hardtanh, Sigmoid, Tanh, Hardswish, Hardsigmoid, SiLU, GELU, ELU, "
-    "PReLU, Softmax, MaxPool1d/2d, AvgPool1d/2d, "
+    "SELU, CELU, PReLU, Softmax, MaxPool1d/2d, AvgPool1d/2d, "
     "AdaptiveAvgPool1d/2d(1), Flatten, Unflatten, Identity, Dropout, ConstantPad/ZeroPad; "
     "functions: a + b, a - b, a * b (two activations, broadcasting within the same rank, or "
     "by a constant), torch.cat, torch.clamp, F.pad (constant), torch.erf, view/reshape/"
@@ -538,6 +538,22 @@ def h_elu(t, n):
     t.emit(n, "elu", [t.value(n.args[0])], attrs)
 
 
+def h_selu(t, n):
+    """aten.selu(x): ELU with SELU's constants (alpha, scale; as ONNX Selu)."""
+    t.emit(n, "elu", [t.value(n.args[0])],
+           {"alpha": 1.6732632423543772, "scale": 1.0507009873554805, "input_scale": 1.0})
+
+
+def h_celu(t, n):
+    """aten.celu(x, alpha=1) = max(0, x) + min(0, alpha·(exp(x/alpha) − 1)): ELU with
+    input_scale 1/alpha."""
+    alpha = float(n.args[1] if len(n.args) > 1 else n.kwargs.get("alpha", 1.0))
+    if alpha == 0:
+        raise UnsupportedOpError("CELU with alpha = 0")
+    t.emit(n, "elu", [t.value(n.args[0])],
+           {"alpha": alpha, "scale": 1.0, "input_scale": 1.0 / alpha})
+
+
 def h_prelu(t, n):
     """aten.prelu(x, weight): one slope per channel (dim 1), or one for all."""
     weight = np.asarray(t.const(n.args[1]), np.float32).reshape(-1)
@@ -614,6 +630,10 @@ HANDLERS: dict[str, Callable[[_Translator, torch.fx.Node], None]] = {
     "aten.gelu_.default": h_gelu,
     "aten.elu.default": h_elu,
     "aten.elu_.default": h_elu,
+    "aten.selu.default": h_selu,
+    "aten.selu_.default": h_selu,
+    "aten.celu.default": h_celu,
+    "aten.celu_.default": h_celu,
     "aten.prelu.default": h_prelu,
     "aten._prelu_kernel.default": h_prelu,
     "aten.erf.default": _unary("erf"),

@@ -869,6 +869,16 @@ def op_elu(imp: _Importer, node: onnx.NodeProto) -> None:
     imp.emit(node, "elu", [imp.act(node)], attrs)
 
 
+def op_celu(imp: _Importer, node: onnx.NodeProto) -> None:
+    """Celu(alpha) = max(0, x) + min(0, alpha·(exp(x/alpha) − 1)): ELU with input_scale
+    1/alpha."""
+    alpha = float(_attrs(node).get("alpha", 1.0))
+    if alpha == 0:
+        raise imp.unsupported(node, "alpha = 0")
+    imp.emit(node, "elu", [imp.act(node)],
+             {"alpha": alpha, "scale": 1.0, "input_scale": 1.0 / alpha})
+
+
 def op_prelu(imp: _Importer, node: onnx.NodeProto) -> None:
     """PRelu with a constant slope: one per channel (axis 1) or one shared."""
     x = imp.act(node)
@@ -913,6 +923,7 @@ HANDLERS: dict[str, Callable[[_Importer, onnx.NodeProto], None]] = {
     "Gelu": op_gelu,
     "Elu": op_elu,
     "Selu": op_elu,
+    "Celu": op_celu,
     "PRelu": op_prelu,
     "Erf": _simple("erf"),
 

@@ -9,8 +9,9 @@
   `out = clamp(mbqm((a − a_zp)·(b − b_zp), output_multiplier, output_shift) +
   output_zero_point, act_min, act_max)`; the product is exact in int32 (validation: `max|a −
   a_zp|·max|b − b_zp| < 2^31`, e.g. 255·255 for int8, 32768·32768 for int16 with z = 0).
-  Offline: the one real multiplier `s_a·s_b / s_out`. The output is within 0.5 LSB (plus the
-  multiplier's 2^-31 relative error) of the exact product of the two dequantized inputs.
+  Offline: the one real multiplier `s_a·s_b / s_out`. The output is within 0.5 LSB (plus
+  2^(output_shift−1) from double rounding's first step and the multiplier's 2^-31 relative
+  error) of the exact product of the two dequantized inputs.
 - In-place safe for an operand of the output's shape.
 """
 
@@ -146,7 +147,7 @@ register(
         check=check,
         run=run,
         emit_c=emit_c,
-        c_files=("iq_mul.c", "iq_mul.h", "iq_dot.h", "iq_broadcast.h"),
+        c_files=("iq_mul.c", "iq_mul.h", "iq_dot.h", "iq_dot_avr.h", "iq_broadcast.h"),
         c_header="iq_mul.h",
         to_onnx=to_onnx,
         to_onnx_int=to_onnx_int,
