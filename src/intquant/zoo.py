@@ -273,6 +273,20 @@ def _mobilenet_v3_small() -> nn.Module:
     return MobileNetV3(bnecks, stem=16, last=128, hidden=64, num_classes=10)
 
 
+def _digits_prelu_cnn() -> nn.Module:
+    # digits_cnn with learned slopes: 1x8x8 -> 16x8x8 -> 24x8x8 -> pool 24x4x4 -> 32x4x4 -> GAP
+    # 32 -> 32 -> 10; PReLU per channel after each conv, one shared PReLU in the head.
+    features = nn.Sequential(
+        nn.Conv2d(1, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16), nn.PReLU(16),
+        nn.Conv2d(16, 24, 3, padding=1, bias=False), nn.BatchNorm2d(24), nn.PReLU(24),
+        nn.MaxPool2d(2),
+        nn.Conv2d(24, 32, 3, padding=1, bias=False), nn.BatchNorm2d(32), nn.PReLU(32),
+        nn.AdaptiveAvgPool2d(1),
+    )  # fmt: skip
+    classifier = nn.Sequential(nn.Flatten(), nn.Linear(32, 32), nn.PReLU(), nn.Linear(32, 10))
+    return Classifier(features, classifier)
+
+
 # ----------------------------------------------------------------------------------------------
 # Recipes
 # ----------------------------------------------------------------------------------------------
@@ -329,6 +343,10 @@ _ARCHITECTURES: dict[str, tuple[Callable[[], nn.Module], Recipe]] = {
     "mobilenet_v3_small": (  # 41.6k params, 0.981 on digits16; ~20 s CPU (1 thread)
         _mobilenet_v3_small,
         Recipe("digits16", epochs=30, lr=3e-3, min_test_acc=0.95),
+    ),
+    "digits_prelu_cnn": (  # 12.1k params, 0.978; ~8 s CPU (1 thread)
+        _digits_prelu_cnn,
+        Recipe("digits", epochs=30, lr=3e-3, min_test_acc=0.95),
     ),
 
     # -- transformer --
