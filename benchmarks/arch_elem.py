@@ -37,6 +37,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import intquant  # noqa: E402
 from intquant import zoo  # noqa: E402
+from m0cycles import m0_cycles  # noqa: E402
 from results import machine, table, write_section  # noqa: E402
 
 ACTIVATIONS: dict[str, nn.Module] = {
@@ -144,6 +145,7 @@ def _model_mode(model: nn.Module, ds, act_bits: int, work: Path) -> dict:
     host_equal = bool(np.array_equal(compile_and_run_host(res.out_dir, xq, opt="-O2"),
                                      q.run(xq)))
     cost = cost_report(res.out_dir, xq[:2])
+    cycles = sum(c for _, c, _ in m0_cycles(res.out_dir, xq[0]).values())  # fast multiplier
     return {
         "sqnr": _sqnr(ref, y),
         "acc": float(np.mean(y.argmax(1) == ds.y_test)),
@@ -154,7 +156,7 @@ def _model_mode(model: nn.Module, ds, act_bits: int, work: Path) -> dict:
         "stack": cost["stack_bytes"],
         "board": cost["board"],
         "m0_instructions": cost["m0_instructions_per_inference"],
-        "m0_cycles": cost.get("m0_cycles_per_inference"),
+        "m0_cycles": cycles,
         "quantize_cpu_s": cpu,
         "quantize_wall_s": wall,
     }
@@ -219,7 +221,7 @@ def model_table(rows: list[dict]) -> str:
     body = []
     for r in rows:
         for mode, m in r["modes"].items():
-            cycles = "n/a" if m["m0_cycles"] is None else f"{m['m0_cycles']:.0f}"
+            cycles = f"{m['m0_cycles']:.0f}"
             body.append([r["architecture"], "yes" if r["accepted_as_written"] else "no", mode,
                          f"{m['sqnr']:.1f}", f"{100 * r['float_acc']:.2f}",
                          f"{100 * m['acc']:.2f}", f"{100 * m['agree']:.2f}",
@@ -262,8 +264,10 @@ def markdown(act_rows: list[dict], model_rows: list[dict] | None) -> str:
             "`intquant.Config()` (GPTQ + bias correction) at W8A8 and 16x8. SQNR of the "
             "logits vs the float model over the 360 test images; host C = interpreter on all "
             "of them; flash = code + constants of the model library on Cortex-M0 (-O2); M0 "
-            "instructions: unicorn Cortex-M0, mean of two inferences (cycles: n/a where the "
-            "cost report has no cycle model); quantize time: CPU / wall seconds of "
+            "instructions: unicorn Cortex-M0, mean of two inferences; M0 cycles: one inference "
+            "priced with the Cortex-M0 TRM timings on the executed trace "
+            "(benchmarks/m0cycles.py: no flash wait states, 1-cycle MULS); quantize time: "
+            "CPU / wall seconds of "
             "`intquant.quantize` (one torch thread, a shared machine: wall > CPU). The PReLU "
             "CNN (`zoo.get(\"digits_prelu_cnn\")`, 8x8 digits): three Conv-BN-PReLU (one "
             "slope per channel) and a Linear-PReLU (one shared slope) head.",
