@@ -32,6 +32,10 @@ KIND_LITERAL_ELSEWHERE = {
     # pattern matches (x + 0.044715·x³)
     "add": {"qat/prepare.py", "graph/activation_patterns.py"},
     "reshape": {"qat/prepare.py"},  # torch.fx's call_method target Tensor.reshape
+    # float Graph nodes the activation-decomposition patterns match (x·relu6(x + 3)/6 → clamp,
+    # x·sigmoid(x) → mul), not the IntGraph kinds
+    "clamp": {"graph/activation_patterns.py"},
+    "mul": {"graph/activation_patterns.py"},
     "rescale": {"lower.py"},  # the lowerer core inserts requantization between formats
     "unpack_bits": {"lower.py"},  # ... and unpacks packed ±1 inputs for ops without bits_in
     "conv": {"methods/adaround.py"},  # adaround_layer(op="conv"): F.conv vs F.linear math
