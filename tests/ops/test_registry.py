@@ -35,7 +35,7 @@ KIND_LITERAL_ELSEWHERE = {
     # float Graph nodes the activation-decomposition patterns match (x·relu6(x + 3)/6 → clamp,
     # x·sigmoid(x) → mul), not the IntGraph kinds
     "clamp": {"graph/activation_patterns.py"},
-    "mul": {"graph/activation_patterns.py"},
+    "mul": {"graph/activation_patterns.py", "qat/prepare.py"},  # and torch.fx a * b in QAT
     "rescale": {"lower.py"},  # the lowerer core inserts requantization between formats
     "unpack_bits": {"lower.py"},  # ... and unpacks packed ±1 inputs for ops without bits_in
     "conv": {"methods/adaround.py"},  # adaround_layer(op="conv"): F.conv vs F.linear math
