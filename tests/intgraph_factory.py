@@ -865,6 +865,153 @@ def binary_chain(rng: np.random.Generator, *, dims: int = 2, dtype: str = "int8"
     return b.graph()
 
 
+# ----------------------------------------------------------------------------------------------
+# reach-elem: two-activation ops (add/sub/mul with broadcasting) and per-channel PReLU
+# ----------------------------------------------------------------------------------------------
+
+
+def broadcast_shape(rng: np.random.Generator, shape: tuple[int, ...], kind: str) -> tuple[int, ...]:
+    """The shape of a broadcast operand: "same", "channel" (C, 1, ...), "sample" (1, 1, ...),
+    "last" (1, ..., W) or "random" (each dim kept or 1)."""
+    if kind == "same":
+        return shape
+    if kind == "channel":
+        return (shape[0],) + (1,) * (len(shape) - 1)
+    if kind == "sample":
+        return (1,) * len(shape)
+    if kind == "last":
+        return (1,) * (len(shape) - 1) + (shape[-1],)
+    return tuple(d if rng.integers(0, 2) else 1 for d in shape)
+
+
+def add_broadcast(b: GraphBuilder, a: str, other: str, subtract: bool = False,
+                  rounding: str = "double", relu: bool = False) -> str:
+    """TFLM's add (or sub: negative b multiplier) of a and a broadcast operand."""
+    ai, bi = b.info(a), b.info(other)
+    out_shape = tuple(max(x, y) for x, y in zip(ai.shape, bi.shape, strict=True))
+    y = b.new_tensor(out_shape, ai.dtype)
+    yi = b.info(y)
+    ls = LEFT_SHIFT[yi.dtype]
+    twice_max = 2 * max(ai.scale, bi.scale)
+    am, ash = quantize_multiplier(ai.scale / twice_max)
+    bm, bsh = quantize_multiplier(bi.scale / twice_max)
+    om, osh = quantize_multiplier(twice_max / (2**ls * yi.scale))
+    amin, amax = b.act_range(yi.dtype, yi.zero_point, relu)
+    attrs = {
+        "a_zero_point": ai.zero_point, "b_zero_point": bi.zero_point, "left_shift": ls,
+        "a_multiplier": am, "a_shift": ash, "b_multiplier": -bm if subtract else bm,
+        "b_shift": bsh, "output_multiplier": om, "output_shift": osh,
+        "output_zero_point": yi.zero_point, "act_min": amin, "act_max": amax,
+        "rounding": rounding,
+    }
+    return b.op("add", [a, other], y, attrs)
+
+
+def mul(b: GraphBuilder, a: str, other: str, out_dtype: str | None = None,
+        rounding: str = "double", relu: bool = False) -> str:
+    """TFLM's mul; the multiplier spreads the product's typical size over the output range."""
+    ai, bi = b.info(a), b.info(other)
+    out_shape = tuple(max(x, y) for x, y in zip(ai.shape, bi.shape, strict=True))
+    out_dtype = out_dtype or ai.dtype
+    y = b.new_tensor(out_shape, out_dtype)
+    yi = b.info(y)
+    lo, hi = ACTIVATION_DTYPES[out_dtype]
+    real = (hi - lo) / 4.0 / (_dtype_spread(ai.dtype) * _dtype_spread(bi.dtype))
+    real *= b.rng.uniform(0.5, 2.0)
+    if rounding == "pow2":
+        m, sh = 2**30, int(np.round(np.log2(real))) + 1
+    else:
+        m, sh = quantize_multiplier(real)
+    amin, amax = b.act_range(yi.dtype, yi.zero_point, relu)
+    attrs = {"a_zero_point": ai.zero_point, "b_zero_point": bi.zero_point,
+             "output_multiplier": m, "output_shift": sh, "output_zero_point": yi.zero_point,
+             "act_min": amin, "act_max": amax, "rounding": rounding}
+    return b.op("mul", [a, other], y, attrs)
+
+
+def prelu(b: GraphBuilder, x: str, slopes: np.ndarray | None = None,
+          out_dtype: str | None = None, rounding: str = "double") -> str:
+    """Per-channel PReLU; random slopes in [-0.5, 1.5] (negative ones too) unless given."""
+    xi = b.info(x)
+    out_dtype = out_dtype or xi.dtype
+    c = xi.shape[0]
+    if slopes is None:
+        slopes = b.rng.uniform(-0.5, 1.5, size=c)
+    ratio = _dtype_spread(xi.dtype) / _dtype_spread(out_dtype) * b.rng.uniform(0.6, 1.2)
+    y = b.new_tensor(xi.shape, out_dtype, scale=float(np.float32(xi.scale * ratio)))
+    yi = b.info(y)
+    ls = LEFT_SHIFT[xi.dtype]
+    pm, psh = quantize_multiplier(xi.scale / (2**ls * yi.scale))
+    mags, nsh = quantize_multipliers(np.abs(slopes) * xi.scale / (2**ls * yi.scale))
+    neg = np.where(np.asarray(slopes) < 0, -mags.astype(np.int64), mags).astype(np.int32)
+    lo, hi = ACTIVATION_DTYPES[out_dtype]
+    attrs = {"input_zero_point": xi.zero_point, "left_shift": ls,
+             "output_zero_point": yi.zero_point,
+             "pos_multiplier": pm, "pos_shift": psh, "act_min": lo, "act_max": hi,
+             "rounding": rounding}
+    consts = {"neg_multiplier": neg, "neg_shift": nsh.astype(np.int32)}
+    return b.op("prelu", [x], y, attrs, consts)
+
+
+def operand_from(b: GraphBuilder, x: str, shape: tuple[int, ...]) -> str:
+    """A second operand of ``shape`` computed from x: x itself for x's shape, else
+    reshape(fully_connected(flatten(x))) (a per-channel gate, a per-sample scalar, ...)."""
+    xi = b.info(x)
+    if tuple(shape) == xi.shape:
+        return b.rescale(x)
+    acc = {"acc_bits": 64} if xi.dtype == "int16" else {}
+    y = b.fully_connected(b.flatten(x), math.prod(shape), **acc)
+    return b.reshape(y, shape)
+
+
+def mul_graph(rng: np.random.Generator, *, dims: int = 2, dtype: str = "int8",
+              broadcast: str | None = None, swap: bool | None = None, **kw) -> IntGraph:
+    """mul of x and an operand of the same shape or broadcast: squeeze-excitation's
+    per-channel gate, a per-sample scalar, a row, or a random pattern (either operand)."""
+    b = GraphBuilder(rng, _spatial_shape(rng, dims, int(rng.integers(1, 5))), dtype)
+    shape = b.info(b.input).shape
+    kind = broadcast or str(rng.choice(["same", "channel", "sample", "last", "random"]))
+    other = operand_from(b, b.input, broadcast_shape(rng, shape, kind))
+    swap = bool(rng.integers(0, 2)) if swap is None else swap
+    mul(b, *((other, b.input) if swap else (b.input, other)), **kw)
+    return b.graph()
+
+
+def add_broadcast_graph(rng: np.random.Generator, *, dims: int = 2, dtype: str = "int8",
+                        broadcast: str | None = None, subtract: bool | None = None,
+                        swap: bool | None = None, **kw) -> IntGraph:
+    """add or sub of x and an operand of the same shape or broadcast (either side)."""
+    b = GraphBuilder(rng, _spatial_shape(rng, dims, int(rng.integers(1, 5))), dtype)
+    shape = b.info(b.input).shape
+    kind = broadcast or str(rng.choice(["same", "channel", "sample", "last", "random"]))
+    other = operand_from(b, b.input, broadcast_shape(rng, shape, kind))
+    sub = bool(rng.integers(0, 2)) if subtract is None else subtract
+    swap = bool(rng.integers(0, 2)) if swap is None else swap
+    add_broadcast(b, *((other, b.input) if swap else (b.input, other)), subtract=sub, **kw)
+    return b.graph()
+
+
+ELEM_STEPS = ("mul", "sub", "prelu")
+
+
+def elem_step(b: GraphBuilder, x: str, step: str) -> str:
+    """A random-chain step: squeeze-excitation (x · lut(global pool(x)), the gate broadcast
+    per channel), x − f(x) with f a clamp or a per-channel pool, or a per-channel PReLU."""
+    if step == "mul":
+        return mul(b, x, b.lut(b.global_avg_pool(x)))
+    if step == "sub":
+        other = b.clamp(x) if b.rng.integers(0, 2) else b.global_avg_pool(x)
+        return add_broadcast(b, x, other, subtract=True)
+    return prelu(b, x)
+
+
+def prelu_graph(rng: np.random.Generator, *, dims: int = 2, dtype: str = "int8",
+                **kw) -> IntGraph:
+    b = GraphBuilder(rng, _spatial_shape(rng, dims, int(rng.integers(1, 6))), dtype)
+    prelu(b, b.input, **kw)
+    return b.graph()
+
+
 ONE_OP_BUILDERS: dict[str, Callable[..., IntGraph]] = {
     "conv": conv_graph,
     "fully_connected": fully_connected_graph,
@@ -886,6 +1033,9 @@ ONE_OP_BUILDERS: dict[str, Callable[..., IntGraph]] = {
     "sign": sign_graph,
     "unpack_bits": sign_graph,
     "binary_max_pool": binary_max_pool_graph,
+    # -- reach-elem --
+    "mul": mul_graph,
+    "prelu": prelu_graph,
 }
 
 
@@ -906,6 +1056,10 @@ _CHAIN_STEPS = (
     "pad",
     "transpose",
     "lrn",
+    # -- reach-elem --
+    "mul",
+    "sub",
+    "prelu",
 )
 
 
@@ -963,6 +1117,8 @@ def random_chain(
             cur = b.transpose(b.transpose(cur, [0, 2, 1]), [0, 2, 1])
         elif step == "lrn":
             cur = b.lrn(cur)
+        elif step in ELEM_STEPS:
+            cur = elem_step(b, cur, step)
     cur = b.flatten(cur)
     cur = b.fully_connected(cur, classes, **kw16)
     if softmax:
@@ -1038,7 +1194,8 @@ def every_op_graph(rng: np.random.Generator) -> IntGraph:
     conv (4 channels a pass plus a tail of 2), depthwise, uint8-input conv, 16-bit activations
     with int16 weights and int64 biases, int32-bias generic conv, both fully connected paths,
     int8 / uint8 / int16 / int32 lookup tables, the LRN and both softmax exp tables, the int8
-    and the generic add, 1- and 2-byte transposes, double / single / pow2 requantization.
+    and the generic add, per-channel PReLU, a broadcast mul and sub, 1- and 2-byte transposes,
+    double / single / pow2 requantization.
 
     On AVR every constant array lives in program memory, so a kernel that reads one without
     IQ_LOAD_* gets RAM bytes instead: bit-exactness of this graph on AVR is the check. Scales
@@ -1048,6 +1205,9 @@ def every_op_graph(rng: np.random.Generator) -> IntGraph:
     c = b.conv(b.input, 6, (3, 3), padding=(1, 1, 1, 1), relu=True)
     d = b.conv(c, 6, (3, 3), padding=(1, 1, 1, 1), groups=6)
     x = b.add(c, d, relu=True)
+    x = prelu(b, x)
+    x = mul(b, x, b.lut(b.global_avg_pool(x)))  # squeeze-excitation: broadcast per channel
+    x = add_broadcast(b, x, b.global_avg_pool(x), subtract=True)
     m = b.max_pool(x)
     a = b.avg_pool(m, (3, 3), (1, 1), (1, 1, 1, 1), count_include_pad=True)
     x = b.concat([m, a])

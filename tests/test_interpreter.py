@@ -16,8 +16,11 @@ import pytest
 import tflm_reference as tflm
 from intgraph_factory import (
     GraphBuilder,
+    add_broadcast,
     binary_chain,
     conv_graph,
+    mul,
+    prelu,
     random_chain,
     random_input,
 )
@@ -96,6 +99,9 @@ def every_op_graph(dtype: str) -> IntGraph:
     )
     r = b.conv(t, 4, (1, 1), rounding="pow2", **acc)
     t = b.add(t, r)
+    t = prelu(b, t)  # reach-elem: per-channel PReLU, an SE product, a broadcast difference
+    t = mul(b, t, b.lut(b.global_avg_pool(t)))
+    t = add_broadcast(b, t, b.global_avg_pool(t), subtract=True)
     t = b.max_pool(t, (2, 2), (2, 2))
     t = b.avg_pool(t, (3, 3), (1, 1), (1, 1, 1, 1), count_include_pad=True)
     t = b.concat([t, b.clamp(t)], axis=0)

@@ -307,10 +307,20 @@ def test_every_unsupported_node_is_reported_at_once():
     assert "'after'" not in msg and "'sum'" not in msg
 
 
-def test_mul_of_two_tensors_is_unsupported():
-    m = _model([N("Mul", ["x", "x"], ["y"], name="sq")], (1, 4), None)
-    with pytest.raises(UnsupportedOnnxError, match=r"'sq' \(Mul, opset 13\)"):
+def test_div_of_two_tensors_is_unsupported():
+    m = _model([N("Div", ["x", "x"], ["y"], name="q")], (1, 4), None)
+    with pytest.raises(UnsupportedOnnxError, match=r"'q' \(Div, opset 13\).*Div of two"):
         from_onnx(m)
+
+
+def test_two_activation_ops_broadcast_within_rank_against_ort():
+    """Mul, Add and Sub of two activations: same shape, a per-channel (N, C, 1) gate, either
+    order (as squeeze-excitation and residual blocks write them)."""
+    nodes = [N("GlobalAveragePool", ["x"], ["g"]), N("Sigmoid", ["g"], ["s"]),
+             N("Mul", ["x", "s"], ["m"]), N("Sub", ["g", "m"], ["d"]),
+             N("Add", ["d", "x"], ["y"])]
+    _check_vs_ort(_model(nodes, (2, 3, 5), None), _f32(2, 3, 5))
+
 
 
 def test_opset_out_of_range():

@@ -205,16 +205,15 @@ def test_untrained_formats_are_calibrated_on_the_first_samples():
 
 
 def test_eval_of_an_unconvertible_model_says_what_to_do():
-    class Square(torch.nn.Module):
+    class Exp(torch.nn.Module):
         def __init__(self) -> None:
             super().__init__()
             self.a = torch.nn.Linear(4, 4)
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
-            h = self.a(x)
-            return h * h
+            return torch.exp(self.a(x))  # no integer exp of an activation
 
-    q = prepare(Square(), example_input=torch.randn(32, 4)).eval()
+    q = prepare(Exp(), example_input=torch.randn(32, 4)).eval()
     with pytest.raises(ValueError, match="runs the deployed integer model.*exact_eval = False"):
         q(torch.randn(3, 4))
     q.exact_eval = False

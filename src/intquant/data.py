@@ -1,6 +1,6 @@
 """Offline datasets for the reference models, and checks of the data users pass in.
 
-The datasets: scikit-learn digits and locally generated MNIST-1D.
+The datasets: scikit-learn digits (also repeated to 16x16) and locally generated MNIST-1D.
 
 Nothing here downloads anything. Both datasets are small enough to live in memory and to train
 MCU-sized networks on a CI machine in seconds. A :class:`Dataset` also states the *input
@@ -39,6 +39,7 @@ __all__ = [
     "shape_hint",
     "cache_dir",
     "load_digits",
+    "load_digits16",
     "load_mnist1d",
     "load",
     "save_npz_atomic",
@@ -196,6 +197,20 @@ def load_digits(test_size: int = 360, seed: int = 0) -> Dataset:
     )
 
 
+def load_digits16() -> Dataset:
+    """The digits at 16x16 (each pixel repeated 2x2): room for a stride-2 stem and three
+    resolutions (MobileNetV3-small). Pixel repetition keeps the raw uint8 0..16 device input
+    of ``load_digits`` and its split."""
+    ds = load_digits()
+
+    def up(x: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(x.repeat(2, axis=2).repeat(2, axis=3))
+
+    return Dataset(x_train=up(ds.x_train), y_train=ds.y_train, x_test=up(ds.x_test),
+                   y_test=ds.y_test, name="digits16", input_shape=(1, 16, 16), num_classes=10,
+                   raw_dtype=ds.raw_dtype, raw_scale=ds.raw_scale)
+
+
 @contextmanager
 def preserve_global_rng() -> Iterator[None]:
     """Restore NumPy's and Python's global RNG states on exit.
@@ -280,11 +295,11 @@ def load_speech_commands() -> Dataset:
 
 
 _LOADERS = {"digits": load_digits, "mnist1d": load_mnist1d,
-            "speech_commands": load_speech_commands}
+            "speech_commands": load_speech_commands, "digits16": load_digits16}
 
 
 def load(name: str) -> Dataset:
-    """Dataset by name: ``"digits"``, ``"mnist1d"`` or ``"speech_commands"``."""
+    """Dataset by name: ``"digits"``, ``"digits16"``, ``"mnist1d"`` or ``"speech_commands"``."""
     if name not in _LOADERS:
         raise ValueError(f"unknown dataset {name!r}; choose one of {sorted(_LOADERS)}")
     return _LOADERS[name]()

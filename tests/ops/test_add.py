@@ -7,14 +7,20 @@ from fractions import Fraction
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 import intgraph_factory as F
 import tflm_reference as tflm
 from intgraph_factory import GraphBuilder
 from intquant.interpreter import run
-from intquant.intgraph import TensorInfo
+from intquant.intgraph import Op, TensorInfo
+from intquant.ops.registry import op_def
 
+from ._elem import VIAS, assert_layer_matches_float
 from .conftest import (
+    Fn,
+    assert_c_o2_and_m0_equal_reference,
+    assert_onnx_integer_export_bit_exact,
     assert_rejected,
     assert_within_lsb,
     c_host_test,
@@ -60,6 +66,60 @@ def test_add_matches_float_torch(dtype: str, relu: bool, rounding: str) -> None:
 
 
 test_add_matches_float_after_quantize = quantize_path_test("add")
+
+
+@pytest.mark.parametrize("dtype", ["int8", "uint8", "int16"])
+@pytest.mark.parametrize("broadcast", ["same", "channel", "sample", "random"])
+@pytest.mark.parametrize("subtract", [False, True])
+def test_add_matches_float_torch_sub_and_broadcast(dtype: str, broadcast: str,
+                                                   subtract: bool) -> None:
+    """a ± b with b broadcast (per channel, per sample, random axes) or a broadcast (swapped):
+    the bound of the same-shape add (1 LSB: three roundings of values far finer than the
+    output LSB)."""
+    rng = np.random.default_rng(12)
+    for swap in (False, True):
+        g = F.add_broadcast_graph(rng, dims=2, dtype=dtype, broadcast=broadcast,
+                                  subtract=subtract, swap=swap)
+        op = g.ops[-1]
+        vals = run(g, F.random_input(rng, g, 4), return_all=True)
+        a, b = (to_t(deq(vals[t], g.tensors[t])) for t in op.inputs)
+        ref = (torch.sub(a, b) if subtract else torch.add(a, b)).numpy()
+        assert_within_lsb(vals[op.output], ref, g.tensors[op.output], tol=1.0)
+
+
+def _sub_cases() -> dict[str, tuple[nn.Module, tuple[int, ...], dict[int, float]]]:
+    """name -> (module, input shape, {act_bits: max error in LSB}): measured maxima in the
+    comments (torch.export = ONNX), tolerances with margin; the intermediate activations'
+    roundings propagate through the sum."""
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        return {
+            # [0.76, 0.98]
+            "sub_same_shape": (Fn(lambda x, c: x - c(x), nn.Conv1d(3, 3, 3, padding=1)),
+                               (3, 10), {8: 1.5, 16: 1.5}),
+            # [1.00, 1.03]: x minus its per-channel mean
+            "sub_channel_mean": (Fn(lambda x, p: x - p(x), nn.AdaptiveAvgPool1d(1)), (3, 10),
+                                 {8: 1.5, 16: 1.5}),
+            # [1.59, 1.49]
+            "add_channel_broadcast": (Fn(lambda x, c, p: c(x) + p(x), nn.Conv1d(3, 3, 1),
+                                         nn.AdaptiveAvgPool1d(1)), (3, 10), {8: 2.0, 16: 2.0}),
+            "rsub_2d_channel": (Fn(lambda x, p: p(x) - x, nn.AdaptiveAvgPool2d(1)), (2, 4, 4),
+                                {8: 1.5, 16: 1.5}),
+        }
+
+
+SUB_CASES = _sub_cases()
+
+
+@pytest.mark.parametrize("via", VIAS)
+@pytest.mark.parametrize("act_bits", [8, 16])
+@pytest.mark.parametrize("name", list(SUB_CASES))
+def test_add_matches_float_after_quantize_sub_and_broadcast(name: str, act_bits: int,
+                                                            via: str) -> None:
+    """a − b and broadcast sums of two activations as written, captured from torch.export and
+    from torch.onnx's file."""
+    module, shape, tol = SUB_CASES[name]
+    assert_layer_matches_float(module, shape, act_bits, tol[act_bits], "add", via)
 
 
 @pytest.mark.parametrize("dtype", ["int8", "int16"])
@@ -110,7 +170,8 @@ VALIDATION_CASES = [
     (F.set_field(1, "attrs", "b_shift", 1), r"attr 'b_shift' = 1 is out of range \[-31, 0\]"),
     (F.set_field(1, "attrs", "output_shift", 31), r"attr 'output_shift' = 31 is out of range"),
     (F.set_field(1, "attrs", "a_multiplier", 2**31), r"attr 'a_multiplier' = 2147483648 is out"),
-    (F.set_field(1, "attrs", "b_multiplier", -1), r"attr 'b_multiplier' = -1 is out of range"),
+    # a negative b_multiplier is a subtraction; its magnitude is still a Q31 multiplier
+    (F.set_field(1, "attrs", "b_multiplier", -2**31), r"attr 'b_multiplier' = -2147483648 is out"),
     (F.set_field(1, "attrs", "output_multiplier", -1), "attr 'output_multiplier' = -1 is out"),
     (F.set_field(1, "attrs", "a_zero_point", 1), "attr 'a_zero_point' = 1 differs from tensor"),
     (F.set_field(1, "attrs", "b_zero_point", 40000), "attr 'b_zero_point' = 40000 is out of"),
@@ -118,7 +179,8 @@ VALIDATION_CASES = [
     (F.set_field(1, "attrs", "act_min", 32767), r"attr 'act_min' = 32767 > 'act_max'"),
     (F.del_attr(1, "output_multiplier"), "missing attr 'output_multiplier'"),
     (F.set_inputs(1, ["t0"]), r"expects 2 input\(s\), got 1"),
-    (F.set_tensor(2, shape=(2, 6)), r"output tensor 't2' has shape \(2, 6\), expected \(2, 5\)"),
+    (F.set_tensor(2, shape=(2, 6)), r"input a 't0' of shape \(2, 5\) does not broadcast to the "
+                                    r"output shape \(2, 6\)"),
 ]
 
 
@@ -138,7 +200,27 @@ def test_add_validation_inputs_of_different_shapes() -> None:
     wide = b.pad(b.input, [0, 0, 0, 1])
     b.add(b.input, b.input)
     assert_rejected(b.graph(), F.set_inputs(1, ["t0", wide]),
-                    r"inputs must have the same shape, got \(2, 5\) and \(2, 6\)")
+                    r"input b 't1' of shape \(2, 6\) does not broadcast to the output shape "
+                    r"\(2, 5\) \(same rank, each dim equal or 1\)")
+
+
+def test_add_validation_output_shape_must_be_the_broadcast_shape() -> None:
+    """pool(x) + pool(x) with a (3, 4, 4) output: each input broadcasts to it, but their
+    broadcast shape is (3, 1, 1)."""
+    b = GraphBuilder(np.random.default_rng(6), (3, 4, 4), "int8")
+    p = b.global_avg_pool(b.input)
+    F.add_broadcast(b, b.input, p)
+    assert_rejected(b.graph(), F.set_inputs(1, [p, p]), r"output dim 1 is 4, expected 1")
+
+
+def test_add_validation_broadcast_rank_must_match() -> None:
+    """No rank extension: a (3,) operand against (3, 4) is refused (broadcasting never reaches
+    across the batch axis)."""
+    b = GraphBuilder(np.random.default_rng(6), (3, 4), "int8")
+    flat = b.fully_connected(b.flatten(b.input), 3)
+    b.add(b.input, b.input)
+    assert_rejected(b.graph(), F.set_inputs(2, ["t0", flat]),
+                    r"input b 't2' of shape \(3,\) does not broadcast")
 
 
 # ---- (c) goldens ------------------------------------------------------------------------------
@@ -189,6 +271,35 @@ def test_add_golden_int16_sum_saturates() -> None:
     np.testing.assert_array_equal(y, [0, 2, -2, 24690, 32767, 32767, -32768, -32768, -32768])
 
 
+def test_add_golden_subtraction_by_fractions() -> None:
+    """x − x with THREE_QUARTERS' magnitudes and b_multiplier negated: a' = x·2^19,
+    b' = −x·2^18 (exact: the sign applied after the rounding), y = round(x/4)."""
+    x = list(range(-128, 128))
+    for rounding, rnd in (("double", round_half_away), ("single", round_half_up)):
+        attrs = {**THREE_QUARTERS, "b_multiplier": -2**30, "rounding": rounding}
+        want = [max(-128, min(90, rnd(Fraction(v, 4)))) for v in x]
+        np.testing.assert_array_equal(_add_x_to_itself("int8", attrs, x), want)
+
+
+def test_add_golden_channel_broadcast_by_hand() -> None:
+    """a (2, 3) minus a per-channel b (2, 1), THREE_QUARTERS' magnitudes: y = a/2 − b/4.
+    Channel 0, b = 6: [3, 4, −1] → 0, 0.5, −2 → double (half away) [0, 1, −2], single (half
+    up) [0, 1, −2]; channel 1, b = −2: [−2, 1, 127] → −0.5, 1, 64 → double [−1, 1, 64],
+    single [0, 1, 64]."""
+    tensors = {"a": TensorInfo("a", (2, 3), "int8", 1.0, 0),
+               "b": TensorInfo("b", (2, 1), "int8", 1.0, 0),
+               "y": TensorInfo("y", (2, 3), "int8", 1.0, 0)}
+    a_ = np.array([[[3, 4, -1], [-2, 1, 127]]], np.int8)
+    b_ = np.array([[[6], [-2]]], np.int8)
+    for rounding, want in (("double", [[0, 1, -2], [-1, 1, 64]]),
+                           ("single", [[0, 1, -2], [0, 1, 64]])):
+        attrs = {**THREE_QUARTERS, "b_multiplier": -2**30, "a_zero_point": 0, "b_zero_point": 0,
+                 "output_zero_point": 0, "rounding": rounding, "act_max": 127}
+        op = Op("s", "add", ["a", "b"], "y", attrs, {})
+        got = op_def("add").run(op, [a_, b_], tensors["y"])  # one-input graphs: the reference
+        np.testing.assert_array_equal(got[0], want, err_msg=rounding)
+
+
 # ---- (d) C vs reference -----------------------------------------------------------------------
 
 test_add_c_host_equals_reference = c_host_test("add")
@@ -196,8 +307,31 @@ test_add_c_m0_equals_reference = c_m0_test("add")
 test_add_c_m0_int8_fast_path_equals_reference = c_m0_int8_fast_path_test("add")
 
 
+@pytest.mark.parametrize("broadcast", ["same", "channel", "sample", "last", "random"])
+def test_add_c_m0_sub_and_broadcast(broadcast: str, tmp_path) -> None:
+    """Each broadcast pattern with either operand broadcast, add and sub, the int8 row (the
+    hoisted double rounding) and the generic one (int16, single rounding): host -O2 and
+    Cortex-M0 == interpreter."""
+    variants = (("int8", False, False, "double"), ("int8", True, True, "double"),
+                ("int16", True, False, "single"), ("uint8", False, True, "double"))
+    for i, (dtype, sub, swap, rounding) in enumerate(variants):
+        rng = np.random.default_rng(60 + i)
+        g = F.add_broadcast_graph(rng, dims=2, dtype=dtype, broadcast=broadcast, subtract=sub,
+                                  swap=swap, rounding=rounding)
+        assert_c_o2_and_m0_equal_reference(g, F.random_input(rng, g, 4), tmp_path / f"c{i}")
+
+
 # ---- (e) ONNX ---------------------------------------------------------------------------------
 
 
 test_add_onnx_integer_export_is_bit_exact = onnx_export_test("add", requant_rounding_variant)
 test_add_onnx_float_mode_within_one_lsb = onnx_float_mode_test("add")
+
+
+@pytest.mark.parametrize("dtype", ["int8", "uint8", "int16"])
+def test_add_onnx_integer_export_sub_and_broadcast_is_bit_exact(dtype: str) -> None:
+    rng = np.random.default_rng(70)
+    for trial, broadcast in enumerate(["same", "channel", "sample", "last", "random"]):
+        g = F.add_broadcast_graph(rng, dims=1 + trial % 2, dtype=dtype, broadcast=broadcast,
+                                  rounding=["double", "single"][trial % 2])
+        assert_onnx_integer_export_bit_exact(g, F.random_input(rng, g, 16), (trial, broadcast))

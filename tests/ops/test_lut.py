@@ -9,12 +9,14 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as TF
+from torch import nn
 
 import intgraph_factory as F
 from intgraph_factory import GraphBuilder
 from intquant.interpreter import run
 from intquant.intgraph import ACTIVATION_DTYPES, TensorInfo
 
+from ._elem import VIAS, error_lsb, quantized
 from .conftest import (
     assert_rejected,
     assert_within_lsb,
@@ -90,6 +92,44 @@ def test_lut_matches_float_torch_int16_interpolated(fname: str, s_out: float, ma
 
 
 test_lut_matches_float_after_quantize = quantize_path_test("lut")
+
+
+# name -> (module, max |f''| where f is smooth, max |jump of f'| at a kink): the activations
+# whose lowering computes the table (ops/lut.py), each with its float PyTorch definition.
+ACTIVATIONS = {
+    "hardswish": (nn.Hardswish(), 1 / 3, 0.5),  # kinks at ±3: slope 0 → −½, 3/2 → 1
+    "hardsigmoid": (nn.Hardsigmoid(), 0.0, 1 / 6),
+    "silu": (nn.SiLU(), 0.5, 0.0),  # f''(0) = ½ is the maximum
+    "gelu_erf": (nn.GELU(), 0.7979, 0.0),  # f'' = φ(x)(2 − x²): 2φ(0) at 0
+    "gelu_tanh": (nn.GELU(approximate="tanh"), 0.7979, 0.0),
+    "elu_0.7": (nn.ELU(0.7), 0.7, 0.3),
+    "selu": (nn.SELU(), 1.0507 * 1.6733, 1.0507 * 0.6733),
+    "celu_0.5": (nn.CELU(0.5), 2.0, 0.0),
+}
+
+
+@pytest.mark.parametrize("via", VIAS)
+@pytest.mark.parametrize("act_bits", [8, 16])
+@pytest.mark.parametrize("name", list(ACTIVATIONS))
+def test_lut_matches_float_after_quantize_activations(name: str, act_bits: int, via: str):
+    """Each activation as written, captured from torch.export and from torch.onnx's file
+    (SiLU and GELU arrive there decomposed, fused back by a pass), inputs 3·N(0, 1) (every
+    regime: saturation, kinks, GELU's dip). 8 bits: the table holds the rounded function at
+    every code, |error| <= 0.5 LSB. int16: 1 LSB of rounding plus linear interpolation between
+    knots h = 128·s_in apart: h²/8·max|f''| where f is smooth, h/4·|jump of f'| at a kink."""
+    module, max_f2, max_kink = ACTIVATIONS[name]
+    x = torch.randn((64, 3, 10), generator=torch.Generator().manual_seed(1)) * 3
+    q = quantized(module, x, act_bits, via)
+    assert [op.kind for op in q.graph.ops] == ["lut"]
+    op = q.graph.ops[0]
+    s_in, s_out = q.graph.tensors[op.inputs[0]].scale, q.graph.tensors[op.output].scale
+    if act_bits == 8:
+        tol = 0.5 + 1e-6
+    else:
+        h = 128 * s_in
+        tol = 1.0 + (h**2 / 8 * max_f2 + h / 4 * max_kink) / s_out + 1e-6
+    err = error_lsb(module, x, q)
+    assert err <= tol, f"{via}, {act_bits} bits: max error {err:.3f} LSB > {tol:.3f}"
 
 
 # ---- (b) validation ---------------------------------------------------------------------------

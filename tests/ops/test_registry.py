@@ -28,8 +28,14 @@ def test_docs_op_table_is_generated_from_the_registry():
 # Where an op kind's name may appear as a string literal besides its own module and C file:
 # capture (torch / ONNX -> op), the ops package, and these named exceptions.
 KIND_LITERAL_ELSEWHERE = {
-    "add": {"qat/prepare.py"},  # torch.fx's call_method target Tensor.add
+    # torch.fx's call_method target Tensor.add; the float Graph's add node the GELU-tanh
+    # pattern matches (x + 0.044715·x³)
+    "add": {"qat/prepare.py", "graph/activation_patterns.py"},
     "reshape": {"qat/prepare.py"},  # torch.fx's call_method target Tensor.reshape
+    # float Graph nodes the activation-decomposition patterns match (x·relu6(x + 3)/6 → clamp,
+    # x·sigmoid(x) → mul), not the IntGraph kinds
+    "clamp": {"graph/activation_patterns.py"},
+    "mul": {"graph/activation_patterns.py", "qat/prepare.py"},  # and torch.fx a * b in QAT
     "rescale": {"lower.py"},  # the lowerer core inserts requantization between formats
     "unpack_bits": {"lower.py"},  # ... and unpacks packed ±1 inputs for ops without bits_in
     "conv": {"methods/adaround.py"},  # adaround_layer(op="conv"): F.conv vs F.linear math

@@ -9,7 +9,8 @@ size and a lower bound next to it. Steps:
    - an aliasing op's output (``reshape``) shares its input's bytes (nothing to compute);
    - an elementwise op (``OpDef.in_place``: clamp, lut, rescale, add) whose input buffer dies
      at that op writes its output in place, when the output element is not wider than the
-     input element (then writing element i never overwrites an unread input element).
+     input element (then writing element i never overwrites an unread input element) and the
+     input has the output's size (not a broadcast operand of add / mul).
    Tensors sharing bytes are merged into one buffer whose lifetime is the union of theirs.
 2. *Lifetimes.* A buffer is live from the op that produces it to the last op that reads it;
    scratch (``OpDef.scratch_bytes``: conv im2col) is live during its op only.
@@ -23,6 +24,7 @@ size and a lower bound next to it. Steps:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -161,6 +163,8 @@ def _merge_tensors(graph: IntGraph) -> tuple[_UnionFind, list[str], list[int]]:
                 continue
             if np.dtype(graph.tensors[t].dtype).itemsize < out_size:
                 continue
+            if math.prod(graph.tensors[t].shape) != math.prod(graph.tensors[out].shape):
+                continue  # a broadcast operand (add, mul) is smaller than the output
             if op.inputs.count(t) > 1:
                 continue  # add(x, x): fine to overwrite, but keep it simple
             merge(t, out)

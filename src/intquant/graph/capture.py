@@ -19,10 +19,12 @@ from .ir import Graph, Node, unique_name
 
 SUPPORTED_MODULES = (
     "Conv1d, Conv2d (stride, padding incl. 'same', dilation, groups), Linear, BatchNorm1d/2d, "
-    "ReLU, ReLU6, LeakyReLU, Hardtanh, Sigmoid, Tanh, Softmax, MaxPool1d/2d, AvgPool1d/2d, "
+    "ReLU, ReLU6, LeakyReLU, Hardtanh, Sigmoid, Tanh, Hardswish, Hardsigmoid, SiLU, GELU, ELU, "
+    "SELU, CELU, PReLU, Softmax, MaxPool1d/2d, AvgPool1d/2d, "
     "AdaptiveAvgPool1d/2d(1), Flatten, Unflatten, Identity, Dropout, ConstantPad/ZeroPad; "
-    "functions: +, torch.cat, torch.clamp, torch.sign (BNN sign, 0 -> +1), F.pad (constant), "
-    "* by a constant, view/reshape/flatten/squeeze/unsqueeze/permute"
+    "functions: a + b, a - b, a * b (two activations, broadcasting within the same rank, or "
+    "by a constant), torch.cat, torch.clamp, torch.sign (BNN sign, 0 -> +1), F.pad "
+    "(constant), torch.erf, view/reshape/flatten/squeeze/unsqueeze/permute"
 )
 
 
@@ -440,15 +442,11 @@ def h_add(t, n, sign: float = 1.0):
         return _add_constant(t, n, a, b, sign)
     if b_act and not a_act and sign > 0:
         return _add_constant(t, n, b, a, sign)
-    if a_act and b_act and sign < 0:
-        raise UnsupportedOpError("a - b of two activations (supported: a + b of two activations "
-                                 "of the same shape, a ± constant)")
     if not (a_act and b_act):
-        raise UnsupportedOpError("add is supported between two activations of the same shape, "
-                                 "or of an activation and a constant")
-    if tuple(a.meta["val"].shape) != tuple(b.meta["val"].shape):
-        raise UnsupportedOpError("add with broadcasting")
-    t.emit(n, "add", [t.value(a), t.value(b)])
+        raise UnsupportedOpError("add/sub is supported between two activations, or of an "
+                                 "activation and a constant (constant - activation: use "
+                                 "-(x - c))")
+    _binary_activations(t, n, "add" if sign > 0 else "sub", a, b)
 
 
 def h_mul(t, n):
@@ -462,7 +460,7 @@ def h_mul(t, n):
     else:
         raise UnsupportedOpError("mul of two constants")
     if isinstance(c, torch.fx.Node) and not t.is_const(c):
-        raise UnsupportedOpError("mul of two activations (only multiplication by a constant)")
+        return _binary_activations(t, n, "mul", x, c)
     value = t.const(c) if isinstance(c, torch.fx.Node) else np.float32(c)
     value = np.asarray(value, dtype=np.float32)
     channels = x.meta["val"].shape[1]
@@ -506,6 +504,64 @@ def _emit_pad(t, n, x, pad, value):
     if any(p < 0 for p in pads):
         raise UnsupportedOpError("negative padding (cropping)")
     t.emit(n, "pad", [t.value(x)], {"pads": pads, "value": float(value or 0.0)})
+
+
+# -- two-activation ops and activations (reach-elem) ----------------------------------------
+
+
+def _binary_activations(t: _Translator, n, op: str, a, b) -> None:
+    """a + b, a − b, a · b of two activations; NumPy broadcasting within the same rank (a
+    per-channel (N, C, 1, 1) gate, a per-sample (N, 1) scalar), never across the batch."""
+    sa, sb = tuple(a.meta["val"].shape), tuple(b.meta["val"].shape)
+    if len(sa) != len(sb):
+        raise UnsupportedOpError(
+            f"{op} of activations of shapes {sa} and {sb}: broadcasting needs both of the same "
+            "rank (view the smaller one with size-1 axes, e.g. (N, C, 1, 1))")
+    t.emit(n, op, [t.value(a), t.value(b)])
+
+
+def h_hardsigmoid(t, n):
+    t.emit(n, "hardsigmoid", [t.value(n.args[0])], {"alpha": 1 / 6, "beta": 0.5})
+
+
+def h_gelu(t, n):
+    approximate = n.kwargs.get("approximate", n.args[1] if len(n.args) > 1 else "none")
+    t.emit(n, "gelu", [t.value(n.args[0])], {"approximate": str(approximate)})
+
+
+def h_elu(t, n):
+    """aten.elu(x, alpha=1, scale=1, input_scale=1)."""
+    a = list(n.args[1:]) + [None] * 3
+    attrs = {"alpha": float(1.0 if a[0] is None else a[0]),
+             "scale": float(1.0 if a[1] is None else a[1]),
+             "input_scale": float(1.0 if a[2] is None else a[2])}
+    t.emit(n, "elu", [t.value(n.args[0])], attrs)
+
+
+def h_selu(t, n):
+    """aten.selu(x): ELU with SELU's constants (alpha, scale; as ONNX Selu)."""
+    t.emit(n, "elu", [t.value(n.args[0])],
+           {"alpha": 1.6732632423543772, "scale": 1.0507009873554805, "input_scale": 1.0})
+
+
+def h_celu(t, n):
+    """aten.celu(x, alpha=1) = max(0, x) + min(0, alpha·(exp(x/alpha) − 1)): ELU with
+    input_scale 1/alpha."""
+    alpha = float(n.args[1] if len(n.args) > 1 else n.kwargs.get("alpha", 1.0))
+    if alpha == 0:
+        raise UnsupportedOpError("CELU with alpha = 0")
+    t.emit(n, "elu", [t.value(n.args[0])],
+           {"alpha": alpha, "scale": 1.0, "input_scale": 1.0 / alpha})
+
+
+def h_prelu(t, n):
+    """aten.prelu(x, weight): one slope per channel (dim 1), or one for all."""
+    weight = np.asarray(t.const(n.args[1]), np.float32).reshape(-1)
+    shape = n.args[0].meta["val"].shape
+    channels = shape[1] if len(shape) > 1 else 1
+    if weight.size not in (1, channels):
+        raise UnsupportedOpError(f"PReLU with {weight.size} slopes on {channels} channels")
+    t.emit(n, "prelu", [t.value(n.args[0])], {}, {"weight": weight})
 
 
 HANDLERS: dict[str, Callable[[_Translator, torch.fx.Node], None]] = {
@@ -565,6 +621,25 @@ HANDLERS: dict[str, Callable[[_Translator, torch.fx.Node], None]] = {
     "aten.constant_pad_nd.default": h_constant_pad,
 
     # -- two-activation ops and activations --
+    "aten.hardswish.default": _unary("hardswish"),
+    "aten.hardswish_.default": _unary("hardswish"),
+    "aten.hardsigmoid.default": h_hardsigmoid,
+    "aten.hardsigmoid_.default": h_hardsigmoid,
+    "aten.silu.default": _unary("silu"),
+    "aten.silu_.default": _unary("silu"),
+    "aten.gelu.default": h_gelu,
+    "aten.gelu_.default": h_gelu,
+    "aten.elu.default": h_elu,
+    "aten.elu_.default": h_elu,
+    "aten.selu.default": h_selu,
+    "aten.selu_.default": h_selu,
+    "aten.celu.default": h_celu,
+    "aten.celu_.default": h_celu,
+    "aten.prelu.default": h_prelu,
+    "aten._prelu_kernel.default": h_prelu,
+    "aten.erf.default": _unary("erf"),
+    "aten.sigmoid_.default": _unary("sigmoid"),
+    "aten.tanh_.default": _unary("tanh"),
 
     # -- transformer pieces: normalisation, matmul, slicing --
 

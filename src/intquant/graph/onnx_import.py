@@ -629,20 +629,15 @@ def _check_broadcast_keeps_shape(imp: _Importer, node: onnx.NodeProto, x: str) -
 def op_add_sub(imp: _Importer, node: onnx.NodeProto) -> None:
     bc = _binary_const(imp, node)
     if bc is None:
-        sa, sb = imp.shape(node, node.input[0]), imp.shape(node, node.input[1])
-        if node.op_type == "Sub":
-            raise imp.unsupported(node, "Sub of two non-constant tensors")
-        if sa != sb:
-            raise imp.unsupported(node, f"Add of tensors of shapes {sa} and {sb} (broadcasting "
-                                  "between two non-constant tensors is not supported)")
-        imp.emit(node, "add", [imp.act(node, 0), imp.act(node, 1)])
+        _binary_activations(imp, node, "add" if node.op_type == "Add" else "sub")
         return
     x, c, pos = bc
     _check_broadcast_keeps_shape(imp, node, x)
     c = per_channel(imp, node, c, imp.shape(node, x))
     if node.op_type == "Sub":
-        if pos == 0:
-            raise imp.unsupported(node, "constant minus tensor")
+        if pos == 0:  # c − x = (−1)·x + c
+            emit_affine(imp, node, x, np.full(np.shape(c), -1.0, np.float32), c)
+            return
         c = -c
     emit_affine(imp, node, x, None, c)
 
@@ -650,7 +645,10 @@ def op_add_sub(imp: _Importer, node: onnx.NodeProto) -> None:
 def op_mul_div(imp: _Importer, node: onnx.NodeProto) -> None:
     bc = _binary_const(imp, node)
     if bc is None:
-        raise imp.unsupported(node, f"{node.op_type} of two non-constant tensors")
+        if node.op_type == "Div":
+            raise imp.unsupported(node, "Div of two non-constant tensors")
+        _binary_activations(imp, node, "mul")
+        return
     x, c, pos = bc
     if node.op_type == "Div" and pos == 0:
         raise imp.unsupported(node, "constant divided by a tensor")
@@ -832,6 +830,62 @@ def _simple(op: str, attrs: Callable[[dict], dict] | None = None):
     return handler
 
 
+# -- two-activation ops and activations (reach-elem) ----------------------------------------
+
+
+def _binary_activations(imp: _Importer, node: onnx.NodeProto, op: str) -> None:
+    """Add / Sub / Mul of two tensors that depend on the input: NumPy broadcasting within the
+    same rank (a per-channel (N, C, 1, 1) gate, a per-sample scalar), never across the batch."""
+    sa, sb = imp.shape(node, node.input[0]), imp.shape(node, node.input[1])
+    if len(sa) != len(sb) or sa[0] != sb[0]:
+        raise imp.unsupported(
+            node, f"{node.op_type} of tensors of shapes {sa} and {sb}: broadcasting needs both "
+            "of the same rank and batch size (size-1 axes, e.g. (N, C, 1, 1))")
+    imp.emit(node, op, [imp.act(node, 0), imp.act(node, 1)])
+
+
+def op_hardsigmoid(imp: _Importer, node: onnx.NodeProto) -> None:
+    a = _attrs(node)
+    imp.emit(node, "hardsigmoid", [imp.act(node)],
+             {"alpha": float(a.get("alpha", 0.2)), "beta": float(a.get("beta", 0.5))})
+
+
+def op_gelu(imp: _Importer, node: onnx.NodeProto) -> None:
+    approximate = _attrs(node).get("approximate", b"none")
+    approximate = approximate.decode() if isinstance(approximate, bytes) else approximate
+    if approximate not in ("none", "tanh"):
+        raise imp.unsupported(node, f"approximate={approximate!r}")
+    imp.emit(node, "gelu", [imp.act(node)], {"approximate": approximate})
+
+
+def op_elu(imp: _Importer, node: onnx.NodeProto) -> None:
+    """Elu (alpha), and Selu as ELU with scale gamma."""
+    a = _attrs(node)
+    if node.op_type == "Selu":
+        attrs = {"alpha": float(a.get("alpha", 1.67326319217681884765625)),
+                 "scale": float(a.get("gamma", 1.05070102214813232421875)), "input_scale": 1.0}
+    else:
+        attrs = {"alpha": float(a.get("alpha", 1.0)), "scale": 1.0, "input_scale": 1.0}
+    imp.emit(node, "elu", [imp.act(node)], attrs)
+
+
+def op_celu(imp: _Importer, node: onnx.NodeProto) -> None:
+    """Celu(alpha) = max(0, x) + min(0, alpha·(exp(x/alpha) − 1)): ELU with input_scale
+    1/alpha."""
+    alpha = float(_attrs(node).get("alpha", 1.0))
+    if alpha == 0:
+        raise imp.unsupported(node, "alpha = 0")
+    imp.emit(node, "elu", [imp.act(node)],
+             {"alpha": alpha, "scale": 1.0, "input_scale": 1.0 / alpha})
+
+
+def op_prelu(imp: _Importer, node: onnx.NodeProto) -> None:
+    """PRelu with a constant slope: one per channel (axis 1) or one shared."""
+    x = imp.act(node)
+    slope = per_channel(imp, node, imp.const(node, 1, "slope"), imp.shape(node, node.input[0]))
+    imp.emit(node, "prelu", [x], params={"weight": np.asarray(slope, np.float32).reshape(-1)})
+
+
 HANDLERS: dict[str, Callable[[_Importer, onnx.NodeProto], None]] = {
     "Conv": op_conv,
     "Gemm": op_gemm,
@@ -864,6 +918,14 @@ HANDLERS: dict[str, Callable[[_Importer, onnx.NodeProto], None]] = {
     "LRN": op_lrn,
 
     # -- two-activation ops and activations --
+    "HardSwish": _simple("hardswish"),
+    "HardSigmoid": op_hardsigmoid,
+    "Gelu": op_gelu,
+    "Elu": op_elu,
+    "Selu": op_elu,
+    "Celu": op_celu,
+    "PRelu": op_prelu,
+    "Erf": _simple("erf"),
 
     # -- transformer pieces: normalisation, matmul, slicing --
 

@@ -82,7 +82,11 @@ def fuse_activations(graph: Graph) -> Graph:
 
 
 def optimize(graph: Graph) -> Graph:
-    """The standard pipeline: fold BatchNorm, then fuse activations."""
+    """The standard pipeline: fuse activation decompositions (SiLU, Hardswish, GELU written
+    out as products), fold BatchNorm, then fuse activations."""
+    from .activation_patterns import fuse_activation_patterns
+
+    fuse_activation_patterns(graph)
     fold_batchnorm(graph)
     fuse_activations(graph)
     graph.validate()

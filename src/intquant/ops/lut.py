@@ -1,4 +1,5 @@
-"""lut — Sigmoid, Tanh, LeakyReLU, any elementwise function
+"""lut — Sigmoid, Tanh, LeakyReLU, Hardswish, Hardsigmoid, SiLU, GELU, ELU/SELU/CELU, erf: any
+elementwise function of one activation
 
 - consts `table`: for int8/uint8 input, 256 entries of the output dtype, `out = clamp(table[x −
   (−128)], act_min, act_max)`
@@ -10,10 +11,19 @@
   interpolation of the last segment. The clamp applies in both cases (for a table already in
   range it is a no-op). Validation requires `|table| < 2^23` for the 513-entry form so the
   interpolation fits int32 in C.
+- Error vs float (of the dequantized input), every activation lowered here: 8-bit inputs hold
+  the rounded function at every code, |error| <= 0.5 output LSB; int16 inputs add linear
+  interpolation between knots h = 128·s_in apart: <= 1 LSB + (h²/8·max|f''| + h/4·|jump of
+  f'| at a kink not on a knot)/s_out (hardswish, hardsigmoid: kinks at ±3; ELU/SELU/CELU: kink
+  at 0, a knot for symmetric int16). tests/ops/test_lut.py asserts exactly this bound through
+  torch.export and ONNX capture. SQNR vs float alone (benchmarks/arch_elem.py, inputs over
+  [-8, 8]): 42.7–50.4 dB at 8 bits, 84.7–94.4 dB at 16 bits (sigmoid, tanh, GELU erf/tanh,
+  hardswish, hardsigmoid, SiLU, ELU, LeakyReLU); see benchmarks/RESULTS.md.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import numpy as np
@@ -130,10 +140,43 @@ def _interpolate_513_onnx(ex, op: Op, x: str, tab: str) -> str:
 # Lowering: the table from the float function
 # ----------------------------------------------------------------------------------------------
 
+def _erf(r: np.ndarray) -> np.ndarray:
+    """erf in float64 (offline only: NumPy has no erf; math.erf is correctly rounded to ~1 ulp)."""
+    return np.vectorize(math.erf, otypes=[np.float64])(r)
+
+
+def _gelu(r: np.ndarray, node) -> np.ndarray:
+    if node.attrs.get("approximate", "none") == "tanh":
+        return 0.5 * r * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (r + 0.044715 * r**3)))
+    return 0.5 * r * (1.0 + _erf(r / math.sqrt(2.0)))
+
+
+def _elu(r: np.ndarray, node) -> np.ndarray:
+    a = node.attrs
+    alpha, scale, in_scale = a.get("alpha", 1.0), a.get("scale", 1.0), a.get("input_scale", 1.0)
+    return scale * np.where(r > 0, r, alpha * np.expm1(np.minimum(r, 0.0) * in_scale))
+
+
+def _sigmoid(r: np.ndarray) -> np.ndarray:
+    with np.errstate(over="ignore"):  # exp(-r) = inf gives exactly 0
+        return 1.0 / (1.0 + np.exp(-r))
+
+
+def _hardsigmoid(r: np.ndarray, node) -> np.ndarray:
+    return np.clip(node.attrs.get("alpha", 1 / 6) * r + node.attrs.get("beta", 0.5), 0.0, 1.0)
+
+
+# The float64 function each float op's table samples (offline, in lowering).
 ELEMENTWISE: dict[str, Callable[[np.ndarray, object], np.ndarray]] = {
-    "sigmoid": lambda r, n: 1.0 / (1.0 + np.exp(-r)),
+    "sigmoid": lambda r, n: _sigmoid(r),
     "tanh": lambda r, n: np.tanh(r),
     "leaky_relu": lambda r, n: np.where(r >= 0, r, r * n.attrs["negative_slope"]),
+    "hardswish": lambda r, n: r * np.clip(r + 3.0, 0.0, 6.0) / 6.0,
+    "hardsigmoid": _hardsigmoid,
+    "silu": lambda r, n: r * _sigmoid(r),
+    "gelu": _gelu,
+    "elu": _elu,
+    "erf": lambda r, n: _erf(r),
 }
 
 
@@ -150,9 +193,10 @@ def lut_table(fn: Callable[[np.ndarray], np.ndarray], in_qp: QParams,
         codes = np.arange(513, dtype=np.int64) * 128 - 32768
     y = fn(s_in * (codes - z_in).astype(np.float64))
     q = np.rint(y / s_out) + z_out
-    # int16 knots stay unclamped (int32) so interpolation next to saturation stays exact; the
-    # op's act_min/act_max clamp saturates afterwards.
-    lo, hi = (out_qp.qmin, out_qp.qmax) if in_qp.bits <= 8 else (-(2**30), 2**30)
+    # int16 knots stay unclamped (int32, within the validated |t| < 2^23) so interpolation
+    # next to saturation stays exact; the op's act_min/act_max clamp saturates afterwards.
+    limit = _LUT_VALUE_LIMIT - 1
+    lo, hi = (out_qp.qmin, out_qp.qmax) if in_qp.bits <= 8 else (-limit, limit)
     q = np.clip(q, lo, hi)
     return q.astype(np.int32 if in_qp.bits > 8 else (np.int8 if out_qp.bits <= 8 else np.int16))
 
@@ -187,10 +231,60 @@ def run_float_leaky_relu(node, inputs):
     return F.leaky_relu(inputs[0], node.attrs["negative_slope"])
 
 
+def run_float_hardswish(node, inputs):
+    import torch.nn.functional as F
+
+    return F.hardswish(inputs[0])
+
+
+def run_float_hardsigmoid(node, inputs):
+    """PyTorch's relu6(x + 3)/6 for its own constants; ONNX's max(0, min(1, αx + β)) else."""
+    import torch
+    import torch.nn.functional as F
+
+    alpha, beta = node.attrs.get("alpha", 1 / 6), node.attrs.get("beta", 0.5)
+    if (alpha, beta) == (1 / 6, 0.5):
+        return F.hardsigmoid(inputs[0])
+    return torch.clamp(inputs[0] * alpha + beta, 0.0, 1.0)
+
+
+def run_float_silu(node, inputs):
+    import torch.nn.functional as F
+
+    return F.silu(inputs[0])
+
+
+def run_float_gelu(node, inputs):
+    import torch.nn.functional as F
+
+    return F.gelu(inputs[0], approximate=node.attrs.get("approximate", "none"))
+
+
+def run_float_elu(node, inputs):
+    """aten.elu: scale·x for x > 0, scale·α·(exp(input_scale·x) − 1) otherwise."""
+    import torch
+    import torch.nn.functional as F
+
+    a = node.attrs
+    x = inputs[0]
+    alpha, scale, in_scale = a.get("alpha", 1.0), a.get("scale", 1.0), a.get("input_scale", 1.0)
+    if scale == 1.0 and in_scale == 1.0:
+        return F.elu(x, alpha)
+    return scale * torch.where(x > 0, x, alpha * torch.expm1(torch.clamp(x, max=0) * in_scale))
+
+
+def run_float_erf(node, inputs):
+    import torch
+
+    return torch.erf(inputs[0])
+
+
 register(
     OpDef(
         kind="lut",
-        summary="elementwise function as an offline table (8-bit direct, int16 interpolated)",
+        summary="elementwise function as an offline table (8-bit direct: within 0.5 LSB of "
+                "the function; int16 interpolated: 1 LSB + h²/8·max|f''| + h/4·|f' jump| at a "
+                "kink, h = 128·s_in)",
         attrs=frozenset({"act_min", "act_max"}),
         consts=frozenset({"table"}),
         check=check,
@@ -207,4 +301,18 @@ register(
                fixed_format=signed_unit_format),
     FloatOpDef(name="leaky_relu", summary="LeakyReLU; attr negative_slope",
                run=run_float_leaky_relu, lower=lower, lowers_to=("lut",)),
+    FloatOpDef(name="hardswish", summary="Hardswish x·relu6(x + 3)/6",
+               run=run_float_hardswish, lower=lower, lowers_to=("lut",)),
+    FloatOpDef(name="hardsigmoid",
+               summary="Hardsigmoid max(0, min(1, αx + β)); attrs alpha, beta (1/6, 1/2)",
+               run=run_float_hardsigmoid, lower=lower, lowers_to=("lut",)),
+    FloatOpDef(name="silu", summary="SiLU / swish x·sigmoid(x)", run=run_float_silu,
+               lower=lower, lowers_to=("lut",)),
+    FloatOpDef(name="gelu", summary="GELU; attr approximate (\"none\": erf, \"tanh\")",
+               run=run_float_gelu, lower=lower, lowers_to=("lut",)),
+    FloatOpDef(name="elu",
+               summary="ELU (SELU with scale, input_scale); attrs alpha, scale, input_scale",
+               run=run_float_elu, lower=lower, lowers_to=("lut",)),
+    FloatOpDef(name="erf", summary="erf (what ONNX exporters decompose GELU into)",
+               run=run_float_erf, lower=lower, lowers_to=("lut",)),
 )

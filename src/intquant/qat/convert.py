@@ -11,9 +11,11 @@ Conversion hands PTQ the *trained* integer grid instead of letting it observe ne
    and every activation format of the IntGraph is the trained one.
 Residual adds are QAdd modules whose output formats are trained as well, so every format of
 the IntGraph of a conv/linear/add network comes from training and the calibration input does not
-change it. Eval mode of the prepared model runs exactly this integer model (see
-:mod:`intquant.qat.model`); the training forward differs from it only by the integer
-contract's own rounding (bias rounding, fixed-point requantization multipliers).
+change it; so are products and differences of two activations (QMul, QSub) and the outputs of
+activations (Hardswish, Sigmoid, GELU, ...: ``qat_elems``). Eval mode of the prepared model
+runs exactly this integer model (see :mod:`intquant.qat.model`); the training forward differs
+from it only by the integer contract's own rounding (bias rounding, fixed-point
+requantization multipliers, the activation tables).
 """
 
 from __future__ import annotations
@@ -27,7 +29,19 @@ from torch import fx, nn
 
 from ..config import Config
 from .model import QATModel
-from .modules import Add, GridAvgPool, QAdd, QConv1d, QConv2d, QLinear, fold_params
+from .modules import (
+    Add,
+    GridAvgPool,
+    Mul,
+    QAdd,
+    QConv1d,
+    QConv2d,
+    QLinear,
+    QMul,
+    QSub,
+    Sub,
+    fold_params,
+)
 from .prepare import INPUT_KEY, LayerInfo
 from .quantizers import Quantizer, deployed_code_shift
 
@@ -75,7 +89,8 @@ def fold_layer(layer: nn.Module, sign_output: bool = False) -> dict[str, Any]:
 def _act_quantizers(qat_model: QATModel) -> list[Quantizer]:
     """The input, layer-output and add-output quantizers: every activation format trained."""
     names = ["input_quant"] + [f"{n}.output_quant" for n in qat_model.qat_layers] + \
-        [f"{n}.output_quant" for n in qat_model.qat_adds]
+        [f"{n}.output_quant" for n in qat_model.qat_adds] + \
+        [f"{n}.output_quant" for n in qat_model.qat_elems]
     return [qat_model.get_submodule(n) for n in names]
 
 
@@ -110,7 +125,7 @@ def ptq_overrides(qat_model: QATModel) -> dict[str, dict[str, Any]]:
         ov = {"weight_bits": folded["bits"], "weight_scale": folded["scale"]}
         ov.update(_act_override(layer.output_quant))
         overrides[name] = ov
-    for name in qat_model.qat_adds:
+    for name in list(qat_model.qat_adds) + list(qat_model.qat_elems):
         overrides[name] = _act_override(qat_model.get_submodule(name).output_quant)
     overrides[INPUT_KEY] = _act_override(qat_model.get_submodule("input_quant"))
     return overrides
@@ -151,8 +166,9 @@ def folded_float_model(qat_model: QATModel) -> fx.GraphModule:
             gm.graph.erase_node(node)
         elif isinstance(gm.get_submodule(node.target), GridAvgPool):
             _set_module(gm, node.target, gm.get_submodule(node.target).pool)
-        elif isinstance(gm.get_submodule(node.target), QAdd):
-            _set_module(gm, node.target, Add())
+        elif isinstance(gm.get_submodule(node.target), QAdd | QMul | QSub):
+            plain = {QAdd: Add, QMul: Mul, QSub: Sub}[type(gm.get_submodule(node.target))]
+            _set_module(gm, node.target, plain())
     gm.graph.lint()
     return fx.GraphModule(gm, gm.graph)
 

@@ -51,18 +51,20 @@ class QATModel(fx.GraphModule):
     """A fake-quantized GraphModule whose eval mode is the deployed integer model.
 
     Attributes set by ``prepare``: ``qat_layers`` (layer name → LayerInfo), ``qat_adds``
-    (residual add name → AddInfo), ``qat_config``. User-settable: ``deploy_config`` (the
+    (residual add name → AddInfo), ``qat_elems`` (products, differences, activations → AddInfo),
+    ``qat_config``. User-settable: ``deploy_config`` (the
     ``Config`` convert and eval mode lower with; None = convert's default), ``exact_eval``.
     ``calibration_input`` holds the first samples seen, for formats QAT does not train.
     """
 
-    _KEPT_ON_COPY = ("qat_layers", "qat_adds", "qat_config", "deploy_config",
+    _KEPT_ON_COPY = ("qat_layers", "qat_adds", "qat_elems", "qat_config", "deploy_config",
                      "calibration_input", "exact_eval", "_deployed_cache")
 
     def __init__(self, root: nn.Module, graph: fx.Graph) -> None:
         super().__init__(root, graph)
         self.qat_layers: dict = {}
         self.qat_adds: dict = {}
+        self.qat_elems: dict = {}
         self.qat_config: Any = None
         self.deploy_config: Any = None
         self.calibration_input: np.ndarray | None = None

@@ -38,7 +38,7 @@ from .quantizers.base import _ste
 
 __all__ = ["QConv1d", "QConv2d", "QLinear", "QUANT_LAYERS", "to_qat_layer", "fold_params",
            "FoldableBatchNorm1d", "FoldableBatchNorm2d", "to_foldable_bn", "GridAvgPool",
-           "Add", "QAdd"]
+           "Add", "QAdd", "Sub", "QSub", "Mul", "QMul", "Activation"]
 
 
 def _links(layer: nn.Module) -> tuple[nn.Module | None, Quantizer | None]:
@@ -221,6 +221,49 @@ class QAdd(Add):
     def __init__(self, output_quant: Quantizer) -> None:
         super().__init__()
         self.output_quant = output_quant
+
+
+class Sub(nn.Module):
+    """``a − b`` of two activations as a module (named by its path in the exported graph)."""
+
+    def forward(self, a: Tensor, b: Tensor) -> Tensor:
+        return a - b
+
+
+class Mul(nn.Module):
+    """``a · b`` of two activations as a module (e.g. squeeze-excitation's gate times x)."""
+
+    def forward(self, a: Tensor, b: Tensor) -> Tensor:
+        return a * b
+
+
+class QSub(Sub):
+    """A subtraction of two activations whose output format QAT trains (as :class:`QAdd`)."""
+
+    def __init__(self, output_quant: Quantizer) -> None:
+        super().__init__()
+        self.output_quant = output_quant
+
+
+class QMul(Mul):
+    """A product of two activations whose output format QAT trains (as :class:`QAdd`)."""
+
+    def __init__(self, output_quant: Quantizer) -> None:
+        super().__init__()
+        self.output_quant = output_quant
+
+
+class Activation(nn.Module):
+    """A functional activation (``torch.sigmoid(x)``, ``F.gelu(x, approximate="tanh")``) as a
+    module, so that its output quantizer and the exported graph name it by its path. ``args``
+    and ``kwargs`` are the call's constant extra arguments."""
+
+    def __init__(self, fn, args: tuple = (), kwargs: dict | None = None) -> None:
+        super().__init__()
+        self.fn, self.args, self.kwargs = fn, tuple(args), dict(kwargs or {})
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fn(x, *self.args, **self.kwargs)
 
 
 class GridAvgPool(nn.Module):

@@ -13,6 +13,14 @@ graph will hold quantized tensors, so what QAT trains is what lowering deploys:
   when that is the activation quantizer) at ``act_bits`` (8 bits when ``act_quantizer`` is
   ``sign``), the first/last rule applies as to layers, and ``Config.overrides[<add>]`` sets
   ``act_bits`` / ``act_quantizer``.
+- every elementwise activation the integer graph computes as its own op (Hardswish,
+  Hardsigmoid, SiLU, GELU, ELU, LeakyReLU, PReLU, Sigmoid, Tanh — modules, or ``torch.sigmoid``
+  / ``F.gelu`` ... calls, which become :class:`Activation` modules named ``<module>.<function>``)
+  passes through ``<activation>.output_quant``, and every product or difference of two
+  activations becomes a :class:`QMul` / :class:`QSub` module (``<module>.mul``, ``.sub``) with
+  its ``output_quant``: squeeze-excitation trains every format the integer graph holds. They use
+  the adds' quantizer and bits (unsigned for sigmoid / hardsigmoid outputs); a module called
+  twice has its first call's output quantized (later calls are calibrated at conversion).
 Pools, flatten and reshapes between layers keep the quantized values unchanged (max pooling of
 codes equals the codes of max pooling), as in the integer graph.
 
@@ -45,7 +53,16 @@ from torch import fx, nn
 
 from ..config import Config
 from .model import CALIBRATION_SAMPLES, QATModel
-from .modules import QUANT_LAYERS, GridAvgPool, QAdd, to_foldable_bn, to_qat_layer
+from .modules import (
+    QUANT_LAYERS,
+    Activation,
+    GridAvgPool,
+    QAdd,
+    QMul,
+    QSub,
+    to_foldable_bn,
+    to_qat_layer,
+)
 from .quantizers import ACT_QUANTIZERS, WEIGHT_QUANTIZERS, make_act_quantizer, make_weight_quantizer
 
 __all__ = ["prepare", "recalibrate_batchnorm", "LayerInfo", "AddInfo", "QAT_OVERRIDE_KEYS"]
@@ -157,8 +174,8 @@ def _validate_overrides(config: Config, layer_names: list[str], add_names: list[
             raise ValueError(f"Config.overrides[{name!r}]: no Conv/Linear layer of that name; "
                              f"layers: {layer_names}{adds} (and {INPUT_KEY!r} for the input)")
         if name in add_names and ({"weight_bits", "weight_quantizer"} & set(ov)):
-            raise ValueError(f"Config.overrides[{name!r}]: an add has no weights; set act_bits "
-                             "or act_quantizer")
+            raise ValueError(f"Config.overrides[{name!r}]: an add, product or activation has "
+                             "no weights; set act_bits or act_quantizer")
         q = ov.get("weight_quantizer")
         if q is not None and q not in WEIGHT_QUANTIZERS:
             raise ValueError(f"Config.overrides[{name!r}]['weight_quantizer'] = {q!r}; "
@@ -232,6 +249,85 @@ def _is_activation_add(node: fx.Node) -> bool:
     return all(isinstance(a, fx.Node) and a.op != "get_attr" for a in node.args)
 
 
+_BINARY_FUNCS = {"mul": (operator.mul, torch.mul), "sub": (operator.sub, torch.sub)}
+_BINARY_MODULES = {"add": QAdd, "mul": QMul, "sub": QSub}
+
+
+def _binary_kind(node: fx.Node) -> str | None:
+    """"mul" / "sub" for ``a * b`` / ``a - b`` of two computed tensors, else None."""
+    for kind, funcs in _BINARY_FUNCS.items():
+        if (node.op == "call_function" and node.target in funcs) or \
+                (node.op == "call_method" and node.target == kind):
+            if len(node.args) == 2 and not node.kwargs and all(
+                    isinstance(a, fx.Node) and a.op != "get_attr" for a in node.args):
+                return kind
+    return None
+
+
+# Activations the integer graph computes as an op of their own (a table or prelu).
+_ACTIVATION_MODULES = (nn.Hardswish, nn.Hardsigmoid, nn.SiLU, nn.GELU, nn.ELU, nn.SELU,
+                       nn.LeakyReLU, nn.PReLU, nn.Sigmoid, nn.Tanh)
+_ACTIVATION_FUNCS = {F.hardswish: "hardswish", F.hardsigmoid: "hardsigmoid", F.silu: "silu",
+                     F.gelu: "gelu", F.elu: "elu", F.selu: "selu", F.leaky_relu: "leaky_relu",
+                     torch.sigmoid: "sigmoid", F.sigmoid: "sigmoid", torch.tanh: "tanh",
+                     F.tanh: "tanh"}
+_ACTIVATION_METHODS = {"sigmoid": torch.sigmoid, "tanh": torch.tanh}
+_NON_NEGATIVE = (nn.Hardsigmoid, nn.Sigmoid)
+
+
+def _activation_node(node: fx.Node, modules: dict[str, nn.Module]) -> bool:
+    """An elementwise activation call whose extra arguments are constants."""
+    if node.op == "call_module":
+        return isinstance(modules.get(node.target), _ACTIVATION_MODULES)
+    fn = node.target if node.op == "call_function" else None
+    if node.op == "call_method":
+        fn = _ACTIVATION_METHODS.get(node.target)
+    if fn not in _ACTIVATION_FUNCS or not node.args:
+        return False
+    rest = list(node.args[1:]) + list(node.kwargs.values())
+    return all(not isinstance(a, fx.Node) for a in rest)
+
+
+def _activation_module(node: fx.Node, modules: dict[str, nn.Module]) -> nn.Module:
+    if node.op == "call_module":
+        return modules[node.target]
+    fn = node.target if node.op == "call_function" else _ACTIVATION_METHODS[node.target]
+    return Activation(fn, node.args[1:], node.kwargs)
+
+
+def _module_path(node: fx.Node) -> str:
+    """The module whose forward makes the call ("" at the top level)."""
+    stack = node.meta.get("nn_module_stack") or {}
+    return list(stack.values())[-1][0] if stack else ""
+
+
+def _op_names(taken: set[str], nodes: list[fx.Node], suffixes: list[str]) -> list[str]:
+    """A new module path per node: ``<module>.<suffix>`` (``_2``, … if repeated)."""
+    names = []
+    for node, suffix in zip(nodes, suffixes, strict=True):
+        parent = _module_path(node)
+        base = f"{parent}.{suffix}" if parent else suffix
+        name, k = base, 1
+        while name in taken:
+            k += 1
+            name = f"{base}_{k}"
+        taken.add(name)
+        names.append(name)
+    return names
+
+
+def _activation_names(gm: fx.GraphModule, nodes: list[fx.Node], taken: set[str]) -> list[str]:
+    """Module activations keep their path; functional ones get ``<module>.<function>``."""
+    names = []
+    for node in nodes:
+        if node.op == "call_module":
+            names.append(node.target)
+        else:
+            fn = node.target if node.op == "call_function" else _ACTIVATION_METHODS[node.target]
+            names.append(_op_names(taken, [node], [_ACTIVATION_FUNCS[fn]])[0])
+    return names
+
+
 def _add_names(gm: fx.GraphModule, adds: list[fx.Node]) -> list[str]:
     """A module path per add: ``<module whose forward adds>.add`` (``add_2``, … if repeated)."""
     taken = {name for name, _ in gm.named_modules()}
@@ -262,12 +358,15 @@ def _add_info(name: str, act_kind: str | None, edge: bool, config: Config) -> Ad
 
 
 def _quantize_adds(gm: fx.GraphModule, adds: list[fx.Node], names: list[str],
-                   last: fx.Node, layer_set: set[fx.Node], config: Config) -> dict[str, AddInfo]:
-    """Turn each activation add into a QAdd module and quantize its (activated) output."""
+                   last: fx.Node, layer_set: set[fx.Node], config: Config,
+                   kinds: list[str] | None = None) -> dict[str, AddInfo]:
+    """Turn each activation add (mul, sub: ``kinds``) into a QAdd (QMul, QSub) module and
+    quantize its (activated) output."""
     graph = gm.graph
     modules = dict(gm.named_modules())
     infos: dict[str, AddInfo] = {}
-    for node, name in zip(adds, names, strict=True):
+    kinds = kinds or ["add"] * len(adds)
+    for node, name, kind in zip(adds, names, kinds, strict=True):
         act = _single_user(node)
         act_kind = _activation_kind(act, modules) if act is not None else None
         end = act if act_kind is not None else node
@@ -278,8 +377,8 @@ def _quantize_adds(gm: fx.GraphModule, adds: list[fx.Node], names: list[str],
         if info.act_quantizer == "sign":
             raise ValueError(f"Config.overrides[{name!r}]: an add output cannot use 'sign'")
         oq = make_act_quantizer(info.act_quantizer, info.act_bits, info.act_signed,
-                                f"add {name!r}")
-        _set_module(gm, name, QAdd(oq))
+                                f"{kind} {name!r}")
+        _set_module(gm, name, _BINARY_MODULES[kind](oq))
         with graph.inserting_after(node):
             add_node = graph.call_module(name, tuple(node.args[:2]))
         node.replace_all_uses_with(add_node)
@@ -288,6 +387,45 @@ def _quantize_adds(gm: fx.GraphModule, adds: list[fx.Node], names: list[str],
         with graph.inserting_after(anchor):
             qnode = graph.call_module(f"{name}.output_quant", (anchor,))
         anchor.replace_all_uses_with(qnode, delete_user_cb=lambda u, q=qnode: u is not q)
+        infos[name] = info
+    return infos
+
+
+def _quantize_activations(gm: fx.GraphModule, nodes: list[fx.Node], names: list[str],
+                          last: fx.Node, layer_set: set[fx.Node],
+                          config: Config) -> dict[str, AddInfo]:
+    """Functional activations become :class:`Activation` modules; each activation's output
+    passes through ``<name>.output_quant`` (first call of a module called several times)."""
+    graph = gm.graph
+    modules = dict(gm.named_modules())
+    infos: dict[str, AddInfo] = {}
+    for node, name in zip(nodes, names, strict=True):
+        if name in infos:
+            continue
+        module = _activation_module(node, modules)
+        consumers, to_output = _consumer_layers(node, layer_set)
+        edge = config.first_last_bits is not None and (last in consumers or
+                                                       (to_output and not consumers))
+        info = _add_info(name, None, edge, config)
+        fn = getattr(module, "fn", None)
+        info.act_signed = not (isinstance(module, _NON_NEGATIVE) or
+                               _ACTIVATION_FUNCS.get(fn) in ("sigmoid", "hardsigmoid"))
+        if info.act_quantizer == "sign":
+            raise ValueError(f"Config.overrides[{name!r}]: an activation output cannot use "
+                             "'sign'")
+        oq = make_act_quantizer(info.act_quantizer, info.act_bits, info.act_signed,
+                                f"activation {name!r}")
+        if node.op != "call_module":
+            _set_module(gm, name, module)
+            with graph.inserting_after(node):
+                call = graph.call_module(name, (node.args[0],))
+            node.replace_all_uses_with(call)
+            graph.erase_node(node)
+            node = call
+        gm.get_submodule(name).add_module("output_quant", oq)
+        with graph.inserting_after(node):
+            qnode = graph.call_module(f"{name}.output_quant", (node,))
+        node.replace_all_uses_with(qnode, delete_user_cb=lambda u, q=qnode: u is not q)
         infos[name] = info
     return infos
 
@@ -312,7 +450,8 @@ def prepare(model: nn.Module, config: Config | None = None,
     tensors whose format QAT does not train. The returned :class:`QATModel` (a
     ``torch.fx.GraphModule``) keeps the original module names (``features.0`` …); its
     ``qat_layers`` attribute maps each name to a :class:`LayerInfo`, ``qat_adds`` each residual
-    add to an :class:`AddInfo`. In eval mode it runs the deployed integer model.
+    add to an :class:`AddInfo`, ``qat_elems`` each product, difference and activation output to
+    one. In eval mode it runs the deployed integer model.
     """
     config = config or Config()
     if not isinstance(config, Config):
@@ -331,7 +470,13 @@ def prepare(model: nn.Module, config: Config | None = None,
     names = [n.target for n in layer_nodes]
     adds = [n for n in graph.nodes if _is_activation_add(n)]
     add_names = _add_names(gm, adds)
-    _validate_overrides(config, names, add_names)
+    binary = [n for n in graph.nodes if _binary_kind(n) is not None]
+    binary_kinds = [_binary_kind(n) for n in binary]
+    taken = {name for name, _ in gm.named_modules()} | set(add_names)
+    binary_names = _op_names(taken, binary, binary_kinds)
+    acts = [n for n in graph.nodes if _activation_node(n, modules)]
+    act_names = _activation_names(gm, acts, taken)
+    _validate_overrides(config, names, add_names + binary_names + act_names)
     placeholders = [n for n in graph.nodes if n.op == "placeholder"]
     if len(placeholders) != 1:
         raise ValueError(f"prepare: the model must take exactly one input, it takes "
@@ -404,6 +549,9 @@ def prepare(model: nn.Module, config: Config | None = None,
         qlayer.link(bn_module, None)  # the input quantizer is linked below, once it exists
 
     gm.qat_adds = _quantize_adds(gm, adds, add_names, last, layer_set, config)
+    gm.qat_elems = _quantize_adds(gm, binary, binary_names, last, layer_set, config,
+                                  binary_kinds)
+    gm.qat_elems.update(_quantize_activations(gm, acts, act_names, last, layer_set, config))
 
     x = placeholders[0]
     ov = config.overrides.get(INPUT_KEY, {})
