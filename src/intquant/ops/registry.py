@@ -90,7 +90,7 @@ class FloatOpDef:
     [−1, 1], sign ±1) — calibration never widens it; ``keeps_grid``: each output value is one
     of the input values (moves, selects, clamps), so a value on a quantization grid stays on
     it; ``view``: the integer output is a plain copy or view of the input (no new error to
-    report); ``channel_scaling``: f(s·x) = s·f(x) for a positive per-channel s with the
+    report); ``channel_scaling(node)``: f(s·x) = s·f(x) for a positive per-channel s with the
     channels left where they are (pools, zero padding, flatten), so cross-layer equalization
     may rescale across it; ``pads``: the op reads zeros outside its input (a shift of the
     input does not commute with it: bias absorption stops there).
@@ -109,7 +109,7 @@ class FloatOpDef:
     fixed_format: Callable[[int, str], Any] | None = None
     keeps_grid: bool = False
     view: bool = False
-    channel_scaling: bool = False
+    channel_scaling: Callable[[Node], bool] | None = None
     pads: Callable[[Node], bool] | None = None
 
     @property
