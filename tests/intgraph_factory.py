@@ -652,6 +652,25 @@ def softmax_graph(rng: np.random.Generator, *, dtype: str = "int8") -> IntGraph:
     return b.graph()
 
 
+# -- reach-vision: upsampling -------------------------------------------------------------------
+
+
+def upsample_graph(
+    rng: np.random.Generator, *, dims: int = 2, dtype: str = "int8", mode: str | None = None
+) -> IntGraph:
+    """One upsample (random mode unless given) by random integer factors."""
+    from intquant.ops.upsample import out_len
+
+    b = GraphBuilder(rng, _spatial_shape(rng, dims, int(rng.integers(1, 4))), dtype)
+    mode = mode or str(rng.choice(["nearest", "bilinear", "zeros"]))
+    f = [1 if dims == 1 else int(rng.integers(1, 4)), int(rng.integers(2, 5))]
+    shape = b.info(b.input).shape
+    sp = [out_len(n, k, mode) for n, k in zip(shape[1:], f[2 - dims:], strict=True)]
+    y = b.like(b.input, (shape[0], *sp))
+    b.op("upsample", [b.input], y, {"mode": mode, "factor": f})
+    return b.graph()
+
+
 ONE_OP_BUILDERS: dict[str, Callable[..., IntGraph]] = {
     "conv": conv_graph,
     "fully_connected": fully_connected_graph,
@@ -667,6 +686,8 @@ ONE_OP_BUILDERS: dict[str, Callable[..., IntGraph]] = {
     "lut": lut_graph,
     "softmax": softmax_graph,
     "lrn": lrn_graph,
+    # -- reach-vision --
+    "upsample": upsample_graph,
 }
 
 
