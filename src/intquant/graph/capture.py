@@ -535,7 +535,7 @@ def _upsample(mode: str, align_arg: int | None = None):
 
 
 def _emit_conv_transpose(t, n, x, w, b, stride, padding, output_padding, groups, dilation):
-    """Zero insertion (upsample mode 'zeros') + conv with the flipped kernel (graph/transposed.py)."""
+    """Zero insertion (upsample 'zeros') + conv with the flipped kernel (graph/transposed.py)."""
     from .transposed import TransposedConvError, conv_attrs, conv_padding, conv_weight, zeros_factor
 
     weight = t.const(w)
