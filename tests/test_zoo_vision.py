@@ -94,3 +94,17 @@ def test_vision_zoo_int8_c_m0_equals_interpreter_on_one_sample(quantized, name):
     assert u.build.soft_float == []
     assert u.build.board in ("microbit", "an385")
     np.testing.assert_array_equal(u.outputs.reshape(ref[:1].shape), ref[:1])
+
+
+def test_vision_zoo_unet_onnx_integer_export_equals_interpreter(quantized, tmp_path):
+    """The whole U-Net (zero insertion, nearest upsample, concat rescales, convs) exported as
+    exact integer ONNX: ONNX Runtime == interpreter on the 64 inputs."""
+    import onnxruntime as ort
+
+    q, _, xq, ref = quantized("unet_denoise")
+    path = q.to_onnx(tmp_path / "unet.onnx")
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    got = sess.run(None, {sess.get_inputs()[0].name: xq})[0]
+    np.testing.assert_array_equal(got, ref)
