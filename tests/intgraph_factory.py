@@ -671,6 +671,16 @@ def upsample_graph(
     return b.graph()
 
 
+def upsample_step(b: GraphBuilder, x: str, mode: str, factor: int = 2) -> str:
+    """Append ``upsample`` of ``x`` (2-D: factor on both axes; 1-D: on the length)."""
+    from intquant.ops.upsample import out_len
+
+    shape = b.info(x).shape
+    f = [1, factor] if len(shape) == 2 else [factor, factor]
+    sp = [out_len(n, k, mode) for n, k in zip(shape[1:], f[3 - len(shape):], strict=True)]
+    return b.op("upsample", [x], b.like(x, (shape[0], *sp)), {"mode": mode, "factor": f})
+
+
 ONE_OP_BUILDERS: dict[str, Callable[..., IntGraph]] = {
     "conv": conv_graph,
     "fully_connected": fully_connected_graph,
@@ -708,6 +718,7 @@ _CHAIN_STEPS = (
     "pad",
     "transpose",
     "lrn",
+    "upsample",  # reach-vision
 )
 
 
@@ -765,6 +776,8 @@ def random_chain(
             cur = b.transpose(b.transpose(cur, [0, 2, 1]), [0, 2, 1])
         elif step == "lrn":
             cur = b.lrn(cur)
+        elif step == "upsample" and max(sh[1:]) <= 8:
+            cur = upsample_step(b, cur, str(rng.choice(["nearest", "bilinear", "zeros"])))
     cur = b.flatten(cur)
     cur = b.fully_connected(cur, classes, **kw16)
     if softmax:
@@ -862,7 +875,7 @@ def every_op_graph(rng: np.random.Generator) -> IntGraph:
     x = b.lut(x, out_dtype="int16")
     a16 = b.conv(x, 4, (3, 3), padding=(1, 1, 1, 1), w_dtype="int16", acc_bits=64)
     x = b.add(a16, b.conv(a16, 4, (1, 1)))
-    x = b.lut(b.transpose(x, [0, 2, 1]))
+    x = b.lut(upsample_step(b, b.transpose(x, [0, 2, 1]), "bilinear"))  # upsample: reach-vision
     # small softmax input scales: the exp tables span the inputs (no one-hot outputs)
     b.tensors[x] = dataclasses.replace(b.tensors[x], scale=2.0**-11)
     x = b.fully_connected(b.flatten(b.softmax(x)), 16, acc_bits=64)
