@@ -23,8 +23,8 @@ SUPPORTED_MODULES = (
     "AdaptiveAvgPool1d/2d(1), Flatten, Unflatten, Identity, Dropout, ConstantPad/ZeroPad, "
     "Upsample/F.interpolate (nearest, bilinear/linear align_corners=False; integer factors), "
     "ConvTranspose1d/2d; "
-    "functions: +, torch.cat, torch.clamp, F.pad (constant), * by a constant, view/reshape/"
-    "flatten/squeeze/unsqueeze/permute"
+    "functions: +, torch.cat, torch.clamp, torch.sign (BNN sign, 0 -> +1), F.pad (constant), "
+    "* by a constant, view/reshape/flatten/squeeze/unsqueeze/permute"
 )
 
 
@@ -595,6 +595,7 @@ HANDLERS: dict[str, Callable[[_Translator, torch.fx.Node], None]] = {
     "aten.leaky_relu_.default": h_leaky_relu,
     "aten.sigmoid.default": _unary("sigmoid"),
     "aten.tanh.default": _unary("tanh"),
+    "aten.sign.default": _unary("sign"),  # BNN sign; the float op has sign(0) = +1
     "aten.softmax.int": h_softmax,
     "aten._softmax.default": h_softmax,
     "aten.max_pool1d.default": _max_pool(1),

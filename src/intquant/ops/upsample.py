@@ -209,5 +209,7 @@ register(
         lower=lower,
         lowers_to=("upsample",),
         same_format=True,
+        channel_scaling=lambda node: True,  # linear per channel: f(s·x) = s·f(x)
+        pads=lambda node: node.attrs["mode"] == "zeros",  # zero insertion reads zeros
     ),
 )
