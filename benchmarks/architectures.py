@@ -19,8 +19,8 @@ inputs:
 - host C = interpreter on every test input (-O2);
 - flash (library text + rodata, harness excluded), arena, Cortex-M0 instructions per inference
   (unicorn, -O2, mean of 2 samples) and the board the model links for (micro:bit 16 KB RAM, or
-  MPS2 AN385 when the arena does not fit). Cycles: unicorn counts instructions, not cycles
-  (no cycle-accurate Cortex-M0 model here), so the cycle column is n/a unless a family measures it.
+  MPS2 AN385 when the arena does not fit); cycles per inference: the same executed trace priced
+  with the Cortex-M0 TRM timings (codegen/cycles.py, 1-cycle multiplier).
 """
 
 from __future__ import annotations
@@ -91,7 +91,7 @@ def _mode(model, name: str, ds, act_bits: int, work: Path) -> dict:
         "stack": cost["stack_bytes"],
         "board": cost["board"],
         "m0_instructions": cost["m0_instructions_per_inference"],
-        "m0_cycles": cost.get("m0_cycles_per_inference"),
+        "m0_cycles": cost.get("cycles_per_inference"),
         "quantize_cpu_s": cpu,
         "quantize_wall_s": wall,
     }
@@ -183,8 +183,10 @@ def markdown(rows: list[dict], notes: list[str]) -> str:
         "reconstruction SNR against the clean target (the U-Net's inputs carry N(0, 0.3²) "
         "noise). Flash: library text + rodata (harness excluded); M0 instructions: unicorn "
         "Cortex-M0, -O2, per inference; board: micro:bit (16 KB RAM) when the arena fits, else "
-        "MPS2 AN385 (Cortex-M0 code on its 4 MB map). M0 cycles: n/a — unicorn counts "
-        "instructions and no cycle-accurate Cortex-M0 model is available here.",
+        "MPS2 AN385 (Cortex-M0 code on its 4 MB map); M0 cycles: the executed trace priced with "
+        "the Cortex-M0 TRM timings (codegen/cycles.py, 1-cycle multiplier). Quantize wall times "
+        "were taken on a machine shared with other jobs (load ~20 on 2 cores): CPU seconds are "
+        "the meaningful column.",
         "",
         table(["architecture", "as written", "mode", "SQNR vs float dB", "quality",
                "host C = interpreter", "flash B", "arena B", "M0 board", "M0 instr/inference",
