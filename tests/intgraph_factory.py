@@ -864,6 +864,34 @@ def binary_chain(rng: np.random.Generator, *, dims: int = 2, dtype: str = "int8"
     b.binary_fully_connected(v, 5, out_dtype=dtype)
     return b.graph()
 
+# -- reach-vision: upsampling -------------------------------------------------------------------
+
+
+def upsample_graph(
+    rng: np.random.Generator, *, dims: int = 2, dtype: str = "int8", mode: str | None = None
+) -> IntGraph:
+    """One upsample (random mode unless given) by random integer factors."""
+    from intquant.ops.upsample import out_len
+
+    b = GraphBuilder(rng, _spatial_shape(rng, dims, int(rng.integers(1, 4))), dtype)
+    mode = mode or str(rng.choice(["nearest", "bilinear", "zeros"]))
+    f = [1 if dims == 1 else int(rng.integers(1, 4)), int(rng.integers(2, 5))]
+    shape = b.info(b.input).shape
+    sp = [out_len(n, k, mode) for n, k in zip(shape[1:], f[2 - dims:], strict=True)]
+    y = b.like(b.input, (shape[0], *sp))
+    b.op("upsample", [b.input], y, {"mode": mode, "factor": f})
+    return b.graph()
+
+
+def upsample_step(b: GraphBuilder, x: str, mode: str, factor: int = 2) -> str:
+    """Append ``upsample`` of ``x`` (2-D: factor on both axes; 1-D: on the length)."""
+    from intquant.ops.upsample import out_len
+
+    shape = b.info(x).shape
+    f = [1, factor] if len(shape) == 2 else [factor, factor]
+    sp = [out_len(n, k, mode) for n, k in zip(shape[1:], f[3 - len(shape):], strict=True)]
+    return b.op("upsample", [x], b.like(x, (shape[0], *sp)), {"mode": mode, "factor": f})
+
 
 # ----------------------------------------------------------------------------------------------
 # reach-elem: two-activation ops (add/sub/mul with broadcasting) and per-channel PReLU
@@ -1036,6 +1064,8 @@ ONE_OP_BUILDERS: dict[str, Callable[..., IntGraph]] = {
     # -- reach-elem --
     "mul": mul_graph,
     "prelu": prelu_graph,
+    # -- reach-vision --
+    "upsample": upsample_graph,
 }
 
 
@@ -1060,6 +1090,7 @@ _CHAIN_STEPS = (
     "mul",
     "sub",
     "prelu",
+    "upsample",  # reach-vision
 )
 
 
@@ -1119,6 +1150,8 @@ def random_chain(
             cur = b.lrn(cur)
         elif step in ELEM_STEPS:
             cur = elem_step(b, cur, step)
+        elif step == "upsample" and max(sh[1:]) <= 8:
+            cur = upsample_step(b, cur, str(rng.choice(["nearest", "bilinear", "zeros"])))
     cur = b.flatten(cur)
     cur = b.fully_connected(cur, classes, **kw16)
     if softmax:
@@ -1220,7 +1253,7 @@ def every_op_graph(rng: np.random.Generator) -> IntGraph:
     x = b.lut(x, out_dtype="int16")
     a16 = b.conv(x, 4, (3, 3), padding=(1, 1, 1, 1), w_dtype="int16", acc_bits=64)
     x = b.add(a16, b.conv(a16, 4, (1, 1)))
-    x = b.lut(b.transpose(x, [0, 2, 1]))
+    x = b.lut(upsample_step(b, b.transpose(x, [0, 2, 1]), "bilinear"))  # upsample: reach-vision
     # small softmax input scales: the exp tables span the inputs (no one-hot outputs)
     b.tensors[x] = dataclasses.replace(b.tensors[x], scale=2.0**-11)
     x = b.fully_connected(b.flatten(b.softmax(x)), 16, acc_bits=64)

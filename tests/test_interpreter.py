@@ -23,6 +23,7 @@ from intgraph_factory import (
     prelu,
     random_chain,
     random_input,
+    upsample_step,
 )
 from intquant import interpreter, numerics
 from intquant.interpreter import InterpreterError, run
@@ -110,6 +111,7 @@ def every_op_graph(dtype: str) -> IntGraph:
     t = b.lut(t)
     t = b.rescale(t)
     t = b.lrn(t, size=3)
+    t = upsample_step(b, upsample_step(b, t, "nearest"), "bilinear")
     t = b.flatten(t)
     t = b.fully_connected(t, 6, **acc)
     t = b.softmax(t)

@@ -27,7 +27,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from . import data as _data
@@ -336,6 +338,178 @@ _MODELS: dict[str, tuple[Callable[[], nn.Module], Recipe]] = {
     ),
 }
 
+# -- reach-vision: the MLPerf Tiny architectures and a U-Net --------------------------------------
+# Written the way their reference implementations are (MLPerf Tiny v1.x, Keras), at input sizes
+# the offline datasets have: 49x10 MFCCs for the DS-CNN, 8x8 digits for the image models. The
+# two reconstruction models (FC autoencoder, U-Net denoiser) train with MSE: see
+# ``_RECONSTRUCTION`` and ``reconstruction_pairs``.
+
+
+def _conv_bn_relu_2d(cin: int, cout: int, k, stride=1, padding=None, groups: int = 1):
+    padding = (k // 2 if isinstance(k, int) else tuple(v // 2 for v in k)) if padding is None \
+        else padding
+    return [nn.Conv2d(cin, cout, k, stride=stride, padding=padding, groups=groups, bias=False),
+            nn.BatchNorm2d(cout), nn.ReLU()]
+
+
+class DSCNN(nn.Module):
+    """MLPerf Tiny keyword spotting DS-CNN: conv (10, 4)/2 → 4 × (depthwise 3x3 + pointwise)
+    → average pool → linear; input (N, 49, 10) MFCC frames, reshaped to one channel as the
+    reference's Keras ``Reshape`` does."""
+
+    def __init__(self, channels: int = 64, classes: int = 12):
+        super().__init__()
+        layers = _conv_bn_relu_2d(1, channels, (10, 4), stride=2, padding=(5, 1))
+        layers.append(nn.Dropout(0.2))
+        for _ in range(4):
+            layers += _conv_bn_relu_2d(channels, channels, 3, groups=channels)
+            layers += _conv_bn_relu_2d(channels, channels, 1)
+        layers += [nn.Dropout(0.4), nn.AdaptiveAvgPool2d(1)]
+        self.features = nn.Sequential(*layers)
+        self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(channels, classes))
+
+    def forward(self, x):
+        return self.classifier(self.features(x.unsqueeze(1)))
+
+
+def _mobilenet_v1(alpha: float = 0.25, classes: int = 10, stem_stride: int = 1) -> nn.Module:
+    """MobileNetV1 (13 depthwise-separable blocks, width multiplier ``alpha``) as in MLPerf
+    Tiny visual wake words; the stem keeps stride 1 on 8x8 inputs (96x96 in the benchmark)."""
+    def c(n: int) -> int:
+        return max(8, int(n * alpha))
+
+    plan = [(64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2), *[(512, 1)] * 5,
+            (1024, 2), (1024, 1)]
+    layers = _conv_bn_relu_2d(1, c(32), 3, stride=stem_stride)
+    cin = c(32)
+    for cout, stride in plan:
+        layers += _conv_bn_relu_2d(cin, cin, 3, stride=stride, groups=cin)
+        layers += _conv_bn_relu_2d(cin, c(cout), 1)
+        cin = c(cout)
+    layers.append(nn.AdaptiveAvgPool2d(1))
+    return Classifier(nn.Sequential(*layers), nn.Sequential(nn.Flatten(), nn.Linear(cin, classes)))
+
+
+class ResNet8Block(nn.Module):
+    """MLPerf Tiny ResNet-8 stack: conv-BN-ReLU, conv-BN, + shortcut (1x1 conv when strided),
+    ReLU after the add."""
+
+    def __init__(self, cin: int, cout: int, stride: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.shortcut = nn.Conv2d(cin, cout, 1, stride=stride) if stride != 1 or cin != cout \
+            else nn.Identity()
+
+    def forward(self, x):
+        y = self.bn2(self.conv2(torch.relu(self.bn1(self.conv1(x)))))
+        return torch.relu(y + self.shortcut(x))
+
+
+def _resnet8(classes: int = 10) -> nn.Module:
+    features = nn.Sequential(*_conv_bn_relu_2d(1, 16, 3), ResNet8Block(16, 16, 1),
+                             ResNet8Block(16, 32, 2), ResNet8Block(32, 64, 2),
+                             nn.AdaptiveAvgPool2d(1))
+    return Classifier(features, nn.Sequential(nn.Flatten(), nn.Linear(64, classes)))
+
+
+def _fc_autoencoder(features: int = 64, hidden: int = 128, bottleneck: int = 8) -> nn.Module:
+    """MLPerf Tiny anomaly detection autoencoder: 4 × (Dense 128, BN, ReLU), Dense 8 (BN, ReLU),
+    4 × (Dense 128, BN, ReLU), Dense back to the input (640 log-mel features there; 64 pixels
+    here)."""
+    def dense(i: int, o: int) -> list[nn.Module]:
+        return [nn.Linear(i, o), nn.BatchNorm1d(o), nn.ReLU()]
+
+    layers: list[nn.Module] = [nn.Flatten()]
+    dims = [features] + [hidden] * 4 + [bottleneck] + [hidden] * 4
+    for i, o in zip(dims, dims[1:], strict=False):
+        layers += dense(i, o)
+    layers.append(nn.Linear(hidden, features))
+    return nn.Sequential(*layers)
+
+
+class UNet(nn.Module):
+    """A two-level U-Net as people write it: conv blocks, max-pool down, one transposed-conv and
+    one nearest-upsample path up, skip connections by channel concat; 1x8x8 in and out."""
+
+    def __init__(self, c: int = 16):
+        super().__init__()
+        self.enc1 = nn.Sequential(*_conv_bn_relu_2d(1, c, 3), *_conv_bn_relu_2d(c, c, 3))
+        self.enc2 = nn.Sequential(*_conv_bn_relu_2d(c, 2 * c, 3))
+        self.bottom = nn.Sequential(*_conv_bn_relu_2d(2 * c, 4 * c, 3))
+        self.up2 = nn.ConvTranspose2d(4 * c, 2 * c, 2, stride=2)
+        self.dec2 = nn.Sequential(*_conv_bn_relu_2d(4 * c, 2 * c, 3))
+        self.up1 = nn.Upsample(scale_factor=2, mode="nearest")
+        self.dec1 = nn.Sequential(*_conv_bn_relu_2d(3 * c, c, 3))
+        self.head = nn.Conv2d(c, 1, 1)
+
+    def forward(self, x):
+        e1 = self.enc1(x)
+        e2 = self.enc2(F.max_pool2d(e1, 2))
+        b = self.bottom(F.max_pool2d(e2, 2))
+        d2 = self.dec2(torch.cat([self.up2(b), e2], dim=1))
+        d1 = self.dec1(torch.cat([self.up1(d2), e1], dim=1))
+        return self.head(d1)
+
+
+# Reconstruction models: trained with MSE towards ``reconstruction_pairs``' targets.
+_RECONSTRUCTION = {"fc_autoencoder": "autoencode", "unet_denoise": "denoise"}
+DENOISE_SIGMA = 0.3
+
+
+def reconstruction_pairs(name: str, x: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(model input, target) of a reconstruction zoo model for images ``x`` (N, 1, 8, 8):
+    the autoencoder reproduces its input (flattened); the U-Net removes Gaussian noise of std
+    DENOISE_SIGMA drawn from ``seed`` (deterministic)."""
+    x = np.asarray(x, np.float32)
+    if _RECONSTRUCTION[name] == "autoencode":
+        return x, x.reshape(len(x), -1)
+    noise = np.random.default_rng(seed).standard_normal(x.shape).astype(np.float32)
+    return (x + DENOISE_SIGMA * noise).astype(np.float32), x
+
+
+def snr_db(y: np.ndarray, target: np.ndarray) -> float:
+    """10·log10(Σ target² / Σ (y − target)²): reconstruction quality of one batch."""
+    t = np.asarray(target, np.float64)
+    err = np.asarray(y, np.float64).reshape(t.shape) - t
+    return float(10 * np.log10(np.sum(t * t) / max(np.sum(err * err), 1e-30)))
+
+
+def _train_reconstruction(name: str, model: nn.Module, ds: Dataset, rec: Recipe) -> dict:
+    """MSE training, deterministic like ``training.train`` (seeded, fixed thread count, cosine
+    learning rate); fresh noise each epoch for the denoiser. Returns the metadata fields."""
+    from .training import _cosine_lr, _deterministic, _make_optimizer, _torch_threads
+
+    n = len(ds.x_train)
+    total_steps = rec.epochs * -(-n // rec.batch_size)
+    step = 0
+    with torch.random.fork_rng(devices=[]), _deterministic(), _torch_threads(rec.num_threads):
+        torch.manual_seed(rec.seed)
+        shuffle = torch.Generator().manual_seed(rec.seed)
+        opt = _make_optimizer(model, rec.optimizer, rec.lr, rec.weight_decay)
+        for epoch in range(rec.epochs):
+            xi, yt = (torch.as_tensor(a) for a in reconstruction_pairs(
+                name, ds.x_train, seed=rec.seed + 1 + epoch))
+            model.train()
+            order = torch.randperm(n, generator=shuffle)
+            for start in range(0, n, rec.batch_size):
+                idx = order[start:start + rec.batch_size]
+                for group in opt.param_groups:
+                    group["lr"] = _cosine_lr(rec.lr, step, total_steps)
+                loss = F.mse_loss(model(xi[idx]), yt[idx])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                step += 1
+    model.eval()
+    xt, tt = reconstruction_pairs(name, ds.x_test)
+    with torch.no_grad():
+        y = model(torch.as_tensor(xt)).numpy()
+    return {"final_loss": float(loss.detach()), "test_snr_db": snr_db(y, tt)}
+
+
 # Architectures people deploy (MLPerf Tiny, MobileNetV3, recurrent and attention models): kept
 # apart from the five core models above, which the broad test suites iterate over.
 _ARCHITECTURES: dict[str, tuple[Callable[[], nn.Module], Recipe]] = {
@@ -354,6 +528,18 @@ _ARCHITECTURES: dict[str, tuple[Callable[[], nn.Module], Recipe]] = {
     # -- recurrent --
 
     # -- MLPerf Tiny and vision --
+    # Measured (torch 2.13 CPU, 1 thread): params, float test accuracy or reconstruction SNR,
+    # training CPU seconds.
+    "kws_dscnn": (  # 23.2k, 0.941, 26 s
+        DSCNN, Recipe("speech_commands", epochs=6, lr=3e-3, min_test_acc=0.85)),
+    "vww_mobilenet_v1": (  # 215.5k, 0.878 (overfits 1437 8x8 digits: train 0.999), 24 s
+        _mobilenet_v1, Recipe("digits", epochs=30, lr=3e-3, min_test_acc=0.82)),
+    "ic_resnet8": (  # 77.7k, 0.986, 7 s
+        _resnet8, Recipe("digits", epochs=20, lr=3e-3, min_test_acc=0.95)),
+    "fc_autoencoder": (  # 119.9k, SNR 11.4 dB, 4 s
+        _fc_autoencoder, Recipe("digits", epochs=40, lr=3e-3)),
+    "unet_denoise": (  # 59.4k, SNR 11.1 dB from noisy inputs at 4.2 dB, 9 s
+        UNet, Recipe("digits", epochs=30, lr=3e-3)),
 }
 
 
@@ -465,6 +651,8 @@ def _train_and_cache(name: str, ds: Dataset, progress: bool) -> nn.Module:
     if progress:
         print(f"intquant.zoo: training {name} (not cached yet) ...", file=sys.stderr, flush=True)
     start, cpu_start = time.perf_counter(), time.process_time()
+    if name in _RECONSTRUCTION:
+        return _cache_reconstruction(name, model, ds, rec, start, cpu_start)
     history = train(
         model,
         ds,
@@ -502,6 +690,21 @@ def _train_and_cache(name: str, ds: Dataset, progress: bool) -> nn.Module:
             file=sys.stderr,
             flush=True,
         )
+    return model
+
+
+def _cache_reconstruction(name: str, model: nn.Module, ds: Dataset, rec: Recipe, start: float,
+                          cpu_start: float) -> nn.Module:
+    """Train a reconstruction model (MSE) and cache it with its test SNR instead of accuracy."""
+    info = {"name": name, "version": ZOO_VERSION, "recipe": dataclasses.asdict(rec),
+            "params": sum(p.numel() for p in model.parameters()),
+            **_train_reconstruction(name, model, ds, rec)}
+    info["train_seconds"] = round(time.perf_counter() - start, 2)
+    info["train_cpu_seconds"] = round(time.process_time() - cpu_start, 2)
+    info["torch"] = torch.__version__
+    weights_path, meta_path, _ = _cache_paths(name)
+    _save_weights(model, weights_path)
+    _data.write_text_atomic(meta_path, json.dumps(info, indent=2) + "\n")
     return model
 
 

@@ -21,7 +21,9 @@ SUPPORTED_MODULES = (
     "Conv1d, Conv2d (stride, padding incl. 'same', dilation, groups), Linear, BatchNorm1d/2d, "
     "ReLU, ReLU6, LeakyReLU, Hardtanh, Sigmoid, Tanh, Hardswish, Hardsigmoid, SiLU, GELU, ELU, "
     "SELU, CELU, PReLU, Softmax, MaxPool1d/2d, AvgPool1d/2d, "
-    "AdaptiveAvgPool1d/2d(1), Flatten, Unflatten, Identity, Dropout, ConstantPad/ZeroPad; "
+    "AdaptiveAvgPool1d/2d(1), Flatten, Unflatten, Identity, Dropout, ConstantPad/ZeroPad, "
+    "Upsample/F.interpolate (nearest, bilinear/linear align_corners=False; integer factors), "
+    "ConvTranspose1d/2d; "
     "functions: a + b, a - b, a * b (two activations, broadcasting within the same rank, or "
     "by a constant), torch.cat, torch.clamp, torch.sign (BNN sign, 0 -> +1), F.pad "
     "(constant), torch.erf, view/reshape/flatten/squeeze/unsqueeze/permute"
@@ -251,9 +253,10 @@ def h_conv(t, n):
 
 
 def h_convolution(t, n):
-    x, w, b, stride, padding, dilation, transposed, _out_pad, groups = n.args
+    x, w, b, stride, padding, dilation, transposed, out_pad, groups = n.args
     if transposed:
-        raise UnsupportedOpError("transposed convolution")
+        _emit_conv_transpose(t, n, x, w, b, stride, padding, out_pad, groups, dilation)
+        return
     _conv(t, n, x, w, b, stride, padding, dilation, groups)
 
 
@@ -562,6 +565,62 @@ def h_prelu(t, n):
     if weight.size not in (1, channels):
         raise UnsupportedOpError(f"PReLU with {weight.size} slopes on {channels} channels")
     t.emit(n, "prelu", [t.value(n.args[0])], {}, {"weight": weight})
+# -- reach-vision: upsampling and transposed convolution ---------------------------------------
+
+def _integer_factors(n) -> list[int]:
+    """Per spatial axis out/in of an upsampling node; refuses non-integer ratios."""
+    src = n.args[0].meta["val"].shape[2:]
+    out = n.meta["val"].shape[2:]
+    if any(o % i for i, o in zip(src, out, strict=True)):
+        raise UnsupportedOpError(f"upsampling {tuple(src)} to {tuple(out)}: only integer factors")
+    f = [int(o // i) for i, o in zip(src, out, strict=True)]
+    if len(f) not in (1, 2):
+        raise UnsupportedOpError("only 1-D and 2-D upsampling")
+    return f if len(f) == 2 else [1, f[0]]
+
+
+def _upsample(mode: str, align_arg: int | None = None):
+    """aten.upsample_{nearest,bilinear,linear}*(x, output_size, [align_corners,] scales)."""
+    def h(t, n):
+        if align_arg is not None and n.args[align_arg]:
+            raise UnsupportedOpError("align_corners=True (supported: align_corners=False)")
+        t.emit(n, "upsample", [t.value(n.args[0])], {"mode": mode, "factor": _integer_factors(n)})
+    return h
+
+
+def _emit_conv_transpose(t, n, x, w, b, stride, padding, output_padding, groups, dilation):
+    """Zero insertion (upsample 'zeros') + conv with the flipped kernel (graph/transposed.py)."""
+    from .transposed import TransposedConvError, conv_attrs, conv_padding, conv_weight, zeros_factor
+
+    weight = t.const(w)
+    dims = weight.ndim - 2
+    if dims not in (1, 2):
+        raise UnsupportedOpError(f"only 1-D and 2-D transposed convolutions, got {dims}-D")
+    st, p = _pair(stride, dims), _pair(padding, dims)
+    op, dil = _pair(output_padding, dims), _pair(dilation, dims)
+    try:
+        before, after = conv_padding(list(weight.shape[2:]), p, p, op, dil)
+    except TransposedConvError as e:
+        raise UnsupportedOpError(str(e)) from None
+    src = t.value(x)
+    if any(s > 1 for s in st):
+        name = t.unique(_layer_name(n) + ".zeros")
+        t.nodes.append(Node(name, "upsample", [src],
+                            {"mode": "zeros", "factor": zeros_factor(dims, st)}, {}, (),
+                            source=f"{_layer_name(n)} ({_module_type(n)}, zero insertion)"))
+        src = name
+    params = {"weight": conv_weight(weight, int(groups))}
+    if b is not None:
+        params["bias"] = t.const(b)
+    t.emit(n, "conv", [src], conv_attrs(dims, before, after, dil, int(groups)), params)
+
+
+def h_conv_transpose(t, n):
+    """aten.conv_transpose{1,2}d(x, w, b=None, stride=1, padding=0, output_padding=0, groups=1,
+    dilation=1)."""
+    a = (list(n.args) + [None] * 8)[:8]
+    _emit_conv_transpose(t, n, a[0], a[1], a[2], a[3] or 1, a[4] or 0, a[5] or 0, a[6] or 1,
+                         a[7] or 1)
 
 
 HANDLERS: dict[str, Callable[[_Translator, torch.fx.Node], None]] = {
@@ -646,6 +705,18 @@ HANDLERS: dict[str, Callable[[_Translator, torch.fx.Node], None]] = {
     # -- recurrent layers --
 
     # -- upsampling and transposed convolution --
+    "aten.upsample_nearest1d.vec": _upsample("nearest"),
+    "aten.upsample_nearest2d.vec": _upsample("nearest"),
+    "aten.upsample_nearest1d.default": _upsample("nearest"),
+    "aten.upsample_nearest2d.default": _upsample("nearest"),
+    "aten._upsample_nearest_exact1d.vec": _upsample("nearest"),  # = nearest for integer factors
+    "aten._upsample_nearest_exact2d.vec": _upsample("nearest"),
+    "aten.upsample_linear1d.vec": _upsample("bilinear", 2),
+    "aten.upsample_bilinear2d.vec": _upsample("bilinear", 2),
+    "aten.upsample_linear1d.default": _upsample("bilinear", 2),
+    "aten.upsample_bilinear2d.default": _upsample("bilinear", 2),
+    "aten.conv_transpose1d.default": h_conv_transpose,
+    "aten.conv_transpose2d.input": h_conv_transpose,
 }
 
 

@@ -884,6 +884,81 @@ def op_prelu(imp: _Importer, node: onnx.NodeProto) -> None:
     x = imp.act(node)
     slope = per_channel(imp, node, imp.const(node, 1, "slope"), imp.shape(node, node.input[0]))
     imp.emit(node, "prelu", [x], params={"weight": np.asarray(slope, np.float32).reshape(-1)})
+# -- reach-vision: upsampling and transposed convolution ---------------------------------------
+
+# Resize coordinate/rounding modes that read input index o div f for an integer factor f.
+_NEAREST_FLOOR = {("asymmetric", "floor"), ("half_pixel", "round_prefer_floor"),
+                  ("half_pixel", "round_prefer_ceil"), ("pytorch_half_pixel", "round_prefer_floor"),
+                  ("pytorch_half_pixel", "round_prefer_ceil")}
+
+
+def _str_attr(a: dict, key: str, default: str) -> str:
+    v = a.get(key, default)
+    return v.decode() if isinstance(v, bytes) else v
+
+
+def op_resize(imp: _Importer, node: onnx.NodeProto) -> None:
+    """Resize (opset >= 10) / Upsample (opset < 10) by integer factors over the spatial axes:
+    nearest (any mode reading o div f) or linear with half_pixel (PyTorch align_corners=False)."""
+    a = _attrs(node)
+    x = imp.act(node)
+    src, out = imp.shape(node, node.input[0]), imp.shape(node, node.output[0])
+    if src[:2] != out[:2]:
+        raise imp.unsupported(node, f"resizes the batch or channel axis ({src} to {out})")
+    if len(src) not in (3, 4) or any(o % i for i, o in zip(src[2:], out[2:], strict=True)):
+        raise imp.unsupported(node, f"{src} to {out}: only 1-D/2-D integer upsampling factors")
+    f = [o // i for i, o in zip(src[2:], out[2:], strict=True)]
+    mode = _str_attr(a, "mode", "nearest")
+    legacy = node.op_type == "Upsample"
+    coord = "asymmetric" if legacy else _str_attr(a, "coordinate_transformation_mode",
+                                                    "half_pixel")
+    if a.get("antialias", 0) or a.get("exclude_outside", 0):
+        raise imp.unsupported(node, "antialias / exclude_outside")
+    if mode == "nearest":
+        rounding = "floor" if legacy else _str_attr(a, "nearest_mode", "round_prefer_floor")
+        if (coord, rounding) not in _NEAREST_FLOOR:
+            raise imp.unsupported(node, f"nearest with coordinate_transformation_mode {coord!r} "
+                                  f"and nearest_mode {rounding!r}")
+        kind = "nearest"
+    elif mode in ("linear", "bilinear") and coord in ("half_pixel", "pytorch_half_pixel"):
+        kind = "bilinear"
+    else:
+        raise imp.unsupported(node, f"mode {mode!r} with coordinate_transformation_mode "
+                              f"{coord!r} (supported: nearest; linear with half_pixel)")
+    imp.emit(node, "upsample", [x], {"mode": kind, "factor": f if len(f) == 2 else [1, f[0]]})
+
+
+def op_conv_transpose(imp: _Importer, node: onnx.NodeProto) -> None:
+    """ConvTranspose: zero insertion (upsample 'zeros') + conv with the flipped kernel."""
+    from .transposed import TransposedConvError, conv_attrs, conv_padding, conv_weight, zeros_factor
+
+    a = _attrs(node)
+    x = imp.act(node)
+    w = imp.const(node, 1, "weight")
+    b = imp.const(node, 2, "bias")
+    nd = _spatial_rank(imp, node)
+    if _str_attr(a, "auto_pad", "NOTSET") != "NOTSET" or "output_shape" in a:
+        raise imp.unsupported(node, "auto_pad / output_shape (give pads and output_padding)")
+    kernel = list(w.shape[2:])
+    pads = list(a.get("pads", [0] * (2 * nd)))
+    stride = list(a.get("strides", [1] * nd))
+    dil = list(a.get("dilations", [1] * nd))
+    groups = int(a.get("group", 1))
+    try:
+        before, after = conv_padding(kernel, pads[:nd], pads[nd:],
+                                     list(a.get("output_padding", [0] * nd)), dil)
+    except TransposedConvError as e:
+        raise imp.unsupported(node, str(e)) from None
+    if any(s > 1 for s in stride):
+        zn = onnx.NodeProto()
+        zn.CopyFrom(node)
+        zn.name = (node.name or node.output[0]) + ".zeros"
+        x = imp.emit(zn, "upsample", [x], {"mode": "zeros", "factor": zeros_factor(nd, stride)},
+                     out=zn.name).name
+    params = {"weight": conv_weight(w, groups)}
+    if b is not None:
+        params["bias"] = b
+    imp.emit(node, "conv", [x], conv_attrs(nd, before, after, dil, groups), params)
 
 
 HANDLERS: dict[str, Callable[[_Importer, onnx.NodeProto], None]] = {
@@ -932,6 +1007,9 @@ HANDLERS: dict[str, Callable[[_Importer, onnx.NodeProto], None]] = {
     # -- recurrent layers --
 
     # -- upsampling and transposed convolution --
+    "Resize": op_resize,
+    "Upsample": op_resize,
+    "ConvTranspose": op_conv_transpose,
 }
 # Constant and ConstantOfShape have only constant inputs: they are always folded.
 SUPPORTED_OPS = sorted(set(HANDLERS) | {"Constant", "ConstantOfShape"})

@@ -1,0 +1,221 @@
+"""The architectures people deploy (issue 13): one table over every family's zoo models.
+
+    .venv/bin/python benchmarks/architectures.py            # every family present
+    .venv/bin/python benchmarks/architectures.py --only kws_dscnn,ic_resnet8
+
+Writes the ``architectures`` section of benchmarks/RESULTS.md. Rows of this family (reach-vision:
+the four MLPerf Tiny architectures and a U-Net) are measured here; the other families' rows come
+from ``architecture_rows()`` (or ``rows()``) of benchmarks/arch_elem.py, arch_rnn.py and
+arch_tf.py when those files exist (each family writes its own; a missing one is named in the
+section, not hidden).
+
+Per architecture, as written (the zoo model, no edits) and per mode (W8A8: int8 weights and
+activations; 16x8: int8 weights, int16 activations), default Config, calibration on 256 training
+inputs:
+- SQNR vs float = 10·log10(Σ f² / Σ (q − f)²) of the dequantized integer outputs q against the
+  float model's outputs f on the test inputs (logits for classifiers, images for the U-Net and
+  the autoencoder);
+- accuracy on the test split (classifiers) or reconstruction SNR vs the clean target;
+- host C = interpreter on every test input (-O2);
+- flash (library text + rodata, harness excluded), arena, Cortex-M0 instructions per inference
+  (unicorn, -O2, mean of 2 samples) and the board the model links for (micro:bit 16 KB RAM, or
+  MPS2 AN385 when the arena does not fit); cycles per inference: the same executed trace priced
+  with the Cortex-M0 TRM timings (codegen/cycles.py, 1-cycle multiplier).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import math
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import intquant  # noqa: E402
+from intquant import zoo  # noqa: E402
+from results import machine, table, write_section  # noqa: E402
+
+SECTION = "architectures"
+VISION = ["kws_dscnn", "vww_mobilenet_v1", "ic_resnet8", "fc_autoencoder", "unet_denoise"]
+TITLES = {
+    "kws_dscnn": "DS-CNN KWS (MLPerf Tiny), speech_commands 49x10 MFCC",
+    "vww_mobilenet_v1": "MobileNetV1-0.25 (MLPerf Tiny VWW), digits 8x8",
+    "ic_resnet8": "ResNet-8 (MLPerf Tiny IC), digits 8x8",
+    "fc_autoencoder": "FC autoencoder (MLPerf Tiny AD), digits 64",
+    "unet_denoise": "U-Net denoiser (ConvTranspose + Upsample + concat), digits 8x8",
+}
+OTHER_FAMILIES = ("arch_elem", "arch_rnn", "arch_tf")
+MODES = {"W8A8": 8, "16x8": 16}
+
+
+def sqnr_db(ref: np.ndarray, out: np.ndarray) -> float:
+    err = float(np.sum((out - ref) ** 2))
+    return math.inf if err == 0 else 10 * math.log10(float(np.sum(ref**2)) / err)
+
+
+def _inputs(name: str, ds) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """(calibration inputs, test inputs, reconstruction targets or None)."""
+    if name in zoo._RECONSTRUCTION:
+        calib, _ = zoo.reconstruction_pairs(name, ds.x_train[:256], seed=1)
+        x, target = zoo.reconstruction_pairs(name, ds.x_test)
+        return calib, x, target
+    return ds.x_train[:256], ds.x_test, None
+
+
+def _mode(model, name: str, ds, act_bits: int, work: Path) -> dict:
+    from intquant.codegen.cost import cost_report
+    from intquant.codegen.toolchain import compile_and_run_host
+
+    calib, x, target = _inputs(name, ds)
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    q = intquant.quantize(model, calib, intquant.Config(act_bits=act_bits), progress=False)
+    cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+    with torch.no_grad():
+        ref = model(torch.as_tensor(x)).double().numpy()
+    xq = q.quantize_input(x)
+    y_int = q.run(xq)
+    y = q.dequantize_output(y_int).astype(np.float64).reshape(ref.shape)
+    res = q.export_c(work / f"c{act_bits}", name="model")
+    cost = cost_report(res.out_dir, xq[:2])
+    row = {
+        "sqnr": sqnr_db(ref, y),
+        "host_bit_exact": bool(np.array_equal(compile_and_run_host(res.out_dir, xq), y_int)),
+        "flash": cost["flash_bytes"],
+        "arena": cost["arena_bytes"],
+        "stack": cost["stack_bytes"],
+        "board": cost["board"],
+        "m0_instructions": cost["m0_instructions_per_inference"],
+        "m0_cycles": cost.get("cycles_per_inference"),
+        "quantize_cpu_s": cpu,
+        "quantize_wall_s": wall,
+    }
+    if target is None:
+        row["acc"] = float(np.mean(y.argmax(1) == ds.y_test))
+        row["agree"] = float(np.mean(y.argmax(1) == ref.argmax(1)))
+    else:
+        row["snr_db"] = zoo.snr_db(y, target)
+    return row
+
+
+def vision_row(name: str) -> dict:
+    """One reach-vision zoo model: float quality, then each mode."""
+    torch.set_num_threads(1)
+    model, ds = zoo.get(name, progress=False)
+    params = sum(p.numel() for p in model.parameters())
+    row: dict = {"architecture": f"{TITLES[name]} ({name}, {params / 1000:.1f}k params)",
+                 "accepted_as_written": True}
+    _, x, target = _inputs(name, ds)
+    with torch.no_grad():
+        f = model(torch.as_tensor(x)).numpy()
+    if target is None:
+        row["float_acc"] = float(np.mean(f.argmax(1) == ds.y_test))
+    else:
+        row["float_snr_db"] = zoo.snr_db(f, target)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            row["modes"] = {m: _mode(model, name, ds, bits, Path(tmp) / m)
+                            for m, bits in MODES.items()}
+    except Exception as e:  # report where it stops, never hide it
+        row["accepted_as_written"] = False
+        row["error"] = f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"
+        row["modes"] = {}
+    return row
+
+
+def family_rows() -> tuple[list[dict], list[str]]:
+    """Rows of the other families' benchmark modules, and a note per module absent or failing."""
+    rows, notes = [], []
+    for mod in OTHER_FAMILIES:
+        if not (Path(__file__).parent / f"{mod}.py").is_file():
+            notes.append(f"benchmarks/{mod}.py is not on this branch: its rows are missing")
+            continue
+        m = importlib.import_module(mod)
+        fn = getattr(m, "architecture_rows", None) or getattr(m, "rows", None)
+        if fn is None:
+            notes.append(f"benchmarks/{mod}.py has no architecture_rows() / rows()")
+            continue
+        rows += fn()
+    return rows, notes
+
+
+def _pct(v) -> str:
+    return "n/a" if v is None else f"{100 * v:.2f}"
+
+
+def _db(v) -> str:
+    return "n/a" if v is None else ("exact" if math.isinf(v) else f"{v:.1f}")
+
+
+def markdown(rows: list[dict], notes: list[str]) -> str:
+    body = []
+    for r in rows:
+        if not r.get("modes"):
+            body.append([r["architecture"], "NO: " + r.get("error", "?")] + ["n/a"] * 11)
+            continue
+        for mode, m in r["modes"].items():
+            if "snr_db" in m:
+                quality = f"SNR {_db(r.get('float_snr_db'))} → {_db(m['snr_db'])} dB"
+            else:
+                quality = f"{_pct(r.get('float_acc'))} → {_pct(m.get('acc'))} %"
+            cycles = m.get("m0_cycles")
+            body.append([
+                r["architecture"], "yes" if r["accepted_as_written"] else "no", mode,
+                _db(m["sqnr"]), quality, "yes" if m["host_bit_exact"] else "NO", m["flash"],
+                m["arena"], m["board"], f"{m['m0_instructions']:.0f}",
+                "n/a" if cycles is None else f"{cycles:.0f}",
+                f"{m['quantize_cpu_s']:.1f} / {m['quantize_wall_s']:.1f}",
+            ])
+    md = [
+        "## The architectures people deploy (issue 13)",
+        "",
+        f"Command: `.venv/bin/python benchmarks/architectures.py` ({machine()}).",
+        "",
+        "Each zoo model as written, default Config, calibration on 256 training inputs; W8A8 = "
+        "int8 weights and activations, 16x8 = int8 weights and int16 activations. SQNR vs float: "
+        "dequantized integer outputs against the float model on the test inputs (logits; images "
+        "for the U-Net and the autoencoder). Quality: float → integer test accuracy, or "
+        "reconstruction SNR against the clean target (the U-Net's inputs carry N(0, 0.3²) "
+        "noise). Flash: library text + rodata (harness excluded); M0 instructions: unicorn "
+        "Cortex-M0, -O2, per inference; board: micro:bit (16 KB RAM) when the arena fits, else "
+        "MPS2 AN385 (Cortex-M0 code on its 4 MB map); M0 cycles: the executed trace priced with "
+        "the Cortex-M0 TRM timings (codegen/cycles.py, 1-cycle multiplier). Quantize wall times "
+        "were taken on a machine shared with other jobs (load ~20 on 2 cores): CPU seconds are "
+        "the meaningful column.",
+        "",
+        table(["architecture", "as written", "mode", "SQNR vs float dB", "quality",
+               "host C = interpreter", "flash B", "arena B", "M0 board", "M0 instr/inference",
+               "M0 cycles/inference", "quantize CPU / wall s"], body),
+    ]
+    if notes:
+        md += ["", *[f"- {n}" for n in notes]]
+    return "\n".join(md) + "\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--only", default="", help="comma-separated reach-vision models")
+    ap.add_argument("--skip-families", action="store_true", help="only the reach-vision rows")
+    args = ap.parse_args()
+    names = [n for n in args.only.split(",") if n] or VISION
+    rows = []
+    for n in names:
+        t = time.perf_counter()
+        rows.append(vision_row(n))
+        print(f"{n}: {time.perf_counter() - t:.0f} s", file=sys.stderr, flush=True)
+    notes: list[str] = []
+    if not args.skip_families:
+        more, notes = family_rows()
+        rows += more
+    md = markdown(rows, notes)
+    print(md)
+    write_section(SECTION, md)
+
+
+if __name__ == "__main__":
+    main()
