@@ -222,7 +222,7 @@ import time  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from intgraph_factory import GraphBuilder  # noqa: E402
+from intgraph_factory import GraphBuilder, add_const_op, layer_norm_op, matmul_op, slice_op  # noqa: E402
 from intquant import interpreter, numerics  # noqa: E402
 from intquant.interpreter import InterpreterError  # noqa: E402
 from intquant.intgraph import ACTIVATION_DTYPES, IntGraph, Op, TensorInfo  # noqa: E402, F811
@@ -724,6 +724,10 @@ def every_op_graph(dtype: str) -> IntGraph:
     t = b.lut(t)
     t = b.rescale(t)
     t = b.lrn(t, size=3)
+    t = layer_norm_op(b, t)
+    t = add_const_op(b, t)
+    t = matmul_op(b, t, b.rescale(t), transpose_b=True)
+    t = slice_op(b, t, 1, 1, 2, 2)
     t = b.flatten(t)
     t = b.fully_connected(t, 6, **acc)
     t = b.softmax(t)

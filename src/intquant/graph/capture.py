@@ -293,15 +293,20 @@ def _live_nodes(graph: torch.fx.Graph) -> set[torch.fx.Node]:
     return live
 
 
-def batch_after_reshape(src: tuple[int, ...], b: int | None, dst: tuple[int, ...]) -> int | None:
+def batch_after_reshape(src: tuple[int, ...], b: int | None, dst: tuple[int, ...],
+                        batch: int = 1) -> int | None:
     """The batch axis of a tensor of shape ``dst`` made from ``src`` (batch axis ``b``) with the
-    same elements in C order: the size-1 axis with as many elements before it as before ``b``;
-    for ``b`` None (or no such axis), the first size-1 axis; None if there is none."""
+    same elements in C order: the axis of size ``batch`` with as many elements before it as
+    before ``b``. A batch of one may also have been merged away: then (or for ``b`` None) the
+    first size-1 axis, None if there is none. A batch of several merged with another axis gives
+    None (the samples are mixed)."""
     if b is not None:
         before = int(np.prod(src[:b]))
         for k, s in enumerate(dst):
-            if s == 1 and int(np.prod(dst[:k])) == before:
+            if s == batch and int(np.prod(dst[:k])) == before:
                 return k
+    if batch != 1:
+        return None
     return next((k for k, s in enumerate(dst) if s == 1), None)
 
 

@@ -81,9 +81,30 @@ def fuse_activations(graph: Graph) -> Graph:
     return graph
 
 
+def fold_scalars_into_matmul(graph: Graph) -> Graph:
+    """Fold x·c (a scalar constant, e.g. attention's √scale on q and on kᵀ as torch.onnx
+    exports them) into the alpha of the matmul that alone consumes it: (a·c)@b = (a@b)·c, and
+    alpha folds into the matmul's requantization, so the multiplication costs nothing."""
+    for mm in [n for n in graph.nodes if n.op == "matmul"]:
+        for k, name in enumerate(mm.inputs):
+            mul = graph.node(name)
+            value = mul.params.get("value")
+            if (mul.op != "mul_const" or value is None or np.size(value) != 1
+                    or mul.params.get("bias") is not None or mul.act is not None
+                    or len(graph.consumers(mul.name)) != 1 or mul.name == graph.output):
+                continue
+            mm.attrs["alpha"] = float(mm.attrs.get("alpha", 1.0)) * float(np.ravel(value)[0])
+            mm.inputs[k] = mul.inputs[0]
+            mm.source += f" + folded {mul.name}"
+            graph.nodes.remove(mul)
+            graph.reindex()
+    return graph
+
+
 def optimize(graph: Graph) -> Graph:
-    """The standard pipeline: fold BatchNorm, then fuse activations."""
+    """The standard pipeline: fold BatchNorm, fuse activations, fold scalars into matmuls."""
     fold_batchnorm(graph)
     fuse_activations(graph)
+    fold_scalars_into_matmul(graph)
     graph.validate()
     return graph
