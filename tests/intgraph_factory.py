@@ -641,7 +641,7 @@ def _spread_multiplier(rng: np.random.Generator, acc_std: float, out_dtype: str)
 
 
 def layer_norm_op(b: GraphBuilder, x: str, out_dtype: str | None = None,
-                  eps_term: int | None = None) -> str:
+                  eps_term: int | None = None, eps_shift: int | None = None) -> str:
     """Constants from the spec (docs of ops/layer_norm.py): normalised values u have RMS about
     2^30/√C, so gamma ≈ (output range / 6)·2^shift·√C / 2^30 spreads the output."""
     rng = b.rng
@@ -657,9 +657,13 @@ def layer_norm_op(b: GraphBuilder, x: str, out_dtype: str | None = None,
     beta = np.round((rng.uniform(-0.25, 0.25, c) * (hi - lo) + yi.zero_point) * 2.0**shift)
     beta = (beta + 2 ** (shift - 1)).astype(np.int64)
     lo_in, hi_in = ACTIVATION_DTYPES[xi.dtype]
-    room = 2**62 - 1 - c * (c * (hi_in - lo_in)) ** 2
+    q_max = c * (c * (hi_in - lo_in)) ** 2
+    if eps_shift is None:  # any even shift that leaves room for the epsilon
+        eps_shift = 2 * int(rng.integers(0, max(1, (61 - q_max.bit_length()) // 2 + 1)))
+    room = 2**62 - 1 - (q_max << eps_shift)
     eps_term = int(rng.integers(1, min(room, 2**40) + 1)) if eps_term is None else eps_term
-    attrs = {"eps_term": eps_term, "shift": shift, "act_min": lo, "act_max": hi}
+    attrs = {"eps_term": eps_term, "eps_shift": eps_shift, "shift": shift, "act_min": lo,
+             "act_max": hi}
     consts = {"gamma": gamma.astype(np.int32), "beta": beta}
     return b.op("layer_norm", [x], y, attrs, consts)
 

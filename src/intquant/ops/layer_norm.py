@@ -2,17 +2,20 @@
 
 Per row x_0 … x_{C−1} (raw values; the zero point cancels in the centring):
 - `S = Σ x_j`; `c_i = C·x_i − S` (exact: C times the deviation from the mean);
-  `Q = Σ c_i²`; `n = Q + eps_term` (`eps_term` = round(eps·C³ / s_in²) >= 1, so n > 0);
+  `Q = Σ c_i²`; `n = Q·2^eps_shift + eps_term` (eps_shift even: Q is scaled up so that the
+  variance epsilon, `eps_term` = round(eps·C³·2^eps_shift / s_in²) >= 1, is held to ~2^-30;
+  n > 0);
 - integer square root of n normalised to 62 bits: `k = (62 − bitlen(n)) div 2`,
   `R = isqrt(n·4^k)` in [2^30, 2^31), `inv = (2^61 − 1) div R` (one division per row);
-- `u_i = (c_i·inv + 2^(30−k)) >> (31 − k)` ≈ 2^30·c_i / √n (|u| <= 2^30 + 1; int64 products);
+- `e = max(1, 31 − k − eps_shift/2)`; `u_i = (c_i·inv + 2^(e−1)) >> e` ≈ 2^30·c_i / √(Q + ε)
+  (|u| <= 2^30 + 1; int64 products; e < 1 only for a constant row, whose c_i are all 0);
 - `out_i = clamp((u_i·gamma_i + beta_i) >> shift, act_min, act_max)` (int64, floor shift).
 Offline: the normalised value is √C·c_i/√n, so `gamma_i` = round(γ_i·√C / s_out · 2^(shift−30))
 (int32) and `beta_i` = round((β_i / s_out + z_out)·2^shift) + 2^(shift−1) (int64: the bias, the
 output zero point and the rounding half). consts `gamma` int32 [C], `beta` int64 [C]; attrs
-`eps_term`, `shift` in [1, 44], `act_min`, `act_max`. Validation proves the int64 bounds:
-`C·(C·(hi − lo))² + eps_term < 2^62` (Q and n), |beta| <= 2^62 (with |u·gamma| < 2^61 + 2^31
-the sum fits int64), gamma > INT32_MIN.
+`eps_term`, `eps_shift` (even, [0, 60]), `shift` in [1, 44], `act_min`, `act_max`. Validation
+proves the int64 bounds: `C·(C·(hi − lo))²·2^eps_shift + eps_term < 2^62` (Q and n),
+|beta| <= 2^62 (with |u·gamma| < 2^61 + 2^31 the sum fits int64), gamma > INT32_MIN.
 
 Error vs float LayerNorm on the same (dequantized) input: the square root and reciprocal are
 exact to ~2^-30 relative, so the output is the float result rounded once (≤ 0.5 LSB + ~2^-20
@@ -51,11 +54,14 @@ def check(chk: OpCheck) -> None:
     chk.expect_output_shape(x.shape)
     c = x.shape[-1]
     eps_term = chk.int_attr("eps_term", 1)
-    room = N_LIMIT - 1 - max_square_sum(c, x.dtype)
+    eps_shift = chk.int_attr("eps_shift", 0, 60)
+    if eps_shift % 2:
+        raise chk.fail(f"attr 'eps_shift' = {eps_shift} must be even")
+    room = N_LIMIT - 1 - (max_square_sum(c, x.dtype) << eps_shift)
     if eps_term > room:
         raise chk.fail(f"attr 'eps_term' = {eps_term}: rows of {c} {x.dtype} values need "
-                       f"C·(C·(hi − lo))² + eps_term < 2^62, which leaves eps_term at most "
-                       f"{max(room, 0)}")
+                       f"C·(C·(hi − lo))²·2^eps_shift + eps_term < 2^62, which leaves "
+                       f"eps_term at most {max(room, 0)}")
     chk.int_attr("shift", 1, MAX_SHIFT)
     chk.act_range()
     gamma = chk.const("gamma", ("int32",), 1)
@@ -98,21 +104,22 @@ def isqrt(n: np.ndarray) -> np.ndarray:
     return root
 
 
-def normalized_rows(x: np.ndarray, eps_term: int) -> np.ndarray:
-    """u = round(2^30·c / √(Q + eps_term)) per element (the spec's u_i), int64."""
+def normalized_rows(x: np.ndarray, eps_term: int, eps_shift: int) -> np.ndarray:
+    """u ≈ 2^30·c / √(Q + ε) per element (the spec's u_i), int64."""
     c_len = x.shape[-1]
     x = x.astype(np.int64)
     c = c_len * x - x.sum(axis=-1, keepdims=True)
-    n = (c * c).sum(axis=-1, keepdims=True) + eps_term
+    n = ((c * c).sum(axis=-1, keepdims=True) << eps_shift) + eps_term
     k = (62 - bit_length(n)) // 2
     inv = INV_NUMERATOR // isqrt(n << (2 * k))
-    return (c * inv + (np.int64(1) << (30 - k))) >> (31 - k)
+    e = np.maximum(1, 31 - k - eps_shift // 2)
+    return (c * inv + (np.int64(1) << (e - 1))) >> e
 
 
 def run(op: Op, inputs: list[np.ndarray], out: TensorInfo) -> np.ndarray:
     """Centre, integer square root, one reciprocal per row, per-channel affine (see spec)."""
     a = op.attrs
-    u = normalized_rows(inputs[0], a["eps_term"])
+    u = normalized_rows(inputs[0], a["eps_term"], a["eps_shift"])
     gamma = op.consts["gamma"].astype(np.int64)
     beta = op.consts["beta"].astype(np.int64)
     y = (u * gamma + beta) >> a["shift"]
@@ -139,6 +146,7 @@ def emit_c(em, i: int, op: Op, p: str) -> None:
             "rows": math.prod(info.shape[:-1]),
             "row_len": c,
             "eps_term": a["eps_term"],
+            "eps_shift": a["eps_shift"],
             "shift": a["shift"],
             "act_min": a["act_min"],
             "act_max": a["act_max"],
@@ -166,7 +174,7 @@ def to_onnx(ex, op: Op) -> None:
     x_info, out = ex.g.tensors[op.inputs[0]], ex.g.tensors[op.output]
     c = x_info.shape[-1]
     gamma, beta = _real_affine(op, out)
-    eps = op.attrs["eps_term"] * x_info.scale**2 / c**3
+    eps = op.attrs["eps_term"] * x_info.scale**2 / (c**3 * 2.0 ** op.attrs["eps_shift"])
     y = ex.node("LayerNormalization",
                 [ex.dq_tensor(op.inputs[0], op.name),
                  ex.const(op.name + "_gamma", gamma.astype(np.float32)),
@@ -187,6 +195,7 @@ def to_onnx_int(ex, op: Op) -> None:
     total = ex.node("ReduceSum", [x, axes], h + "_s", keepdims=1)
     c = ex.node("Sub", [ex.node("Mul", [x, ex.i64(h + "_C", c_len)], h + "_cx"), total], h + "_c")
     q = ex.node("ReduceSum", [ex.node("Mul", [c, c], h + "_c2"), axes], h + "_q", keepdims=1)
+    q = ex.node("Mul", [q, ex.i64(h + "_es", 1 << a["eps_shift"])], h + "_qs")
     n = ex.node("Add", [q, ex.i64(h + "_eps", a["eps_term"])], h + "_n")
     bits = _bit_length_int(ex, n, h + "_bl")
     k = ex.node("Div", [ex.node("Sub", [ex.i64(h + "_62", 62), bits], h + "_62b"),
@@ -194,7 +203,8 @@ def to_onnx_int(ex, op: Op) -> None:
     scale_4k = _pow2_int(ex, ex.node("Mul", [k, ex.i64(h + "_two", 2)], h + "_2k"), h + "_p4k")
     root = _isqrt_int(ex, ex.node("Mul", [n, scale_4k], h + "_nk"), h + "_sqrt")
     inv = ex.node("Div", [ex.i64(h + "_num", INV_NUMERATOR), root], h + "_inv")
-    sh = ex.node("Sub", [ex.i64(h + "_31", 31), k], h + "_sh")
+    sh = ex.node("Max", [ex.node("Sub", [ex.i64(h + "_31", 31 - a["eps_shift"] // 2), k],
+                                 h + "_e"), ex.i64(h + "_1e", 1)], h + "_sh")
     half = _pow2_int(ex, ex.node("Sub", [sh, ex.i64(h + "_one", 1)], h + "_sh1"), h + "_half")
     u = ex.node("Add", [ex.node("Mul", [c, inv], h + "_ci"), half], h + "_uh")
     u = _floor_div_pow2(ex, u, _pow2_int(ex, sh, h + "_p"), h + "_u")
@@ -280,15 +290,21 @@ def lower(lw, node, inputs: list[str]) -> str:
     c = math.prod(shape[-dims:])
     rows = shape[:-dims] + (c,)
     x_dtype = lw.tensors[inputs[0]].dtype
-    room = N_LIMIT - 1 - max_square_sum(c, x_dtype)
-    if room < 1:
+    q_max = max_square_sum(c, x_dtype)
+    if q_max >= N_LIMIT - 1:
         raise LoweringError(f"LayerNorm over {c} {x_dtype} values: rows this long overflow the "
                             "int64 variance (use 8-bit activations or shorter rows)")
-    eps_term = int(np.clip(round(node.attrs["eps"] * c**3 / s_in**2), 1, room))
+    eps_real = node.attrs["eps"] * c**3 / s_in**2  # ε in units of Q
+    eps_shift = 0
+    while eps_shift + 2 <= 60 and (q_max << (eps_shift + 2)) + eps_real * 2.0 ** (
+            eps_shift + 2) < 2**61:
+        eps_shift += 2
+    room = N_LIMIT - 1 - (q_max << eps_shift)
+    eps_term = int(np.clip(round(eps_real * 2.0**eps_shift), 1, room))
     gamma, beta, shift = affine_constants(node.params["weight"], node.params["bias"], c, s_out,
                                           z_out)
     lo, hi = act_bounds(node, out_qp)
-    attrs = dict(eps_term=eps_term, shift=shift, act_min=lo, act_max=hi)
+    attrs = dict(eps_term=eps_term, eps_shift=eps_shift, shift=shift, act_min=lo, act_max=hi)
     x = inputs[0]
     if rows != lw.tensors[x].shape:
         x = lw.emit(node.name + ".rows", "reshape", [x], rows, in_qp, {"shape": list(rows)})
@@ -317,7 +333,7 @@ register(
         kind="layer_norm",
         summary="LayerNorm over the last axis: exact integer mean, variance, square root and "
                 "reciprocal",
-        attrs=frozenset({"eps_term", "shift", "act_min", "act_max"}),
+        attrs=frozenset({"eps_term", "eps_shift", "shift", "act_min", "act_max"}),
         consts=frozenset({"gamma", "beta"}),
         check=check,
         run=run,

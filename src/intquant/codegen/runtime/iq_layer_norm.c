@@ -39,7 +39,7 @@ void iq_layer_norm(const iq_layer_norm_params_t* p, const int32_t* gamma, const 
     int32_t r, i;
     for (r = 0; r < p->rows; ++r) {
         const int32_t base = r * c_len;
-        int32_t sum = 0, k, inv;
+        int32_t sum = 0, k, inv, e;
         uint64_t q = 0, n;
         for (i = 0; i < c_len; ++i) {
             sum += iq_load(x, base + i, x_dtype);
@@ -53,13 +53,14 @@ void iq_layer_norm(const iq_layer_norm_params_t* p, const int32_t* gamma, const 
                 q += (uint64_t)iq_mul_i32_i32(c, c);
             }
         }
-        n = q + (uint64_t)p->eps_term;
+        n = (q << p->eps_shift) + (uint64_t)p->eps_term;
         k = (62 - iq_bit_length64(n)) / 2;
         inv = (int32_t)((((uint64_t)1 << 61) - 1u) / iq_isqrt64(n << (2 * k)));
+        e = 31 - k - p->eps_shift / 2;
+        e = e < 1 ? 1 : e; /* e < 1: a constant row, every c is 0 */
         for (i = 0; i < c_len; ++i) {
             const int32_t c = c_len * iq_load(x, base + i, x_dtype) - sum;
-            const int32_t u = (int32_t)((iq_mul_i32_i32(c, inv) + ((int64_t)1 << (30 - k))) >>
-                                        (31 - k));
+            const int32_t u = (int32_t)((iq_mul_i32_i32(c, inv) + ((int64_t)1 << (e - 1))) >> e);
             const int64_t v = (iq_mul_i32_i32(u, gamma[i]) + beta[i]) >> p->shift;
             const int32_t out = v < p->act_min ? p->act_min : (v > p->act_max ? p->act_max
                                                                               : (int32_t)v);

@@ -8,7 +8,7 @@
 typedef struct {
     int32_t rows, row_len;
     int64_t eps_term;
-    int32_t shift, act_min, act_max;
+    int32_t eps_shift, shift, act_min, act_max;
     int32_t small_squares; /* every c_i^2 fits 32 bits unsigned (|c_i| < 2^16) */
 } iq_layer_norm_params_t;
 
