@@ -61,7 +61,8 @@ void iq_layer_norm(const iq_layer_norm_params_t* p, const int32_t* gamma, const 
         for (i = 0; i < c_len; ++i) {
             const int32_t c = c_len * iq_load(x, base + i, x_dtype) - sum;
             const int32_t u = (int32_t)((iq_mul_i32_i32(c, inv) + ((int64_t)1 << (e - 1))) >> e);
-            const int64_t v = (iq_mul_i32_i32(u, gamma[i]) + beta[i]) >> p->shift;
+            const int64_t g = iq_mul_i32_i32(u, IQ_LOAD_S32(gamma + i));
+            const int64_t v = (g + IQ_LOAD_S64(beta + i)) >> p->shift;
             const int32_t out = v < p->act_min ? p->act_min : (v > p->act_max ? p->act_max
                                                                               : (int32_t)v);
             iq_store(y, base + i, y_dtype, out);
