@@ -90,7 +90,8 @@ def test_avr_constants_stay_in_program_memory(every_op, form):
     _require_target("avr")
     g, x, _, dirs = every_op
     elf = get_target("avr").build(dirs[form], x[:1], "-O2").elf
-    consts = re.compile(r"^(net_)?op\d+_(weight|bias|multiplier|shift|table|exp_table|gamma|beta|addend)$")
+    consts = re.compile(r"^(net_)?op\d+_(weight|bias|multiplier|shift|table|exp_table|gamma|beta"
+                        r"|addend)$")
     found = {name: addr for name, _, addr, _ in elf_symbols(elf, "avr-nm") if consts.match(name)}
     expected = sum(len(op.consts) for op in g.ops)
     assert len(found) == expected
