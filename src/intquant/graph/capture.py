@@ -23,6 +23,9 @@ SUPPORTED_MODULES = (
     "AdaptiveAvgPool1d/2d(1), Flatten, Unflatten, Identity, Dropout, ConstantPad/ZeroPad; "
     "functions: +, torch.cat, torch.clamp, F.pad (constant), * by a constant, view/reshape/"
     "flatten/squeeze/unsqueeze/permute"
+    "; transformer pieces: LayerNorm, MultiheadAttention, TransformerEncoderLayer (ReLU), "
+    "Linear over (N, ..., C), @/matmul of two activations, softmax along any dim, mean(dim), "
+    "select/slice (x[:, -1], x[:, a:b:s]), transpose, + a constant tensor"
 )
 
 
