@@ -71,10 +71,24 @@ def scratch_bytes(graph: IntGraph, op: Op) -> int:
     return max(fast, tile_scratch(graph, op) or 0)
 
 
+def _per_row(em, op: Op, call) -> None:
+    """``call(x, y)`` once for a vector layer, else in a loop over the rows of (…, Cin)."""
+    x, y = em.typed(op.inputs[0], True), em.typed(op.output, False)
+    n = rows(em.g, op)
+    if n == 1:
+        em.calls.append(f"    {call(x, y)};")
+        return
+    cout, cin = weight_shape(op)
+    em.calls.append(
+        f"    {{\n        int32_t r;\n        for (r = 0; r < {n}; ++r) {{\n"
+        f"            {call(f'({x} + r * {cin})', f'({y} + r * {cout})')};\n        }}\n    }}"
+    )
+
+
 def emit_c(em, i: int, op: Op, p: str) -> None:
     a = op.attrs
     layer, consts = wl.emit_weight_consts(em, op, p)
-    if layer.tile is not None:  # a 1x1 conv at one position (ops/_conv_tile.py)
+    if layer.tile is not None:  # a 1x1 conv at one position (ops/_conv_tile.py), per row
         n_out, n_in = weight_shape(op)
         fields = {"in_c": n_in, "in_h": 1, "in_w": 1, "out_c": n_out, "out_h": 1, "out_w": 1}
         fields.update(window_fields((1, 1), {"stride": [1, 1], "padding": [0, 0]}, [1, 1]))
@@ -82,12 +96,9 @@ def emit_c(em, i: int, op: Op, p: str) -> None:
         fields.update({k: a[k] for k in keys}, groups=1, mode=layer.mode)
         fields.update(wl.tile_params(layer.tile))
         prm = em.params("iq_conv_params_t", f"{p}_params", fields)
-        x, y = em.typed(op.inputs[0], True), em.typed(op.output, False)
         off = em.plan.scratch[i][0]
-        em.calls.append(
-            f"    {layer.instance}(&{prm}, {x}, {', '.join(consts)}, {y}, "
-            f"(void*)(IQ_ARENA + {off}));"
-        )
+        _per_row(em, op, lambda x, y: f"{layer.instance}(&{prm}, {x}, {', '.join(consts)}, "
+                                      f"{y}, (void*)(IQ_ARENA + {off}))")
         return
     prm = em.params(
         "iq_fc_params_t",
@@ -102,19 +113,8 @@ def emit_c(em, i: int, op: Op, p: str) -> None:
         },
     )
     scratch = f"(void*)(IQ_ARENA + {em.plan.scratch[i][0]})" if i in em.plan.scratch else "NULL"
-    n = rows(em.g, op)
-    if n == 1:
-        args = [f"&{prm}", em.typed(op.inputs[0], True), *consts, em.typed(op.output, False),
-                scratch]
-        em.calls.append(f"    {layer.instance}({', '.join(args)});")
-        return
-    cout, cin = weight_shape(op)
-    args = [f"&{prm}", f"({em.typed(op.inputs[0], True)} + r * {cin})", *consts,
-            f"({em.typed(op.output, False)} + r * {cout})", scratch]
-    em.calls.append(
-        f"    {{\n        int32_t r;\n        for (r = 0; r < {n}; ++r) {{\n"
-        f"            {layer.instance}({', '.join(args)});\n        }}\n    }}"
-    )
+    _per_row(em, op, lambda x, y: f"{layer.instance}(&{prm}, {x}, {', '.join(consts)}, {y}, "
+                                  f"{scratch})")
 
 
 def run_float_linear(node, inputs):
