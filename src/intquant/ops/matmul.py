@@ -216,3 +216,61 @@ register(
         fuse_into=True,
     ),
 )
+
+
+# -- a float-graph pass (graph/passes.py runs it): scalars and kᵀ folded into the matmul --
+
+
+def _scalar_mul(graph, node) -> float | None:
+    """The factor of a plain x·c node (c a scalar constant, no bias, no fused bounds)."""
+    value = node.params.get("value")
+    if (node.op != "mul_const" or value is None or np.size(value) != 1
+            or node.params.get("bias") is not None or node.act is not None):
+        return None
+    return float(np.ravel(value)[0])
+
+
+def fold_scalars_into_matmul(graph):
+    """Fold x·c (c a scalar constant: attention's 1/√d, or √scale on q and on kᵀ as torch.onnx
+    exports it) on a matmul's operand, or on its output, into the matmul's alpha:
+    (a·c)@b = (a@b)·c, and alpha folds into the matmul's requantization for free. A transpose
+    of the last two axes of b becomes the matmul's transpose_b (the kernel reads b
+    transposed instead of a copy being made)."""
+    from ..graph.passes import _remove
+
+    changed = True
+    while changed:
+        changed = False
+        for mm in [n for n in graph.nodes if n.op == "matmul"]:
+            for k, name in enumerate(mm.inputs):
+                mul = graph.node(name)
+                c = _scalar_mul(graph, mul)
+                if c is None or len(graph.consumers(mul.name)) != 1 or mul.name == graph.output:
+                    continue
+                mm.attrs["alpha"] = float(mm.attrs.get("alpha", 1.0)) * c
+                mm.inputs[k] = mul.inputs[0]
+                mm.source += f" + folded {mul.name}"
+                graph.nodes.remove(mul)
+                graph.reindex()
+                changed = True
+            t = graph.node(mm.inputs[1])
+            rank = len(t.shape)
+            if (t.op == "transpose" and rank >= 2 and t.act is None
+                    and list(t.attrs["perm"]) == list(range(rank - 2)) + [rank - 1, rank - 2]
+                    and len(graph.consumers(t.name)) == 1 and t.name != graph.output):
+                # a @ bᵀ: the kernel reads b transposed, no copy
+                mm.attrs["transpose_b"] = not mm.attrs.get("transpose_b", False)
+                mm.inputs[1] = t.inputs[0]
+                mm.source += f" + folded {t.name}"
+                graph.nodes.remove(t)
+                graph.reindex()
+                changed = True
+            users = graph.consumers(mm.name)
+            if len(users) == 1 and mm.act is None and mm.name != graph.output:
+                c = _scalar_mul(graph, users[0])
+                if c is not None:
+                    mm.attrs["alpha"] = float(mm.attrs.get("alpha", 1.0)) * c
+                    mm.source += f" + folded {users[0].name}"
+                    _remove(graph, users[0], mm.name)
+                    changed = True
+    return graph
