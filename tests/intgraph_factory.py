@@ -220,12 +220,12 @@ class GraphBuilder:
         relu: bool = False,
     ) -> str:
         xi = self.info(x)
-        weight = self._random_weight((cout, xi.shape[0]), w_dtype)
+        weight = self._random_weight((cout, xi.shape[-1]), w_dtype)
         out_dtype = out_dtype or xi.dtype
         consts, acc_bits = self._requant_consts(weight, xi, out_dtype, acc_bits, rounding)
         consts["weight"] = weight
         packed_attrs = _pack_weight(consts, w_dtype)
-        y = self.new_tensor((cout,), out_dtype)
+        y = self.new_tensor(xi.shape[:-1] + (cout,), out_dtype)
         zo = self.info(y).zero_point
         amin, amax = self.act_range(out_dtype, zo, relu)
         attrs = {
@@ -407,8 +407,9 @@ class GraphBuilder:
         y = self.new_tensor(xi.shape, out_dtype)
         return self.op("lut", [x], y, {"act_min": lo, "act_max": hi}, {"table": table})
 
-    def softmax(self, x: str, out_dtype: str | None = None) -> str:
-        """exp table for a random input scale; int8 output s = 1/256, z = −128 as TFLM."""
+    def softmax(self, x: str, out_dtype: str | None = None, axis: int | None = None) -> str:
+        """exp table for a random input scale; int8 output s = 1/256, z = −128 as TFLM;
+        ``axis``: the rows' axis (None: the last, without the attr)."""
         xi = self.info(x)
         out_dtype = out_dtype or ("int16" if xi.dtype == "int16" else "int8")
         lut_shift = 0 if xi.dtype in ("int8", "uint8") else 7
@@ -425,6 +426,8 @@ class GraphBuilder:
             "act_min": lo,
             "act_max": hi,
         }
+        if axis is not None:
+            attrs["axis"] = axis
         return self.op("softmax", [x], y, attrs, {"exp_table": table})
 
     def lrn(
@@ -651,9 +654,11 @@ def fully_connected_graph(
     dtype: str = "int8",
     cin: int | None = None,
     cout: int | None = None,
+    rows: tuple[int, ...] = (),
     **kw,
 ) -> IntGraph:
-    b = GraphBuilder(rng, (cin or int(rng.integers(1, 40)),), dtype)
+    """Linear on (Cin,), or on (*rows, Cin) (a token sequence: one product per row)."""
+    b = GraphBuilder(rng, (*rows, cin or int(rng.integers(1, 40))), dtype)
     if dtype == "int16":
         kw.setdefault("acc_bits", 64)
     b.fully_connected(b.input, cout or int(rng.integers(1, 12)), **kw)
@@ -755,9 +760,149 @@ def lrn_graph(rng: np.random.Generator, *, dims: int = 2, dtype: str = "int8") -
     return b.graph()
 
 
-def softmax_graph(rng: np.random.Generator, *, dtype: str = "int8") -> IntGraph:
-    b = GraphBuilder(rng, (int(rng.integers(2, 6)), int(rng.integers(2, 12))), dtype)
-    b.softmax(b.input)
+def softmax_graph(rng: np.random.Generator, *, dtype: str = "int8",
+                  axis: int | None = None) -> IntGraph:
+    """Softmax of a (rows, length) tensor, or along ``axis`` of a random 3-D tensor."""
+    if axis is None:
+        b = GraphBuilder(rng, (int(rng.integers(2, 6)), int(rng.integers(2, 12))), dtype)
+    else:
+        b = GraphBuilder(rng, tuple(int(v) for v in rng.integers(2, 7, size=3)), dtype)
+    b.softmax(b.input, axis=axis)
+    return b.graph()
+
+
+# ----------------------------------------------------------------------------------------------
+# reach-transformer: layer_norm, matmul, add_const, slice (builders on a GraphBuilder)
+# ----------------------------------------------------------------------------------------------
+
+
+def _spread_multiplier(rng: np.random.Generator, acc_std: float, out_dtype: str) -> tuple[int, int]:
+    """(M, shift) mapping an accumulator of spread ``acc_std`` to ~1/6 of the output range."""
+    lo, hi = ACTIVATION_DTYPES[out_dtype]
+    return quantize_multiplier((hi - lo) / 6.0 / max(acc_std, 1.0) * rng.uniform(0.7, 1.4))
+
+
+def layer_norm_op(b: GraphBuilder, x: str, out_dtype: str | None = None,
+                  eps_term: int | None = None, eps_shift: int | None = None) -> str:
+    """Constants from the spec (docs of ops/layer_norm.py): normalised values u have RMS about
+    2^30/√C, so gamma ≈ (output range / 6)·2^shift·√C / 2^30 spreads the output."""
+    rng = b.rng
+    xi = b.info(x)
+    c = xi.shape[-1]
+    out_dtype = out_dtype or xi.dtype
+    y = b.new_tensor(xi.shape, out_dtype)
+    yi = b.info(y)
+    lo, hi = ACTIVATION_DTYPES[out_dtype]
+    shift = int(rng.integers(34, 45))  # gamma of >= ~10 bits: the output is not rounded flat
+    target = (hi - lo) / 6.0 * 2.0**shift * math.sqrt(c) / 2.0**30
+    gamma = np.clip(np.round(rng.uniform(-1.5, 1.5, c) * target), -(2**31 - 1), 2**31 - 1)
+    beta = np.round((rng.uniform(-0.25, 0.25, c) * (hi - lo) + yi.zero_point) * 2.0**shift)
+    beta = (beta + 2 ** (shift - 1)).astype(np.int64)
+    lo_in, hi_in = ACTIVATION_DTYPES[xi.dtype]
+    q_max = c * (c * (hi_in - lo_in)) ** 2
+    if eps_shift is None:  # any even shift that leaves room for the epsilon
+        eps_shift = 2 * int(rng.integers(0, max(1, (61 - q_max.bit_length()) // 2 + 1)))
+    room = 2**62 - 1 - (q_max << eps_shift)
+    if eps_term is None:  # small against a typical row's Q (an ε that swamped it: constant)
+        eps_term = int(rng.integers(1, max(1, min(room, (q_max << eps_shift) >> 16)) + 1))
+    attrs = {"eps_term": eps_term, "eps_shift": eps_shift, "shift": shift, "act_min": lo,
+             "act_max": hi}
+    consts = {"gamma": gamma.astype(np.int32), "beta": beta}
+    return b.op("layer_norm", [x], y, attrs, consts)
+
+
+def matmul_op(b: GraphBuilder, a: str, bt: str, transpose_b: bool = False,
+              out_dtype: str | None = None, rounding: str = "double") -> str:
+    rng = b.rng
+    ai, bi = b.info(a), b.info(bt)
+    k = ai.shape[-1]
+    n = bi.shape[-2] if transpose_b else bi.shape[-1]
+    out_dtype = out_dtype or ai.dtype
+    y = b.new_tensor(ai.shape[:-1] + (n,), out_dtype)
+    yi = b.info(y)
+    spread = math.sqrt(k) * _dtype_spread(ai.dtype) * _dtype_spread(bi.dtype)
+    m, sh = _spread_multiplier(rng, spread, out_dtype)
+    za, zb = ai.zero_point, bi.zero_point
+    dmax = lambda t, z: max(z - ACTIVATION_DTYPES[t.dtype][0], ACTIVATION_DTYPES[t.dtype][1] - z)  # noqa: E731
+    acc_bits = 32 if k * dmax(ai, za) * dmax(bi, zb) < 2**31 else 64
+    lo, hi = ACTIVATION_DTYPES[out_dtype]
+    attrs = {"a_zero_point": za, "b_zero_point": zb, "transpose_b": int(transpose_b),
+             "output_zero_point": yi.zero_point, "multiplier": m, "shift": sh, "act_min": lo,
+             "act_max": hi, "acc_bits": acc_bits, "rounding": rounding}
+    return b.op("matmul", [a, bt], y, attrs)
+
+
+def add_const_op(b: GraphBuilder, x: str, out_dtype: str | None = None,
+                 rounding: str = "double") -> str:
+    """A random constant of about the input's own spread, on the grid s_in / 2^left_shift."""
+    rng = b.rng
+    xi = b.info(x)
+    out_dtype = out_dtype or xi.dtype
+    lo_in, hi_in = ACTIVATION_DTYPES[xi.dtype]
+    span = max(xi.zero_point - lo_in, hi_in - xi.zero_point)
+    ls = int(rng.integers(0, 21))
+    while ls and (span << ls) * 2 > 2**31 - 1:
+        ls -= 1
+    room = 2**31 - 1 - (span << ls)
+    addend = np.clip(np.round(rng.normal(0, 0.5, xi.shape) * span * 2.0**ls), -room, room)
+    y = b.new_tensor(xi.shape, out_dtype)
+    yi = b.info(y)
+    m, sh = _spread_multiplier(rng, _dtype_spread(xi.dtype) * 2.0**ls * 1.2, out_dtype)
+    lo, hi = ACTIVATION_DTYPES[out_dtype]
+    attrs = {"input_zero_point": xi.zero_point, "left_shift": ls, "multiplier": m, "shift": sh,
+             "output_zero_point": yi.zero_point, "act_min": lo, "act_max": hi,
+             "rounding": rounding}
+    return b.op("add_const", [x], y, attrs, {"addend": addend.astype(np.int32)})
+
+
+def slice_op(b: GraphBuilder, x: str, axis: int, start: int, step: int, count: int) -> str:
+    shape = list(b.info(x).shape)
+    shape[axis] = count
+    return b.op("slice", [x], b.like(x, tuple(shape)), {"axis": axis, "start": start,
+                                                        "step": step})
+
+
+def _sequence_shape(rng: np.random.Generator, dims: int) -> tuple[int, ...]:
+    """(T, C) tokens for dims 1, (H, T, C) heads for dims 2."""
+    t, c = int(rng.integers(2, 12)), int(rng.integers(2, 24))
+    return (t, c) if dims == 1 else (int(rng.integers(1, 4)), t, c)
+
+
+def layer_norm_graph(rng: np.random.Generator, *, dims: int = 1, dtype: str = "int8",
+                     **kw) -> IntGraph:
+    b = GraphBuilder(rng, _sequence_shape(rng, dims), dtype)
+    layer_norm_op(b, b.input, **kw)
+    return b.graph()
+
+
+def matmul_graph(rng: np.random.Generator, *, dims: int = 1, dtype: str = "int8",
+                 transpose_b: bool | None = None, **kw) -> IntGraph:
+    """a = x (…, M, K) and b = a rescaled view of x: transposed by an op, or read transposed."""
+    b = GraphBuilder(rng, _sequence_shape(rng, dims), dtype)
+    tb = bool(rng.integers(0, 2)) if transpose_b is None else transpose_b
+    other = b.rescale(b.input)
+    if not tb:
+        rank = len(b.info(other).shape)
+        other = b.transpose(other, list(range(rank - 2)) + [rank - 1, rank - 2])
+    matmul_op(b, b.input, other, transpose_b=tb, **kw)
+    return b.graph()
+
+
+def add_const_graph(rng: np.random.Generator, *, dims: int = 2, dtype: str = "int8",
+                    **kw) -> IntGraph:
+    b = GraphBuilder(rng, _spatial_shape(rng, dims, int(rng.integers(1, 4))), dtype)
+    add_const_op(b, b.input, **kw)
+    return b.graph()
+
+
+def slice_graph(rng: np.random.Generator, *, dims: int = 2, dtype: str = "int8") -> IntGraph:
+    b = GraphBuilder(rng, _spatial_shape(rng, dims, int(rng.integers(1, 4))), dtype)
+    shape = b.info(b.input).shape
+    axis = int(rng.integers(0, len(shape)))
+    start = int(rng.integers(0, shape[axis]))
+    step = int(rng.integers(1, 4))
+    count = int(rng.integers(1, (shape[axis] - 1 - start) // step + 2))
+    slice_op(b, b.input, axis, start, step, count)
     return b.graph()
 
 
@@ -1066,6 +1211,11 @@ ONE_OP_BUILDERS: dict[str, Callable[..., IntGraph]] = {
     "prelu": prelu_graph,
     # -- reach-vision --
     "upsample": upsample_graph,
+    # -- reach-transformer --
+    "layer_norm": layer_norm_graph,
+    "matmul": matmul_graph,
+    "add_const": add_const_graph,
+    "slice": slice_graph,
 }
 
 
@@ -1091,6 +1241,11 @@ _CHAIN_STEPS = (
     "sub",
     "prelu",
     "upsample",  # reach-vision
+    # -- reach-transformer --
+    "layer_norm",
+    "add_const",
+    "matmul",
+    "slice",
 )
 
 
@@ -1152,6 +1307,16 @@ def random_chain(
             cur = elem_step(b, cur, step)
         elif step == "upsample" and max(sh[1:]) <= 8:
             cur = upsample_step(b, cur, str(rng.choice(["nearest", "bilinear", "zeros"])))
+        elif step == "layer_norm":
+            cur = layer_norm_op(b, cur)
+        elif step == "add_const":
+            cur = add_const_op(b, cur)
+        elif step == "matmul":  # (C, H, W) x (C, H, W)ᵀ -> (C, H, H); 1-D: (C, L) -> (C, C)
+            cur = matmul_op(b, cur, b.rescale(cur), transpose_b=True)
+        elif step == "slice" and sh[-1] >= 3:  # every other position: sizes stay >= 2
+            cur = slice_op(b, cur, len(sh) - 1, 0, 2, (sh[-1] + 1) // 2)
+        elif step == "slice" and sh[0] >= 2:  # drop the first channel
+            cur = slice_op(b, cur, 0, 1, 1, sh[0] - 1)
     cur = b.flatten(cur)
     cur = b.fully_connected(cur, classes, **kw16)
     if softmax:
@@ -1258,8 +1423,14 @@ def every_op_graph(rng: np.random.Generator) -> IntGraph:
     b.tensors[x] = dataclasses.replace(b.tensors[x], scale=2.0**-11)
     x = b.fully_connected(b.flatten(b.softmax(x)), 16, acc_bits=64)
     x = b.rescale(x, out_dtype="int8", rounding="single")
-    x = b.lut(b.fully_connected(x, 13, rounding="pow2"))
-    b.tensors[x] = dataclasses.replace(b.tensors[x], scale=2.0**-5)
+    x = b.fully_connected(x, 13, rounding="pow2")
+    # reach-transformer: the constant tables of layer_norm (int32 gamma, int64 beta) and
+    # add_const (int32 addend); matmul and slice read activations only
+    t = layer_norm_op(b, b.reshape(x, (1, 13)))
+    t = add_const_op(b, t)
+    t = matmul_op(b, b.reshape(t, (13, 1)), t)
+    x = b.lut(b.flatten(slice_op(b, t, 1, 1, 5, 2)))
+    b.tensors[x] = dataclasses.replace(b.tensors[x], scale=2.0**-3)
     return b.graph(b.softmax(x))
 
 

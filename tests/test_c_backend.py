@@ -43,7 +43,8 @@ def _require(tool: str) -> None:
 
 def special_graph(dtype: str) -> F.IntGraph:
     """Features random chains rarely hit: single/pow2 rounding, int16 weights (W16A16),
-    dilation, groups, an odd channel count, an int64 accumulator, a residual add, an LRN."""
+    dilation, groups, an odd channel count, an int64 accumulator, a residual add, an LRN, a
+    transpose."""
     rng = np.random.default_rng(7)
     b = F.GraphBuilder(rng, (5, 9, 10), dtype)
     w16 = "int16" if dtype == "int16" else "int8"
@@ -54,6 +55,7 @@ def special_graph(dtype: str) -> F.IntGraph:
     x = b.add(x, y, relu=True)
     x = b.conv(x, 6, (2, 2), (2, 2), (0, 0, 1, 1), acc_bits=64)
     x = b.lrn(x, size=4)
+    x = b.transpose(x, [0, 2, 1])  # (random chains with the transformer steps may miss it)
     x = b.flatten(x)
     x = b.fully_connected(x, 9, w_dtype=w16, rounding="single" if dtype != "int16" else "double")
     x = b.lut(x)

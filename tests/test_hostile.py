@@ -439,12 +439,23 @@ def test_empty_input_to_run_and_eval(qdir, run_cli, tmp_path, command):
     assert not (tmp_path / "y.npy").exists()
 
 
-def test_linear_over_n_t_c_is_refused_naming_the_layer():
+def test_linear_over_n_t_c_is_a_linear_per_token():
+    """Linear on (N, T, C) (a token sequence) was refused before the transformer family; it is
+    one fully_connected over the last axis, within the layer's error bound of float (weights
+    and one output rounding: 2.51 LSB) on the dequantized input."""
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(8, 4)).eval()
     x = np.random.default_rng(0).normal(size=(40, 5, 8)).astype(np.float32)
-    with pytest.raises(ValueError, match=r"layer '0' \(Linear\).*\(N, 5, 8\).*flatten"):
-        intquant.quantize(model, x, progress=False)
+    q = intquant.quantize(model, x, intquant.Config(calibration="minmax",
+                                                    bias_correction=False), progress=False)
+    assert [op.kind for op in q.graph.ops] == ["fully_connected"]
+    assert q.graph.tensors[q.graph.input].shape == (5, 8)
+    xq = q.quantize_input(x)
+    info = q.input_info
+    with torch.no_grad():
+        ref = model(torch.from_numpy(info.scale * (xq.astype(np.float32) - info.zero_point)))
+    err = np.abs(q.dequantize_output(q.run(xq)) - ref.numpy()).max() / q.output_info.scale
+    assert err <= 2.51, err
 
 
 # ----------------------------------------------------------------------------------------------

@@ -17,12 +17,16 @@ import tflm_reference as tflm
 from intgraph_factory import (
     GraphBuilder,
     add_broadcast,
+    add_const_op,
     binary_chain,
     conv_graph,
+    layer_norm_op,
+    matmul_op,
     mul,
     prelu,
     random_chain,
     random_input,
+    slice_op,
     upsample_step,
 )
 from intquant import interpreter, numerics
@@ -112,6 +116,10 @@ def every_op_graph(dtype: str) -> IntGraph:
     t = b.rescale(t)
     t = b.lrn(t, size=3)
     t = upsample_step(b, upsample_step(b, t, "nearest"), "bilinear")
+    t = layer_norm_op(b, t)
+    t = add_const_op(b, t)
+    t = matmul_op(b, t, b.rescale(t), transpose_b=True)
+    t = slice_op(b, t, 1, 1, 2, 2)
     t = b.flatten(t)
     t = b.fully_connected(t, 6, **acc)
     t = b.softmax(t)

@@ -334,19 +334,6 @@ def capture_model(model: Any, example: np.ndarray) -> Graph:
         return capture_exported(torch.export.export(model, (x,)))
 
 
-def check_linear_inputs(graph: Graph) -> None:
-    """Refuse, naming the layer, a Linear applied to (N, ..., C): lowering handles (N, C) only."""
-    for node in graph.nodes:
-        if node.op != "linear":
-            continue
-        shape = graph.node(node.inputs[0]).shape
-        if len(shape) != 1:
-            raise ValueError(
-                f"layer {node.name!r} (Linear) is applied to a tensor of shape (N, "
-                f"{', '.join(map(str, shape))}); intquant quantizes Linear on (N, features) "
-                f"inputs only (for now): flatten before it, or use a 1x1 Conv1d over (N, C, T)")
-
-
 def warn_if_unlike_training(graph: Graph, x: np.ndarray, factor: float = 10.0) -> None:
     """Warn when calibration inputs look unlike the training data to the first BatchNorm.
 
@@ -405,7 +392,6 @@ def equalize_graph(graph: Graph, batches: list[np.ndarray]) -> Graph:
 def prepare_graph(model: Any, example: np.ndarray) -> Graph:
     """Capture and optimize (fold BatchNorm, fuse activations)."""
     graph = capture_model(model, example)
-    check_linear_inputs(graph)
     return optimize(graph)
 
 
@@ -425,7 +411,6 @@ def quantize(model: Any, calib: Any, config: Config | None = None, *,
     batches = as_batches(calib, limit=config.max_calib_samples)
     check_calibration(batches)
     graph = capture_model(model, batches[0])
-    check_linear_inputs(graph)
     warn_if_unlike_training(graph, batches[0])
     graph = optimize(graph)
     for name in config.overrides:

@@ -287,6 +287,55 @@ def _digits_prelu_cnn() -> nn.Module:
     )  # fmt: skip
     classifier = nn.Sequential(nn.Flatten(), nn.Linear(32, 32), nn.PReLU(), nn.Linear(32, 10))
     return Classifier(features, classifier)
+# -- transformer (reach-transformer): a tiny transformer encoder and a TCN, quantized as written --
+
+
+class TinyTransformer(nn.Module):
+    """MNIST-1D as 10 tokens: a strided conv patch embedding (32 channels), a learned positional
+    embedding, one ``nn.TransformerEncoderLayer`` (4 heads, ReLU feed-forward 64, pre-norm), a
+    final LayerNorm, the mean over tokens and a linear head."""
+
+    def __init__(self, dim: int = 32, tokens: int = 10, heads: int = 4, ff: int = 64) -> None:
+        super().__init__()
+        self.embed = nn.Conv1d(1, dim, 8, stride=4, padding=2)
+        self.pos = nn.Parameter(torch.randn(tokens, dim) * 0.1)
+        self.encoder = nn.TransformerEncoderLayer(dim, heads, ff, dropout=0.0, batch_first=True,
+                                                  norm_first=True)
+        self.norm = nn.LayerNorm(dim)
+        self.head = nn.Linear(dim, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        t = self.embed(x).transpose(1, 2) + self.pos  # (N, tokens, dim)
+        return self.head(self.norm(self.encoder(t)).mean(dim=1))
+
+
+class TemporalBlock(nn.Module):
+    """Two causal dilated convs (each padded both sides, the future chomped: the classic TCN
+    ``Chomp1d``) with ReLUs, and a residual add."""
+
+    def __init__(self, channels: int, dilation: int, kernel: int = 3) -> None:
+        super().__init__()
+        self.chomp = (kernel - 1) * dilation
+        self.conv1 = nn.Conv1d(channels, channels, kernel, dilation=dilation, padding=self.chomp)
+        self.conv2 = nn.Conv1d(channels, channels, kernel, dilation=dilation, padding=self.chomp)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.conv1(x)[:, :, : -self.chomp])
+        return torch.relu(x + torch.relu(self.conv2(h)[:, :, : -self.chomp]))
+
+
+class TCN(nn.Module):
+    """A temporal convolutional network: 1x1 stem, causal blocks of two convs with dilations 1..8
+    (receptive field 61 >= 40 steps), the last time step ``x[:, :, -1]`` and a linear head."""
+
+    def __init__(self, channels: int = 20) -> None:
+        super().__init__()
+        self.stem = nn.Conv1d(1, channels, 1)
+        self.blocks = nn.Sequential(*(TemporalBlock(channels, d) for d in (1, 2, 4, 8)))
+        self.head = nn.Linear(channels, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.blocks(torch.relu(self.stem(x)))[:, :, -1])
 
 
 # ----------------------------------------------------------------------------------------------
@@ -524,6 +573,14 @@ _ARCHITECTURES: dict[str, tuple[Callable[[], nn.Module], Recipe]] = {
     ),
 
     # -- transformer --
+    "mnist1d_transformer": (  # 9.5k params, 0.903 (10.6 s CPU to train)
+        TinyTransformer,
+        Recipe("mnist1d", epochs=25, lr=3e-3, min_test_acc=0.85),
+    ),
+    "mnist1d_tcn": (  # 10.0k params, 0.742 (22.8 s CPU; last-step readout, no pooling)
+        TCN,
+        Recipe("mnist1d", epochs=25, lr=3e-3, min_test_acc=0.68),
+    ),
 
     # -- recurrent --
 

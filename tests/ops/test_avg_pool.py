@@ -194,3 +194,28 @@ def test_avg_pool_onnx_integer_export_refuses_windows_beyond_float_exactness() -
     with pytest.raises(ValueError, match=r"avg_pool.*2\^24.*requant='float'"):
         intgraph_to_onnx(b.graph())
     intgraph_to_onnx(b.graph(), requant="float")
+
+
+# ---- mean over an axis (reach-transformer: x.mean(dim=1) of tokens) ---------------------------
+
+
+@pytest.mark.parametrize("act_bits", [8, 16])
+@pytest.mark.parametrize("dims,keepdim", [((1,), False), ((2,), True), ((1, 2), True)])
+def test_avg_pool_matches_float_after_quantize_mean_over_axes(act_bits: int, dims, keepdim):
+    """x.mean(dim) of an (N, 5, 6) tensor lowers onto avg_pool (the axes viewed as a window):
+    one rounding of the exact integer mean, <= 0.5 LSB (+ the requantization's 2^-30) of the
+    float mean of the interpreter's own (dequantized) input."""
+    import torch
+
+    import intquant
+
+    from .conftest import Fn, assert_within_lsb, deq, to_t
+
+    x = torch.randn(64, 5, 6, generator=torch.Generator().manual_seed(6))
+    model = Fn(lambda t: t.mean(dim=dims, keepdim=keepdim)).eval()
+    q = intquant.quantize(model, x, intquant.Config(act_bits=act_bits, calibration="minmax",
+                                                    bias_correction=False), progress=False)
+    assert "avg_pool" in {op.kind for op in q.graph.ops}
+    xq = q.quantize_input(x.numpy())
+    ref = to_t(deq(xq, q.input_info)).mean(dim=dims, keepdim=keepdim).numpy()
+    assert_within_lsb(q.run(xq), ref, q.output_info, tol=0.5 + 1e-6)

@@ -165,3 +165,62 @@ test_softmax_c_m0_equals_reference = c_m0_test("softmax", C_INPUT_RANGE)
 
 test_softmax_onnx_integer_export_is_bit_exact = onnx_export_test("softmax")
 test_softmax_onnx_float_mode_within_one_lsb = onnx_float_mode_test("softmax")
+
+
+# ---- softmax along any axis (reach-transformer) -----------------------------------------------
+
+
+@pytest.mark.parametrize("dtype,s_in,lut_shift,tol", [("int8", 0.1, 0, 1.0),
+                                                      ("int16", 2**-10, 5, 2.0)])
+@pytest.mark.parametrize("axis", [0, 1, 2])
+def test_softmax_matches_float_torch_along_any_axis(dtype: str, s_in: float, lut_shift: int,
+                                                    tol: float, axis: int) -> None:
+    """attr ``axis``: the rows run along that axis (strided by the inner axes); the bounds of
+    the last-axis test above for the same scales and tables."""
+    out_dtype = "int8" if dtype == "int8" else "int16"
+    attrs = {**_attrs(lut_shift, out_dtype), "axis": axis}
+    xi = TensorInfo("x", (4, 5, 6), dtype, f32(s_in), 0)
+    yi = TensorInfo("y", (4, 5, 6), out_dtype, 1.0 / attrs["output_range"],
+                    attrs["output_zero_point"])
+    lo, hi = ACTIVATION_DTYPES[dtype]
+    g = one_op_graph("softmax", xi, yi, attrs,
+                     {"exp_table": softmax_exp_table(xi.scale, lut_shift, hi - lo)})
+    xq = random_q(np.random.default_rng(23 + axis), (6, 4, 5, 6), dtype)
+    ref = torch.softmax(to_t(deq(xq, xi)), dim=axis + 1).numpy()
+    assert_within_lsb(run(g, xq), ref, yi, tol=tol)
+
+
+@pytest.mark.parametrize("act_bits", [8, 16])
+def test_softmax_matches_float_after_quantize_along_dim_1(act_bits: int) -> None:
+    """torch.softmax(x, dim=1) of (N, 5, 6) captured and lowered with attr axis 0 (non-batch),
+    vs float softmax of the interpreter's own (dequantized) input: <= 1 / 3 LSB."""
+    import intquant
+
+    x = torch.randn(64, 5, 6, generator=torch.Generator().manual_seed(4)) * 2
+    model = torch.nn.Softmax(dim=1).eval()
+    q = intquant.quantize(model, x, intquant.Config(act_bits=act_bits, calibration="minmax"),
+                          progress=False)
+    (op,) = q.graph.ops
+    assert op.kind == "softmax" and op.attrs["axis"] == 0
+    xq = q.quantize_input(x.numpy())
+    ref = torch.softmax(to_t(deq(xq, q.input_info)), dim=1).numpy()
+    assert_within_lsb(q.run(xq), ref, q.output_info, tol=1.0 if act_bits == 8 else 3.0)
+
+
+@pytest.mark.parametrize("axis", [0, 1])
+def test_softmax_c_host_equals_reference_along_an_inner_axis(axis: int, tmp_path) -> None:
+    """The strided kernel path (inner > 1): -O2 and ASan/UBSan == interpreter."""
+    from .conftest import assert_c_host_equals_reference
+
+    rng = np.random.default_rng(40 + axis)
+    g = F.softmax_graph(rng, dtype="int8", axis=axis)
+    assert_c_host_equals_reference(g, F.random_input(rng, g, 16), tmp_path / "c")
+
+
+@pytest.mark.parametrize("dtype", ["int8", "int16"])
+def test_softmax_c_m0_equals_reference_along_an_inner_axis(dtype: str, tmp_path) -> None:
+    from .conftest import assert_c_m0_equals_reference
+
+    rng = np.random.default_rng(50)
+    g = F.softmax_graph(rng, dtype=dtype, axis=1)
+    assert_c_m0_equals_reference(g, F.random_input(rng, g, 8), tmp_path / "c")

@@ -27,6 +27,9 @@ SUPPORTED_MODULES = (
     "functions: a + b, a - b, a * b (two activations, broadcasting within the same rank, or "
     "by a constant), torch.cat, torch.clamp, torch.sign (BNN sign, 0 -> +1), F.pad "
     "(constant), torch.erf, view/reshape/flatten/squeeze/unsqueeze/permute"
+    "; transformer pieces: LayerNorm, MultiheadAttention, TransformerEncoderLayer (ReLU, GELU), "
+    "Linear over (N, ..., C), @/matmul of two activations, softmax along any dim, mean(dim), "
+    "select/slice (x[:, -1], x[:, a:b:s]), transpose, + a constant tensor"
 )
 
 
@@ -104,6 +107,7 @@ class _Translator:
         self.nodes: list[Node] = []
         self.alias: dict[str, str] = {}  # fx name -> graph node name
         self.used_names: set[str] = set()
+        self.batch: dict[str, int | None] = {}  # fx name -> batch axis of the batch-1 tensor
 
     # -- helpers --------------------------------------------------------------------------
     def value(self, arg: Any) -> str:
@@ -130,7 +134,7 @@ class _Translator:
 
     def emit(self, fx_node, op, inputs, attrs=None, params=None) -> None:
         name = self.unique(_layer_name(fx_node))
-        shape = tuple(fx_node.meta["val"].shape[1:]) if "val" in fx_node.meta else ()
+        shape = self.sample_shape(fx_node) if "val" in fx_node.meta else ()
         self.nodes.append(
             Node(name, op, inputs, attrs or {}, params or {}, shape,
                  source=f"{_layer_name(fx_node)} ({_module_type(fx_node)}, {fx_node.target})")
@@ -139,6 +143,55 @@ class _Translator:
 
     def passthrough(self, fx_node, arg) -> None:
         self.alias[fx_node.name] = self.value(arg)
+
+    # -- the batch axis -------------------------------------------------------------------
+    # The model is exported with a batch of one, so the exported program is the per-sample
+    # function. Its batch axis is a size-1 axis that transposes may move (nn.MultiheadAttention
+    # works sequence-first inside) and reshapes may merge away (heads·batch). Every activation
+    # records where that axis is (None: merged into another axis or dropped); its per-sample
+    # shape — what the float Graph holds — is the full shape without it. Dropping a size-1 axis
+    # keeps the C order, so any choice of the axis gives the same per-sample values.
+    def full_shape(self, n: torch.fx.Node) -> tuple[int, ...]:
+        return tuple(int(s) for s in n.meta["val"].shape)
+
+    def batch_axis(self, n: torch.fx.Node) -> int | None:
+        return self.batch.get(n.name, 0)
+
+    def sample_shape(self, n: torch.fx.Node) -> tuple[int, ...]:
+        """The per-sample shape of activation ``n`` (its full shape without the batch axis)."""
+        full, b = self.full_shape(n), self.batch_axis(n)
+        return full if b is None else full[:b] + full[b + 1:]
+
+    def sample_dim(self, n: torch.fx.Node, d: int) -> int:
+        """The per-sample axis of axis ``d`` of the full tensor ``n`` (not the batch axis)."""
+        rank = len(self.full_shape(n))
+        d = int(d) % rank
+        b = self.batch_axis(n)
+        if d == b:
+            raise UnsupportedOpError(f"operates along the batch axis (dim {d} of a tensor of "
+                                     f"shape {tuple(n.meta['val'].shape)} with batch size 1)")
+        return d if b is None or d < b else d - 1
+
+    def default_batch(self, n: torch.fx.Node) -> int | None:
+        """Where the batch axis of ``n``'s output is, from its first activation input: the
+        size-1 axis whose preceding axes hold as many elements as before the input's batch axis
+        (None if there is none); an input without a batch axis gives the first size-1 axis."""
+        acts = [a for a in n.all_input_nodes if a.name in self.alias]
+        if not acts or "val" not in n.meta or not isinstance(n.meta["val"], torch.Tensor):
+            return 0
+        src = acts[0]
+        return batch_after_reshape(self.full_shape(src), self.batch_axis(src),
+                                   self.full_shape(n))
+
+    def require_batch_first(self, n: torch.fx.Node) -> None:
+        """Handlers written for batch-first tensors (conv, pools, ...) get nothing else."""
+        for a in n.all_input_nodes:
+            if a.name in self.alias and self.batch_axis(a) != 0:
+                b = self.batch_axis(a)
+                where = "merged into another axis" if b is None else f"at axis {b}"
+                raise UnsupportedOpError(
+                    f"its input {a.name!r} (shape {self.full_shape(a)} with batch size 1) has "
+                    f"its batch axis {where}; this op needs the batch axis first")
 
     def fold_constant(self, n: torch.fx.Node) -> bool:
         """Evaluate an op whose tensor inputs are all constants (e.g. ``p.weight.view(...)``)."""
@@ -165,7 +218,10 @@ class _Translator:
     def run(self) -> Graph:
         """Translate every node; unsupported ones are all collected and reported in one error."""
         problems: list[str] = []
+        live = _live_nodes(self.ep.graph)
         for n in self.ep.graph.nodes:
+            if n.op == "call_function" and n not in live:
+                continue  # e.g. the averaged attention weights nn.MultiheadAttention returns
             if n.op == "placeholder":
                 if n.name in self.user_inputs:
                     if any(x.op == "input" for x in self.nodes):
@@ -181,8 +237,12 @@ class _Translator:
                     raise UnsupportedOpError("models with more than one output are not supported")
                 try:
                     output = self.value(outs[0])
+                    output = self.batch_first_output(outs[0], output)
                 except _DependsOnUnsupported:
                     output = None  # reported below through the unsupported node itself
+                except UnsupportedOpError as e:
+                    problems.append(f"model output: {e}")
+                    output = None
                 continue
             if n.op != "call_function":
                 raise UnsupportedOpError(f"node {n.name}: fx op {n.op} not supported")
@@ -194,6 +254,10 @@ class _Translator:
                 if handler is None:
                     self.values_of(n)  # an input from an unsupported node: report that one only
                     raise UnsupportedOpError(f"{target} is not supported ({_hint(target)})")
+                if target not in BATCH_ANYWHERE:
+                    self.values_of(n)
+                    self.require_batch_first(n)
+                self.batch[n.name] = self.default_batch(n)
                 handler(self, n)
             except _DependsOnUnsupported:
                 self.alias[n.name] = _POISONED
@@ -208,6 +272,49 @@ class _Translator:
         g = Graph(self.nodes, output)
         g.validate()
         return g
+
+    def batch_first_output(self, n: torch.fx.Node, name: str) -> str:
+        """The graph output as (N, ...): a reshape when the batch axis was merged or dropped."""
+        b = self.batch_axis(n)
+        if b == 0:
+            return name
+        full = self.full_shape(n)
+        if b is not None or not full or full[0] != 1:
+            raise UnsupportedOpError(f"the output (shape {full} with batch size 1) does not "
+                                     "have its batch axis first")
+        shape = full[1:]
+        self.nodes.append(Node(self.unique(name + ".batch_first"), "reshape", [name],
+                               {"shape": list(shape)}, {}, shape, source="model output"))
+        return self.nodes[-1].name
+
+
+def _live_nodes(graph: torch.fx.Graph) -> set[torch.fx.Node]:
+    """Nodes the output depends on (torch.export keeps unused results, e.g. attention weights)."""
+    out = next(n for n in graph.nodes if n.op == "output")
+    live, todo = {out}, [out]
+    while todo:
+        for a in todo.pop().all_input_nodes:
+            if a not in live:
+                live.add(a)
+                todo.append(a)
+    return live
+
+
+def batch_after_reshape(src: tuple[int, ...], b: int | None, dst: tuple[int, ...],
+                        batch: int = 1) -> int | None:
+    """The batch axis of a tensor of shape ``dst`` made from ``src`` (batch axis ``b``) with the
+    same elements in C order: the axis of size ``batch`` with as many elements before it as
+    before ``b``. A batch of one may also have been merged away: then (or for ``b`` None) the
+    first size-1 axis, None if there is none. A batch of several merged with another axis gives
+    None (the samples are mixed)."""
+    if b is not None:
+        before = int(np.prod(src[:b]))
+        for k, s in enumerate(dst):
+            if s == batch and int(np.prod(dst[:k])) == before:
+                return k
+    if batch != 1:
+        return None
+    return next((k for k, s in enumerate(dst) if s == 1), None)
 
 
 # -- handlers, one per ATen op ---------------------------------------------------------------
@@ -263,6 +370,7 @@ def h_convolution(t, n):
 def h_linear(t, n):
     x, w = n.args[0], n.args[1]
     b = n.args[2] if len(n.args) > 2 else None
+    t.sample_dim(x, -1)  # over the last axis of (N, ..., C): never the batch axis
     params = {"weight": t.const(w)}
     if b is not None:
         params["bias"] = t.const(b)
@@ -334,10 +442,7 @@ def _unary(op: str) -> Callable:
 
 def h_softmax(t, n):
     x, dim = n.args[0], n.args[1]
-    rank = len(n.args[0].meta["val"].shape)
-    if dim % rank != rank - 1:
-        raise UnsupportedOpError(f"softmax over dim {dim}; only the last dim is supported")
-    t.emit(n, "softmax", [t.value(x)])
+    t.emit(n, "softmax", [t.value(x)], {"axis": t.sample_dim(x, dim)})
 
 
 def _pool_attrs(n, dims, kernel, stride, padding, dilation):
@@ -390,8 +495,11 @@ def h_mean(t, n):
     x, dims = n.args[0], n.args[1]
     keep = n.args[2] if len(n.args) > 2 else n.kwargs.get("keepdim", False)
     rank = len(x.meta["val"].shape)
-    if sorted(d % rank for d in dims) != list(range(2, rank)):
-        raise UnsupportedOpError(f"mean over dims {dims}; only over all spatial dims")
+    dims = sorted(int(d) % rank for d in dims)
+    if t.batch_axis(x) != 0 or rank < 3 or dims != list(range(2, rank)):
+        axes = [t.sample_dim(x, d) for d in dims]
+        t.emit(n, "mean", [t.value(x)], {"axes": axes, "keepdim": bool(keep)})
+        return
     if keep:
         t.emit(n, "global_avg_pool", [t.value(x)])
     else:
@@ -406,32 +514,47 @@ def h_mean(t, n):
 
 
 def h_reshape(t, n):
+    """view / reshape / flatten / squeeze / unsqueeze: the per-sample values in C order, the
+    batch axis found again by ``batch_after_reshape`` (it may be merged, e.g. heads·batch)."""
     src = n.args[0]
-    shape = tuple(n.meta["val"].shape[1:])
-    if tuple(src.meta["val"].shape[1:]) == shape:
+    shape = t.sample_shape(n)
+    if t.sample_shape(src) == shape:
         t.passthrough(n, src)
         return
-    if n.meta["val"].shape[0] != src.meta["val"].shape[0]:
-        raise UnsupportedOpError("reshape that mixes the batch dimension")
     t.emit(n, "reshape", [t.value(src)], {"shape": list(shape)})
 
 
 def h_permute(t, n):
-    perm = [int(p) for p in n.args[1]]
-    if perm[0] != 0:
-        raise UnsupportedOpError("permute that moves the batch dimension")
-    t.emit(n, "transpose", [t.value(n.args[0])], {"perm": [p - 1 for p in perm[1:]]})
+    _permutation(t, n, [int(p) for p in n.args[1]])
 
 
 def _add_constant(t, n, x, c, sign: float) -> None:
-    """x ± c for a constant scalar / per-channel c: a per-channel affine op (value 1, bias ±c)."""
+    """x ± c for a constant c: a scalar or per-channel c is a per-channel affine op (value 1,
+    bias ±c); any other constant of x's shape (a positional embedding) is ``add_const``."""
     value = t.const(c) if isinstance(c, torch.fx.Node) else np.float32(c)
     value = np.asarray(value, dtype=np.float32)
-    channels = x.meta["val"].shape[1]
-    if value.size not in (1, channels) or (value.size > 1 and value.squeeze().ndim != 1):
-        raise UnsupportedOpError("adding a constant needs a scalar or one value per channel")
-    t.emit(n, "mul_const", [t.value(x)], {},
-           {"value": np.ones(1, np.float32), "bias": sign * value.reshape(-1)})
+    full = t.full_shape(x)
+    if np.broadcast_shapes(value.shape, full) != full:
+        raise UnsupportedOpError(f"adding a constant of shape {value.shape} broadcasts the "
+                                 f"activation of shape {full}")
+    per_channel = _per_channel_values(np.broadcast_to(value, full)) \
+        if t.batch_axis(x) == 0 else None
+    if value.size == 1 or per_channel is not None:
+        bias = value.reshape(-1) if value.size == 1 else per_channel
+        t.emit(n, "mul_const", [t.value(x)], {},
+               {"value": np.ones(1, np.float32), "bias": sign * bias})
+        return
+    sample = np.ascontiguousarray(np.broadcast_to(value, full)).reshape(t.sample_shape(x))
+    t.emit(n, "add_const", [t.value(x)], {}, {"value": sign * sample})
+
+
+def _per_channel_values(v: np.ndarray) -> np.ndarray | None:
+    """The values along axis 1 of a (1, C, ...) array constant along every other axis."""
+    if v.ndim < 2:
+        return None
+    per = v.reshape(v.shape[0], v.shape[1], -1)[0, :, 0]
+    view = (1, -1) + (1,) * (v.ndim - 2)
+    return per if np.array_equal(v, np.broadcast_to(per.reshape(view), v.shape)) else None
 
 
 def h_add(t, n, sign: float = 1.0):
@@ -466,6 +589,8 @@ def h_mul(t, n):
         return _binary_activations(t, n, "mul", x, c)
     value = t.const(c) if isinstance(c, torch.fx.Node) else np.float32(c)
     value = np.asarray(value, dtype=np.float32)
+    if value.size > 1:
+        t.require_batch_first(n)  # one value per channel (axis 1)
     channels = x.meta["val"].shape[1]
     if value.size not in (1, channels) or (value.size > 1 and value.squeeze().ndim != 1):
         raise UnsupportedOpError("mul by a constant must be a scalar or one value per channel")
@@ -520,6 +645,10 @@ def _binary_activations(t: _Translator, n, op: str, a, b) -> None:
         raise UnsupportedOpError(
             f"{op} of activations of shapes {sa} and {sb}: broadcasting needs both of the same "
             "rank (view the smaller one with size-1 axes, e.g. (N, C, 1, 1))")
+    if t.batch_axis(a) != t.batch_axis(b):
+        raise UnsupportedOpError(
+            f"{op} of activations whose batch axes differ (dims {t.batch_axis(a)} and "
+            f"{t.batch_axis(b)}): permute one so that the samples line up")
     t.emit(n, op, [t.value(a), t.value(b)])
 
 
@@ -621,6 +750,155 @@ def h_conv_transpose(t, n):
     a = (list(n.args) + [None] * 8)[:8]
     _emit_conv_transpose(t, n, a[0], a[1], a[2], a[3] or 1, a[4] or 0, a[5] or 0, a[6] or 1,
                          a[7] or 1)
+# -- reach-transformer: normalisation, matmul, attention, slicing, mean, permutations ---------
+
+
+def _permutation(t, n, perm: list[int]) -> None:
+    """permute / transpose of the full tensor: the batch axis moves, the per-sample axes are
+    permuted (nothing to do when their order is kept, e.g. (1, T, C) -> (T, 1, C))."""
+    src = n.args[0]
+    rank = len(t.full_shape(src))
+    perm = [int(p) % rank for p in perm]
+    b = t.batch_axis(src)
+    t.batch[n.name] = None if b is None else perm.index(b)
+    sample_perm = [t.sample_dim(src, p) for p in perm if p != b]
+    if sample_perm == sorted(sample_perm):
+        t.passthrough(n, src)
+        return
+    t.emit(n, "transpose", [t.value(src)], {"perm": sample_perm})
+
+
+def h_transpose(t, n):
+    """aten.transpose.int(x, d0, d1) / aten.t(x)."""
+    rank = len(t.full_shape(n.args[0]))
+    d0, d1 = (int(n.args[1]) % rank, int(n.args[2]) % rank) if len(n.args) > 2 else (0, 1)
+    perm = list(range(rank))
+    perm[d0], perm[d1] = perm[d1], perm[d0]
+    _permutation(t, n, perm)
+
+
+def _slice(t, n, x, dim: int, start: int, stop: int, step: int, keepdim: bool) -> None:
+    """Elements start, start + step, ... < stop of axis ``dim`` (``keepdim`` False: select)."""
+    full = t.full_shape(x)
+    d = int(dim) % len(full)
+    b = t.batch_axis(x)
+    if d == b:  # the batch axis has one element: select 0 drops it, a slice keeps it
+        if len(range(start, stop, step)) != 1:
+            raise UnsupportedOpError(f"slices the batch axis (dim {d}) to "
+                                     f"{len(range(start, stop, step))} elements")
+        t.batch[n.name] = b if keepdim else None
+        t.passthrough(n, x)
+        return
+    if not keepdim:
+        t.batch[n.name] = None if b is None else (b if b < d else b - 1)
+    if keepdim and (start, stop, step) == (0, full[d], 1):
+        t.passthrough(n, x)
+        return
+    if len(range(start, stop, step)) == 0:
+        raise UnsupportedOpError(f"the slice {start}:{stop}:{step} of dim {d} is empty")
+    attrs = {"axis": t.sample_dim(x, d), "start": start, "stop": stop, "step": step,
+             "keepdim": keepdim}
+    t.emit(n, "slice", [t.value(x)], attrs)
+
+
+def h_select(t, n):
+    """x[:, i] (aten.select.int(x, dim, index)): a slice of one element without its axis."""
+    x, dim, index = n.args[:3]
+    size = t.full_shape(x)[int(dim) % len(t.full_shape(x))]
+    i = int(index) % size
+    _slice(t, n, x, dim, i, i + 1, 1, keepdim=False)
+
+
+def h_slice(t, n):
+    """x[:, a:b:s] (aten.slice.Tensor(x, dim=0, start=None, end=None, step=1))."""
+    a = list(n.args) + [None] * 5
+    x, dim, start, end, step = a[0], a[1] or 0, a[2], a[3], a[4] or 1
+    size = t.full_shape(x)[int(dim) % len(t.full_shape(x))]
+    start, stop, step = slice(start, end, step).indices(size)
+    if step < 1:
+        raise UnsupportedOpError(f"slice step {step}")
+    _slice(t, n, x, dim, start, stop, step, keepdim=True)
+
+
+def h_narrow(t, n):
+    """aten.narrow(x, dim, start, length)."""
+    x, dim, start, length = n.args[:4]
+    size = t.full_shape(x)[int(dim) % len(t.full_shape(x))]
+    start = int(start) % size
+    _slice(t, n, x, dim, start, start + int(length), 1, keepdim=True)
+
+
+def h_layer_norm(t, n):
+    """aten.layer_norm(x, normalized_shape, weight, bias, eps) and native_layer_norm."""
+    a = list(n.args) + [None] * 5
+    x, norm_shape, w, b = a[0], [int(v) for v in a[1]], a[2], a[3]
+    eps = 1e-5 if a[4] is None else float(a[4])
+    for k in range(len(norm_shape)):
+        t.sample_dim(x, -1 - k)  # the normalised axes never hold the batch
+    size = int(np.prod(norm_shape))
+    params = {
+        "weight": np.ones(norm_shape, np.float32) if w is None else t.const(w),
+        "bias": np.zeros(norm_shape, np.float32) if b is None else t.const(b),
+    }
+    t.emit(n, "layer_norm", [t.value(x)], {"eps": eps, "dims": len(norm_shape)},
+           {k: v.reshape(size) for k, v in params.items()})
+
+
+def _matmul_operands(t, n, a, b) -> None:
+    """Both operands are activations of (…, M, K) x (…, K, N) per sample, same leading axes."""
+    if not (isinstance(a, torch.fx.Node) and isinstance(b, torch.fx.Node)) or \
+            t.is_const(a) or t.is_const(b):
+        raise UnsupportedOpError("matmul with a constant operand (use nn.Linear)")
+    for v in (a, b):
+        if len(t.full_shape(v)) < 2:
+            raise UnsupportedOpError("matmul of a vector")
+        t.sample_dim(v, -1)
+        t.sample_dim(v, -2)
+    if t.sample_shape(a)[:-2] != t.sample_shape(b)[:-2]:
+        raise UnsupportedOpError(f"matmul of {t.full_shape(a)} by {t.full_shape(b)} "
+                                 "broadcasts the leading axes")
+
+
+def h_matmul(t, n):
+    """a @ b of two activations (aten.matmul / aten.bmm); a @ W with a constant W is Linear."""
+    a, b = n.args[:2]
+    if isinstance(b, torch.fx.Node) and t.is_const(b) and not t.is_const(a) and \
+            t.const(b).ndim == 2:
+        t.sample_dim(a, -1)
+        t.emit(n, "linear", [t.value(a)], {}, {"weight": np.ascontiguousarray(t.const(b).T)})
+        return
+    _matmul_operands(t, n, a, b)
+    t.emit(n, "matmul", [t.value(a), t.value(b)], {"transpose_b": False, "alpha": 1.0})
+
+
+def h_sdpa(t, n):
+    """scaled_dot_product_attention(q, k, v): softmax(q·kᵀ·scale)·v as three float ops — the
+    scale folds into the first matmul's requantization."""
+    a = list(n.args) + [None] * 6
+    q, k, v = a[:3]
+    mask = a[3] if a[3] is not None else n.kwargs.get("attn_mask")
+    causal = a[5] if a[5] is not None else n.kwargs.get("is_causal", False)
+    if mask is not None or causal:
+        raise UnsupportedOpError("attention with a mask (attn_mask / is_causal)")
+    if n.kwargs.get("enable_gqa", False):
+        raise UnsupportedOpError("grouped-query attention (enable_gqa)")
+    if a[4]:
+        raise UnsupportedOpError(f"attention dropout {a[4]} (export the model in eval mode)")
+    scale = n.kwargs.get("scale")
+    scale = 1.0 / float(np.sqrt(t.full_shape(q)[-1])) if scale is None else float(scale)
+    _matmul_operands(t, n, q, k)
+    _matmul_operands(t, n, q, v)
+    if t.sample_shape(k)[:-1] != t.sample_shape(v)[:-1]:
+        raise UnsupportedOpError("keys and values of different lengths")
+    layer = _layer_name(n)
+    source = f"{layer} ({_module_type(n)}, {n.target})"
+    shape_s = t.sample_shape(q)[:-1] + (t.sample_shape(k)[-2],)
+    scores = Node(t.unique(layer + ".scores"), "matmul", [t.value(q), t.value(k)],
+                  {"transpose_b": True, "alpha": scale}, {}, shape_s, source=source)
+    probs = Node(t.unique(layer + ".softmax"), "softmax", [scores.name],
+                 {"axis": len(shape_s) - 1}, {}, shape_s, source=source)
+    t.nodes += [scores, probs]
+    t.emit(n, "matmul", [probs.name, t.value(v)], {"transpose_b": False, "alpha": 1.0})
 
 
 HANDLERS: dict[str, Callable[[_Translator, torch.fx.Node], None]] = {
@@ -701,6 +979,17 @@ HANDLERS: dict[str, Callable[[_Translator, torch.fx.Node], None]] = {
     "aten.tanh_.default": _unary("tanh"),
 
     # -- transformer pieces: normalisation, matmul, slicing --
+    "aten.transpose.int": h_transpose,
+    "aten.t.default": h_transpose,
+    "aten.select.int": h_select,
+    "aten.slice.Tensor": h_slice,
+    "aten.narrow.default": h_narrow,
+    "aten.layer_norm.default": h_layer_norm,
+    "aten.native_layer_norm.default": h_layer_norm,
+    "aten.matmul.default": h_matmul,
+    "aten.bmm.default": h_matmul,
+    "aten.scaled_dot_product_attention.default": h_sdpa,
+    "aten.squeeze.default": h_reshape,
 
     # -- recurrent layers --
 
@@ -718,6 +1007,26 @@ HANDLERS: dict[str, Callable[[_Translator, torch.fx.Node], None]] = {
     "aten.conv_transpose1d.default": h_conv_transpose,
     "aten.conv_transpose2d.input": h_conv_transpose,
 }
+
+# Handlers that read where the batch axis is (``_Translator.batch_axis``) or do not care
+# (elementwise); every other handler gets batch-first inputs only.
+BATCH_ANYWHERE: frozenset[str] = frozenset({
+    "<built-in function getitem>", "aten.dropout.default", "aten.alias.default",
+    "aten.clone.default", "aten.contiguous.default", "aten.detach.default", "aten.relu.default",
+    "aten.relu_.default", "aten.hardtanh.default", "aten.hardtanh_.default",
+    "aten.relu6.default", "aten.clamp.default", "aten.leaky_relu.default",
+    "aten.leaky_relu_.default", "aten.sigmoid.default", "aten.tanh.default",
+    "aten.softmax.int", "aten._softmax.default", "aten.mean.dim", "aten.linear.default",
+    "aten.view.default", "aten.reshape.default", "aten._unsafe_view.default",
+    "aten.flatten.using_ints", "aten.unflatten.int", "aten.squeeze.dim", "aten.squeeze.dims",
+    "aten.unsqueeze.default", "aten.permute.default", "aten.add.Tensor", "aten.add.Scalar",
+    "aten.sub.Tensor", "aten.sub.Scalar", "aten.mul.Tensor", "aten.mul.Scalar",
+    # -- transformer pieces --
+    "aten.transpose.int", "aten.t.default", "aten.select.int", "aten.slice.Tensor",
+    "aten.narrow.default", "aten.layer_norm.default", "aten.native_layer_norm.default",
+    "aten.matmul.default", "aten.bmm.default", "aten.scaled_dot_product_attention.default",
+    "aten.squeeze.default",
+})
 
 
 def capture_exported(ep: torch.export.ExportedProgram) -> Graph:

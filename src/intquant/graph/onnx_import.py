@@ -30,6 +30,7 @@ from google.protobuf.message import DecodeError
 from onnx import numpy_helper
 from onnx.reference import ReferenceEvaluator
 
+from .capture import batch_after_reshape
 from .execute import GraphModule, infer_shapes
 from .ir import Graph, Node
 
@@ -169,6 +170,8 @@ class _Importer:
             self.uses[o.name] = self.uses.get(o.name, 0) + 1
         self.input_name, self.full_input_shape = self._graph_input(input_shape)
         self.shapes = self._inferred_shapes()
+        self.batch_size = int(self.full_input_shape[0])
+        self.batch: dict[str, int | None] = {}  # ONNX tensor -> its batch axis (None: merged)
 
     # ---- graph boundary and shapes -------------------------------------------------------
 
@@ -308,6 +311,47 @@ class _Importer:
     def single_use(self, tensor: str) -> bool:
         return self.uses.get(tensor, 0) == 1
 
+    # ---- the batch axis (see capture.py: a batch of one may move or merge away) ---------------
+
+    def batch_axis(self, tensor: str) -> int | None:
+        return self.batch.get(tensor, 0)
+
+    def sample_shape(self, node: onnx.NodeProto, tensor: str) -> tuple[int, ...]:
+        """The per-sample shape of an activation: its full shape without the batch axis."""
+        full, b = self.shape(node, tensor), self.batch_axis(tensor)
+        return full if b is None else full[:b] + full[b + 1:]
+
+    def sample_dim(self, node: onnx.NodeProto, tensor: str, d: int) -> int:
+        """The per-sample axis of axis ``d`` of the full tensor (never the batch axis)."""
+        rank = len(self.shape(node, tensor))
+        d = int(d) + rank if int(d) < 0 else int(d)
+        b = self.batch_axis(tensor)
+        if d == b:
+            raise self.unsupported(node, f"operates along the batch axis (axis {d} of "
+                                   f"{tensor!r}, shape {self.shape(node, tensor)})")
+        return d if b is None or d < b else d - 1
+
+    def require_batch_first(self, node: onnx.NodeProto) -> None:
+        for t in node.input:
+            if t and t in self.ir_name and self.batch_axis(t) != 0:
+                b = self.batch_axis(t)
+                where = "merged into another axis" if b is None else f"at axis {b}"
+                raise self.unsupported(node, f"its input {t!r} has its batch axis {where}; "
+                                       "this op needs the batch axis first")
+
+    def track_batch(self, node: onnx.NodeProto) -> None:
+        """The output's batch axis from the first activation input (``batch_after_reshape``);
+        handlers that move it (Transpose, Gather, ...) set it themselves."""
+        acts = [t for t in node.input if t and t in self.ir_name]
+        out = node.output[0] if node.output else ""
+        if not acts or not out or out not in self.shapes or acts[0] not in self.shapes:
+            return
+        src, dst = self.shapes[acts[0]], self.shapes[out]
+        b = batch_after_reshape(src, self.batch_axis(acts[0]), dst, self.batch_size)
+        if b is None and self.batch_size != 1:
+            raise self.unsupported(node, f"reshapes {src} to {dst} across the batch axis")
+        self.batch[out] = b
+
     # ---- main loop ------------------------------------------------------------------------
 
     def run(self) -> Graph:
@@ -338,10 +382,28 @@ class _Importer:
         out = g.output[0].name
         if out not in self.ir_name:
             raise UnsupportedOnnxError(f"graph output {out!r} is a constant")
+        self._batch_first_output(out)
         graph = Graph(nodes=self.nodes, output=self.ir_name[out], name=self.name)
         graph.validate()
         self._check_shapes(graph)
         return graph
+
+    def _batch_first_output(self, out: str) -> None:
+        """The graph output as (N, ...): a reshape when its batch axis was merged away."""
+        b = self.batch_axis(out)
+        if b == 0:
+            return
+        full = self.shapes.get(out, ())
+        if b is not None or not full or full[0] != 1:
+            raise UnsupportedOnnxError(f"graph output {out!r} (shape {full}) does not have its "
+                                       "batch axis first")
+        name = self.ir_name[out] + "__batch_first"
+        n = Node(name=name, op="reshape", inputs=[self.ir_name[out]],
+                 attrs={"shape": list(full[1:])}, source="graph output")
+        self.nodes.append(n)
+        self.by_name[name] = n
+        self.ir_name[out] = name
+        self.batch[out] = 0
 
     def _import_node(self, node: onnx.NodeProto) -> None:
         if any(self.ir_name.get(i) == _POISONED for i in node.input):
@@ -361,6 +423,10 @@ class _Importer:
                 raise self.unsupported(node, f"its output {extra!r} is used; only the "
                                        "first output is supported")
         self._fill_missing_shapes(node)
+        if node.op_type not in BATCH_ANYWHERE:
+            self.require_batch_first(node)
+        if node.op_type != "Shape":
+            self.track_batch(node)
         handler(self, node)
 
     def _poison(self, node: onnx.NodeProto) -> None:
@@ -408,7 +474,8 @@ class _Importer:
             t = onnx_of.get(n.name)
             if t is None or t not in self.shapes or n.op == "input":
                 continue
-            want = tuple(self.shapes[t][1:])
+            full, b = self.shapes[t], self.batch_axis(t)
+            want = tuple(full if b is None else full[:b] + full[b + 1:])
             if tuple(n.shape) != want:
                 raise ValueError(
                     f"{n.source}: imported node {n.name!r} ({n.op}) computes shape {n.shape} "
@@ -589,6 +656,7 @@ def op_gemm(imp: _Importer, node: onnx.NodeProto) -> None:
     if a.get("transA", 0):
         raise imp.unsupported(node, "transA=1 (the activation must be A, batch first)")
     x = imp.act(node)
+    imp.sample_dim(node, node.input[0], -1)  # a Linear over the last axis, wherever the batch is
     bmat = imp.const(node, 1, "B")
     w = (bmat if a.get("transB", 0) else bmat.T) * float(a.get("alpha", 1.0))
     params = {"weight": w}
@@ -602,11 +670,16 @@ def op_gemm(imp: _Importer, node: onnx.NodeProto) -> None:
 
 
 def op_matmul(imp: _Importer, node: onnx.NodeProto) -> None:
+    """(…, K) x (K, M) constant: Linear; two activations (…, M, K) x (…, K, N): matmul."""
+    if not imp.is_const(node.input[1]):
+        op_matmul_activations(imp, node)
+        return
     x = imp.act(node)
     bmat = imp.const(node, 1, "B (the right-hand matrix)")
     if bmat.ndim != 2 or len(imp.shape(node, node.input[0])) < 2:
         raise imp.unsupported(node, f"MatMul of a {imp.shape(node, node.input[0])} tensor by a "
                               f"constant of shape {bmat.shape}; only (..., K) x (K, M)")
+    imp.sample_dim(node, node.input[0], -1)
     imp.emit(node, "linear", [x], params={"weight": bmat.T})
 
 
@@ -633,13 +706,24 @@ def op_add_sub(imp: _Importer, node: onnx.NodeProto) -> None:
         return
     x, c, pos = bc
     _check_broadcast_keeps_shape(imp, node, x)
-    c = per_channel(imp, node, c, imp.shape(node, x))
     if node.op_type == "Sub":
         if pos == 0:  # c − x = (−1)·x + c
+            c = per_channel(imp, node, c, imp.shape(node, x))
             emit_affine(imp, node, x, np.full(np.shape(c), -1.0, np.float32), c)
             return
-        c = -c
-    emit_affine(imp, node, x, None, c)
+        c = -np.asarray(c, np.float32)
+    if fold_last_axis_bias(imp, node, x, c):
+        return
+    full = imp.shape(node, x)
+    if np.asarray(c).size == 1 or imp.batch_axis(x) == 0:
+        try:
+            emit_affine(imp, node, x, None, per_channel(imp, node, c, full))
+            return
+        except UnsupportedOnnxError:
+            pass  # a constant tensor: add_const below
+    value = np.ascontiguousarray(np.broadcast_to(np.asarray(c, np.float32), full))
+    imp.emit(node, "add_const", [imp.act(node, list(node.input).index(x))],
+             params={"value": value.reshape(imp.sample_shape(node, x))})
 
 
 def op_mul_div(imp: _Importer, node: onnx.NodeProto) -> None:
@@ -652,6 +736,8 @@ def op_mul_div(imp: _Importer, node: onnx.NodeProto) -> None:
     x, c, pos = bc
     if node.op_type == "Div" and pos == 0:
         raise imp.unsupported(node, "constant divided by a tensor")
+    if np.asarray(c).size > 1:
+        imp.require_batch_first(node)  # one value per channel (axis 1)
     _check_broadcast_keeps_shape(imp, node, x)
     c = per_channel(imp, node, c, imp.shape(node, x))
     emit_affine(imp, node, x, (1.0 / c if node.op_type == "Div" else c).astype(np.float32), None)
@@ -686,31 +772,25 @@ def op_clip(imp: _Importer, node: onnx.NodeProto) -> None:
 
 
 def op_softmax(imp: _Importer, node: onnx.NodeProto) -> None:
-    """Softmax over the last axis; other axes by reshape (opset < 13 flattens from ``axis``)
-    or by a transpose pair (opset >= 13)."""
+    """Softmax along ``axis`` (opset >= 13, or the last axis); opset < 13 flattens the axes
+    from ``axis`` on into one row (a reshape pair)."""
     full = imp.shape(node, node.input[0])
     r = len(full)
     axis = int(_attrs(node).get("axis", 1 if imp.opset < 13 else -1))
     axis = axis + r if axis < 0 else axis
     x = imp.act(node)
+    if imp.opset >= 13 or axis == r - 1:
+        imp.emit(node, "softmax", [x], {"axis": imp.sample_dim(node, node.input[0], axis)})
+        return
+    imp.require_batch_first(node)
     if axis == 0:
         raise imp.unsupported(node, "softmax over the batch axis")
-    if axis == r - 1:
-        imp.emit(node, "softmax", [x])
-        return
     out = node.output[0]
-    if imp.opset < 13:
-        flat = int(np.prod(full[axis:]))
-        head = [int(np.prod(full[1:axis]))] if axis > 1 else []
-        t = imp.emit(node, "reshape", [x], {"shape": head + [flat]}, out=out + "__2d").name
-        t = imp.emit(node, "softmax", [t], out=out + "__sm").name
-        imp.emit(node, "reshape", [t], {"shape": list(full[1:])})
-        return
-    perm = list(range(r - 1))
-    perm[axis - 1], perm[r - 2] = perm[r - 2], perm[axis - 1]
-    t = imp.emit(node, "transpose", [x], {"perm": perm}, out=out + "__t").name
+    flat = int(np.prod(full[axis:]))
+    head = [int(np.prod(full[1:axis]))] if axis > 1 else []
+    t = imp.emit(node, "reshape", [x], {"shape": head + [flat]}, out=out + "__2d").name
     t = imp.emit(node, "softmax", [t], out=out + "__sm").name
-    imp.emit(node, "transpose", [t], {"perm": perm})
+    imp.emit(node, "reshape", [t], {"shape": list(full[1:])})
 
 
 def op_batchnorm(imp: _Importer, node: onnx.NodeProto) -> None:
@@ -727,35 +807,28 @@ def op_batchnorm(imp: _Importer, node: onnx.NodeProto) -> None:
 
 
 def op_reshape_like(imp: _Importer, node: onnx.NodeProto) -> None:
-    """Flatten / Reshape / Squeeze / Unsqueeze: a reshape to ONNX's inferred output shape, valid
-    when the batch axis stays the outermost axis with the same size."""
-    src = imp.shape(node, node.input[0])
-    dst = imp.shape(node, node.output[0])
-    a = _attrs(node)
-    keeps_batch = len(dst) >= 1 and dst[0] == src[0]
-    if node.op_type == "Flatten":
-        axis = int(a.get("axis", 1))
-        axis = axis + len(src) if axis < 0 else axis
-        keeps_batch = axis >= 1 and int(np.prod(src[1:axis])) == 1
-    elif node.op_type in ("Squeeze", "Unsqueeze"):
-        axes = a.get("axes")
-        if axes is None and len(node.input) > 1:
-            axes = imp.const(node, 1, "axes").tolist()
-        rank = len(src) if node.op_type == "Squeeze" else len(dst)
-        if axes is None:  # Squeeze of every size-1 axis
-            axes = [i for i, d in enumerate(src) if d == 1]
-        keeps_batch = 0 not in [int(v) + rank if v < 0 else int(v) for v in axes]
-    if not keeps_batch:
-        raise imp.unsupported(node, f"reshapes {src} to {dst} across the batch axis")
-    imp.emit(node, "reshape", [imp.act(node)], {"shape": [int(d) for d in dst[1:]]})
+    """Flatten / Reshape / Squeeze / Unsqueeze: the per-sample values in C order; where the
+    batch axis went is tracked (``track_batch``: a batch of several may not be merged)."""
+    dst = imp.sample_shape(node, node.output[0])
+    if dst == imp.sample_shape(node, node.input[0]):
+        imp.alias(node)
+        return
+    imp.emit(node, "reshape", [imp.act(node)], {"shape": [int(d) for d in dst]})
 
 
 def op_transpose(imp: _Importer, node: onnx.NodeProto) -> None:
-    r = len(imp.shape(node, node.input[0]))
-    perm = list(_attrs(node).get("perm", list(reversed(range(r)))))
-    if perm[0] != 0:
-        raise imp.unsupported(node, f"perm {perm} moves the batch axis")
-    imp.emit(node, "transpose", [imp.act(node)], {"perm": [int(p) - 1 for p in perm[1:]]})
+    """The batch axis moves with the permutation; the per-sample axes are permuted (nothing to
+    do when their order is kept)."""
+    x = node.input[0]
+    r = len(imp.shape(node, x))
+    perm = [int(p) for p in _attrs(node).get("perm", list(reversed(range(r))))]
+    b = imp.batch_axis(x)
+    imp.batch[node.output[0]] = None if b is None else perm.index(b)
+    sample_perm = [imp.sample_dim(node, x, p) for p in perm if p != b]
+    if sample_perm == sorted(sample_perm):
+        imp.alias(node)
+        return
+    imp.emit(node, "transpose", [imp.act(node)], {"perm": sample_perm})
 
 
 def op_concat(imp: _Importer, node: onnx.NodeProto) -> None:
@@ -841,6 +914,9 @@ def _binary_activations(imp: _Importer, node: onnx.NodeProto, op: str) -> None:
         raise imp.unsupported(
             node, f"{node.op_type} of tensors of shapes {sa} and {sb}: broadcasting needs both "
             "of the same rank and batch size (size-1 axes, e.g. (N, C, 1, 1))")
+    if imp.batch_axis(node.input[0]) != imp.batch_axis(node.input[1]):
+        raise imp.unsupported(node, f"{node.op_type} of tensors whose batch axes differ: "
+                              "transpose one so that the samples line up")
     imp.emit(node, op, [imp.act(node, 0), imp.act(node, 1)])
 
 
@@ -959,6 +1035,163 @@ def op_conv_transpose(imp: _Importer, node: onnx.NodeProto) -> None:
     if b is not None:
         params["bias"] = b
     imp.emit(node, "conv", [x], conv_attrs(nd, before, after, dil, groups), params)
+# ---- reach-transformer: LayerNormalization, MatMul of activations, Gather / Slice, ReduceMean,
+# ---- per-last-axis biases of Linear over (N, ..., C) --------------------------------------------
+
+
+def op_matmul_activations(imp: _Importer, node: onnx.NodeProto) -> None:
+    a, b = node.input[0], node.input[1]
+    if imp.is_const(a):
+        raise imp.unsupported(node, "MatMul of a constant by a tensor")
+    for t in (a, b):
+        if len(imp.shape(node, t)) < 3:
+            raise imp.unsupported(node, f"MatMul of {t!r} without a batch axis of its own")
+        imp.sample_dim(node, t, -1)
+        imp.sample_dim(node, t, -2)
+    if imp.sample_shape(node, a)[:-2] != imp.sample_shape(node, b)[:-2]:
+        raise imp.unsupported(node, f"MatMul of {imp.shape(node, a)} by {imp.shape(node, b)} "
+                              "broadcasts the leading axes")
+    imp.emit(node, "matmul", [imp.act(node, 0), imp.act(node, 1)],
+             {"transpose_b": False, "alpha": 1.0})
+
+
+def fold_last_axis_bias(imp: _Importer, node: onnx.NodeProto, x: str, c: np.ndarray) -> bool:
+    """A constant along the last axis added to a Linear over (N, …, C) (torch exports Linear on
+    tokens as MatMul + Add): it goes into the Linear's bias. False if that does not apply."""
+    full = imp.shape(node, x)
+    prod = imp.by_name.get(imp.ir_name.get(x, ""))
+    if prod is None or prod.op != "linear" or len(full) <= 2 or prod.act is not None or \
+            not imp.single_use(x) or x in {o.name for o in imp.model.graph.output}:
+        return False
+    v = np.broadcast_to(np.asarray(c, np.float32), full)
+    last = v.reshape(-1, full[-1])[0]
+    if not np.array_equal(v, np.broadcast_to(last, full)):
+        return False
+    old = prod.params.get("bias", np.zeros(full[-1], np.float32))
+    prod.params["bias"] = (old + last).astype(np.float32)
+    imp.ir_name[node.output[0]] = prod.name
+    return True
+
+
+def _slice_of(imp: _Importer, node: onnx.NodeProto, src: str, out: str, axis: int, start: int,
+              stop: int, step: int, keepdim: bool) -> None:
+    """``out`` = elements start:stop:step of axis ``axis`` of ``src`` (keepdim False: select)."""
+    b = imp.batch_axis(src)
+    full = imp.shape(node, src)
+    count = len(range(start, stop, step))
+    if count == 0:
+        raise imp.unsupported(node, f"empty slice {start}:{stop}:{step} of axis {axis}")
+    if axis == b:
+        if count != 1:
+            raise imp.unsupported(node, f"slices the batch axis to {count} elements")
+        imp.batch[out] = b if keepdim else None
+        imp.ir_name[out] = imp.ir_name[src]
+        return
+    imp.batch[out] = b if keepdim or b is None else (b if b < axis else b - 1)
+    if keepdim and (start, stop, step) == (0, full[axis], 1):
+        imp.ir_name[out] = imp.ir_name[src]
+        return
+    if src not in imp.ir_name or imp.ir_name[src] == _POISONED:
+        raise _DependsOnUnsupported
+    attrs = {"axis": imp.sample_dim(node, src, axis), "start": start, "stop": stop,
+             "step": step, "keepdim": keepdim}
+    imp.emit(node, "slice", [imp.ir_name[src]], attrs, out=out)
+
+
+def op_gather(imp: _Importer, node: onnx.NodeProto) -> None:
+    """x[:, i] (a scalar index: the axis is dropped) or x[:, [i, i+s, …]] (evenly spaced)."""
+    data = node.input[0]
+    full = imp.shape(node, data)
+    idx = np.asarray(imp.const(node, 1, "indices"), np.int64)
+    axis = int(_attrs(node).get("axis", 0))
+    axis = axis + len(full) if axis < 0 else axis
+    if idx.ndim > 1 or idx.size == 0:
+        raise imp.unsupported(node, f"Gather with indices of shape {idx.shape}")
+    vals = idx.reshape(-1) % full[axis]
+    step = int(vals[1] - vals[0]) if vals.size > 1 else 1
+    if step < 1 or not np.array_equal(vals, vals[0] + step * np.arange(vals.size)):
+        raise imp.unsupported(node, f"Gather of indices {vals.tolist()} (only evenly "
+                              "increasing ones)")
+    imp.act(node)
+    _slice_of(imp, node, data, node.output[0], axis, int(vals[0]), int(vals[-1]) + 1, step,
+              keepdim=idx.ndim == 1)
+
+
+def op_slice(imp: _Importer, node: onnx.NodeProto) -> None:
+    """Slice over any axes: one slice per sliced axis (positive steps)."""
+    data = node.input[0]
+    full = list(imp.shape(node, data))
+    r = len(full)
+    if imp.opset < 10:
+        a = _attrs(node)
+        starts, ends = list(a["starts"]), list(a["ends"])
+        axes = list(a.get("axes", range(len(starts))))
+        steps = [1] * len(starts)
+    else:
+        starts = imp.const(node, 1, "starts").astype(np.int64).tolist()
+        ends = imp.const(node, 2, "ends").astype(np.int64).tolist()
+        ax = imp.const(node, 3, "axes")
+        axes = list(range(len(starts))) if ax is None else ax.astype(np.int64).tolist()
+        st = imp.const(node, 4, "steps")
+        steps = [1] * len(starts) if st is None else st.astype(np.int64).tolist()
+    pieces = []
+    for axis, s0, e0, st0 in zip(axes, starts, ends, steps, strict=True):
+        axis = int(axis) + r if int(axis) < 0 else int(axis)
+        if st0 < 1:
+            raise imp.unsupported(node, f"Slice step {st0} (only positive steps)")
+        start, stop, step = slice(int(s0), int(e0), int(st0)).indices(full[axis])
+        if (start, stop, step) != (0, full[axis], 1):
+            pieces.append((axis, start, stop, step))
+    imp.act(node)
+    if not pieces:
+        imp.alias(node)
+        return
+    src = data
+    for k, (axis, start, stop, step) in enumerate(pieces):
+        out = node.output[0] if k == len(pieces) - 1 else f"{node.output[0]}__slice{k}"
+        full[axis] = len(range(start, stop, step))
+        imp.shapes.setdefault(out, tuple(full))
+        _slice_of(imp, node, src, out, axis, start, stop, step, keepdim=True)
+        src = out
+
+
+def op_reduce_mean(imp: _Importer, node: onnx.NodeProto) -> None:
+    """Mean over adjacent non-batch axes (e.g. over the tokens of (N, T, C))."""
+    data = node.input[0]
+    r = len(imp.shape(node, data))
+    a = _attrs(node)
+    axes = a.get("axes") if imp.opset < 18 else imp.const(node, 1, "axes")
+    if axes is None or len(axes) == 0:
+        if a.get("noop_with_empty_axes", 0):
+            imp.alias(node)
+            return
+        raise imp.unsupported(node, "ReduceMean over every axis (the batch axis included)")
+    axes = sorted(int(v) + r if int(v) < 0 else int(v) for v in np.asarray(axes).reshape(-1))
+    sample_axes = [imp.sample_dim(node, data, v) for v in axes]
+    if sample_axes != list(range(sample_axes[0], sample_axes[-1] + 1)):
+        raise imp.unsupported(node, f"ReduceMean over the non-adjacent axes {axes}")
+    imp.emit(node, "mean", [imp.act(node)],
+             {"axes": sample_axes, "keepdim": bool(a.get("keepdims", 1))})
+
+
+def op_layer_norm(imp: _Importer, node: onnx.NodeProto) -> None:
+    """LayerNormalization (opset 17) over the axes from ``axis`` on."""
+    x = node.input[0]
+    full = imp.shape(node, x)
+    a = _attrs(node)
+    axis = int(a.get("axis", -1))
+    axis = axis + len(full) if axis < 0 else axis
+    for d in range(axis, len(full)):
+        imp.sample_dim(node, x, d)
+    norm_shape = tuple(full[axis:])
+    size = int(np.prod(norm_shape))
+    scale = imp.const(node, 1, "Scale")
+    bias = imp.const(node, 2, "B")
+    params = {"weight": np.broadcast_to(np.asarray(scale, np.float32), norm_shape).reshape(size),
+              "bias": np.zeros(size, np.float32) if bias is None else
+              np.broadcast_to(np.asarray(bias, np.float32), norm_shape).reshape(size)}
+    imp.emit(node, "layer_norm", [imp.act(node)],
+             {"eps": float(a.get("epsilon", 1e-5)), "dims": len(norm_shape)}, params)
 
 
 HANDLERS: dict[str, Callable[[_Importer, onnx.NodeProto], None]] = {
@@ -1003,6 +1236,10 @@ HANDLERS: dict[str, Callable[[_Importer, onnx.NodeProto], None]] = {
     "Erf": _simple("erf"),
 
     # -- transformer pieces: normalisation, matmul, slicing --
+    "LayerNormalization": op_layer_norm,
+    "Gather": op_gather,
+    "Slice": op_slice,
+    "ReduceMean": op_reduce_mean,
 
     # -- recurrent layers --
 
@@ -1011,6 +1248,15 @@ HANDLERS: dict[str, Callable[[_Importer, onnx.NodeProto], None]] = {
     "Upsample": op_resize,
     "ConvTranspose": op_conv_transpose,
 }
+# Ops whose handler reads where the batch axis is (``_Importer.batch_axis``) or does not care
+# (elementwise); every other op gets batch-first inputs only.
+BATCH_ANYWHERE: frozenset[str] = frozenset({
+    "Relu", "Clip", "LeakyRelu", "Sigmoid", "Tanh", "Identity", "Dropout", "Shape", "Flatten",
+    "Reshape", "Squeeze", "Unsqueeze", "Transpose", "Softmax", "MatMul", "Gemm", "Add", "Sub",
+    "Mul", "Div",
+    # -- transformer pieces --
+    "LayerNormalization", "Gather", "Slice", "ReduceMean",
+})
 # Constant and ConstantOfShape have only constant inputs: they are always folded.
 SUPPORTED_OPS = sorted(set(HANDLERS) | {"Constant", "ConstantOfShape"})
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..ops import float_op
+from ..ops.matmul import fold_scalars_into_matmul
 from .ir import Graph, Node
 
 
@@ -81,13 +82,16 @@ def fuse_activations(graph: Graph) -> Graph:
     return graph
 
 
+
+
 def optimize(graph: Graph) -> Graph:
     """The standard pipeline: fuse activation decompositions (SiLU, Hardswish, GELU written
-    out as products), fold BatchNorm, then fuse activations."""
+    out as products), fold BatchNorm, fuse activations, fold scalars into matmuls."""
     from .activation_patterns import fuse_activation_patterns
 
     fuse_activation_patterns(graph)
     fold_batchnorm(graph)
     fuse_activations(graph)
+    fold_scalars_into_matmul(graph)
     graph.validate()
     return graph

@@ -29,15 +29,18 @@ MODES = ("none", "weights", "full")
 
 def mean_output_shift(float_node: Node, quant_node: Node, x_float: torch.Tensor,
                       x_quant: torch.Tensor, chunk: int = 256) -> np.ndarray:
-    """E[y_float − y_quant] per output channel, over samples and positions (float64)."""
+    """E[y_float − y_quant] per output channel, over samples and positions (float64).
+
+    The channel axis is 1 for a conv, the last for a linear layer ((N, …, C) outputs)."""
     total, count = None, 0
     for i in range(0, x_float.shape[0], chunk):
         diff = (weighted_output(float_node, x_float[i:i + chunk])
                 - weighted_output(quant_node, x_quant[i:i + chunk])).double()
-        dims = [0] + list(range(2, diff.dim()))
+        channel = diff.dim() - 1 if float_node.op == "linear" else 1
+        dims = [d for d in range(diff.dim()) if d != channel]
         part = diff.sum(dim=dims)
         total = part if total is None else total + part
-        count += diff.numel() // diff.shape[1]
+        count += diff.numel() // diff.shape[channel]
     return (total / count).numpy()
 
 

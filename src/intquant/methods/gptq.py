@@ -39,11 +39,12 @@ BLOCK = 128  # columns updated lazily together (same result, fewer passes over W
 def input_columns(node: Node, x: torch.Tensor) -> torch.Tensor:
     """The inputs each output sees, one row per (sample, position): [groups, rows, K].
 
-    linear: x itself. conv: im2col patches (channel-major, as weight.reshape(Cout, -1)), split
-    per group; 1-D convs are 2-D convs of height 1.
+    linear: x itself, one row per leading position of (N, …, K). conv: im2col patches
+    (channel-major, as weight.reshape(Cout, -1)), split per group; 1-D convs are 2-D convs of
+    height 1.
     """
     if node.op == "linear":
-        return x.reshape(1, x.shape[0], -1)
+        return x.reshape(1, -1, x.shape[-1])
     a = node.attrs
     top, left, bottom, right = a["padding"]
     w_shape = node.params["weight"].shape

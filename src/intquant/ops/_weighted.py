@@ -454,8 +454,11 @@ def to_onnx(ex, op: Op) -> None:
     else:  # int64 biases have no DequantizeLinear: store the real values
         real_bias = c["bias"] * s_b.astype(np.float64)
         bq = ex.const(op.name + "_bf", real_bias.astype(np.float32))
-    if op.kind == "fully_connected":
+    if op.kind == "fully_connected" and len(x_info.shape) == 1:
         y = ex.node("Gemm", [x, wq, bq], op.name, transB=1)
+    elif op.kind == "fully_connected":  # (N, …, Cin): MatMul broadcasts over the rows
+        wt = ex.node("Transpose", [wq], op.name + "_wt", perm=[1, 0])
+        y = ex.node("Add", [ex.node("MatMul", [x, wt], op.name + "_mm"), bq], op.name)
     else:
         y = _float_conv(ex, op, x, wq, bq, x_info)
     ex.clip_and_q(y, op, out)

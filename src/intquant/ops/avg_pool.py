@@ -12,7 +12,9 @@
 - No dilation attr (PyTorch has none). Validation checks `kh·kw·max|x| < 2^31` so the sum fits
   int32. count_include_pad = 0 is TFLM's AveragePool exactly; 1 is PyTorch's default.
 
-Float ops lowered here: ``avg_pool`` and ``global_avg_pool`` (one window over the whole map).
+Float ops lowered here: ``avg_pool``, ``global_avg_pool`` (one window over the whole map) and
+``mean`` over adjacent non-batch axes (x.mean(dim=1) of a (N, T, C) token sequence): the input
+viewed as (outer, length, inner) by a free reshape, one (length, 1) window per output.
 """
 
 from __future__ import annotations
@@ -164,6 +166,36 @@ def lower_global_avg_pool(lw, node, inputs: list[str]) -> str:
     return lw.same_format(node, inputs, "avg_pool", attrs)
 
 
+def run_float_mean(node, inputs):
+    x = inputs[0]
+    return x.mean(dim=[a + 1 for a in node.attrs["axes"]], keepdim=bool(node.attrs["keepdim"]))
+
+
+def lower_mean(lw, node, inputs: list[str]) -> str:
+    """Mean over adjacent axes: reshape to (outer, length, inner), a (length, 1) window."""
+    import math
+
+    from ..lower import LoweringError
+
+    x = inputs[0]
+    qp = lw.fmt[x]
+    shape = tuple(lw.tensors[x].shape)
+    axes = sorted(node.attrs["axes"])
+    if axes != list(range(axes[0], axes[-1] + 1)):
+        raise LoweringError(f"mean over the non-adjacent axes {axes}")
+    rows = (math.prod(shape[:axes[0]]), math.prod(shape[axes[0]:axes[-1] + 1]),
+            math.prod(shape[axes[-1] + 1:]))
+    if rows != shape:
+        x = lw.emit(node.name + ".rows", "reshape", [x], rows, qp, {"shape": list(rows)})
+    attrs = dict(kernel=[rows[1], 1], stride=[1, 1], padding=[0, 0, 0, 0], count_include_pad=0,
+                 zero_point=int(qp.zero_point[0]), act_min=qp.qmin, act_max=qp.qmax)
+    out = (rows[0], 1, rows[2])
+    if out == tuple(node.shape):
+        return lw.emit(node.name, "avg_pool", [x], out, qp, attrs)
+    y = lw.emit(node.name + ".mean", "avg_pool", [x], out, qp, attrs)
+    return lw.emit(node.name, "reshape", [y], node.shape, qp, {"shape": list(node.shape)})
+
+
 register(
     OpDef(
         kind="avg_pool",
@@ -199,5 +231,13 @@ register(
         same_format=True,
         channel_scaling=lambda node: True,
         fuse_into=True,
+    ),
+    FloatOpDef(
+        name="mean",
+        summary="mean over adjacent non-batch axes; attrs axes, keepdim",
+        run=run_float_mean,
+        lower=lower_mean,
+        lowers_to=("reshape", "avg_pool"),
+        same_format=True,
     ),
 )

@@ -1,4 +1,4 @@
-"""softmax — over the last axis of the tensor (classes)
+"""softmax — over one axis of the tensor (the last by default: classes, attention scores)
 
 - consts `exp_table` int32 `[T + 1]`, `exp_table[i] ≈ 2^30 · exp(−i · 2^lut_shift · s_in)` (last
   entry 0).
@@ -34,6 +34,8 @@ def check(chk: OpCheck) -> None:
     arity(chk, 1)
     x = chk.ins()[0]
     chk.expect_output_shape(x.shape)
+    if "axis" in chk.op.attrs:
+        chk.int_attr("axis", 0, len(x.shape) - 1)
     chk.int_attr("lut_shift", 0, 15)
     chk.zero_point_attr("output_zero_point", chk.out)
     chk.int_attr("output_range", 1, 2**16)
@@ -50,13 +52,19 @@ def check(chk: OpCheck) -> None:
         raise chk.fail("const 'exp_table' must be non-negative and non-increasing")
 
 
+def softmax_axis(op: Op, rank: int) -> int:
+    """The non-batch axis of the rows (attr ``axis``, else the last)."""
+    return int(op.attrs.get("axis", rank - 1))
+
+
 def run(op: Op, inputs: list[np.ndarray], out: TensorInfo) -> np.ndarray:
-    """Integer softmax over the last axis from an offline exp table."""
+    """Integer softmax along ``axis`` from an offline exp table."""
     a = op.attrs
     x = inputs[0].astype(np.int64)
+    axis = softmax_axis(op, x.ndim - 1) + 1
     table = op.consts["exp_table"].astype(np.int64)
-    e = exp_from_table(x.max(axis=-1, keepdims=True) - x, table, a["lut_shift"])
-    total = e.sum(axis=-1, keepdims=True)  # >= 2^30: the max element has e = exp_table[0]
+    e = exp_from_table(x.max(axis=axis, keepdims=True) - x, table, a["lut_shift"])
+    total = e.sum(axis=axis, keepdims=True)  # >= 2^30: the max element has e = exp_table[0]
     rng = a["output_range"]
     y = (2 * e * rng + total) // (2 * total) + a["output_zero_point"]
     return to_out(saturate(y, a["act_min"], a["act_max"]), out)
@@ -77,13 +85,15 @@ def emit_c(em, i: int, op: Op, p: str) -> None:
     x = op.inputs[0]
     shape = em.g.tensors[x].shape
     table = op.consts["exp_table"]
+    axis = softmax_axis(op, len(shape))
     t = em.const_array(f"{p}_exp_table", "int32_t", table)
     prm = em.params(
         "iq_softmax_params_t",
         f"{p}_params",
         {
-            "rows": math.prod(shape[:-1]),
-            "row_len": shape[-1],
+            "rows": math.prod(shape[:axis]),
+            "row_len": shape[axis],
+            "inner": math.prod(shape[axis + 1:]),
             "lut_shift": a["lut_shift"],
             "table_len": table.shape[0],
             "output_range": a["output_range"],
@@ -100,7 +110,8 @@ def emit_c(em, i: int, op: Op, p: str) -> None:
 
 def to_onnx(ex, op: Op) -> None:
     x = ex.dq_tensor(op.inputs[0], op.name)
-    y = ex.node("Softmax", [x], op.name, axis=-1)
+    rank = len(ex.g.tensors[op.inputs[0]].shape)
+    y = ex.node("Softmax", [x], op.name, axis=softmax_axis(op, rank) + 1)
     ex.clip_and_q(y, op, ex.g.tensors[op.output])
 
 
@@ -114,7 +125,7 @@ def to_onnx_int(ex, op: Op) -> None:
     table = op.consts["exp_table"].astype(np.int64)
     last = table.shape[0] - 1  # T: d >> lut_shift >= T gives 0
     step = 1 << a["lut_shift"]
-    axes = ex.i64(h + "_axes", [-1])
+    axes = ex.i64(h + "_axes", [softmax_axis(op, len(ex.g.tensors[op.inputs[0]].shape)) + 1])
     x = ex.cast(op.inputs[0], TensorProto.INT64, h + "_x")
     d = ex.node("Sub", [ex.node("ReduceMax", [x, axes], h + "_max", keepdims=1), x], h + "_d")
     i = ex.node("Div", [d, ex.i64(h + "_step", step)], h + "_i")
@@ -158,22 +169,23 @@ def lower(lw, node, inputs: list[str]) -> str:
     s_out, z_out = scalar_qparams(out_qp)
     output_range = int(round(1.0 / s_out))
     attrs = dict(lut_shift=lut_shift, output_zero_point=z_out, output_range=output_range,
-                 act_min=out_qp.qmin, act_max=out_qp.qmax)
+                 act_min=out_qp.qmin, act_max=out_qp.qmax,
+                 axis=int(node.attrs.get("axis", len(node.shape) - 1)))
     return lw.emit(node.name, "softmax", inputs, node.shape, out_qp, attrs, {"exp_table": table})
 
 
 def run_float(node, inputs):
     import torch
 
-    return torch.softmax(inputs[0], dim=-1)
+    return torch.softmax(inputs[0], dim=int(node.attrs.get("axis", inputs[0].dim() - 2)) + 1)
 
 
 register(
     OpDef(
         kind="softmax",
-        summary="integer softmax over the last axis (offline exp table)",
+        summary="integer softmax along any axis (offline exp table)",
         attrs=frozenset({"lut_shift", "output_zero_point", "output_range", "act_min",
-                         "act_max"}),
+                         "act_max", "axis"}),
         consts=frozenset({"exp_table"}),
         check=check,
         run=run,
@@ -185,7 +197,7 @@ register(
     ),
     FloatOpDef(
         name="softmax",
-        summary="Softmax over the last axis",
+        summary="Softmax along one non-batch axis; attr axis (default the last)",
         run=run_float,
         lower=lower,
         lowers_to=("softmax",),

@@ -17,24 +17,29 @@ static int64_t iq_softmax_exp(const iq_softmax_params_t* p, const int32_t* table
 void iq_softmax(const iq_softmax_params_t* p, const int32_t* exp_table, const void* x,
                 int32_t x_dtype, void* y, int32_t y_dtype)
 {
-    int32_t r, i;
+    const int32_t inner = p->inner;
+    int32_t r, j, i;
     for (r = 0; r < p->rows; ++r) {
-        const int32_t base = r * p->row_len;
-        int32_t max_v = INT32_MIN;
-        int64_t sum = 0;
-        for (i = 0; i < p->row_len; ++i) {
-            int32_t v = iq_load(x, base + i, x_dtype);
-            max_v = v > max_v ? v : max_v;
-        }
-        for (i = 0; i < p->row_len; ++i) {
-            sum += iq_softmax_exp(p, exp_table, max_v - iq_load(x, base + i, x_dtype));
-        }
-        /* The outputs are written after the sum, so y may not alias x: the row is re-read. */
-        for (i = 0; i < p->row_len; ++i) {
-            int64_t e = iq_softmax_exp(p, exp_table, max_v - iq_load(x, base + i, x_dtype));
-            int64_t q = (2 * e * p->output_range + sum) / (2 * sum);
-            int32_t v = iq_clamp_i32((int32_t)q + p->output_zero_point, p->act_min, p->act_max);
-            iq_store(y, base + i, y_dtype, v);
+        for (j = 0; j < inner; ++j) {
+            const int32_t base = r * p->row_len * inner + j;
+            int32_t max_v = INT32_MIN;
+            int64_t sum = 0;
+            for (i = 0; i < p->row_len; ++i) {
+                int32_t v = iq_load(x, base + i * inner, x_dtype);
+                max_v = v > max_v ? v : max_v;
+            }
+            for (i = 0; i < p->row_len; ++i) {
+                sum += iq_softmax_exp(p, exp_table, max_v - iq_load(x, base + i * inner, x_dtype));
+            }
+            /* The outputs are written after the sum, so y may not alias x: the row is re-read. */
+            for (i = 0; i < p->row_len; ++i) {
+                int64_t e = iq_softmax_exp(p, exp_table,
+                                           max_v - iq_load(x, base + i * inner, x_dtype));
+                int64_t q = (2 * e * p->output_range + sum) / (2 * sum);
+                int32_t v = iq_clamp_i32((int32_t)q + p->output_zero_point, p->act_min,
+                                         p->act_max);
+                iq_store(y, base + i * inner, y_dtype, v);
+            }
         }
     }
 }

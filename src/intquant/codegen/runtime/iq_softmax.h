@@ -1,11 +1,11 @@
-/* softmax: integer softmax over the last axis (intquant/ops/softmax.py). */
+/* softmax: integer softmax along one axis (intquant/ops/softmax.py). */
 #ifndef IQ_SOFTMAX_H
 #define IQ_SOFTMAX_H
 
 #include "iq_kernels.h"
 
 typedef struct {
-    int32_t rows, row_len;
+    int32_t rows, row_len, inner; /* element (r, i, j) at (r * row_len + i) * inner + j */
     int32_t lut_shift, table_len; /* table_len = T + 1 */
     int32_t output_range, output_zero_point, act_min, act_max;
 } iq_softmax_params_t;
