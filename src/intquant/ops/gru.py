@@ -64,9 +64,17 @@ def run_float(node, inputs):
 
 
 def to_onnx(ex, op: Op) -> None:
-    from ._recurrent_onnx import export_recurrent
+    """QDQ with ONNX's own GRU operator (float gates; see ``_recurrent_onnx``)."""
+    from ._recurrent_onnx import export_qdq
 
-    export_recurrent(ex, op)
+    export_qdq(ex, op)
+
+
+def to_onnx_int(ex, op: Op) -> None:
+    """The integer recurrence unrolled over time: bit-exact (see ``_recurrent_onnx``)."""
+    from ._recurrent_onnx import export_exact
+
+    export_exact(ex, op)
 
 
 register(
@@ -82,6 +90,7 @@ register(
         c_files=("iq_gru.c", "iq_gru.h", "iq_rnn.h"),
         c_header="iq_gru.h",
         to_onnx=to_onnx,
+        to_onnx_int=to_onnx_int,
         macs=R.macs,
         scratch_bytes=R.scratch_bytes,
         state_bytes=R.state_bytes,
