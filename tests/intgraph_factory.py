@@ -624,10 +624,12 @@ def softmax_graph(rng: np.random.Generator, *, dtype: str = "int8") -> IntGraph:
 
 def recurrent_op(b: GraphBuilder, x: str, kind: str, hidden: int, *, layers: int = 1,
                  sequence: bool = False, rounding: str = "double", out_dtype: str | None = None,
-                 initial_state: bool = True) -> str:
+                 initial_state: bool = True, gate_spread: float = 1.2,
+                 cell_shift: int | None = None) -> str:
     """A random ``gru`` / ``lstm`` op over x (T, F): int8 weights, biases and per-row
-    multipliers that spread the gate pre-activations over about ±2 (real, Q3.12), random
-    initial states (zeros without ``initial_state``), cell formats around ±4."""
+    multipliers that spread each gate term with a std of about ``gate_spread`` (real, Q3.12),
+    random initial states (zeros without ``initial_state``), cell formats 2^-10 .. 2^-14
+    (or ``cell_shift``)."""
     from intquant.ops import _recurrent as R
 
     rng = b.rng
@@ -644,7 +646,7 @@ def recurrent_op(b: GraphBuilder, x: str, kind: str, hidden: int, *, layers: int
             w = np.clip(np.round(rng.normal(0, 40, size=(rows, cols))), -127, 127)
             acc_std = np.sqrt((w**2).sum(axis=1)) * spread + 1.0
             bias = np.round(rng.normal(0, 0.3, rows) * acc_std)
-            real = 2.0**12 * 1.2 / acc_std * rng.uniform(0.7, 1.4, rows)
+            real = 2.0**12 * gate_spread / acc_std * rng.uniform(0.7, 1.4, rows)
             mult, shift = quantize_multipliers(real)
             key = "w_ih" if side == "x" else "w_hh"
             consts[f"{key}{layer}"] = w.astype(np.int8)
@@ -654,7 +656,7 @@ def recurrent_op(b: GraphBuilder, x: str, kind: str, hidden: int, *, layers: int
         h0 = rng.integers(-20000, 20001, hidden) if initial_state else np.zeros(hidden)
         consts[f"h0{layer}"] = h0.astype(np.int16)
         if kind == "lstm":
-            cs = int(rng.integers(10, 15))
+            cs = int(rng.integers(10, 15)) if cell_shift is None else cell_shift
             attrs.setdefault("cell_shifts", []).append(cs)
             c0 = rng.integers(-(1 << cs), (1 << cs) + 1, hidden) if initial_state else \
                 np.zeros(hidden)
