@@ -15,6 +15,7 @@ RUNS = [
     ["ptq.py"],
     ["peers.py"],
     ["c_backend.py"],
+    ["targets.py"],
     ["qat.py", "--epochs", "10", "--lr", "3e-3"],
     ["simulate.py"],
     ["mixed_precision.py", "--model", "mnist1d_cnn", "--budget", "0.6"],

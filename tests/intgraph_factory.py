@@ -1,9 +1,10 @@
 """Random but valid IntGraphs for tests: one builder per op kind, and random multi-op chains.
 
-Used by the interpreter tests and the C back-end tests (bit-exactness across back ends needs
-many small graphs that exercise every op and attr). Constants are random but chosen so the
-outputs actually vary (multipliers scaled to the accumulator spread, not saturating everything).
-Scales are nominal metadata: no op reads them.
+Used by the per-op tests (tests/ops), the interpreter tests and the C back-end tests
+(bit-exactness across back ends needs many small graphs that exercise every op and attr), and by
+the validation tests (``set_field``, ``edit_const``, ...: mutations of a valid graph).
+Constants are random but chosen so the outputs actually vary (multipliers scaled to the
+accumulator spread, not saturating everything). Scales are nominal metadata: no op reads them.
 
     g = conv_graph(rng, dims=2, cin=4, cout=6, groups=2)
     x = random_input(rng, g, n=8)
@@ -13,6 +14,7 @@ Scales are nominal metadata: no op reads them.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 
@@ -792,3 +794,103 @@ def random_chain(
     if softmax:
         cur = b.softmax(cur)
     return b.graph(cur)
+
+
+# ----------------------------------------------------------------------------------------------
+# Mutations of a valid graph, for validation tests: each returns ``mutate(graph)``
+# ----------------------------------------------------------------------------------------------
+
+Mutation = Callable[[IntGraph], None]
+
+
+def set_field(op_index: int, field: str, key: str, value) -> Mutation:
+    """``graph.ops[op_index].<field>[key] = value`` (field: "attrs" or "consts")."""
+
+    def mutate(g: IntGraph) -> None:
+        getattr(g.ops[op_index], field)[key] = value
+
+    return mutate
+
+
+def cast_const(op_index: int, key: str, dtype) -> Mutation:
+    def mutate(g: IntGraph) -> None:
+        g.ops[op_index].consts[key] = g.ops[op_index].consts[key].astype(dtype)
+
+    return mutate
+
+
+def edit_const(op_index: int, key: str, fn: Callable[[np.ndarray], np.ndarray]) -> Mutation:
+    """Replace a const by ``fn(copy of it)``."""
+
+    def mutate(g: IntGraph) -> None:
+        g.ops[op_index].consts[key] = fn(g.ops[op_index].consts[key].copy())
+
+    return mutate
+
+
+def set_item(a: np.ndarray, i: int, v: int) -> np.ndarray:
+    """``a[i] = v``, returning ``a`` (for edit_const)."""
+    a[i] = v
+    return a
+
+
+def del_attr(op_index: int, key: str) -> Mutation:
+    def mutate(g: IntGraph) -> None:
+        del g.ops[op_index].attrs[key]
+
+    return mutate
+
+
+def set_inputs(op_index: int, inputs: list[str]) -> Mutation:
+    def mutate(g: IntGraph) -> None:
+        g.ops[op_index].inputs = inputs
+
+    return mutate
+
+
+def set_tensor(tensor_index: int, **fields) -> Mutation:
+    """Set fields (shape, dtype, scale, zero_point) of the tensor at that position."""
+
+    def mutate(g: IntGraph) -> None:
+        t = list(g.tensors.values())[tensor_index]
+        for k, v in fields.items():
+            setattr(t, k, v)
+
+    return mutate
+
+
+def every_op_graph(rng: np.random.Generator) -> IntGraph:
+    """One small graph with every op kind and every kernel path that reads constants: int8
+    conv (4 channels a pass plus a tail of 2), depthwise, uint8-input conv, 16-bit activations
+    with int16 weights and int64 biases, int32-bias generic conv, both fully connected paths,
+    int8 / uint8 / int16 / int32 lookup tables, the LRN and both softmax exp tables, the int8
+    and the generic add, 1- and 2-byte transposes, double / single / pow2 requantization.
+
+    On AVR every constant array lives in program memory, so a kernel that reads one without
+    IQ_LOAD_* gets RAM bytes instead: bit-exactness of this graph on AVR is the check. Scales
+    are chosen so no layer saturates to a constant (each output depends on every table).
+    """
+    b = GraphBuilder(rng, (4, 6, 6), "int8")
+    c = b.conv(b.input, 6, (3, 3), padding=(1, 1, 1, 1), relu=True)
+    d = b.conv(c, 6, (3, 3), padding=(1, 1, 1, 1), groups=6)
+    x = b.add(c, d, relu=True)
+    m = b.max_pool(x)
+    a = b.avg_pool(m, (3, 3), (1, 1), (1, 1, 1, 1), count_include_pad=True)
+    x = b.concat([m, a])
+    x = b.pad(x, [0, 0, 1, 1, 1, 1])
+    x = b.transpose(x, [0, 2, 1])
+    x = b.clamp(x)
+    x = b.lrn(x, size=3)
+    u = b.lut(x, out_dtype="uint8")
+    x = b.conv(u, 5, (1, 1), out_dtype="int8", rounding="single")
+    x = b.lut(x, out_dtype="int16")
+    a16 = b.conv(x, 4, (3, 3), padding=(1, 1, 1, 1), w_dtype="int16", acc_bits=64)
+    x = b.add(a16, b.conv(a16, 4, (1, 1)))
+    x = b.lut(b.transpose(x, [0, 2, 1]))
+    # small softmax input scales: the exp tables span the inputs (no one-hot outputs)
+    b.tensors[x] = dataclasses.replace(b.tensors[x], scale=2.0**-11)
+    x = b.fully_connected(b.flatten(b.softmax(x)), 16, acc_bits=64)
+    x = b.rescale(x, out_dtype="int8", rounding="single")
+    x = b.lut(b.fully_connected(x, 13, rounding="pow2"))
+    b.tensors[x] = dataclasses.replace(b.tensors[x], scale=2.0**-5)
+    return b.graph(b.softmax(x))

@@ -20,7 +20,7 @@ ATTRS = frozenset(
     {"input_zero_point", "output_zero_point", "act_min", "act_max", "acc_bits", "rounding"}
 )
 CONSTS = frozenset({"weight", "bias", "multiplier", "shift"})
-C_FILES = ("iq_conv.h", "iq_conv_impl.h", "iq_dot.h")
+C_FILES = ("iq_conv.h", "iq_conv_impl.h", "iq_dot.h", "iq_dot_avr.h")
 ACC32_LIMIT = 2**31 - 1
 ACC64_LIMIT = 2**47  # TFLM's int64 requantization path requires |acc| < 2^47
 
