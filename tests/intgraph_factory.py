@@ -864,7 +864,8 @@ def every_op_graph(rng: np.random.Generator) -> IntGraph:
     conv (4 channels a pass plus a tail of 2), depthwise, uint8-input conv, 16-bit activations
     with int16 weights and int64 biases, int32-bias generic conv, both fully connected paths,
     int8 / uint8 / int16 / int32 lookup tables, the LRN and both softmax exp tables, the int8
-    and the generic add, 1- and 2-byte transposes, double / single / pow2 requantization.
+    and the generic add, 1- and 2-byte transposes, double / single / pow2 requantization, a
+    two-layer GRU and an LSTM (weights, gate tables, initial states).
 
     On AVR every constant array lives in program memory, so a kernel that reads one without
     IQ_LOAD_* gets RAM bytes instead: bit-exactness of this graph on AVR is the check. Scales
@@ -891,6 +892,9 @@ def every_op_graph(rng: np.random.Generator) -> IntGraph:
     b.tensors[x] = dataclasses.replace(b.tensors[x], scale=2.0**-11)
     x = b.fully_connected(b.flatten(b.softmax(x)), 16, acc_bits=64)
     x = b.rescale(x, out_dtype="int8", rounding="single")
+    # recurrent layers over the 16 values as 4 frames of 4: gate tables, h0 / c0 in flash
+    x = recurrent_op(b, b.reshape(x, (4, 4)), "gru", 5, layers=2, sequence=True)
+    x = recurrent_op(b, x, "lstm", 6, rounding="single")
     x = b.lut(b.fully_connected(x, 13, rounding="pow2"))
     b.tensors[x] = dataclasses.replace(b.tensors[x], scale=2.0**-5)
     return b.graph(b.softmax(x))

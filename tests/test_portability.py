@@ -90,7 +90,9 @@ def test_avr_constants_stay_in_program_memory(every_op, form):
     _require_target("avr")
     g, x, _, dirs = every_op
     elf = get_target("avr").build(dirs[form], x[:1], "-O2").elf
-    consts = re.compile(r"^(net_)?op\d+_(weight|bias|multiplier|shift|table|exp_table)$")
+    consts = re.compile(r"^(net_)?op\d+_(weight|bias|multiplier|shift|table|exp_table"
+                        r"|(w_ih|w_hh|bias_x|bias_h|mult_x|shift_x|mult_h|shift_h|h0|c0)\d"
+                        r"|sigmoid|tanh)$")
     found = {name: addr for name, _, addr, _ in elf_symbols(elf, "avr-nm") if consts.match(name)}
     expected = sum(len(op.consts) for op in g.ops)
     assert len(found) == expected

@@ -16,9 +16,9 @@ void iq_lstm_reset(const iq_rnn_params_t* p, void* state)
 static int32_t iq_lstm_cell_q312(int32_t c, int32_t cs)
 {
     if (cs > 12) {
-        return (c + (1 << (cs - 13))) >> (cs - 12);
+        return (c + ((int32_t)1 << (cs - 13))) >> (cs - 12);
     }
-    return iq_rnn_sat16((int64_t)c * (1 << (12 - cs)));
+    return iq_rnn_sat16((int64_t)c * ((int32_t)1 << (12 - cs)));
 }
 
 /* One step of layer L: i, f, o = σ, g = tanh of the gate sums; c' = f·c + i·g; h' = o·tanh(c'). */
@@ -42,7 +42,7 @@ static void iq_lstm_layer_step(const iq_rnn_params_t* p, const iq_rnn_layer_t* L
             p->sigmoid,
             iq_rnn_sat16(iq_rnn_gate_sum(L, 3 * hid + j, x, dtype, h, hid, p->rounding)));
         int32_t cj = iq_rnn_sat16((int64_t)iq_rnn_mul_q15(f, c[j]) +
-                                  ((i * g + (1 << (k - 1))) >> k));
+                                  ((i * g + ((int32_t)1 << (k - 1))) >> k));
         c[j] = (int16_t)cj;
         hnew[j] = (int16_t)iq_rnn_mul_q15(o, iq_rnn_table(p->tanh, iq_lstm_cell_q312(cj, cs)));
     }

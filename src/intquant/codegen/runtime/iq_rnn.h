@@ -8,18 +8,14 @@
  * Validation proved every gate sum fits int32, so the dot products accumulate in int32.
  * The state (h of every layer, then c of every layer for LSTM) lives in the arena and
  * persists between calls: <model>_reset sets it, <model>_step advances it one frame.
+ * Constant arrays (weights, biases, multipliers, shifts, h0/c0, tables) are read only through
+ * IQ_LOAD_* (iq_target.h: program memory on AVR); products are widened to int32 first
+ * (`int` is 16 bits on AVR).
  */
 #ifndef IQ_RNN_H
 #define IQ_RNN_H
 
 #include "iq_kernels.h"
-
-/* Constant arrays are read through IQ_LOAD_* (flash on Harvard targets, see iq_target.h). */
-#ifndef IQ_LOAD_S8
-#define IQ_LOAD_S8(p) (*(const int8_t*)(p))
-#define IQ_LOAD_S16(p) (*(const int16_t*)(p))
-#define IQ_LOAD_S32(p) (*(const int32_t*)(p))
-#endif
 
 typedef struct {
     int32_t input_size;
@@ -60,6 +56,12 @@ void iq_lstm_reset(const iq_rnn_params_t* p, void* state);
 void iq_lstm_run(const iq_rnn_params_t* p, const void* x, int32_t steps, void* y, void* state,
                  void* scratch);
 
+/* w[k]·v[k] + ... + w[k+3]·v[k+3], each product widened to int32 first. */
+#define IQ_RNN_DOT4(w, v, k)                                                                  \
+    ((int32_t)IQ_LOAD_S8((w) + (k)) * (v)[k] + (int32_t)IQ_LOAD_S8((w) + (k) + 1) * (v)[(k) + 1] + \
+     (int32_t)IQ_LOAD_S8((w) + (k) + 2) * (v)[(k) + 2] +                                      \
+     (int32_t)IQ_LOAD_S8((w) + (k) + 3) * (v)[(k) + 3])
+
 /* Σ w[k]·x[k] over n terms (int8 weights in flash, input of type dtype). */
 static inline int32_t iq_rnn_dot(const int8_t* w, const void* x, int32_t dtype, int32_t n)
 {
@@ -67,25 +69,23 @@ static inline int32_t iq_rnn_dot(const int8_t* w, const void* x, int32_t dtype, 
     if (dtype == IQ_S16) {
         const int16_t* v = (const int16_t*)x;
         for (; k + 4 <= n; k += 4) {
-            acc += IQ_LOAD_S8(w + k) * v[k] + IQ_LOAD_S8(w + k + 1) * v[k + 1] +
-                   IQ_LOAD_S8(w + k + 2) * v[k + 2] + IQ_LOAD_S8(w + k + 3) * v[k + 3];
+            acc += IQ_RNN_DOT4(w, v, k);
         }
         for (; k < n; ++k) {
-            acc += IQ_LOAD_S8(w + k) * v[k];
+            acc += (int32_t)IQ_LOAD_S8(w + k) * v[k];
         }
     } else if (dtype == IQ_U8) {
         const uint8_t* v = (const uint8_t*)x;
         for (; k < n; ++k) {
-            acc += IQ_LOAD_S8(w + k) * (int32_t)v[k];
+            acc += (int32_t)IQ_LOAD_S8(w + k) * (int32_t)v[k];
         }
     } else {
         const int8_t* v = (const int8_t*)x;
         for (; k + 4 <= n; k += 4) {
-            acc += IQ_LOAD_S8(w + k) * v[k] + IQ_LOAD_S8(w + k + 1) * v[k + 1] +
-                   IQ_LOAD_S8(w + k + 2) * v[k + 2] + IQ_LOAD_S8(w + k + 3) * v[k + 3];
+            acc += IQ_RNN_DOT4(w, v, k);
         }
         for (; k < n; ++k) {
-            acc += IQ_LOAD_S8(w + k) * v[k];
+            acc += (int32_t)IQ_LOAD_S8(w + k) * v[k];
         }
     }
     return acc;
@@ -125,7 +125,7 @@ static inline int32_t iq_rnn_sat16(int64_t v)
 /* a·b / 2^15 rounded half up; validation keeps |a·b| + 2^14 below 2^31. */
 static inline int32_t iq_rnn_mul_q15(int32_t a, int32_t b)
 {
-    return (a * b + (1 << 14)) >> 15;
+    return (a * b + ((int32_t)1 << 14)) >> 15;
 }
 
 /* The 513-knot table at the int16 code g, linear interpolation on the low 7 bits. */
