@@ -15,7 +15,8 @@ import pytest
 import torch
 
 import intquant
-from intquant import zoo
+import recurrent_models as RM
+from intquant import qat, zoo
 from intquant.codegen.stream import emulate_stream, reference_frames
 from intquant.codegen.toolchain import build_m0, compile_and_run_host, run_on_m0
 
@@ -75,3 +76,26 @@ def test_recurrent_zoo_m0_one_sample_and_stream(quantized, name):
     frames = reference_frames(q.graph, x[:1])
     np.testing.assert_array_equal(cost.outputs, frames)
     np.testing.assert_array_equal(cost.outputs[:, -1], ref[:1])
+
+
+@pytest.mark.parametrize("kind", ["gru", "lstm"])
+def test_recurrent_qat_eval_is_the_deployed_integer_model(kind):
+    """QAT on a model with nn.GRU / nn.LSTM: prepare and train run (the head's Linear is
+    fake-quantized; the recurrent weights train in float — they have no fake quantizer yet),
+    and eval mode is the converted integer model with its recurrent op, logit for logit."""
+    model = RM.make(kind, "batch_first_out_last")
+    x = RM.sequences(64)
+    qm = qat.prepare(model, intquant.Config())
+    opt = torch.optim.SGD(qm.parameters(), lr=0.05)
+    target = torch.arange(64) % RM.CLASSES
+    qm.train()
+    for _ in range(3):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(qm(x), target).backward()
+        opt.step()
+    qm.eval()
+    with torch.no_grad():
+        y = qm(x).numpy()
+    deployed = qat.convert(qm)
+    assert [op.kind for op in deployed.graph.ops] == [kind, "fully_connected"]
+    np.testing.assert_array_equal(y, deployed.predict(x.numpy()).astype(np.float32))
