@@ -10,6 +10,8 @@ benchmarks/arch_rnn.py (RESULTS.md), not here.
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -78,17 +80,43 @@ def test_recurrent_zoo_m0_one_sample_and_stream(quantized, name):
     np.testing.assert_array_equal(cost.outputs[:, -1], ref[:1])
 
 
+def _grid(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """int8 codes and per-row scales of a float32 gate matrix: s = max|row| / 127, round to
+    nearest (float32 division and product: correctly rounded on every IEEE machine)."""
+    s = np.abs(w).max(axis=1) / np.float32(127)
+    return np.clip(np.round(w / s[:, None]), -127, 127), s
+
+
+@pytest.mark.parametrize("layers", [1, 2])
 @pytest.mark.parametrize("kind", ["gru", "lstm"])
-def test_recurrent_qat_eval_is_the_deployed_integer_model(kind):
-    """QAT on a model with nn.GRU / nn.LSTM: prepare and train run (the head's Linear is
-    fake-quantized; the recurrent weights train in float — they have no fake quantizer yet),
-    and eval mode is the converted integer model with its recurrent op, logit for logit."""
-    model = RM.make(kind, "batch_first_out_last")
+def test_recurrent_qat_trains_on_the_deployed_grid(kind, layers):
+    """QAT of nn.GRU / nn.LSTM: in training mode the layer computes with its gate matrices on
+    their int8 row grid (the float layer with those weights, to float32 evaluation error) and
+    passes gradients to the latent weights; after training, eval mode is the converted integer
+    model, whose gate matrices are exactly the trained grid's codes. (GRUCell / LSTMCell loops
+    train their weights in float: no fake quantizer yet.)"""
+    form = "two_layers_h_n_last" if layers == 2 else "batch_first_out_last"
+    model = RM.make(kind, form)
     x = RM.sequences(64)
     qm = qat.prepare(model, intquant.Config())
+    rnn = qm.get_submodule("rnn")
+    gridded = copy.deepcopy(model.rnn)
+    with torch.no_grad():
+        for name, p in gridded.named_parameters():
+            if name.startswith("weight"):
+                codes, s = _grid(p.numpy())
+                p.copy_(torch.from_numpy(codes * s[:, None]))
+    qm.train()
+    out, _ = rnn(x)
+    with torch.no_grad():  # float32 evaluation error ~1e-7; the int8 grid moves outputs ~1e-3
+        ours = out.detach().numpy()
+        assert np.abs(ours - gridded(x)[0].numpy()).max() < 1e-5
+        assert np.abs(ours - model.rnn(x)[0].numpy()).max() > 1e-4
+    out.sum().backward()
+    assert rnn.weight_hh_l0.grad is not None and rnn.weight_hh_l0.grad.abs().sum() > 0
+
     opt = torch.optim.SGD(qm.parameters(), lr=0.05)
     target = torch.arange(64) % RM.CLASSES
-    qm.train()
     for _ in range(3):
         opt.zero_grad()
         torch.nn.functional.cross_entropy(qm(x), target).backward()
@@ -97,5 +125,10 @@ def test_recurrent_qat_eval_is_the_deployed_integer_model(kind):
     with torch.no_grad():
         y = qm(x).numpy()
     deployed = qat.convert(qm)
-    assert [op.kind for op in deployed.graph.ops] == [kind, "fully_connected"]
+    op = deployed.graph.ops[0]
+    assert [o.kind for o in deployed.graph.ops] == [kind, "fully_connected"]
+    for layer in range(layers):
+        for key in ("ih", "hh"):
+            w = getattr(rnn, f"weight_{key}_l{layer}").detach().numpy()
+            np.testing.assert_array_equal(op.consts[f"w_{key}{layer}"], _grid(w)[0])
     np.testing.assert_array_equal(y, deployed.predict(x.numpy()).astype(np.float32))

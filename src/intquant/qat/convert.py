@@ -28,7 +28,18 @@ from torch import fx, nn
 
 from ..config import Config
 from .model import QATModel
-from .modules import Add, GridAvgPool, QAdd, QConv1d, QConv2d, QLinear, fold_params
+from .modules import (
+    RECURRENT_WEIGHT_BITS,
+    Add,
+    GridAvgPool,
+    QAdd,
+    QConv1d,
+    QConv2d,
+    QLinear,
+    QRecurrent,
+    fold_params,
+    to_plain_recurrent,
+)
 from .prepare import INPUT_KEY, LayerInfo
 from .quantizers import Quantizer, deployed_code_shift
 
@@ -123,6 +134,10 @@ def ptq_overrides(qat_model: QATModel) -> dict[str, dict[str, Any]]:
     for name in qat_model.qat_adds:
         overrides[name] = _act_override(qat_model.get_submodule(name).output_quant)
     overrides[INPUT_KEY] = _act_override(qat_model.get_submodule("input_quant"))
+    for name, m in qat_model.named_modules():  # -- recurrent layers --
+        if isinstance(m, QRecurrent):
+            overrides[name] = {"weight_bits": RECURRENT_WEIGHT_BITS,
+                               "weight_scale": m.deployed_scales().double().numpy()}
     return overrides
 
 
@@ -148,6 +163,9 @@ def folded_float_model(qat_model: QATModel) -> fx.GraphModule:
         _set_module(gm, name, plain)
         if info.batchnorm:
             _set_module(gm, info.batchnorm, nn.Identity())
+    for name, m in list(gm.named_modules()):  # -- recurrent layers --
+        if isinstance(m, QRecurrent):
+            _set_module(gm, name, to_plain_recurrent(m))
     signs = {f"{n}.output_quant" for n, i in infos.items() if i.act_quantizer == "sign"}
     if signs:
         gm.add_submodule("sign_as_hardtanh", nn.Hardtanh(-1.0, 1.0))

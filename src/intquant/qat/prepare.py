@@ -13,6 +13,11 @@ graph will hold quantized tensors, so what QAT trains is what lowering deploys:
   when that is the activation quantizer) at ``act_bits`` (8 bits when ``act_quantizer`` is
   ``sign``), the first/last rule applies as to layers, and ``Config.overrides[<add>]`` sets
   ``act_bits`` / ``act_quantizer``.
+- every nn.GRU / nn.LSTM becomes a ``QGRU`` / ``QLSTM`` whose gate matrices are fake-quantized
+  on the int8 row grid lowering deploys (``modules.fake_quant_rows``); convert passes those row
+  scales to PTQ. The gates and the state are 16-bit fixed point in the integer op and are not
+  fake-quantized (their rounding is far below the weights'); GRUCell / LSTMCell loops train in
+  float.
 Pools, flatten and reshapes between layers keep the quantized values unchanged (max pooling of
 codes equals the codes of max pooling), as in the integer graph.
 
@@ -45,7 +50,15 @@ from torch import fx, nn
 
 from ..config import Config
 from .model import CALIBRATION_SAMPLES, QATModel
-from .modules import QUANT_LAYERS, GridAvgPool, QAdd, to_foldable_bn, to_qat_layer
+from .modules import (
+    QUANT_LAYERS,
+    QUANT_RECURRENT,
+    GridAvgPool,
+    QAdd,
+    to_foldable_bn,
+    to_qat_layer,
+    to_qat_recurrent,
+)
 from .quantizers import ACT_QUANTIZERS, WEIGHT_QUANTIZERS, make_act_quantizer, make_weight_quantizer
 
 __all__ = ["prepare", "recalibrate_batchnorm", "LayerInfo", "AddInfo", "QAT_OVERRIDE_KEYS"]
@@ -323,6 +336,10 @@ def prepare(model: nn.Module, config: Config | None = None,
             raise ValueError(f"prepare: layer {name!r} ({type(m).__name__}) has no QAT version; "
                              "supported: Conv1d, Conv2d, Linear")
     gm = _trace(float_model)
+    # -- recurrent layers --: gate matrices fake-quantized on their deployed int8 row grid
+    for name, m in list(gm.named_modules()):
+        if type(m) in QUANT_RECURRENT:
+            _set_module(gm, name, to_qat_recurrent(m))
     graph = gm.graph
     modules = dict(gm.named_modules())
     layer_nodes = [n for n in graph.nodes if _is_module(n, modules, tuple(QUANT_LAYERS))]
