@@ -18,6 +18,7 @@ RUNS = [
     ["targets.py"],
     ["qat.py", "--epochs", "10", "--lr", "3e-3"],
     ["simulate.py"],
+    ["lowbit.py"],
     ["mixed_precision.py", "--model", "mnist1d_cnn", "--budget", "0.6"],
     ["analyze_speed.py"],
     ["onnx_conformance.py"],

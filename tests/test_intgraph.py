@@ -246,8 +246,8 @@ FILE_CASES = [
     ),
     (
         "future version",
-        lambda p: _edit_manifest(p, lambda m: m.__setitem__("version", 2)),
-        "key 'version' = 2; this reader understands version 1",
+        lambda p: _edit_manifest(p, lambda m: m.__setitem__("version", 3)),
+        "key 'version' = 3; this reader understands versions \\[1, 2\\]",
     ),
     (
         "unknown kind",
@@ -345,7 +345,7 @@ def test_saved_file_is_a_plain_npz_with_manifest(tmp_path) -> None:
     arrays = _read_npz(path)
     assert sorted(arrays) == sorted(["0/weight", "0/bias", "0/multiplier", "0/shift", MANIFEST_KEY])
     m = json.loads(arrays[MANIFEST_KEY].tobytes().decode("utf-8"))
-    assert m["format"] == "intquant.intgraph" and m["version"] == 1
+    assert m["format"] == "intquant.intgraph" and m["version"] == 2
     assert m["ops"][0]["attrs"]["stride"] == [1, 1]
     assert [t["name"] for t in m["tensors"]] == ["t0", "t1"]
     np.testing.assert_array_equal(arrays["0/weight"], g.ops[0].consts["weight"])

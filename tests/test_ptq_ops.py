@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 import intquant
 from intquant.lower import lower
+from intquant.ops import weight_codes
 from intquant.qmodel import QuantizedModel
 from ops.conftest import Fn, batchnorm
 
@@ -210,7 +211,7 @@ def test_per_block_weights_follow_block_grids() -> None:
                               bias_correction=False)
         q = intquant.quantize(lin, x, cfg, progress=False)
         op = q.graph.ops[0]
-        w_int = op.consts["weight"].astype(np.int64)
+        w_int = weight_codes(op).astype(np.int64)
         m = op.consts["multiplier"].astype(np.float64) * 2.0 ** (op.consts["shift"] - 31)
         w_scale = m * q.output_info.scale / q.input_info.scale  # s_w = m · s_out / s_in
         w_hat = w_int * w_scale[:, None]

@@ -37,6 +37,8 @@ class CEmitter:
         self.declarations: dict[str, str] = {}  # kernel instance -> its prototype
         self.instance_sources: dict[str, str] = {}  # kernel instance -> its template instance
         self.weight_bytes = 0
+        self.op_const_bytes: dict[int, int] = {}  # op index -> bytes of its const arrays
+        self.weight_array_bytes: dict[str, int] = {}  # op name -> bytes of its weight array
         # (symbol, typed values) of the arrays kept out of the C source (<name>_weights.S)
         self.blobs: list[tuple[str, np.ndarray]] | None = [] if binary_weights else None
 
@@ -121,7 +123,9 @@ class CEmitter:
                 f"{comment_text(op.output)} */"
             )
             self.calls.append(f"    IQ_PROFILE_MARK({i});")
+            before = self.weight_bytes
             emit_c(self, i, op, f"op{i}")
+            self.op_const_bytes[i] = self.weight_bytes - before
         self.calls.append("    IQ_PROFILE_MARK(-1);")
 
     # -- what the project needs ----------------------------------------------------------------

@@ -445,7 +445,10 @@ def write_files(
         "weight_bytes": em.weight_bytes,
         "macs": sum(op_macs(op, graph) for op in graph.ops),
         "ops": [
-            {"index": i, "name": op.name, "kind": op.kind, "macs": op_macs(op, graph)}
+            {"index": i, "name": op.name, "kind": op.kind, "macs": op_macs(op, graph),
+             "const_bytes": em.op_const_bytes.get(i, 0),
+             **({"weight_array_bytes": em.weight_array_bytes[op.name]}
+                if op.name in em.weight_array_bytes else {})}
             for i, op in enumerate(graph.ops)
         ],
         "meta": meta or {},
