@@ -319,18 +319,21 @@ def run_stream_m0(out_dir: str | os.PathLike, inputs: np.ndarray, opt: str = "-O
 
 @dataclass
 class StreamCost:
-    """Instructions on unicorn's Cortex-M0: one ``<name>_reset`` and each ``<name>_step``."""
+    """Cost on unicorn's Cortex-M0 of one ``<name>_reset`` and of each ``<name>_step``:
+    instructions, and cycles from the Cortex-M0 timings of ``cycles.py`` (single-cycle
+    multiplier, no flash wait states)."""
 
     outputs: np.ndarray  # (N, T, *step output shape)
     reset: int
-    per_frame: list[int]  # every step of every sample, in order
+    per_frame: list[int]  # instructions of every step of every sample, in order
     board: str
+    per_frame_cycles: list[int]  # the same steps in M0 cycles
 
 
 def emulate_stream(out_dir: str | os.PathLike, inputs: np.ndarray, opt: str = "-O2"
                    ) -> StreamCost:
     """Call ``<name>_reset`` and ``<name>_step`` frame by frame on unicorn's Cortex-M0,
-    counting the instructions of each call (the image of ``m0/stream_main.c``)."""
+    counting the instructions and cycles of each call (the image of ``m0/stream_main.c``)."""
     from elftools.elf.elffile import ELFFile
     from unicorn import UC_ARCH_ARM, UC_HOOK_BLOCK, UC_MODE_THUMB, Uc
     from unicorn.arm_const import (
@@ -341,12 +344,12 @@ def emulate_stream(out_dir: str | os.PathLike, inputs: np.ndarray, opt: str = "-
         UC_CPU_ARM_CORTEX_M0,
     )
 
+    from .cycles import TraceCounter
     from .toolchain import (
         IO_BASE,
         RETURN_ADDR,
         ToolchainError,
         _check_inputs,
-        _thumb_instruction_count,
         build_m0,
         elf_symbols,
     )
@@ -368,42 +371,38 @@ def emulate_stream(out_dir: str | os.PathLike, inputs: np.ndarray, opt: str = "-
             if seg["p_type"] == "PT_LOAD" and seg["p_filesz"]:
                 uc.mem_write(seg["p_paddr"], seg.data())
                 uc.mem_write(seg["p_vaddr"], seg.data())
-    counts: dict[int, int] = {}
-    state = {"n": 0}
-
-    def on_block(uc_, address, size, _user):
-        c = counts.get(address)
-        if c is None:
-            c = counts[address] = _thumb_instruction_count(bytes(uc_.mem_read(address, size)))
-        state["n"] += c
-
-    uc.hook_add(UC_HOOK_BLOCK, on_block)
+    counter = TraceCounter()
+    uc.hook_add(UC_HOOK_BLOCK, lambda uc_, address, size, _u: counter.on_block(address, size, uc_))
     stack_top = 0x20000000 + build.ram_size
     item = info.input_dtype.itemsize
     frame_bytes = s["step_input_size"] * item
     out_bytes = math.prod(s["step_output_shape"]) * info.output_dtype.itemsize
     out_addr = IO_BASE + 0x8000
 
-    def call(fn: str, *args: int) -> int:
+    def call(fn: str, *args: int) -> tuple[int, int]:
+        """(instructions, cycles) of one call."""
         for reg, v in zip((UC_ARM_REG_R0, UC_ARM_REG_R1), args, strict=False):
             uc.reg_write(reg, v)
         uc.reg_write(UC_ARM_REG_SP, stack_top)
         uc.reg_write(UC_ARM_REG_LR, RETURN_ADDR | 1)
-        state["n"] = 0
+        counter.start()
         uc.emu_start(syms[fn] | 1, RETURN_ADDR, timeout=120 * 1000 * 1000)
-        return state["n"]
+        total = counter.finish(RETURN_ADDR).total
+        return total.instructions, total.cycles()
 
     steps = math.prod(info.input_shape) // s["step_input_size"]
-    outs, per_frame, reset = [], [], 0
+    outs, per_frame, per_frame_cycles, reset = [], [], [], 0
     for sample in x:
         raw = sample.tobytes()
-        reset = call(f"{info.name}_reset")
+        reset = call(f"{info.name}_reset")[0]
         for t in range(steps):
             uc.mem_write(IO_BASE, raw[t * frame_bytes:(t + 1) * frame_bytes])
-            per_frame.append(call(f"{info.name}_step", IO_BASE, out_addr))
+            n, cycles = call(f"{info.name}_step", IO_BASE, out_addr)
+            per_frame.append(n)
+            per_frame_cycles.append(cycles)
             outs.append(bytes(uc.mem_read(out_addr, out_bytes)))
     return StreamCost(_frames_out(b"".join(outs), info, s, x.shape[0]), reset, per_frame,
-                      build.board)
+                      build.board, per_frame_cycles)
 
 
 def reference_frames(graph: IntGraph, x: np.ndarray) -> np.ndarray:
