@@ -208,9 +208,11 @@ def _time_outputs(g: IntGraph) -> set[str]:
 
 def assert_stream_m0_equals_reference(kind: str, tmp_path) -> None:
     """The same stream, frame by frame, on unicorn's Cortex-M0: every step output equals the
-    interpreter on the prefix; instructions are counted per frame."""
+    interpreter on the prefix; instructions and cycles are counted per frame."""
     require_tool("arm-none-eabi-gcc")
     g, x, out_dir = stream_case(kind, "two_layers_h_n_last", tmp_path, act_bits=16)
     cost = emulate_stream(out_dir, x[:3])
     np.testing.assert_array_equal(cost.outputs, reference_frames(g, x[:3]))
     assert min(cost.per_frame) > 0 and cost.reset > 0
+    # every Cortex-M0 instruction takes at least one cycle
+    assert all(c >= n for c, n in zip(cost.per_frame_cycles, cost.per_frame, strict=True))
