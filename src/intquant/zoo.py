@@ -190,9 +190,8 @@ class RecurrentKWS(nn.Module):
     (batch_first), the last step's output into a linear head. Streams frame by frame in C
     (``<name>_reset`` / ``<name>_step``)."""
 
-    def __init__(self, kind: str, features: int, hidden: int, classes: int) -> None:
+    def __init__(self, rnn: type[nn.Module], features: int, hidden: int, classes: int) -> None:
         super().__init__()
-        rnn = nn.GRU if kind == "gru" else nn.LSTM
         self.rnn = rnn(features, hidden, batch_first=True)
         self.fc = nn.Linear(hidden, classes)
 
@@ -203,12 +202,12 @@ class RecurrentKWS(nn.Module):
 
 def _gru_kws() -> nn.Module:
     """GRU(10 -> 32) + Linear(32 -> 12) over 49 MFCC frames: 4.6k parameters."""
-    return RecurrentKWS("gru", 10, 32, 12)
+    return RecurrentKWS(nn.GRU, 10, 32, 12)
 
 
 def _lstm_kws() -> nn.Module:
     """LSTM(10 -> 32) + Linear(32 -> 12) over 49 MFCC frames: 6.0k parameters."""
-    return RecurrentKWS("lstm", 10, 32, 12)
+    return RecurrentKWS(nn.LSTM, 10, 32, 12)
 
 
 @dataclass(frozen=True)

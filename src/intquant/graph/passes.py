@@ -87,7 +87,13 @@ def stack_recurrent_layers(graph: Graph) -> Graph:
     kind into it (one node of ``layers`` + 1 layers): exact in float, and the integer op then
     passes its 16-bit state between the layers instead of an 8-bit sequence in the arena
     (two nn.GRU modules in a row, stacked cell loops, an ONNX model's one node per layer)."""
-    for second in [n for n in graph.nodes if n.op in ("gru", "lstm")]:
+    from ..ops import FLOAT_OPS
+
+    def recurrent(n) -> bool:  # an op with inner gate matrices and a sequence output mode
+        d = FLOAT_OPS.get(n.op)
+        return d is not None and d.weight_tensors is not None and "sequence" in n.attrs
+
+    for second in [n for n in graph.nodes if recurrent(n)]:
         first = graph.node(second.inputs[0])
         if first.op != second.op or not first.attrs["sequence"] or first.act is not None:
             continue
