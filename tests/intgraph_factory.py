@@ -1185,6 +1185,79 @@ def prelu_graph(rng: np.random.Generator, *, dims: int = 2, dtype: str = "int8",
     return b.graph()
 
 
+# -- recurrent layers --------------------------------------------------------------------------
+
+
+def recurrent_op(b: GraphBuilder, x: str, kind: str, hidden: int, *, layers: int = 1,
+                 sequence: bool = False, rounding: str = "double", out_dtype: str | None = None,
+                 initial_state: bool = True, gate_spread: float = 1.2,
+                 cell_shift: int | None = None) -> str:
+    """A random ``gru`` / ``lstm`` op over x (T, F): int8 weights, biases and per-row
+    multipliers that spread each gate term with a std of about ``gate_spread`` (real, Q3.12),
+    random initial states (zeros without ``initial_state``), cell formats 2^-10 .. 2^-14
+    (or ``cell_shift``)."""
+    from intquant.ops import _recurrent as R
+
+    rng = b.rng
+    xi = b.info(x)
+    steps, features = xi.shape
+    rows = R.GATES[kind] * hidden
+    attrs: dict = {"hidden_size": hidden, "layers": layers, "sequence": int(sequence),
+                   "input_zero_point": xi.zero_point, "rounding": rounding}
+    consts: dict[str, np.ndarray] = {"sigmoid": R.gate_table("sigmoid"),
+                                     "tanh": R.gate_table("tanh")}
+    for layer in range(layers):
+        f_in, in_dtype = (features, xi.dtype) if layer == 0 else (hidden, "int16")
+        for side, cols, spread in (("x", f_in, _dtype_spread(in_dtype)), ("h", hidden, 12000.0)):
+            w = np.clip(np.round(rng.normal(0, 40, size=(rows, cols))), -127, 127)
+            acc_std = np.sqrt((w**2).sum(axis=1)) * spread + 1.0
+            bias = np.round(rng.normal(0, 0.3, rows) * acc_std)
+            real = 2.0**12 * gate_spread / acc_std * rng.uniform(0.7, 1.4, rows)
+            mult, shift = quantize_multipliers(real)
+            key = "w_ih" if side == "x" else "w_hh"
+            consts[f"{key}{layer}"] = w.astype(np.int8)
+            consts[f"bias_{side}{layer}"] = bias.astype(np.int32)
+            consts[f"mult_{side}{layer}"] = mult
+            consts[f"shift_{side}{layer}"] = shift
+        h0 = rng.integers(-20000, 20001, hidden) if initial_state else np.zeros(hidden)
+        consts[f"h0{layer}"] = h0.astype(np.int16)
+        if kind == "lstm":
+            cs = int(rng.integers(10, 15)) if cell_shift is None else cell_shift
+            attrs.setdefault("cell_shifts", []).append(cs)
+            c0 = rng.integers(-(1 << cs), (1 << cs) + 1, hidden) if initial_state else \
+                np.zeros(hidden)
+            consts[f"c0{layer}"] = c0.astype(np.int16)
+    out_dtype = out_dtype or xi.dtype
+    lo, hi = ACTIVATION_DTYPES[out_dtype]
+    m, sh = quantize_multiplier((hi - lo) / 65534.0 * rng.uniform(1.0, 1.6))
+    zp = random_zero_point(rng, out_dtype)
+    attrs.update(output_zero_point=zp, act_min=lo, act_max=hi, out_multiplier=m, out_shift=sh)
+    out = b.new_tensor((steps, hidden) if sequence else (hidden,), out_dtype, zero_point=zp)
+    return b.op(kind, [x], out, attrs, consts)
+
+
+def _recurrent_graph(kind: str):
+    def build(rng: np.random.Generator, *, dtype: str = "int8", steps: int | None = None,
+              features: int | None = None, hidden: int | None = None, layers: int | None = None,
+              sequence: bool | None = None, rounding: str | None = None) -> IntGraph:
+        """A random one-op ``{kind}`` graph (sizes, layers, output mode drawn unless given)."""
+        steps = steps or int(rng.integers(1, 9))
+        features = features or int(rng.integers(1, 12))
+        b = GraphBuilder(rng, (steps, features), dtype)
+        recurrent_op(b, b.input, kind, hidden or int(rng.integers(1, 14)),
+                     layers=layers or int(rng.integers(1, 3)),
+                     sequence=bool(rng.integers(0, 2)) if sequence is None else sequence,
+                     rounding=rounding or str(rng.choice(["double", "single"])))
+        return b.graph()
+
+    build.__doc__ = build.__doc__.format(kind=kind)
+    return build
+
+
+gru_graph = _recurrent_graph("gru")
+lstm_graph = _recurrent_graph("lstm")
+
+
 ONE_OP_BUILDERS: dict[str, Callable[..., IntGraph]] = {
     "conv": conv_graph,
     "fully_connected": fully_connected_graph,
@@ -1216,6 +1289,9 @@ ONE_OP_BUILDERS: dict[str, Callable[..., IntGraph]] = {
     "matmul": matmul_graph,
     "add_const": add_const_graph,
     "slice": slice_graph,
+    # -- recurrent layers --
+    "gru": gru_graph,
+    "lstm": lstm_graph,
 }
 
 
@@ -1394,6 +1470,8 @@ def every_op_graph(rng: np.random.Generator) -> IntGraph:
     int8 / uint8 / int16 / int32 lookup tables, the LRN and both softmax exp tables, the int8
     and the generic add, per-channel PReLU, a broadcast mul and sub, 1- and 2-byte transposes,
     double / single / pow2 requantization.
+    and the generic add, 1- and 2-byte transposes, double / single / pow2 requantization, a
+    two-layer GRU and an LSTM (weights, gate tables, initial states).
 
     On AVR every constant array lives in program memory, so a kernel that reads one without
     IQ_LOAD_* gets RAM bytes instead: bit-exactness of this graph on AVR is the check. Scales
@@ -1431,6 +1509,11 @@ def every_op_graph(rng: np.random.Generator) -> IntGraph:
     t = matmul_op(b, b.reshape(t, (13, 1)), t)
     x = b.lut(b.flatten(slice_op(b, t, 1, 1, 5, 2)))
     b.tensors[x] = dataclasses.replace(b.tensors[x], scale=2.0**-3)
+    # recurrent layers over the 16 values as 4 frames of 4: gate tables, h0 / c0 in flash
+    x = recurrent_op(b, b.reshape(x, (4, 4)), "gru", 5, layers=2, sequence=True)
+    x = recurrent_op(b, x, "lstm", 6, rounding="single")
+    x = b.lut(b.fully_connected(x, 13, rounding="pow2"))
+    b.tensors[x] = dataclasses.replace(b.tensors[x], scale=2.0**-5)
     return b.graph(b.softmax(x))
 
 

@@ -20,12 +20,15 @@ from intgraph_factory import (
     add_const_op,
     binary_chain,
     conv_graph,
+    gru_graph,
     layer_norm_op,
+    lstm_graph,
     matmul_op,
     mul,
     prelu,
     random_chain,
     random_input,
+    recurrent_op,
     slice_op,
     upsample_step,
 )
@@ -123,6 +126,9 @@ def every_op_graph(dtype: str) -> IntGraph:
     t = b.flatten(t)
     t = b.fully_connected(t, 6, **acc)
     t = b.softmax(t)
+    # recurrent layers over the 6 values as 2 frames of 3 (a stacked GRU's sequence, an LSTM)
+    t = recurrent_op(b, b.reshape(t, (2, 3)), "gru", 4, layers=2, sequence=True)
+    t = b.flatten(recurrent_op(b, t, "lstm", 5, rounding="single"))
     # binary (packed ±1) ops on the flattened features: sign, the W1A1 layers, unpack
     s = b.sign_conv(t, 40)
     s = b.binary_fully_connected(s, 33)
@@ -250,5 +256,9 @@ def test_random_chains_cover_every_op_kind_and_run(dtype: str) -> None:
     for dims in (1, 2):  # the packed-bit (BNN) kinds
         g = binary_chain(np.random.default_rng(dims), dims=dims, dtype=dtype)
         run(g, random_input(np.random.default_rng(dims), g, 2))
+        kinds |= {op.kind for op in g.ops}
+    for seed, build in enumerate((gru_graph, lstm_graph)):  # the recurrent kinds
+        g = build(np.random.default_rng(seed), dtype=dtype)
+        run(g, random_input(np.random.default_rng(seed), g, 2))
         kinds |= {op.kind for op in g.ops}
     assert kinds == set(OPS)

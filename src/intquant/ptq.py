@@ -25,7 +25,7 @@ from .methods.act_clipping import search_act_clipping
 from .methods.equalize import absorb_biases, equalize
 from .numerics import QParams, choose_qparams
 from .observers import make_observer
-from .ops import FLOAT_OPS
+from .ops import FLOAT_OPS, float_op
 from .progress import bar
 from .qmodel import QuantizedModel
 
@@ -96,10 +96,12 @@ def calibrate(graph: Graph, batches: list[np.ndarray], config: Config,
             cfg["calibration"], percentile=config.percentile, name=node.name
         )
         needs_obs.append(node.name)
+    inner = [n for n in graph.nodes if n.op != "input" and float_op(n.op).observe is not None]
     for x in bar(batches, "calibrating", progress):
         values = run_graph(graph, x, record=True)
         for name in needs_obs:
             observers[name].update(values[name].numpy())
+        observe_inner(inner, values, observers)
     acts: dict[str, QParams] = {}
     for node in graph.nodes:
         cfg = config.for_layer(node.name)
@@ -120,7 +122,25 @@ def calibrate(graph: Graph, batches: list[np.ndarray], config: Config,
             acts[node.name] = observers[node.name].qparams(
                 bits, symmetric=symmetric, signed=True, power_of_two=cfg["power_of_two"]
             )
+    for node in inner:  # state inside an op: its whole range, 16-bit (FloatOpDef.observe)
+        prefix = node.name + "/"
+        for name in [k for k in observers if k.startswith(prefix)]:
+            acts[name] = observers[name].qparams(16, symmetric=True, signed=True)
     return acts
+
+
+@torch.no_grad()
+def observe_inner(nodes: list, values: dict, observers: dict) -> None:
+    """Record the ranges of the tensors computed inside ``nodes`` (``FloatOpDef.observe``, e.g.
+    an LSTM's cell state) as ``observers["<node>/<key>"]``: max-abs observers, because a
+    state clipped by its format stays wrong for every later time step."""
+    for node in nodes:
+        inner = float_op(node.op).observe(node, [values[i] for i in node.inputs])
+        for key, v in inner.items():
+            name = f"{node.name}/{key}"
+            if name not in observers:
+                observers[name] = make_observer("maxabs", name=name)
+            observers[name].update(v.numpy())
 
 
 def weight_calibration(cfg: dict[str, Any]) -> str:
@@ -151,6 +171,27 @@ def weight_qparams(node_name: str, weight: np.ndarray, cfg: dict[str, Any]) -> Q
     obs = make_observer(weight_calibration(cfg), axis=axis, name=f"{node_name}.weight")
     obs.update(weight)
     return obs.qparams(bits, symmetric=True, signed=True, power_of_two=cfg["power_of_two"])
+
+
+def inner_weight_qparams(node: Any, cfg: dict[str, Any]) -> dict[str, QParams]:
+    """Formats of the weight matrices of an op that is not a conv/linear (a GRU's gate
+    matrices, ``FloatOpDef.weight_tensors``), one scale per row, as ``"<node>/<key>"``. A
+    ``weight_scale`` override lists the rows' scales of every matrix in order (what QAT
+    trained)."""
+    mats = float_op(node.op).weight_tensors(node)
+    given = cfg.get("weight_scale")
+    out, start = {}, 0
+    for key, w in mats.items():
+        name = f"{node.name}/{key}"
+        if given is not None:
+            scale = np.asarray(given, np.float64).reshape(-1)[start:start + w.shape[0]]
+            start += w.shape[0]
+            out[name] = QParams(scale=scale, zero_point=np.zeros(scale.shape, np.int64),
+                                bits=int(cfg["weight_bits"]), signed=True, axis=0, narrow=True,
+                                name=name)
+        else:
+            out[name] = weight_qparams(name, w, {**cfg, "weight_scale": None})
+    return out
 
 
 def _per_channel_rows(weight: np.ndarray, axis: int | None) -> np.ndarray:
@@ -255,6 +296,8 @@ def make_plan(graph: Graph, acts: dict[str, QParams], config: Config,
     weights = {}
     blocked: dict[str, np.ndarray] = {}
     for node in graph.nodes:
+        if node.op != "input" and float_op(node.op).weight_tensors is not None:
+            weights.update(inner_weight_qparams(node, config.for_layer(node.name)))
         if node.op not in WEIGHTED:
             continue
         cfg = config.for_layer(node.name)

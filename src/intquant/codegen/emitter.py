@@ -37,6 +37,7 @@ class CEmitter:
         self.plan = plan
         self.data: list[str] = []  # const arrays and parameter structs
         self.calls: list[str] = []  # body of <name>_run
+        self.resets: list[str] = []  # body of <name>_reset: recurrent ops' initial states
         self.declarations: dict[str, str] = {}  # kernel instance -> its prototype
         self.instance_sources: dict[str, str] = {}  # kernel instance -> its template instance
         self.extra_runtime: list[str] = []  # runtime files kernels chose beyond their kind's
@@ -56,6 +57,15 @@ class CEmitter:
             return "(const void*)output" if const else "(void*)output"
         assert where == ARENA
         return f"({'const ' if const else ''}void*)(IQ_ARENA + {off})"
+
+    def state_ptr(self, i: int) -> str:
+        """The persistent state of op ``i`` in the arena (``OpDef.state_bytes``)."""
+        return f"(void*)(IQ_ARENA + {self.plan.state[i][0]})"
+
+    def scratch_ptr(self, i: int) -> str:
+        """The scratch buffer of op ``i`` in the arena (``OpDef.scratch_bytes``), or NULL."""
+        return f"(void*)(IQ_ARENA + {self.plan.scratch[i][0]})" if i in self.plan.scratch \
+            else "NULL"
 
     def typed(self, tensor: str, const: bool) -> str:
         ct = C_TYPE[self.g.tensors[tensor].dtype]

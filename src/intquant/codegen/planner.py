@@ -13,7 +13,9 @@ size and a lower bound next to it. Steps:
      input has the output's size (not a broadcast operand of add / mul).
    Tensors sharing bytes are merged into one buffer whose lifetime is the union of theirs.
 2. *Lifetimes.* A buffer is live from the op that produces it to the last op that reads it;
-   scratch (``OpDef.scratch_bytes``: conv im2col) is live during its op only.
+   scratch (``OpDef.scratch_bytes``: conv im2col) is live during its op only; the state of a
+   recurrent op (``OpDef.state_bytes``) is live throughout, so that ``<name>_step`` finds it
+   unchanged from one streamed frame to the next.
 3. *Lower bound.* At each op, every buffer live at that op must be held at once: the largest such
    total (sizes rounded up to the 4-byte alignment) is a lower bound for any placement.
 4. *Placement.* Several first-fit orders are tried, TFLM's greedy largest-first among them, plus
@@ -78,6 +80,7 @@ class MemoryPlan:
     buffers: list[Buffer]
     locations: dict[str, tuple[str, int]]  # tensor -> (INPUT | OUTPUT | ARENA, offset)
     scratch: dict[int, tuple[int, int]]  # op index -> (offset, bytes)
+    state: dict[int, tuple[int, int]]  # op index -> (offset, bytes) of a recurrent op's state
     in_place: list[str]  # names of ops that run in place
     copies: list[int]  # op indices of reshapes that must copy (their output is the graph output)
 
@@ -93,6 +96,12 @@ def scratch_bytes(graph: IntGraph, op_index: int) -> int:
     """Scratch bytes an op needs during its run only (its op module says how many)."""
     op = graph.ops[op_index]
     return op_def(op.kind).scratch_bytes(graph, op)
+
+
+def state_bytes(graph: IntGraph, op_index: int) -> int:
+    """Bytes of state an op keeps for the whole program (its op module says how many)."""
+    op = graph.ops[op_index]
+    return op_def(op.kind).state_bytes(graph, op)
 
 
 class _UnionFind:
@@ -197,6 +206,10 @@ def _build_buffers(graph: IntGraph, uf: _UnionFind) -> tuple[list[Buffer], dict[
         s = scratch_bytes(graph, i)
         if s:
             buffers.append(Buffer(name=f"scratch:{i}", size=align_up(s), first=i, last=i))
+        s = state_bytes(graph, i)
+        if s:
+            buffers.append(Buffer(name=f"state:{i}", size=align_up(s), first=0,
+                                  last=len(graph.ops)))
     return buffers, by_tensor
 
 
@@ -342,6 +355,11 @@ def plan_memory(graph: IntGraph) -> MemoryPlan:
         for b in buffers
         if b.name.startswith("scratch")
     }
+    state = {
+        int(b.name.split(":")[1]): (b.offset, b.size)
+        for b in buffers
+        if b.name.startswith("state")
+    }
     return MemoryPlan(
         arena_bytes=_arena_of(buffers, offsets),
         lower_bound=bound,
@@ -350,6 +368,7 @@ def plan_memory(graph: IntGraph) -> MemoryPlan:
         buffers=buffers,
         locations=locations,
         scratch=scratch,
+        state=state,
         in_place=in_place,
         copies=copies,
     )

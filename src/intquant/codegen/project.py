@@ -19,6 +19,7 @@ from ..intgraph import IntGraph, TensorInfo, op_macs
 from .c_syntax import C_TYPE, c_identifier, c_int, comment_text, scale_as_rational
 from .emitter import CEmitter
 from .planner import MemoryPlan
+from .stream import StreamAPI, driver_files, stream_api
 
 
 def _tensor_defines(prefix: str, what: str, t: TensorInfo) -> list[str]:
@@ -38,7 +39,8 @@ def _tensor_defines(prefix: str, what: str, t: TensorInfo) -> list[str]:
 
 
 def header_source(
-    graph: IntGraph, name: str, plan: MemoryPlan, weight_bytes: int, meta: dict[str, Any] | None
+    graph: IntGraph, name: str, plan: MemoryPlan, weight_bytes: int, meta: dict[str, Any] | None,
+    stream: StreamAPI | None = None,
 ) -> str:
     up = c_identifier(name).upper()
     tin, tout = graph.tensors[graph.input], graph.tensors[graph.output]
@@ -78,14 +80,19 @@ def header_source(
         "",
         f"int {name}_run(const {name}_input_t* input, {name}_output_t* output);",
         "",
+        *([*stream.header_lines(name, up), ""] if stream is not None else []),
         f"#endif /* {guard} */",
         "",
     ]
     return "\n".join(lines)
 
 
-def model_source(em: CEmitter, name: str) -> str:
+def model_source(em: CEmitter, name: str, stream: StreamAPI | None = None) -> str:
+    """<name>.c. With recurrent ops (``em.resets``), ``<name>_run`` first sets their state to
+    its initial value; a streaming model also gets ``<name>_reset`` and ``<name>_step``
+    (``stream.py``); otherwise the resets are inlined into ``<name>_run``."""
     decls = "".join(em.declarations.values())
+    reset = [f"    {name}_reset();"] if stream is not None else em.resets
     arena_words = max(1, (em.plan.arena_bytes + 3) // 4)
     return "\n".join(
         [
@@ -118,10 +125,12 @@ def model_source(em: CEmitter, name: str) -> str:
             "        return IQ_ERR_NULL_ARGUMENT;",
             "    }",
             "    (void)iq_arena_words; /* unused when every tensor lives in input/output */",
+            *reset,
             *em.calls,
             "    return 0;",
             "}",
             "",
+            stream.source(name, em.resets) if stream is not None else "",
         ]
     )
 
@@ -380,6 +389,7 @@ def write_files(
     up = name.upper()
     runtime = resources.files("intquant.codegen") / "runtime"
     written: list[str] = []
+    stream = stream_api(graph, name, plan, em)  # before the kernels: it may add instances
 
     def put(rel: str, text: str) -> None:
         p = d / rel
@@ -397,8 +407,8 @@ def write_files(
             written.append(rel)
         put(f"{name}_weights.S", asm)
         lib.append(f"{name}_weights.S")
-    put(f"{name}.h", header_source(graph, name, plan, em.weight_bytes, meta))
-    put(f"{name}.c", model_source(em, name))
+    put(f"{name}.h", header_source(graph, name, plan, em.weight_bytes, meta, stream))
+    put(f"{name}.c", model_source(em, name, stream))
     put(f"{name}_kernels.c", kernels_source(em, name))
     put(f"{name}_host_main.c", HOST_MAIN.format(name=name, up=up))
     put("Makefile", MAKEFILE.format(name=name, lib=" ".join(lib)))
@@ -409,6 +419,9 @@ def write_files(
     zero = np.full(math.prod(tin.shape), tin.zero_point, dtype=np.int64)
     for rel, text in m0_files(name, C_TYPE[tin.dtype], zero).items():
         put(rel, text)
+    if stream is not None:
+        for rel, text in driver_files(name).items():
+            put(rel, text)
     info = {
         "name": name,
         "library_sources": lib,
@@ -439,6 +452,10 @@ def write_files(
             for i, op in enumerate(graph.ops)
         ],
         "meta": meta or {},
+        "streaming": None if stream is None else {
+            "step_input_size": stream.frame_size,
+            "step_output_shape": list(stream.emitter.g.tensors[stream.emitter.g.output].shape),
+        },
     }
     put(f"{name}_info.json", json.dumps(info, indent=1, default=str))
     return written

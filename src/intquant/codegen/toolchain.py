@@ -313,25 +313,28 @@ def build_m0(
     opt: str = "-O2",
     board: str = "auto",
     cpu: str = "cortex-m0",
+    main: str = "main.c",
 ) -> M0Build:
     """Cross-compile library + M0 harness with ``inputs`` as const samples in flash.
 
     ``board="auto"`` links for the micro:bit (16 KB RAM) and falls back to MPS2 AN385 only if
     the arena, buffers and the reserved stack do not fit. ``cpu`` is ``cortex-m0`` or
-    ``cortex-m0plus`` (the same ARMv6-M instruction set, which both boards run).
+    ``cortex-m0plus`` (the same ARMv6-M instruction set, which both boards run). ``main``:
+    the harness's main in ``m0/`` (``stream_main.c`` steps streaming models frame by frame).
     """
     if cpu not in ARMV6M_CPUS:
         raise ValueError(f"cpu must be one of {ARMV6M_CPUS}, got {cpu!r}")
     info = project_info(out_dir)
     x = _check_inputs(info, inputs)
     cc = require(ARM_CC)
-    tag = f"{CPU_TAG[cpu]}{opt.lstrip('-')}{'-prof' if profile else ''}"
+    tag = f"{CPU_TAG[cpu]}{opt.lstrip('-')}{'-prof' if profile else ''}" + (
+        "" if main == "main.c" else f"-{Path(main).stem}")
     build = info.out_dir / "build" / tag
     build.mkdir(parents=True, exist_ok=True)
     ctype = {"int8": "int8_t", "uint8": "uint8_t", "int16": "int16_t"}[info.input_dtype.name]
     (build / "samples.c").write_text(samples_source(info.name, ctype, x))
     srcs = [str(info.out_dir / s) for s in info.library_sources]
-    srcs += [str(info.out_dir / "m0" / f) for f in ("startup.c", "main.c")]
+    srcs += [str(info.out_dir / "m0" / f) for f in ("startup.c", main)]
     srcs.append(str(build / "samples.c"))
     elf = build / f"{info.name}.elf"
     boards = ["microbit", "an385"] if board == "auto" else [board]

@@ -9,6 +9,7 @@ translator serves both. Every ATen node keeps the module path it came from
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -108,6 +109,9 @@ class _Translator:
         self.alias: dict[str, str] = {}  # fx name -> graph node name
         self.used_names: set[str] = set()
         self.batch: dict[str, int | None] = {}  # fx name -> batch axis of the batch-1 tensor
+        # fx node name -> handler replacing HANDLERS for that node, set by the CLAIMS passes
+        # (patterns that span several nodes, e.g. a GRUCell loop becomes one recurrent layer)
+        self.claimed: dict[str, Callable[[_Translator, torch.fx.Node], None]] = {}
 
     # -- helpers --------------------------------------------------------------------------
     def value(self, arg: Any) -> str:
@@ -219,6 +223,8 @@ class _Translator:
         """Translate every node; unsupported ones are all collected and reported in one error."""
         problems: list[str] = []
         live = _live_nodes(self.ep.graph)
+        for claim in CLAIMS:
+            claim(self)
         for n in self.ep.graph.nodes:
             if n.op == "call_function" and n not in live:
                 continue  # e.g. the averaged attention weights nn.MultiheadAttention returns
@@ -247,9 +253,10 @@ class _Translator:
             if n.op != "call_function":
                 raise UnsupportedOpError(f"node {n.name}: fx op {n.op} not supported")
             target = str(n.target)
-            if self.fold_constant(n):
+            handler = self.claimed.get(n.name)
+            if handler is None and self.fold_constant(n):
                 continue
-            handler = HANDLERS.get(target)
+            handler = handler or HANDLERS.get(target)
             try:
                 if handler is None:
                     self.values_of(n)  # an input from an unsupported node: report that one only
@@ -899,6 +906,412 @@ def h_sdpa(t, n):
                  {"axis": len(shape_s) - 1}, {}, shape_s, source=source)
     t.nodes += [scores, probs]
     t.emit(n, "matmul", [probs.name, t.value(v)], {"transpose_b": False, "alpha": 1.0})
+# -- recurrent layers (reach-rnn): nn.GRU / nn.LSTM, GRUCell / LSTMCell loops -----------------
+#
+# A recurrent layer is one float node (``gru`` / ``lstm``, see intquant/ops/gru.py) over a
+# batch-first sequence (N, T, F), giving the last step (N, H) or, when something needs it, the
+# whole sequence (N, T, H). What users write around the ATen ops is recognised before the walk
+# (``claim_recurrent``, one of CLAIMS): the implicit h0 (``aten.zeros``), the tuple outputs,
+# ``out[:, -1]`` / ``h_n[-1]`` / ``h_n.squeeze(0)`` (the last step), ``batch_first=False``
+# with ``x.transpose(0, 1)`` around it, and a loop of cell calls over ``x[:, t]`` /
+# ``x.unbind(1)`` that starts from a constant state (one layer; stacked loops become stacked
+# layers), optionally collecting every state with ``torch.stack``.
+
+_GETITEM = "<built-in function getitem>"
+_RECURRENT = {"aten.gru.input": "gru", "aten.lstm.input": "lstm"}
+_CELLS = {"aten.gru_cell.default": "gru", "aten.lstm_cell.default": "lstm"}
+_TIME_MAJOR_SWAPS = ("aten.transpose.int", "aten.permute.default", "aten.swapaxes.default")
+_LAST_STEP = "out[:, -1] (batch_first=True), out[-1] (batch_first=False) or h_n[-1]"
+
+
+def _call(n: Any, *targets: str) -> bool:
+    return isinstance(n, torch.fx.Node) and n.op == "call_function" and str(n.target) in targets
+
+
+def _fx_shape(n: torch.fx.Node) -> tuple[int, ...]:
+    return tuple(int(v) for v in n.meta["val"].shape)
+
+
+def _is_last(index: Any, size: int) -> bool:
+    return isinstance(index, int) and index in (-1, size - 1)
+
+
+def _swaps_batch_and_time(n: Any) -> bool:
+    """x.transpose(0, 1) / x.permute(1, 0, 2) of a rank-3 tensor."""
+    if not _call(n, *_TIME_MAJOR_SWAPS) or len(_fx_shape(n)) != 3:
+        return False
+    if str(n.target) == "aten.permute.default":
+        return [int(v) for v in n.args[1]] == [1, 0, 2]
+    return sorted(int(v) % 3 for v in n.args[1:3]) == [0, 1]
+
+
+def h_zeros(t: _Translator, n) -> None:
+    """aten.zeros / new_zeros / zeros_like: a constant (e.g. the implicit h0 of nn.GRU)."""
+    t.consts[n.name] = np.zeros(_fx_shape(n), np.float32)
+
+
+def _no_op(t: _Translator, n) -> None:
+    """A node a claimed pattern consumes (its value is never read on its own)."""
+
+
+def _alias_to(source: torch.fx.Node):
+    def h(t: _Translator, n) -> None:
+        t.passthrough(n, source)
+    return h
+
+
+def _refuse(message: str):
+    def h(t: _Translator, n) -> None:
+        raise UnsupportedOpError(message)
+    return h
+
+
+def _time_major_output(n: Any) -> bool:
+    """The output sequence of an nn.GRU / nn.LSTM with batch_first=False (its float node
+    holds it batch-first)."""
+    return _call(n, _GETITEM) and n.args[1] == 0 and _call(n.args[0], *_RECURRENT) and \
+        not n.args[0].args[8]
+
+
+def _batch_first_source(x: torch.fx.Node, what: str) -> torch.fx.Node:
+    """The fx node holding the batch-first sequence of a time-major input ``x``."""
+    if _time_major_output(x):
+        return x
+    if _swaps_batch_and_time(x):
+        return x.args[0]
+    raise UnsupportedOpError(f"{what} with batch_first=False reads a sequence intquant cannot "
+                             "see as batch-first: pass x.transpose(0, 1) of a (N, T, F) tensor "
+                             "(intquant's batch dimension is the first)")
+
+
+def _initial_state(t: _Translator, hx: Any, layers: int, hidden: int, what: str) -> list:
+    """Per-layer (H,) arrays of a constant initial state of shape (layers, 1, H) or (1, H)."""
+    try:
+        v = t.const(hx)
+    except UnsupportedOpError:
+        v = None
+    if v is None or v.size != layers * hidden:
+        raise UnsupportedOpError(f"the initial state {what} must be a constant (zeros or a "
+                                 "parameter) of one batch row; a state computed from the input "
+                                 "is not supported")
+    v = v.reshape(layers, hidden)
+    return [v[layer] for layer in range(layers)]
+
+
+def _emit_recurrent(t: _Translator, fx_node, kind: str, x: torch.fx.Node, layer_params: list,
+                    h0: list, c0: list | None, sequence: bool) -> None:
+    """One float node ``kind`` over the batch-first sequence ``x``."""
+    hidden = int(layer_params[0][1].shape[1])
+    params: dict[str, np.ndarray] = {}
+    for layer, (w_ih, w_hh, b_ih, b_hh) in enumerate(layer_params):
+        rows = w_ih.shape[0]
+        params[f"w_ih{layer}"], params[f"w_hh{layer}"] = w_ih, w_hh
+        params[f"b_ih{layer}"] = np.zeros(rows, np.float32) if b_ih is None else b_ih
+        params[f"b_hh{layer}"] = np.zeros(rows, np.float32) if b_hh is None else b_hh
+        params[f"h0{layer}"] = np.asarray(h0[layer], np.float32)
+        if c0 is not None:
+            params[f"c0{layer}"] = np.asarray(c0[layer], np.float32)
+    name = t.unique(_layer_name(fx_node))
+    attrs = {"hidden_size": hidden, "layers": len(layer_params), "sequence": bool(sequence)}
+    t.nodes.append(Node(name, kind, [t.value(x)], attrs, params, (),
+                        source=f"{_layer_name(fx_node)} ({_module_type(fx_node)}, "
+                               f"{fx_node.target})"))
+    t.alias[fx_node.name] = name
+
+
+def _layer_handler(kind: str, sequence: bool):
+    def h(t: _Translator, n) -> None:
+        x, hx, params, has_biases, layers, _dropout, _train, bidirectional, batch_first = \
+            n.args[:9]
+        what = "nn.GRU" if kind == "gru" else "nn.LSTM"
+        if bidirectional:
+            raise UnsupportedOpError(f"bidirectional {what} (it needs the whole sequence "
+                                     "before the first output: no streaming form)")
+        per_layer = 4 if has_biases else 2
+        if len(params) != per_layer * layers:
+            raise UnsupportedOpError(f"{what} with proj_size (unsupported)")
+        weights = [t.const(p) for p in params]
+        layer_params = []
+        for layer in range(layers):
+            w = weights[layer * per_layer:(layer + 1) * per_layer]
+            layer_params.append((w[0], w[1], *(w[2:] if has_biases else (None, None))))
+        hidden = int(layer_params[0][1].shape[1])
+        if kind == "lstm":
+            h0 = _initial_state(t, hx[0], layers, hidden, "h0")
+            c0 = _initial_state(t, hx[1], layers, hidden, "c0")
+        else:
+            h0, c0 = _initial_state(t, hx, layers, hidden, "h0"), None
+        source = x if batch_first else _batch_first_source(x, what)
+        _emit_recurrent(t, n, kind, source, layer_params, h0, c0, sequence)
+    return h
+
+
+def _last_state_use(u: torch.fx.Node, hn: torch.fx.Node, layers: int) -> bool:
+    """h_n[-1], and with one layer h_n[0], h_n.squeeze(0), h_n.squeeze(), h_n.view(N, H)."""
+    if _call(u, "aten.select.int"):
+        return u.args[1] == 0 and _is_last(u.args[2], layers)
+    if layers != 1:
+        return False
+    if _call(u, "aten.squeeze.dim"):
+        return u.args[1] == 0
+    if _call(u, "aten.squeeze.dims"):
+        return list(u.args[1]) == [0]
+    if _call(u, "aten.squeeze.default", "aten.view.default", "aten.reshape.default",
+             "aten._unsafe_view.default"):
+        return len(_fx_shape(u)) <= 2
+    return False
+
+
+def _claim_layer(t: _Translator, r: torch.fx.Node) -> None:
+    """The uses of one aten.gru / aten.lstm node's outputs (see the section comment)."""
+    kind = _RECURRENT[str(r.target)]
+    what = "nn.GRU" if kind == "gru" else "nn.LSTM"
+    x, layers, batch_first = r.args[0], int(r.args[4]), bool(r.args[8])
+    steps = _fx_shape(x)[1 if batch_first else 0]
+    outs = {int(u.args[1]): u for u in r.users if _call(u, _GETITEM)}
+    last, seq, refused = [], [], {}
+    out = outs.get(0)
+    for u in (out.users if out is not None else ()):
+        if _call(u, "aten.select.int") and u.args[0] is out and \
+                u.args[1] % 3 == (1 if batch_first else 0) and _is_last(u.args[2], steps):
+            last.append(u)
+        elif batch_first or _swaps_batch_and_time(u) or (
+                _call(u, *_RECURRENT) and u.args[0] is out and not u.args[8]):
+            seq.append(u)
+        else:
+            refused[u] = (f"the time-major output of {what}(batch_first=False) is used by "
+                          f"{u.target}; use its last step out[-1] or out.transpose(0, 1)")
+    for k, state in ((1, "h_n"), (2, "c_n")):
+        for u in (outs[k].users if k in outs else ()):
+            if k == 1 and _last_state_use(u, outs[k], layers):
+                last.append(u)
+            else:
+                refused[u] = (f"{state} of {what} is used by {u.target}; supported: "
+                              f"{_LAST_STEP}")
+    sequence = bool(seq)
+    if sequence:
+        for u in last:  # a batch-first out[:, -1] stays an ordinary select of the sequence
+            if not (batch_first and u.args[0] is out):
+                refused[u] = (f"the last step of {what} is taken while its whole output "
+                              "sequence is used too: take it from the sequence, out[:, -1]")
+        last = []
+    t.claimed[r.name] = _layer_handler(kind, sequence)
+    for k, g in outs.items():
+        t.claimed[g.name] = _alias_to(r) if k == 0 and sequence else _no_op
+    for u in last:
+        t.claimed[u.name] = _alias_to(r)
+    for u in seq:
+        if not batch_first and _swaps_batch_and_time(u):
+            t.claimed[u.name] = _alias_to(r)
+    for u, message in refused.items():
+        t.claimed[u.name] = _refuse(message)
+    if not batch_first and _swaps_batch_and_time(x) and all(
+            _call(u, *_RECURRENT) and not u.args[8] for u in x.users):
+        t.claimed[x.name] = _no_op  # the layer reads x.args[0] itself
+
+
+@dataclass
+class _CellChain:
+    """One loop of cell calls over every time step: one recurrent layer."""
+
+    kind: str
+    cells: list[torch.fx.Node]
+    source: torch.fx.Node | None = None  # batch-first sequence read by the steps
+    inputs_from: _CellChain | None = None  # or: the per-step states of another loop
+    step_nodes: list[torch.fx.Node] = field(default_factory=list)  # x[:, t] selections
+    stack: torch.fx.Node | None = None
+    sequence: bool = False
+
+    def state(self, k: int) -> torch.fx.Node | None:
+        """The node holding h after step k (the cell itself, or getitem 0 for LSTM)."""
+        cell = self.cells[k]
+        if self.kind == "gru":
+            return cell
+        return next((u for u in cell.users if _call(u, _GETITEM) and u.args[1] == 0), None)
+
+    def cell_out(self, k: int, index: int) -> torch.fx.Node | None:
+        return next((u for u in self.cells[k].users if _call(u, _GETITEM) and
+                     u.args[1] == index), None)
+
+
+def _previous_cell(c: torch.fx.Node) -> torch.fx.Node | None:
+    """The cell whose state ``c`` continues (same weights), if any."""
+    hx = c.args[1]
+    if _call(c, "aten.lstm_cell.default"):
+        if not (isinstance(hx, (list, tuple)) and len(hx) == 2 and _call(hx[0], _GETITEM)
+                and _call(hx[1], _GETITEM)):
+            return None
+        prev = hx[0].args[0]
+        if hx[1].args[0] is not prev or (hx[0].args[1], hx[1].args[1]) != (0, 1):
+            return None
+    else:
+        prev = hx
+    if _call(prev, str(c.target)) and list(prev.args[2:6]) == list(c.args[2:6]):
+        return prev
+    return None
+
+
+def _time_step(x: Any) -> tuple[torch.fx.Node, int, int] | None:
+    """(sequence, axis, index) of x = seq.select(axis, index) or seq.unbind(axis)[index]."""
+    if _call(x, "aten.select.int"):
+        return x.args[0], int(x.args[1]), int(x.args[2])
+    if _call(x, _GETITEM) and _call(x.args[0], "aten.unbind.int"):
+        u = x.args[0]
+        return u.args[0], int(u.args[1]) if len(u.args) > 1 else 0, int(x.args[1])
+    return None
+
+
+def _cell_chains(t: _Translator) -> list[_CellChain]:
+    cells = [n for n in t.ep.graph.nodes if _call(n, *_CELLS)]
+    prev = {c.name: _previous_cell(c) for c in cells}
+    nxt: dict[str, torch.fx.Node] = {}
+    for c in cells:
+        p = prev[c.name]
+        if p is not None:
+            if p.name in nxt:  # two cells continue one state: not a loop
+                return []
+            nxt[p.name] = c
+    chains = []
+    for c in cells:
+        if prev[c.name] is None:
+            seq = [c]
+            while seq[-1].name in nxt:
+                seq.append(nxt[seq[-1].name])
+            chains.append(_CellChain(_CELLS[str(c.target)], seq))
+    return chains
+
+
+def _locate_steps(chain: _CellChain, by_state: dict[str, tuple]) -> str | None:
+    """Find what the loop reads at each step; None, or why it is not one recurrent layer."""
+    steps = [_time_step(c.args[0]) for c in chain.cells]
+    if all(s is not None for s in steps):
+        seq, axis = steps[0][0], steps[0][1]
+        if any(s[0] is not seq or s[1] != axis for s in steps):
+            return "its steps read different sequences"
+        size = _fx_shape(seq)
+        axis %= len(size)
+        if len(size) != 3 or axis not in (0, 1):
+            return "its steps do not read x[:, t] of a (N, T, F) sequence"
+        if [s[2] % size[axis] for s in steps] != list(range(size[axis])):
+            return f"it does not read every step 0 .. {size[axis] - 1} of the sequence in order"
+        if axis == 0:
+            if not (_time_major_output(seq) or _swaps_batch_and_time(seq)):
+                return "it loops over the first axis of a tensor that is not x.transpose(0, 1)"
+            chain.source = seq if _time_major_output(seq) else seq.args[0]
+        else:
+            chain.source = seq
+        chain.step_nodes = [c.args[0] for c in chain.cells]
+        return None
+    owners = [by_state.get(c.args[0].name) if isinstance(c.args[0], torch.fx.Node) else None
+              for c in chain.cells]
+    first = owners[0]
+    if first is not None and all(o is not None and o[0] is first[0] for o in owners) and \
+            [o[1] for o in owners] == list(range(len(first[0].cells))):
+        chain.inputs_from = first[0]
+        first[0].sequence = True
+        return None
+    return "its inputs are neither x[:, t] for every step nor the states of another loop"
+
+
+def _claim_chain(chain: _CellChain, dependents: list[torch.fx.Node]) -> str | None:
+    """Check how the loop's states are used; None, or why that is not supported. The loop
+    gives its last state, or the whole sequence of states (stacked along time, or read by the
+    loop of a stacked layer), not both."""
+    n = len(chain.cells)
+    states = [chain.state(k) for k in range(n)]
+    if any(h is None for h in states):
+        return "the state of a step is not passed on"
+    ours = set(chain.cells) | set(dependents)
+    last_used = False
+    for k, h in enumerate(states):
+        for u in h.users:
+            if u in ours:
+                continue
+            if _call(u, "aten.stack.default") and list(u.args[0]) == states:
+                if (u.args[1] if len(u.args) > 1 else 0) % 3 != 1:
+                    return "its states are stacked along another axis than time (use dim=1)"
+                chain.stack = u
+            elif k == n - 1:
+                last_used = True
+            else:
+                return f"the state after step {k} is used by {u.target}"
+    chain.sequence = chain.sequence or chain.stack is not None
+    if chain.sequence and last_used:
+        return "both its last state and its whole sequence of states are used"
+    if chain.kind == "lstm":
+        for k in range(n):
+            c = chain.cell_out(k, 1)
+            if c is not None and any(u not in chain.cells for u in c.users):
+                return f"the cell state after step {k} is used outside the loop"
+    return None
+
+
+def _chain_handler(chain: _CellChain):
+    def h(t: _Translator, n) -> None:
+        first = chain.cells[0]
+        w_ih, w_hh, b_ih, b_hh = (t.const(a) for a in first.args[2:6])
+        hidden = int(w_hh.shape[1])
+        what = "GRUCell" if chain.kind == "gru" else "LSTMCell"
+        if chain.kind == "lstm":
+            h0 = _initial_state(t, first.args[1][0], 1, hidden, f"h of the first {what} call")
+            c0 = _initial_state(t, first.args[1][1], 1, hidden, f"c of the first {what} call")
+        else:
+            h0 = _initial_state(t, first.args[1], 1, hidden, f"h of the first {what} call")
+            c0 = None
+        source = chain.source if chain.source is not None else chain.inputs_from.state(
+            len(chain.inputs_from.cells) - 1)
+        _emit_recurrent(t, n, chain.kind, source, [(w_ih, w_hh, b_ih, b_hh)], h0, c0,
+                        chain.sequence)
+    return h
+
+
+def claim_recurrent(t: _Translator) -> None:
+    """Claim the nodes of recurrent layers and cell loops (see the section comment)."""
+    for n in t.ep.graph.nodes:
+        if _call(n, *_RECURRENT):
+            _claim_layer(t, n)
+    chains = _cell_chains(t)
+    by_state = {c.state(k).name: (c, k) for c in chains for k in range(len(c.cells))
+                if c.state(k) is not None}
+    reasons = {id(c): _locate_steps(c, by_state) for c in chains}
+    for chain in chains:
+        dependents = [cell for d in chains if d.inputs_from is chain for cell in d.cells]
+        why = reasons[id(chain)] or _claim_chain(chain, dependents)
+        what = "GRUCell" if chain.kind == "gru" else "LSTMCell"
+        if why is not None:  # reported once, at the first call (the others depend on it)
+            t.claimed[chain.cells[0].name] = _refuse(
+                f"a {what} loop that intquant cannot run as one recurrent layer: {why} "
+                "(supported: h = cell(x[:, t], h) for every t in order, h starting from a "
+                "constant such as zeros; then the last h, or torch.stack of every h along "
+                "dim 1)")
+            continue
+        for c in chain.cells[:-1]:
+            t.claimed[c.name] = _no_op
+        if chain.kind == "lstm":
+            for k in range(len(chain.cells)):
+                for idx in (0, 1):
+                    g = chain.cell_out(k, idx)
+                    if g is not None:
+                        t.claimed[g.name] = _no_op
+            t.claimed[chain.state(len(chain.cells) - 1).name] = _alias_to(chain.cells[-1])
+        t.claimed[chain.cells[-1].name] = _chain_handler(chain)
+        if chain.stack is not None:
+            t.claimed[chain.stack.name] = _alias_to(chain.cells[-1])
+        _claim_step_nodes(t, chain)
+
+
+def _claim_step_nodes(t: _Translator, chain: _CellChain) -> None:
+    """The x[:, t] selections (and the unbind, transpose) that only the loop reads."""
+    done = {s for s in chain.step_nodes if set(s.users) <= set(chain.cells)}
+    for s in chain.step_nodes:
+        parent = s.args[0]  # the unbind, or the selected sequence
+        if _call(s, _GETITEM) and set(parent.users) <= done:
+            done.add(parent)
+        seq = parent.args[0] if _call(s, _GETITEM) else parent
+        if _swaps_batch_and_time(seq) and set(seq.users) <= done:
+            done.add(seq)
+    for node in done:
+        t.claimed[node.name] = _no_op
 
 
 HANDLERS: dict[str, Callable[[_Translator, torch.fx.Node], None]] = {
@@ -992,6 +1405,9 @@ HANDLERS: dict[str, Callable[[_Translator, torch.fx.Node], None]] = {
     "aten.squeeze.default": h_reshape,
 
     # -- recurrent layers --
+    "aten.zeros.default": h_zeros,
+    "aten.new_zeros.default": h_zeros,
+    "aten.zeros_like.default": h_zeros,
 
     # -- upsampling and transposed convolution --
     "aten.upsample_nearest1d.vec": _upsample("nearest"),
@@ -1027,6 +1443,11 @@ BATCH_ANYWHERE: frozenset[str] = frozenset({
     "aten.matmul.default", "aten.bmm.default", "aten.scaled_dot_product_attention.default",
     "aten.squeeze.default",
 })
+# Passes over the whole exported graph before the node-by-node walk: each may claim nodes
+# (``_Translator.claimed``) whose meaning spans several nodes, replacing their HANDLERS entry.
+CLAIMS: list[Callable[[_Translator], None]] = [
+    claim_recurrent,
+]
 
 
 def capture_exported(ep: torch.export.ExportedProgram) -> Graph:

@@ -172,6 +172,8 @@ class _Importer:
         self.shapes = self._inferred_shapes()
         self.batch_size = int(self.full_input_shape[0])
         self.batch: dict[str, int | None] = {}  # ONNX tensor -> its batch axis (None: merged)
+        # node (by first output) -> handler replacing HANDLERS for it, set by the CLAIMS passes
+        self.claimed: dict[str, Callable[[_Importer, onnx.NodeProto], None]] = {}
 
     # ---- graph boundary and shapes -------------------------------------------------------
 
@@ -361,6 +363,8 @@ class _Importer:
         self.by_name[inp.name] = inp
         self.ir_name[self.input_name] = inp.name
         problems: list[str] = []
+        for claim in CLAIMS:
+            claim(self)
         for node in g.node:
             try:
                 self._import_node(node)
@@ -410,6 +414,10 @@ class _Importer:
             raise _DependsOnUnsupported
         if node.domain not in ("", "ai.onnx"):
             raise self.unsupported(node, f"custom domain {node.domain!r} is not supported")
+        claimed = self.claimed.get(node.output[0]) if node.output else None
+        if claimed is not None:
+            claimed(self, node)
+            return
         if all(i == "" or i in self.consts for i in node.input) and node.op_type != "Shape":
             self.fold(node)
             return
@@ -1192,6 +1200,237 @@ def op_layer_norm(imp: _Importer, node: onnx.NodeProto) -> None:
               np.broadcast_to(np.asarray(bias, np.float32), norm_shape).reshape(size)}
     imp.emit(node, "layer_norm", [imp.act(node)],
              {"eps": float(a.get("epsilon", 1e-5)), "dims": len(norm_shape)}, params)
+# ---- recurrent layers (reach-rnn): ONNX GRU / LSTM, as torch.onnx exports nn.GRU / nn.LSTM ----
+#
+# One ONNX GRU / LSTM node is one layer; it becomes one float node (``gru`` / ``lstm``, see
+# intquant/ops/gru.py) over a batch-first sequence. Around it torch.onnx writes a Transpose to
+# time-major (layout 0), a Squeeze of the direction axis, then a Transpose back and a Gather of
+# the last step (out[:, -1]), or a Gather of the last step of the time-major sequence, or a
+# Squeeze of Y_h; the initial state is a constant (an Expand of zeros to the batch size).
+# ``claim_onnx_recurrent`` recognises these before the walk (one of CLAIMS).
+
+_ONNX_RNN = {"GRU": "gru", "LSTM": "lstm"}
+# ir_name keys of a layer's own node and of time-major views: not ONNX tensors, so the final
+# shape check (ONNX's shape of each tensor) skips them.
+_PRIVATE = "\0rnn:"
+# ONNX gate order -> PyTorch's: GRU z r h -> r z n; LSTM i o f c -> i f g o.
+_TORCH_FROM_ONNX = {"gru": (1, 0, 2), "lstm": (0, 2, 3, 1)}
+
+
+def _static(imp: _Importer, producers: dict, tensor: str) -> np.ndarray | None:
+    """A constant known before the walk: an initializer or a Constant node's value."""
+    if tensor in imp.consts:
+        return imp.consts[tensor]
+    p = producers.get(tensor)
+    if p is not None and p.op_type == "Constant":
+        a = {x.name: x for x in p.attribute}
+        if "value" in a:
+            return numpy_helper.to_array(a["value"].t)
+        for k in ("value_int", "value_ints"):
+            if k in a:
+                return np.asarray(onnx.helper.get_attribute_value(a[k]))
+    return None
+
+
+def _axes(imp: _Importer, producers: dict, node: onnx.NodeProto) -> list[int] | None:
+    a = _attrs(node)
+    if "axes" in a:
+        return [int(v) for v in a["axes"]]
+    v = _static(imp, producers, node.input[1]) if len(node.input) > 1 else None
+    return None if v is None else [int(x) for x in np.ravel(v)]
+
+
+def _is_perm_swap(node: onnx.NodeProto, rank: int) -> bool:
+    return node.op_type == "Transpose" and rank == 3 and \
+        [int(p) for p in _attrs(node).get("perm", [])] == [1, 0, 2]
+
+
+def _last_gather(imp: _Importer, producers: dict, node: onnx.NodeProto, axis: int,
+                 size: int) -> bool:
+    """Gather of index −1 (or size − 1) along ``axis``: the last step."""
+    if node.op_type != "Gather" or int(_attrs(node).get("axis", 0)) != axis:
+        return False
+    idx = _static(imp, producers, node.input[1])
+    return idx is not None and np.ndim(idx) == 0 and int(idx) in (-1, size - 1)
+
+
+def _reorder_gates(a: np.ndarray, kind: str) -> np.ndarray:
+    """Rows of ONNX's gate blocks in PyTorch's order (axis 0)."""
+    parts = np.split(a, len(_TORCH_FROM_ONNX[kind]))
+    return np.concatenate([parts[k] for k in _TORCH_FROM_ONNX[kind]])
+
+
+def _onnx_layer_handler(kind: str, source: str, sequence: bool):
+    def h(imp: _Importer, node: onnx.NodeProto) -> None:
+        a = _attrs(node)
+        direction = a.get("direction", b"forward")
+        direction = direction.decode() if isinstance(direction, bytes) else direction
+        if direction != "forward":
+            raise imp.unsupported(node, f"direction {direction!r}; only forward layers")
+        if kind == "gru" and int(a.get("linear_before_reset", 0)) != 1:
+            raise imp.unsupported(node, "linear_before_reset=0 (PyTorch's nn.GRU exports 1)")
+        if kind == "lstm" and int(a.get("input_forget", 0)):
+            raise imp.unsupported(node, "input_forget=1")
+        if "clip" in a or "activations" in a:
+            raise imp.unsupported(node, "custom activations or clip")
+        if len(node.input) > 4 and node.input[4]:
+            raise imp.unsupported(node, "sequence_lens (every sequence has the full length)")
+        if kind == "lstm" and len(node.input) > 7 and node.input[7]:
+            raise imp.unsupported(node, "peephole weights P")
+        hid = int(a["hidden_size"])
+        w, r = imp.const(node, 1, "W")[0], imp.const(node, 2, "R")[0]
+        b = imp.const(node, 3, "B")
+        b = np.zeros(2 * w.shape[0], np.float32) if b is None else b[0]
+        params = {"w_ih0": _reorder_gates(w, kind), "w_hh0": _reorder_gates(r, kind),
+                  "b_ih0": _reorder_gates(b[:w.shape[0]], kind),
+                  "b_hh0": _reorder_gates(b[w.shape[0]:], kind)}
+        for key, idx in (("h0", 5), ("c0", 6))[:2 if kind == "lstm" else 1]:
+            v = imp.const(node, idx, f"initial state {key}")
+            if v is None:
+                v = np.zeros(hid, np.float32)
+            elif v.size != hid:
+                raise imp.unsupported(node, f"initial state {key} differs per batch row")
+            params[f"{key}0"] = np.asarray(v, np.float32).reshape(hid)
+        key = source if source in imp.ir_name else _PRIVATE + source
+        if imp.ir_name.get(key) == _POISONED:
+            raise _DependsOnUnsupported
+        if key not in imp.ir_name:
+            raise imp.unsupported(node, "its input is not a time-major view (Transpose "
+                                  "perm [1, 0, 2]) of a batch-first sequence")
+        imp.emit(node, kind, [imp.ir_name[key]],
+                 {"hidden_size": hid, "layers": 1, "sequence": sequence}, params,
+                 out=_PRIVATE + node.output[0])
+    return h
+
+
+def _no_op_onnx(imp: _Importer, node: onnx.NodeProto) -> None:
+    """A node a claimed pattern consumes."""
+
+
+def _alias_onnx(layer: str, private: bool = False):
+    """The tensor holds the layer's float node (its last step or its batch-first sequence);
+    ``private``: the time-major sequence, kept under a key shape checks do not compare."""
+    def h(imp: _Importer, node: onnx.NodeProto) -> None:
+        key = _PRIVATE + node.output[0] if private else node.output[0]
+        imp.ir_name[key] = imp.ir_name[_PRIVATE + layer]
+    return h
+
+
+def _refuse_onnx(message: str):
+    def h(imp: _Importer, node: onnx.NodeProto) -> None:
+        raise imp.unsupported(node, message)
+    return h
+
+
+def _dead(imp: _Importer, outputs: set[str], tensor: str) -> bool:
+    return imp.uses.get(tensor, 0) == 0 and tensor not in outputs
+
+
+def _claim_stacked_states(imp: _Importer, producers: dict, consumers: dict, outputs: set[str],
+                          cat: onnx.NodeProto, state: str, k: int, last: list[str],
+                          refused: dict) -> None:
+    """torch.onnx's h_n of stacked layers: Concat of every layer's Y_h along axis 0. Its last
+    entry (Gather −1) is the last layer's last step; nothing else of it is supported."""
+    n = len(cat.input)
+    mine = k == 1 and cat.input[-1] == state
+    for v in consumers.get(cat.output[0], []):
+        if v.op_type == "Shape" or _dead(imp, outputs, v.output[0]):
+            continue
+        if _last_gather(imp, producers, v, 0, n):
+            if mine:
+                last.append(v.output[0])
+            continue
+        refused[v.output[0]] = "uses the stacked states h_n / c_n; supported: h_n[-1]"
+    imp.claimed[cat.output[0]] = _no_op_onnx
+
+
+def claim_onnx_recurrent(imp: _Importer) -> None:
+    """Claim the nodes around every ONNX GRU / LSTM (see the section comment)."""
+    g = imp.model.graph
+    producers = {o: n for n in g.node for o in n.output if o}
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for n in g.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+    outputs = {o.name for o in g.output}
+    time_major: set[str] = set()  # squeezed Y of a layout-0 layer
+    for node in g.node:
+        if node.op_type in _ONNX_RNN:
+            _claim_onnx_layer(imp, node, producers, consumers, outputs, time_major)
+
+
+def _claim_onnx_layer(imp: _Importer, node: onnx.NodeProto, producers: dict, consumers: dict,
+                      outputs: set[str], time_major: set[str]) -> None:
+    kind = _ONNX_RNN[node.op_type]
+    layout = int(_attrs(node).get("layout", 0))
+    x = node.input[0]
+    steps = imp.shapes.get(x, (0, 0))[1 if layout else 0]
+    source = x
+    if not layout and x not in time_major:
+        p = producers.get(x)
+        if p is not None and _is_perm_swap(p, len(imp.shapes.get(x, ()))):
+            source = p.input[0]
+            if all(c.op_type in (*_ONNX_RNN, "Shape") for c in consumers.get(x, [])):
+                imp.claimed[p.output[0]] = _no_op_onnx
+    me = node.output[0]
+    last, seq, refused, claims = [], False, {}, {}
+    y = node.output[0] if node.output else ""
+    for sq in consumers.get(y, []):
+        if sq.op_type != "Squeeze" or _axes(imp, producers, sq) != [2 if layout else 1]:
+            refused[sq.output[0]] = "uses Y before its direction axis is squeezed"
+            continue
+        s = sq.output[0]
+        claims[s] = _alias_onnx(me, private=not layout)
+        for u in consumers.get(s, []):
+            if u.op_type == "Shape":  # reads only the (static) shape
+                continue
+            if _last_gather(imp, producers, u, 1 if layout else 0, steps):
+                last.append(u.output[0])
+            elif layout or u.op_type in _ONNX_RNN:
+                seq = True
+                if not layout:
+                    time_major.add(s)
+            elif _is_perm_swap(u, 3):
+                claims[u.output[0]] = _alias_onnx(me)
+                for v in consumers.get(u.output[0], []):
+                    if v.op_type == "Shape":
+                        continue
+                    if _last_gather(imp, producers, v, 1, steps):
+                        last.append(v.output[0])
+                    else:
+                        seq = True
+                seq = seq or u.output[0] in outputs
+            else:
+                refused[u.output[0]] = ("uses the time-major sequence; take its last step or "
+                                        "transpose it to batch-first")
+        seq = seq or (layout and s in outputs)
+    for k, what in ((1, "Y_h"), (2, "Y_c")):
+        t = node.output[k] if len(node.output) > k else ""
+        for u in consumers.get(t, []) if t else []:
+            if u.op_type == "Shape" or _dead(imp, outputs, u.output[0]):
+                continue
+            if u.op_type == "Concat" and not layout and int(_attrs(u).get("axis", 0)) == 0:
+                _claim_stacked_states(imp, producers, consumers, outputs, u, t, k, last,
+                                      refused)
+                continue
+            squeezed = u.op_type == "Squeeze" and _axes(imp, producers, u) == [1 if layout else 0]
+            gathered = u.op_type == "Gather" and not layout and _last_gather(imp, producers, u,
+                                                                             0, 1)
+            if k == 1 and (squeezed or gathered):
+                last.append(u.output[0])
+            else:
+                refused[u.output[0]] = f"uses {what}; supported: the last step of Y or Y_h"
+    if seq and last:
+        for t in last:
+            refused[t] = "the last step is taken while the whole sequence is used too"
+        last = []
+    imp.claimed[me] = _onnx_layer_handler(kind, source, seq)
+    for t, h in claims.items():
+        imp.claimed[t] = h
+    for t in last:
+        imp.claimed[t] = _alias_onnx(me)
+    for t, message in refused.items():
+        imp.claimed[t] = _refuse_onnx(message)
 
 
 HANDLERS: dict[str, Callable[[_Importer, onnx.NodeProto], None]] = {
@@ -1242,6 +1481,8 @@ HANDLERS: dict[str, Callable[[_Importer, onnx.NodeProto], None]] = {
     "ReduceMean": op_reduce_mean,
 
     # -- recurrent layers --
+    "GRU": _refuse_onnx("a GRU whose surroundings intquant does not recognise"),
+    "LSTM": _refuse_onnx("an LSTM whose surroundings intquant does not recognise"),
 
     # -- upsampling and transposed convolution --
     "Resize": op_resize,
@@ -1257,6 +1498,11 @@ BATCH_ANYWHERE: frozenset[str] = frozenset({
     # -- transformer pieces --
     "LayerNormalization", "Gather", "Slice", "ReduceMean",
 })
+# Passes over the whole model before the node-by-node walk: each may claim nodes
+# (``_Importer.claimed``, keyed by the node's first output) whose meaning spans several nodes.
+CLAIMS: list[Callable[[_Importer], None]] = [
+    claim_onnx_recurrent,
+]
 # Constant and ConstantOfShape have only constant inputs: they are always folded.
 SUPPORTED_OPS = sorted(set(HANDLERS) | {"Constant", "ConstantOfShape"})
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..ops import float_op
+from ..ops._recurrent import MAX_LAYERS as MAX_RECURRENT_LAYERS
 from ..ops.matmul import fold_scalars_into_matmul
 from .ir import Graph, Node
 
@@ -82,16 +83,47 @@ def fuse_activations(graph: Graph) -> Graph:
     return graph
 
 
+def stack_recurrent_layers(graph: Graph) -> Graph:
+    """Merge a recurrent layer whose whole output sequence only feeds another layer of the same
+    kind into it (one node of ``layers`` + 1 layers): exact in float, and the integer op then
+    passes its 16-bit state between the layers instead of an 8-bit sequence in the arena
+    (two nn.GRU modules in a row, stacked cell loops, an ONNX model's one node per layer)."""
+    from ..ops import FLOAT_OPS
+
+    def recurrent(n) -> bool:  # an op with inner gate matrices and a sequence output mode
+        d = FLOAT_OPS.get(n.op)
+        return d is not None and d.weight_tensors is not None and "sequence" in n.attrs
+
+    for second in [n for n in graph.nodes if recurrent(n)]:
+        first = graph.node(second.inputs[0])
+        if first.op != second.op or not first.attrs["sequence"] or first.act is not None:
+            continue
+        if len(graph.consumers(first.name)) != 1 or first.name == graph.output:
+            continue
+        if first.attrs["layers"] + second.attrs["layers"] > MAX_RECURRENT_LAYERS:
+            continue
+        keys = [k[:-1] for k in second.params if k.endswith("0")]
+        below = first.attrs["layers"]
+        params = dict(first.params)
+        for layer in range(second.attrs["layers"]):
+            params.update({f"{k}{below + layer}": second.params[f"{k}{layer}"] for k in keys})
+        second.params = params
+        second.attrs = {**second.attrs, "layers": below + second.attrs["layers"]}
+        second.source += f" + stacked {first.name}"
+        _remove(graph, first, first.inputs[0])
+    return graph
 
 
 def optimize(graph: Graph) -> Graph:
     """The standard pipeline: fuse activation decompositions (SiLU, Hardswish, GELU written
-    out as products), fold BatchNorm, fuse activations, fold scalars into matmuls."""
+    out as products), fold BatchNorm, fuse activations, fold scalars into matmuls, stack
+    recurrent layers."""
     from .activation_patterns import fuse_activation_patterns
 
     fuse_activation_patterns(graph)
     fold_batchnorm(graph)
     fuse_activations(graph)
     fold_scalars_into_matmul(graph)
+    stack_recurrent_layers(graph)
     graph.validate()
     return graph

@@ -41,6 +41,11 @@ def no_scratch(graph: IntGraph, op: Op) -> int:
     return 0
 
 
+def no_state(graph: IntGraph, op: Op) -> int:
+    """Ops that keep nothing from one inference (or one streamed frame) to the next."""
+    return 0
+
+
 @dataclass(frozen=True)
 class OpDef:
     """Everything intquant knows about one IntGraph op kind.
@@ -51,7 +56,9 @@ class OpDef:
     ``c_header`` the one the generated model includes. ``to_onnx`` writes the plain QDQ form,
     ``to_onnx_int`` the exact integer form where that differs (None: ``to_onnx`` is exact).
     ``in_place``: an elementwise op whose output may overwrite its dying input; ``alias``: the
-    output is the input's bytes (nothing to compute).
+    output is the input's bytes (nothing to compute). ``state_bytes``: a recurrent op's state
+    (kept in the arena for the whole program, so that ``<name>_step`` can carry it from one
+    streamed frame to the next).
     """
 
     kind: str
@@ -67,6 +74,7 @@ class OpDef:
     to_onnx_int: OnnxExport | None = None
     macs: Callable[[Op, IntGraph], int] = no_macs
     scratch_bytes: Callable[[IntGraph, Op], int] = no_scratch
+    state_bytes: Callable[[IntGraph, Op], int] = no_state
     in_place: bool = False
     alias: bool = False
     dtypes: tuple[str, ...] = ("int8", "uint8", "int16")
@@ -84,6 +92,11 @@ class FloatOpDef:
     fused bounds. ``weighted``: a layer with a weight tensor (per-layer weight formats, bias
     correction, statistics). ``bits_in``: the lowering reads packed "bit" (±1) inputs itself;
     for every other op the lowerer unpacks such inputs to int8 first.
+    ``observe``: tensors computed inside the op whose ranges
+    calibration records next to its output (e.g. an LSTM's cell state), as
+    ``{key: tensor}``, stored in the plan as ``acts["<node>/<key>"]``; ``weight_tensors``: the
+    weight matrices of an op that is not ``weighted`` but still needs weight formats from the
+    plan (``weights["<node>/<key>"]``, e.g. the gate matrices of a GRU).
 
     What the float-graph methods need to know without naming ops: ``fixed_format(bits, name)``
     is the output format the integer contract fixes (softmax / sigmoid on [0, 1], tanh on
@@ -111,6 +124,8 @@ class FloatOpDef:
     view: bool = False
     channel_scaling: Callable[[Node], bool] | None = None
     pads: Callable[[Node], bool] | None = None
+    observe: Callable[[Node, list[Any]], dict[str, Any]] | None = None
+    weight_tensors: Callable[[Node], dict[str, np.ndarray]] | None = None
 
     @property
     def fusable(self) -> bool:

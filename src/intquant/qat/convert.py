@@ -30,6 +30,7 @@ from torch import fx, nn
 from ..config import Config
 from .model import QATModel
 from .modules import (
+    RECURRENT_WEIGHT_BITS,
     Add,
     GridAvgPool,
     Mul,
@@ -38,9 +39,11 @@ from .modules import (
     QConv2d,
     QLinear,
     QMul,
+    QRecurrent,
     QSub,
     Sub,
     fold_params,
+    to_plain_recurrent,
 )
 from .prepare import INPUT_KEY, LayerInfo
 from .quantizers import Quantizer, deployed_code_shift
@@ -128,6 +131,10 @@ def ptq_overrides(qat_model: QATModel) -> dict[str, dict[str, Any]]:
     for name in list(qat_model.qat_adds) + list(qat_model.qat_elems):
         overrides[name] = _act_override(qat_model.get_submodule(name).output_quant)
     overrides[INPUT_KEY] = _act_override(qat_model.get_submodule("input_quant"))
+    for name, m in qat_model.named_modules():  # -- recurrent layers --
+        if isinstance(m, QRecurrent):
+            overrides[name] = {"weight_bits": RECURRENT_WEIGHT_BITS,
+                               "weight_scale": m.deployed_scales().double().numpy()}
     return overrides
 
 
@@ -153,6 +160,9 @@ def folded_float_model(qat_model: QATModel) -> fx.GraphModule:
         _set_module(gm, name, plain)
         if info.batchnorm:
             _set_module(gm, info.batchnorm, nn.Identity())
+    for name, m in list(gm.named_modules()):  # -- recurrent layers --
+        if isinstance(m, QRecurrent):
+            _set_module(gm, name, to_plain_recurrent(m))
     signs = {f"{n}.output_quant" for n, i in infos.items() if i.act_quantizer == "sign"}
     if signs:
         gm.add_submodule("binary_sign", BinarySign())

@@ -304,3 +304,78 @@ class GridAvgPool(nn.Module):
         code = torch.sign(raw_sum) * torch.floor((raw_sum.abs() + n // 2) / n)
         out = (s.to(torch.float32) * (code - shift - zp).to(torch.float32))
         return _ste(y, out)
+
+
+# ----------------------------------------------------------------------------------------------
+# -- recurrent layers --
+# ----------------------------------------------------------------------------------------------
+
+RECURRENT_WEIGHT_BITS = 8  # lowering keeps recurrent weights int8 (one scale per gate row)
+
+
+def recurrent_row_scales(w: Tensor) -> Tensor:
+    """The deployed format of a gate matrix: symmetric narrow int8, one scale per row,
+    s = max|w_row| / 127 (PTQ's minmax weight format, given to it as an override at convert)."""
+    qmax = 2 ** (RECURRENT_WEIGHT_BITS - 1) - 1
+    return w.detach().abs().amax(dim=1).clamp_min(torch.finfo(w.dtype).tiny) / qmax
+
+
+def fake_quant_rows(w: Tensor) -> Tensor:
+    """w on its int8 per-row grid, straight-through gradient."""
+    qmax = 2 ** (RECURRENT_WEIGHT_BITS - 1) - 1
+    s = recurrent_row_scales(w)[:, None]
+    return _ste(w, torch.clamp(torch.round(w / s), -qmax, qmax) * s)
+
+
+class QRecurrent:
+    """nn.GRU / nn.LSTM whose gate matrices are fake-quantized in training mode; in eval mode
+    the plain layer (the deployed model is computed by the integer interpreter anyway)."""
+
+    _fake_quant_active = False
+
+    def forward(self, *args):
+        if not self.training or self._fake_quant_active:
+            return super().forward(*args)
+        weights = {n: fake_quant_rows(getattr(self, n)) for n in self._flat_weights_names
+                   if n.startswith("weight")}
+        self._fake_quant_active = True
+        try:
+            return torch.func.functional_call(self, weights, args)
+        finally:
+            self._fake_quant_active = False
+
+    def deployed_scales(self) -> Tensor:
+        """Row scales of every gate matrix in the lowering's order (w_ih, w_hh per layer)."""
+        return torch.cat([recurrent_row_scales(getattr(self, f"weight_{k}_l{layer}"))
+                          for layer in range(self.num_layers) for k in ("ih", "hh")])
+
+
+class QGRU(QRecurrent, nn.GRU):
+    pass
+
+
+class QLSTM(QRecurrent, nn.LSTM):
+    pass
+
+
+QUANT_RECURRENT = {nn.GRU: QGRU, nn.LSTM: QLSTM}
+
+
+def to_qat_recurrent(module: nn.Module) -> nn.Module:
+    """A QAT copy of an nn.GRU / nn.LSTM with the same parameters (copied, not shared)."""
+    cls = QUANT_RECURRENT[type(module)]
+    new = cls(module.input_size, module.hidden_size, num_layers=module.num_layers,
+              bias=module.bias, batch_first=module.batch_first, dropout=module.dropout,
+              bidirectional=module.bidirectional)
+    new.load_state_dict(module.state_dict())
+    return new.to(dtype=next(module.parameters()).dtype)
+
+
+def to_plain_recurrent(module: nn.Module) -> nn.Module:
+    """The nn.GRU / nn.LSTM of a QAT recurrent layer (same parameters, copied)."""
+    cls = nn.GRU if isinstance(module, QGRU) else nn.LSTM
+    new = cls(module.input_size, module.hidden_size, num_layers=module.num_layers,
+              bias=module.bias, batch_first=module.batch_first, dropout=module.dropout,
+              bidirectional=module.bidirectional)
+    new.load_state_dict(module.state_dict())
+    return new.to(dtype=next(module.parameters()).dtype)

@@ -21,6 +21,11 @@ graph will hold quantized tensors, so what QAT trains is what lowering deploys:
   its ``output_quant``: squeeze-excitation trains every format the integer graph holds. They use
   the adds' quantizer and bits (unsigned for sigmoid / hardsigmoid outputs); a module called
   twice has its first call's output quantized (later calls are calibrated at conversion).
+- every nn.GRU / nn.LSTM becomes a ``QGRU`` / ``QLSTM`` whose gate matrices are fake-quantized
+  on the int8 row grid lowering deploys (``modules.fake_quant_rows``); convert passes those row
+  scales to PTQ. The gates and the state are 16-bit fixed point in the integer op and are not
+  fake-quantized (their rounding is far below the weights'); GRUCell / LSTMCell loops train in
+  float.
 Pools, flatten and reshapes between layers keep the quantized values unchanged (max pooling of
 codes equals the codes of max pooling), as in the integer graph.
 
@@ -55,6 +60,7 @@ from ..config import Config
 from .model import CALIBRATION_SAMPLES, QATModel
 from .modules import (
     QUANT_LAYERS,
+    QUANT_RECURRENT,
     Activation,
     GridAvgPool,
     QAdd,
@@ -62,6 +68,7 @@ from .modules import (
     QSub,
     to_foldable_bn,
     to_qat_layer,
+    to_qat_recurrent,
 )
 from .quantizers import ACT_QUANTIZERS, WEIGHT_QUANTIZERS, make_act_quantizer, make_weight_quantizer
 
@@ -462,6 +469,10 @@ def prepare(model: nn.Module, config: Config | None = None,
             raise ValueError(f"prepare: layer {name!r} ({type(m).__name__}) has no QAT version; "
                              "supported: Conv1d, Conv2d, Linear")
     gm = _trace(float_model)
+    # -- recurrent layers --: gate matrices fake-quantized on their deployed int8 row grid
+    for name, m in list(gm.named_modules()):
+        if type(m) in QUANT_RECURRENT:
+            _set_module(gm, name, to_qat_recurrent(m))
     graph = gm.graph
     modules = dict(gm.named_modules())
     layer_nodes = [n for n in graph.nodes if _is_module(n, modules, tuple(QUANT_LAYERS))]

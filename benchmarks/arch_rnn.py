@@ -1,0 +1,165 @@
+"""Recurrent architectures of issue 13: the GRU and LSTM keyword spotters of the zoo.
+
+Per model (nn.GRU / nn.LSTM as written, trained on the synthetic speech commands) and mode
+(W8A8, 16x8): accepted as written, quantize time, SQNR of the logits vs float on the test set
+(the calibration distribution; targets >= 30 dB W8A8, >= 40 dB 16x8), float and integer
+accuracy, flash and arena of the generated C, Cortex-M0 instructions per inference (unicorn, the
+whole 49-frame sequence through ``<name>_run``) and per frame (``<name>_step``, the streaming
+API), and whether the C is bit-exact with the interpreter on the host (every test sample) and on
+the M0 (the streamed sample).
+
+    .venv/bin/python benchmarks/arch_rnn.py [--print-only]
+
+``rows()`` returns the measurements as dicts (benchmarks/architectures.py imports it); run
+alone it writes the ``arch_rnn`` section of benchmarks/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+import intquant  # noqa: E402
+from intquant import zoo  # noqa: E402
+from intquant.codegen.cost import cost_report  # noqa: E402
+from intquant.codegen.stream import emulate_stream, reference_frames  # noqa: E402
+from intquant.codegen.toolchain import compile_and_run_host  # noqa: E402
+from results import machine, table, write_section  # noqa: E402
+
+MODELS = ["gru_kws", "lstm_kws"]
+MODES = {"W8A8": {"weight_bits": 8, "act_bits": 8}, "16x8": {"weight_bits": 8, "act_bits": 16}}
+TARGET_DB = {"W8A8": 30.0, "16x8": 40.0}
+CALIBRATION = 256
+
+# Measured separately (16x8 gru_kws, last hidden state, 300 test samples; rounding only the
+# weights of the float models): where the error of the 16x8 rows comes from.
+NOTES = """Where the 16x8 error comes from (measured separately, not by this script): for the GRU's
+last hidden state the integer op vs float64 torch.gru with the op's own int8 weights and
+quantized input gives 55.9 dB (the integer arithmetic: tables, Q3.12 gates, Q0.15 state),
+those parameters vs the original float GRU 44.5 dB, integer vs float 44.1 dB; rounding only
+the LSTM's recurrent weights to int8 (per row) already limits its logits to 38.1 dB. In 16x8
+only the input and output tensors become 16-bit (the gates and the state are 16-bit in W8A8
+too); the recurrent weights stay int8, and their rounding, carried through 49 steps and
+amplified in the logits, is what misses 40 dB — not the integer recurrence. 16-bit recurrent
+weights (lowering refuses recurrent weights over 8 bits) or better weight rounding would be
+the next step. The quantize time of the first row includes the first call of the process,
+which imports torch.export / torch._dynamo (about 9 s on the shared machine); warm, quantizing
+a model takes 1.3 s alone."""
+
+
+def sqnr_db(ref: np.ndarray, out: np.ndarray) -> float:
+    err = ref.astype(np.float64) - out.astype(np.float64)
+    return float(10 * np.log10((ref.astype(np.float64) ** 2).sum() / (err**2).sum()))
+
+
+def measure(name: str, mode: str, model: torch.nn.Module, ds) -> dict:
+    """One model in one mode (see the module docstring)."""
+    t0 = time.perf_counter()
+    q = intquant.quantize(model, ds.x_train[:CALIBRATION], intquant.Config(**MODES[mode]),
+                          progress=False)
+    quantize_s = time.perf_counter() - t0
+    with torch.no_grad():
+        ref = model(torch.from_numpy(ds.x_test)).numpy()
+    x = q.quantize_input(ds.x_test)
+    y = q.run(x)
+    out = q.dequantize_output(y)
+    with tempfile.TemporaryDirectory() as tmp:
+        res = q.export_c(Path(tmp) / "c", name="model")
+        host_exact = bool(np.array_equal(compile_and_run_host(res.out_dir, x, opt="-O2"), y))
+        cost = cost_report(res.out_dir, x[:1], target="cortex-m0", write=False)
+        stream = emulate_stream(res.out_dir, x[:1])
+        m0_exact = bool(np.array_equal(stream.outputs, reference_frames(q.graph, x[:1])))
+    return {
+        "architecture": name,
+        "mode": mode,
+        "accepted_as_written": True,
+        "ops": " + ".join(op.kind for op in q.graph.ops),
+        "quantize_s": quantize_s,
+        "sqnr_db": sqnr_db(ref, out),
+        "sqnr_target_db": TARGET_DB[mode],
+        "float_acc": float((ref.argmax(1) == ds.y_test).mean()),
+        "int_acc": float((out.argmax(1) == ds.y_test).mean()),
+        "flash_bytes": cost["flash_bytes"],
+        "weight_bytes": cost["weight_bytes"],
+        "arena_bytes": cost["arena_bytes"],
+        "stack_bytes": cost["stack_bytes"],
+        "m0_board": cost["board"],
+        "m0_instructions_per_inference": cost["per_inference"],
+        "m0_instructions_per_frame": float(np.mean(stream.per_frame)),
+        "m0_cycles_per_frame": float(np.mean(stream.per_frame_cycles)),
+        "m0_instructions_reset": stream.reset,
+        "bit_exact_host": host_exact,
+        "bit_exact_m0_stream": m0_exact,
+    }
+
+
+def rows() -> list[dict]:
+    """Every recurrent zoo model in every mode (trains a model if it is not cached)."""
+    torch.set_num_threads(1)
+    out = []
+    for name in MODELS:
+        model, ds = zoo.get(name, progress=False)
+        for mode in MODES:
+            out.append(measure(name, mode, model, ds))
+    return out
+
+
+def markdown(rs: list[dict]) -> str:
+    header = ["model", "mode", "ops", "quantize s", "SQNR dB (target)", "float acc", "int acc",
+              "flash B", "arena B", "stack B", "M0 instr/inference", "M0 instr/frame",
+              "M0 cycles/frame",
+              "C == interpreter (host, M0 stream)"]
+    body = []
+    for r in rs:
+        ok = "" if r["sqnr_db"] >= r["sqnr_target_db"] else " **MISS**"
+        body.append([
+            r["architecture"], r["mode"], r["ops"], f"{r['quantize_s']:.1f}",
+            f"{r['sqnr_db']:.1f} (>= {r['sqnr_target_db']:.0f}){ok}", f"{r['float_acc']:.4f}",
+            f"{r['int_acc']:.4f}", r["flash_bytes"], r["arena_bytes"], r["stack_bytes"],
+            f"{r['m0_instructions_per_inference']:.0f}", f"{r['m0_instructions_per_frame']:.0f}",
+            f"{r['m0_cycles_per_frame']:.0f}",
+            f"{'yes' if r['bit_exact_host'] else 'NO'}, "
+            f"{'yes' if r['bit_exact_m0_stream'] else 'NO'}",
+        ])
+    boards = sorted({r["m0_board"] for r in rs})
+    return "\n".join([
+        "## Recurrent architectures (issue 13): GRU and LSTM keyword spotters",
+        "",
+        "`.venv/bin/python benchmarks/arch_rnn.py` on " + machine() + ". Zoo models `gru_kws` "
+        "(nn.GRU(10, 32) + Linear) and `lstm_kws` (nn.LSTM(10, 32) + Linear) as written, on "
+        "the synthetic speech commands (49 MFCC frames of 10, 12 classes); calibration on 256 "
+        "training samples (minmax defaults); SQNR of the logits vs float over the 1200 test "
+        "samples. Flash = the Cortex-M0 image (code + constants); M0 counts are unicorn "
+        f"Cortex-M0 instructions, board {', '.join(boards)}; per frame = one `model_step` "
+        "call of the streaming API, also in cycles (Cortex-M0 timings of "
+        "`intquant/codegen/cycles.py`: single-cycle multiplier, no flash wait states). "
+        "The gate pre-activations are int16 Q3.12, "
+        "the state int16 Q0.15 (and the LSTM cell int16) in both modes: only the input and "
+        "output tensors change between W8A8 and 16x8.",
+        "",
+        table(header, body),
+        "",
+        NOTES,
+    ])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--print-only", action="store_true")
+    args = ap.parse_args()
+    md = markdown(rows())
+    print(md)
+    if not args.print_only:
+        write_section("arch_rnn", md)
+
+
+if __name__ == "__main__":
+    main()
