@@ -15,9 +15,9 @@ of thumb:
    integer model (the NumPy interpreter = the C) on ``data``, mean |logit error| against the
    float model, flash = every constant of the generated C (packed weights, biases, multipliers,
    shifts: ``<NAME>_WEIGHT_BYTES``), RAM = the C planner's activation arena.
-3. The Pareto front over (accuracy ↑, logit error ↓, flash ↓, RAM ↓). For the options on it the
-   generated C is built and run on the emulated Cortex-M0 (``codegen.cost_report``:
-   instructions per inference, when the ARM toolchain is installed).
+3. The Pareto front over (accuracy ↑, logit error ↓, flash ↓, RAM ↓). For the options on it
+   that fit the budgets, the generated C is built and run on the emulated Cortex-M0
+   (``codegen.cost_report``: instructions per inference, when the ARM toolchain is installed).
 4. The recommendation: among the options that fit ``flash_budget`` and ``ram_budget`` and lose
    at most ``max_drop_pp`` against float, the one with the least flash (then RAM, then the best
    accuracy and logit error); that option is always on the Pareto front. When none is within
@@ -415,9 +415,9 @@ def recommend(model: Any, calib: Any, data: Any, max_drop_pp: float = 1.0,
     index, reason = choose(options, float_acc, max_drop_pp, flash_budget, ram_budget)
     if cycles:
         if m0_available(target):
-            for o in bar(options, f"recommend: {target} cost", progress):
-                if o.pareto:
-                    measure_m0(o, target)
+            for o in bar([o for o in options if o.pareto and o.fits],
+                         f"recommend: {target} cost", progress):
+                measure_m0(o, target)
         else:
             notes.append(f"{target} instructions not measured: its toolchain is not installed "
                          f"(scripts/install_toolchain.sh)")
