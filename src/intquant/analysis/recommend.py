@@ -292,11 +292,13 @@ def mixed_configs(model: Any, calib: Any, search: Any, method: str, int8_weight_
                   weight_budget: int | None, ram_budget: int | None,
                   notes: list[str]) -> list[tuple[str, str, Any]]:
     """Per-layer mixes from one search_bits run: the final choice (with 16-bit activations
-    where they help) and the greedy path's points at about ``MIXED_SHARES`` of int8 bytes."""
+    where they help) and the greedy path's points at about ``MIXED_SHARES`` of int8 bytes
+    (those below ``weight_budget``, which is then the search's own budget)."""
     from ..config import Config
     from .mixed import _to_config, search_bits
 
-    budgets = sorted({int(s * int8_weight_bytes) for s in MIXED_SHARES}
+    budgets = sorted({int(s * int8_weight_bytes) for s in MIXED_SHARES
+                      if weight_budget is None or s * int8_weight_bytes < weight_budget}
                      | ({weight_budget} if weight_budget is not None else set()))
     top = max(budgets)
     base = Config.preset(method)
