@@ -45,7 +45,7 @@ def setting(zoo_model):
 
 def printed_settings(markdown: str) -> dict[int, dict]:
     """The '#i: {json}' lines of the printed recommendation."""
-    found = re.findall(r"^#(\d+): (\{.*?\})(?:   \(with the KURE fine-tuned model\))?$",
+    found = re.findall(r"^#(\d+): (\{.*?\})(?:   \(the KURE fine-tuned model: finetuned.pt2\))?$",
                        markdown, flags=re.M)
     return {int(i): json.loads(s) for i, s in found}
 

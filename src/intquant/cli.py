@@ -766,14 +766,16 @@ def cmd_recommend(args: argparse.Namespace) -> int:
         outdir.write_file(args.json, lambda tmp: write_json(tmp, rec.to_dict()))
         say(f"wrote {args.json}")
     if out is not None:
-        write_recommendation(rec, args.model, out, args.force)
+        write_recommendation(rec, args.model, out, args.force, calib[:1].astype(np.float32))
         say(f"wrote {args.out}/ : {listing(out)}")
     return 0
 
 
-def write_recommendation(rec: Any, model_spec: str, out: Path, force: bool) -> None:
-    """DIR/report.md, report.html (the Recommendation section), recommend.json and one
-    config-<#>.json per Pareto option (``intquant quantize --config``)."""
+def write_recommendation(rec: Any, model_spec: str, out: Path, force: bool,
+                         example: np.ndarray) -> None:
+    """DIR/report.md, report.html (the Recommendation section), recommend.json, one
+    config-<#>.json per Pareto option (``intquant quantize --config``) and, when a KURE option
+    is among them, the fine-tuned model as finetuned.pt2 (quantize that one with its config)."""
     from .analysis.recommend import recommendation_blocks
     from .analysis.report import Block, render_html, render_markdown
 
@@ -785,6 +787,12 @@ def write_recommendation(rec: Any, model_spec: str, out: Path, force: bool) -> N
         for i, o in enumerate(rec.options):
             if o.pareto:
                 (tmp / f"config-{i}.json").write_text(o.config.to_json() + "\n")
+        tuned = next((o.model for o in rec.options if o.pareto and o.model is not None), None)
+        if tuned is not None:
+            import torch
+
+            program = torch.export.export(tuned.eval(), (torch.as_tensor(example),))
+            torch.export.save(program, str(tmp / "finetuned.pt2"))
 
 
 # ----------------------------------------------------------------------------------------------

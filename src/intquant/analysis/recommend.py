@@ -471,7 +471,7 @@ def recommendation_blocks(r: Recommendation) -> list[Any]:
                                  + "; ".join(dominated) + "."))
     blocks += [Block("p", n) for n in r.notes]
     settings = "\n".join(
-        f"#{i}: " + json.dumps(o.settings()) + ("   (with the KURE fine-tuned model)"
+        f"#{i}: " + json.dumps(o.settings()) + ("   (the KURE fine-tuned model: finetuned.pt2)"
                                                 if o.model is not None else "")
         for i, o in pareto)
     blocks += [Block("p", "Each option is intquant.quantize(model, calib, "
