@@ -291,9 +291,9 @@ def mixed_name(wbits: dict[str, Any], abits: dict[str, int], act_default: int) -
 def mixed_configs(model: Any, calib: Any, search: Any, method: str, int8_weight_bytes: int,
                   weight_budget: int | None, ram_budget: int | None,
                   notes: list[str]) -> list[tuple[str, str, Any]]:
-    """Per-layer mixes from one search_bits run: the final choice (with 16-bit activations
-    where they help) and the greedy path's points at about ``MIXED_SHARES`` of int8 bytes
-    (those below ``weight_budget``, which is then the search's own budget)."""
+    """Per-layer mixes from one search_bits run: its final choice (with 8-bit activations,
+    and with 16-bit ones where they help) and the greedy path's points at about
+    ``MIXED_SHARES`` of int8 bytes (those below ``weight_budget``, then the search's budget)."""
     from ..config import Config
     from .mixed import _to_config, search_bits
 
@@ -317,6 +317,10 @@ def mixed_configs(model: Any, calib: Any, search: Any, method: str, int8_weight_
             w, _ = below[-1]
             cfg = _to_config(base, w, {}, 8)
             chosen.setdefault(cfg.to_json(), (mixed_name(w, {}, 8), cfg))
+    # the search's choice with 8-bit activations, then with its 16-bit ones (they cost RAM
+    # and 4 more bytes of constants per channel, which the weight budget does not see)
+    cfg = _to_config(base, res.weight_bits, {}, 8)
+    chosen.setdefault(cfg.to_json(), (mixed_name(res.weight_bits, {}, 8), cfg))
     cfg = res.config
     chosen.setdefault(cfg.to_json(), (mixed_name(res.weight_bits, res.act_bits, 8), cfg))
     return [(name, method, c) for name, c in chosen.values()]
@@ -417,9 +421,14 @@ def recommend(model: Any, calib: Any, data: Any, max_drop_pp: float = 1.0,
     index, reason = choose(options, float_acc, max_drop_pp, flash_budget, ram_budget)
     if cycles:
         if m0_available(target):
+            from ..codegen.toolchain import ToolchainError
+
             for o in bar([o for o in options if o.pareto and o.fits],
                          f"recommend: {target} cost", progress):
-                measure_m0(o, target)
+                try:
+                    measure_m0(o, target)
+                except (ToolchainError, NotImplementedError) as e:  # not costed, said so
+                    notes.append(f"{o.name} ({o.method}): no {target} cost: {e}")
         else:
             notes.append(f"{target} instructions not measured: its toolchain is not installed "
                          f"(scripts/install_toolchain.sh)")
