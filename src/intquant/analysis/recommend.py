@@ -13,7 +13,7 @@ of thumb:
    fine-tuned with the kurtosis regularizer (KURE) and quantized at the narrow widths.
 2. Every option is quantized for real with ``intquant.quantize`` and measured: accuracy of the
    integer model (the NumPy interpreter = the C) on ``data``, mean |logit error| against the
-   float model, flash = every constant of the generated C (packed weights, biases, multipliers,
+   float model given (for KURE options it includes what the fine-tuning changed), flash = every constant of the generated C (packed weights, biases, multipliers,
    shifts: ``<NAME>_WEIGHT_BYTES``), RAM = the C planner's activation arena.
 3. The Pareto front over (accuracy ↑, logit error ↓, flash ↓, RAM ↓). For the options on it
    that fit the budgets, the generated C is built and run on the emulated Cortex-M0
