@@ -51,7 +51,7 @@ def describe(rec: dict) -> tuple[str, str, str, str]:
     """(recommended option, Δ pp, its flash as a share of W8A8 fast, its M0 count)."""
     best = rec["options"][rec["recommended"]]
     w8 = next(o for o in rec["options"] if o["name"] == "W8A8" and o["method"] == "fast")
-    m0 = "–" if best["m0"] is None else f"{best['m0']:,.0f}"
+    m0 = "–" if best["m0"] is None else f"{best['m0']:,.0f} {best['m0_counter']}"
     return (f"{best['name']} ({best['method']})",
             f"{100 * (best['accuracy'] - rec['float_accuracy']):+.2f}",
             f"{best['flash_bytes']} B ({best['flash_bytes'] / w8['flash_bytes']:.0%})", m0)
@@ -113,7 +113,8 @@ def main() -> None:
         f"--data test.npz --search-data val.npz` process: calibration on the first 1024 "
         f"training samples, per-layer width search on the last {SEARCH}, every option "
         "quantized and measured on the test split with the integer interpreter, the Pareto "
-        "options that fit the budgets costed on the emulated Cortex-M0 (instructions, unicorn). "
+        "options that fit the budgets costed on the emulated Cortex-M0 (cost_report: cycles of "
+        "the Cortex-M0 timing model, 1-cycle multiplier; instructions before that model). "
         "Defaults: methods fast and nearest, max drop 1 pp, no budget. Target: under "
         f"{TARGET_S:.0f} s on 2 cores.",
         "",
@@ -124,7 +125,7 @@ def main() -> None:
         "judged on them.",
         "",
         table(["model", "test samples", "options", "Pareto", "recommended", "Δ pp",
-               "flash (of W8A8)", "M0 instr", "wall s", "CPU s", "load avg",
+               "flash (of W8A8)", "M0 per inference", "wall s", "CPU s", "load avg",
                f"< {TARGET_S:.0f} s"], rows),
     ]
     if krows:

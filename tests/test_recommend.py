@@ -150,7 +150,8 @@ def test_m0_cost_is_that_of_the_reproduced_model(setting, tmp_path):
     measure_m0(o)
     q = intquant.quantize(model, calib, Config.from_dict(o.settings()), progress=False)
     q.export_c(tmp_path / "c")
-    assert o.m0 == cost_report(tmp_path / "c", write=False)["per_inference"] > 0
+    assert o.m0 == cost_report(tmp_path / "c", write=False)["cycles_per_inference"] > 0
+    assert o.m0_counter == "cycles"
 
 
 def test_cli_recommend(zoo_model, tmp_path):

@@ -13,11 +13,13 @@ of thumb:
    fine-tuned with the kurtosis regularizer (KURE) and quantized at the narrow widths.
 2. Every option is quantized for real with ``intquant.quantize`` and measured: accuracy of the
    integer model (the NumPy interpreter = the C) on ``data``, mean |logit error| against the
-   float model given (for KURE options it includes what the fine-tuning changed), flash = every constant of the generated C (packed weights, biases, multipliers,
-   shifts: ``<NAME>_WEIGHT_BYTES``), RAM = the C planner's activation arena.
+   float model given (for KURE options it includes what the fine-tuning changed), flash =
+   every constant of the generated C (packed weights, biases, multipliers, shifts:
+   ``<NAME>_WEIGHT_BYTES``), RAM = the C planner's activation arena.
 3. The Pareto front over (accuracy ↑, logit error ↓, flash ↓, RAM ↓). For the options on it
    that fit the budgets, the generated C is built and run on the emulated Cortex-M0
-   (``codegen.cost_report``: instructions per inference, when the ARM toolchain is installed).
+   (``codegen.cost_report``: cycles per inference, 1-cycle multiplier; when the ARM
+   toolchain is installed).
 4. The recommendation: among the options that fit ``flash_budget`` and ``ram_budget`` and lose
    at most ``max_drop_pp`` against float, the one with the least flash (then RAM, then the best
    accuracy and logit error); that option is always on the Pareto front. When none is within
@@ -66,7 +68,7 @@ class Option:
     ram_bytes: int | None  # the C arena; None without the C back end
     quantize_seconds: float = 0.0
     m0: float | None = None  # per inference on the emulated Cortex-M0 (cost_report)
-    m0_counter: str | None = None  # what ``m0`` counts: "instructions" (or "cycles")
+    m0_counter: str | None = None  # what ``m0`` counts: "cycles" (or the target's counter)
     pareto: bool = False
     fits: bool = True
     model: Any = field(default=None, repr=False)  # the fine-tuned model (KURE options)
@@ -239,14 +241,18 @@ def m0_available(target: str = "cortex-m0") -> bool:
 
 
 def measure_m0(option: Option, target: str = "cortex-m0") -> None:
-    """Build the option's C and count one inference on the emulated core (cost_report)."""
+    """Build the option's C and cost one inference on the emulated core (cost_report): cycles
+    where the target has a cycle model (Cortex-M0 TRM timings, 1-cycle MULS), else its count."""
     from ..codegen.cost import cost_report
 
     with tempfile.TemporaryDirectory(prefix="intquant-recommend-") as tmp:
         out = Path(tmp) / "c"
         option.qmodel.export_c(out)
         r = cost_report(out, target=target, write=False)
-    option.m0, option.m0_counter = r["per_inference"], r["counter"]
+    if r.get("cycles_per_inference") is not None:  # the Cortex-M0 cycle model (1-cycle MULS)
+        option.m0, option.m0_counter = r["cycles_per_inference"], "cycles"
+    else:
+        option.m0, option.m0_counter = r["per_inference"], r["counter"]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -430,7 +436,7 @@ def recommend(model: Any, calib: Any, data: Any, max_drop_pp: float = 1.0,
                 except (ToolchainError, NotImplementedError) as e:  # not costed, said so
                     notes.append(f"{o.name} ({o.method}): no {target} cost: {e}")
         else:
-            notes.append(f"{target} instructions not measured: its toolchain is not installed "
+            notes.append(f"{target} cycles not measured: its toolchain is not installed "
                          f"(scripts/install_toolchain.sh)")
     return Recommendation(options=options, recommended=index, reason=reason,
                           float_accuracy=float_acc, samples=len(x), max_drop_pp=max_drop_pp,
@@ -470,7 +476,8 @@ def recommendation_blocks(r: Recommendation) -> list[Any]:
                    f"{_budget_text(r.flash_budget, r.ram_budget)}. The table lists the Pareto "
                    f"front over accuracy, logit error (mean |integer − float logit|), flash "
                    f"(every constant of the generated C, weights packed) and RAM (the C "
-                   f"arena); M0: one inference on the emulated Cortex-M0."),
+                   f"arena); M0: one inference on the emulated Cortex-M0 (cycles: Cortex-M0 "
+                   f"TRM timings, 1-cycle multiplier)."),
         Block("table", headers=TABLE_HEADERS, rows=rows),
         Block("p", ("Recommended: " if r.recommended is not None else "No recommendation: ")
               + r.reason),
