@@ -8,8 +8,10 @@ trained float model (first and last layers 8-bit, the QAT benchmark's recipe), c
 the binary ops (sign_conv, binary_conv, binary_max_pool). For each: accuracy of the QAT eval
 forward and of the integer model, the C project's weight bytes and arena, the C checked
 bit-exact against the interpreter on the whole test set (host) and on 16 samples on the
-emulated Cortex-M0 (QEMU), and cycles per layer on Cortex-M0 from the executed trace
-(``benchmarks/m0_cycles.py``: TRM timings, fast and small multiplier) with MACs per layer.
+emulated Cortex-M0 (QEMU), and cycles per layer on Cortex-M0 from the executed trace (the
+project's cycle model, ``intquant.codegen.cycles``, through ``toolchain.emulate_unicorn``: TRM
+timings, fast and small multiplier; totals from the plain build as ``cost_report`` gives them,
+per layer from the profiling build) with MACs per layer.
 Targets (issue 11, 2c): each W1A1 layer ≤ 0.8 cycles/MAC, the whole W1A1 model (first and last
 layers at 8 bits) ≤ 1.5 cycles/MAC, fast multiplier; W1A1 weight bytes ≤ 0.35x W8A8; a
 layer's packed weights ≤ 1/8 of its int8 bytes + 2 % (per-channel parameters aside).
@@ -29,13 +31,17 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from intquant import zoo  # noqa: E402
 from intquant.codegen import export_c  # noqa: E402
-from intquant.codegen.toolchain import compile_and_run_host, run_on_m0  # noqa: E402
+from intquant.codegen.cycles import Tally  # noqa: E402
+from intquant.codegen.toolchain import (  # noqa: E402
+    compile_and_run_host,
+    emulate_unicorn,
+    run_on_m0,
+)
 from intquant.config import Config  # noqa: E402
 from intquant.intgraph import op_macs  # noqa: E402
 from intquant.ptq import quantize  # noqa: E402
 from intquant.qat import agreement, convert, prepare  # noqa: E402
 from intquant.training import evaluate, train  # noqa: E402
-from m0_cycles import trace_model  # noqa: E402
 from results import machine, table, write_section  # noqa: E402
 
 METHODS = [("BNN W1A1 (BinaryConnect + sign)", "binary"), ("XNOR-Net W1A1", "xnor")]
@@ -59,17 +65,18 @@ def measure(label: str, qm, ds, out_dir: Path, qat_acc: float | None, agree) -> 
     res = export_c(g, out_dir, name="net")
     host = compile_and_run_host(res.out_dir, x_test)
     m0 = run_on_m0(res.out_dir, x_test[:16])
-    trace = trace_model(res.out_dir, x_test[0])
+    total = emulate_unicorn(res.out_dir, x_test[:1]).traces[0].total
+    per_op = emulate_unicorn(res.out_dir, x_test[:1], profile=True).traces[0].per_key
     layers = []
     for i, op in enumerate(g.ops):
-        c = trace.per_op.get(i)
+        c = per_op.get(i, Tally())
         macs = op_macs(op, g)
         w = int(op.consts["weight"].nbytes) if "weight" in op.consts else 0
         layers.append({
             "name": op.name, "kind": op.kind, "macs": macs, "weight_bytes": w,
             "int8_bytes": int8_weight_bytes(op, g),
-            "fast": c.total("fast") if c else 0, "small": c.total("small") if c else 0,
-            "instructions": c.instructions if c else 0,
+            "fast": c.cycles("fast"), "small": c.cycles("small"),
+            "instructions": c.instructions,
         })
     macs = sum(lay["macs"] for lay in layers)
     return {
@@ -77,8 +84,8 @@ def measure(label: str, qm, ds, out_dir: Path, qat_acc: float | None, agree) -> 
         "agree": agree, "weight_bytes": res.weight_bytes, "arena": res.arena_bytes,
         "host_exact": bool(np.array_equal(host, ref)), "n_host": len(x_test),
         "m0_exact": bool(np.array_equal(m0, ref[:16])), "layers": layers, "macs": macs,
-        "fast": trace.total.total("fast"), "small": trace.total.total("small"),
-        "instructions": trace.total.instructions,
+        "fast": total.cycles("fast"), "small": total.cycles("small"),
+        "instructions": total.instructions,
     }
 
 
@@ -148,10 +155,12 @@ def main() -> None:
         "per-channel thresholds, packed bits out) → binary_conv (XOR + popcount on packed "
         "bits, bits or int8 out) → binary_max_pool (AND of words) → int8 max_pool / "
         "fully_connected. Cycles: one inference on unicorn's Cortex-M0, the executed trace "
-        "costed with the Cortex-M0 TRM timings in `benchmarks/m0_cycles.py` (a benchmark-only "
-        "model: the library's cycle model in `codegen/cost.py` had not landed), no flash wait "
-        "states; 'small' = the 32-cycle iterative multiplier. 'exact' = C output identical to "
-        "the interpreter on the whole test set (host) / 16 samples on QEMU's Cortex-M0. "
+        "costed by the project's cycle model (`intquant.codegen.cycles`: Cortex-M0 TRM "
+        "timings, no flash wait states; what `cost_report(..., multiplier=\"fast\"|"
+        "\"small\")` reports): totals from the plain build, per layer from the profiling "
+        "build (op markers); 'small' = the 32-cycle iterative multiplier. 'exact' = C "
+        "output identical to the interpreter on the whole test set (host) / 16 samples on "
+        "QEMU's Cortex-M0. "
         "'agree' = QAT eval logits identical to the integer model's (%).",
         "",
         table(["model", "QAT acc %", "int acc %", "agree %", "weight B (C)", "vs W8A8",

@@ -2,8 +2,8 @@
 
 For every zoo model and weight width (QAT fine-tuning of the trained float model, first/last
 layers kept at 8 bits by the QAT policy, activations 8 bits):
-W8A8 (uniform), W4A8 (uniform), ternary W2A8 (TWN), W1A8 (BinaryConnect), power-of-two W4A8;
-W1A1 BNN and XNOR rows are pending (packed activations and XNOR kernels: helper bnn's branch).
+W8A8 (uniform), W4A8 (uniform), ternary W2A8 (TWN), W1A8 (BinaryConnect), power-of-two W4A8.
+W1A1 (BNN, XNOR-Net) on packed-bit kernels is measured by benchmarks/bnn.py.
 
 Per model and width: QAT (= deployed integer) test accuracy, weight bytes (the conv/linear
 weight arrays as stored, packed; and all constants of the generated C), arena, Cortex-M0
@@ -13,8 +13,9 @@ each packed kernel on one conv layer at two reduction lengths: the marginal cycl
 inner loop plus its per-position share) and the fixed cost per output (requantization, loop
 set-up). Then the issue's targets, met or missed.
 
-Cycles come from benchmarks/m0cycles.py (Cortex-M0 TRM timings on the executed trace, no wait
-states) until the project's own cycle model lands in codegen/cost.py.
+Cycles come from the project's cycle model (intquant.codegen.cycles: Cortex-M0 TRM timings on
+the executed trace, no wait states) through ``toolchain.emulate_unicorn``: totals from the
+plain build (what ``cost_report`` reports), per op from the profiling build.
 
     .venv/bin/python benchmarks/lowbit.py [--models mnist1d_cnn ...] [--epochs 10]
 """
@@ -37,11 +38,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 import intgraph_factory as factory  # noqa: E402
 from intquant import zoo  # noqa: E402
 from intquant.codegen import export_c  # noqa: E402
+from intquant.codegen.cycles import Tally, Trace  # noqa: E402
+from intquant.codegen.toolchain import emulate_unicorn  # noqa: E402
 from intquant.config import Config  # noqa: E402
 from intquant.ops import _lowbit, weight_codes  # noqa: E402
 from intquant.qat import convert, prepare  # noqa: E402
 from intquant.training import evaluate, train  # noqa: E402
-from m0cycles import m0_cycles  # noqa: E402
 from results import machine, table, write_section  # noqa: E402
 
 ZOO = ["digits_cnn", "mnist1d_cnn", "mnist1d_mlp", "mnist1d_dscnn", "mnist1d_resnet"]
@@ -53,7 +55,6 @@ WIDTHS = [
     ("W1A8 BinaryConnect", "binary", 1, "uniform", 8),
     ("pow2 W4A8", "pow2", 4, "uniform", 8),
 ]
-PENDING = ["W1A1 BNN", "W1A1 XNOR"]
 BIG_LAYER_MACS_PER_OUTPUT = 64  # the targets concern conv/linear layers with at least this
 
 
@@ -72,20 +73,32 @@ def qat_model(name: str, wq: str, wb: int, aq: str, ab: int, epochs: int, lr: fl
     return qm, ds, qat_acc, secs
 
 
+def m0_cost(out_dir: Path, x: np.ndarray) -> tuple[Trace, Trace]:
+    """One inference (raw input ``x``, batch of one) on unicorn's Cortex-M0: the trace of the
+    plain build (totals) and of the profiling build (per op, keyed by op index)."""
+    plain = emulate_unicorn(out_dir, x).traces[0]
+    prof = emulate_unicorn(out_dir, x, profile=True).traces[0]
+    return plain, prof
+
+
+def counts(t: Tally) -> tuple[int, int, int]:
+    """(instructions, cycles with the fast multiplier, cycles with the small one)."""
+    return t.instructions, t.cycles("fast"), t.cycles("small")
+
+
 def measure(qm, ds, work: Path) -> dict:
     """Bytes, arena, per-op instructions and cycles of one converted model."""
     g = qm.graph
     res = export_c(g, work, name="m")
-    x = qm.quantize_input(ds.x_test[:1])[0]
-    per_op = m0_cycles(res.out_dir, x)
+    plain, prof = m0_cost(res.out_dir, qm.quantize_input(ds.x_test[:1]))
     ops = res.info["ops"]
-    total = np.sum([np.array(v) for v in per_op.values()], axis=0)
+    n_total, fast_total, small_total = counts(plain.total)
     layers = []
     for o in ops:
         op = g.ops[o["index"]]
         if op.kind not in ("conv", "fully_connected"):
             continue
-        n, fast, small = per_op.get(o["index"], (0, 0, 0))
+        n, fast, small = counts(prof.per_key.get(o["index"], Tally()))
         shape = weight_codes(op).shape
         k = math.prod(shape[1:])
         layers.append({
@@ -99,7 +112,7 @@ def measure(qm, ds, work: Path) -> dict:
     return {
         "weight_array_bytes": sum(r["weight_bytes"] for r in layers),
         "const_bytes": res.weight_bytes, "arena": res.arena_bytes, "macs": res.macs,
-        "instructions": int(total[0]), "cycles_fast": int(total[1]), "cycles_small": int(total[2]),
+        "instructions": n_total, "cycles_fast": fast_total, "cycles_small": small_total,
         "layers": layers,
     }
 
@@ -114,17 +127,18 @@ def kernel_rows() -> list[dict]:
             b = factory.GraphBuilder(rng, (cin, 40), "int8")
             b.conv(b.input, 32, (1, 3), padding=(0, 1, 0, 1), w_dtype=fmt)
             g = b.graph()
-            x = factory.random_input(rng, g, 1)[0]
+            x = factory.random_input(rng, g, 1)
             with tempfile.TemporaryDirectory() as d:
                 res = export_c(g, Path(d) / "c", name="k")
-                c = np.array(m0_cycles(res.out_dir, x)[0], dtype=np.float64)
+                _, prof = m0_cost(res.out_dir, x)
+                c = np.array(counts(prof.per_key[0]), dtype=np.float64)
             pts.append((c, 32 * 40 * cin * 3, 32 * 40))
         (c1, m1, o1), (c2, m2, _) = pts
         marginal = (c2 - c1) / (m2 - m1)
         fixed = (c1 - marginal * m1) / o1
         op = g.ops[0]
         rows.append({"format": fmt, "path": _lowbit.packed_path(g, op) if fmt != "int8" else
-                     "int8 (iq_dot.h)", "allin_k96": (c1 / m1).tolist(),
+                     "int8 (the 8-bit kernel codegen picks)", "allin_k96": (c1 / m1).tolist(),
                      "marginal": marginal.tolist(), "fixed_per_output": fixed.tolist()})
     return rows
 
@@ -186,9 +200,6 @@ def markdown(results: dict, kernels: list[dict], cmd: str) -> str:
                          r["weight_array_bytes"], r["const_bytes"], r["arena"],
                          r["instructions"], r["cycles_fast"], r["cycles_small"],
                          f"{r['cycles_fast'] / r['macs']:.2f}", f"{r['train_s']:.0f}"])
-        for label in PENDING:
-            rows.append([model, label] + ["pending (helper bnn: packed activations, XNOR)"]
-                        + [""] * 9)
     layer_rows = []
     for model, widths in results.items():
         for label, r in widths.items():
@@ -211,9 +222,13 @@ def markdown(results: dict, kernels: list[dict], cmd: str) -> str:
         "arrays as stored in the IntGraph and the C (1, 2, 4-bit codes packed); 'consts B': "
         "every constant of the generated C (`<NAME>_WEIGHT_BYTES`: weights, folded biases, "
         "multipliers, shifts, tables). Instructions and cycles: one inference on unicorn's "
-        "Cortex-M0, arm-none-eabi-gcc -O2; cycles with Cortex-M0 TRM timings applied to the "
-        "executed trace (benchmarks/m0cycles.py, no flash wait states), MULS 1 cycle (fast "
-        "multiplier) or 32 (small). Weight formats: int2 holds the ternary codes.",
+        "Cortex-M0, arm-none-eabi-gcc -O2; cycles from the project's cycle model "
+        "(`intquant.codegen.cycles`: Cortex-M0 TRM timings applied to the executed trace, no "
+        "flash wait states; `toolchain.emulate_unicorn`, what `cost_report(..., "
+        "multiplier=\"fast\"|\"small\")` reports), MULS 1 cycle (fast multiplier) or 32 "
+        "(small); totals from the plain build, per layer from the profiling build (op markers). "
+        "Weight formats: int2 holds the ternary codes. W1A1 (BNN, XNOR-Net): the W1A1 section "
+        "(benchmarks/bnn.py).",
         "",
         table(["model", "width", "QAT acc %", "int acc %", "weight B", "consts B", "arena B",
                "M0 instr", "cycles fast", "cycles small", "cycles/MAC fast", "train s"], rows),
@@ -232,8 +247,8 @@ def markdown(results: dict, kernels: list[dict], cmd: str) -> str:
         "im2col adds the rest. (4) Ternary needs two table lookups per four MACs (one per bit "
         "plane), twice binary's. (5) pow2 with the small multiplier: the table lookups cost "
         "~6 cycles/MAC against ~36 for int8 MULS, but both layers pay the same requantization "
-        "(4 MULS = 128 cycles per output with the small multiplier), which brings the ratio "
-        "to 3.2-4.2x on these layers.",
+        "(4 MULS = 128 cycles per output with the small multiplier), which keeps the ratio "
+        "near or below 4x on these layers (the row above).",
         "",
         "### Kernels: one conv layer (1-D, k = 3, L = 40, 32 output channels, int8 input)",
         "",
@@ -282,8 +297,8 @@ def main() -> None:
                 print(name, label, f"acc {100 * r['int_acc']:.2f}", r["weight_array_bytes"],
                       r["cycles_fast"], flush=True)
                 write_section(args.section, markdown(results, kernels, cmd))
-    Path(args.json).write_text(json.dumps({"command": cmd, "kernels": kernels,
-                                           "models": results}, indent=1))
+                Path(args.json).write_text(json.dumps({"command": cmd, "kernels": kernels,
+                                                       "models": results}, indent=1))
 
 
 if __name__ == "__main__":

@@ -1090,3 +1090,15 @@ def packed_chain(rng: np.random.Generator, w_dtype: str, dtype: str = "int8",
     t = b.flatten(t)
     b.fully_connected(t, 10, **kw)
     return b.graph()
+
+
+def packed_generic_chain(rng: np.random.Generator) -> IntGraph:
+    """16-bit activations through packed layers of every format, int32 and int64 accumulators:
+    the portable (generic) path of iq_conv_packed_impl.h."""
+    b = GraphBuilder(rng, (6, 12), "int16")
+    t = b.conv(b.input, 8, (1, 3), padding=(0, 1, 0, 1), w_dtype="int4")
+    t = b.conv(t, 8, (1, 3), w_dtype="ternary", acc_bits=64)
+    t = b.conv(t, 6, (1, 1), w_dtype="pow2")
+    t = b.flatten(t)
+    b.fully_connected(t, 5, w_dtype="binary", acc_bits=64)
+    return b.graph()

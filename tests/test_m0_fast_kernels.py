@@ -8,6 +8,7 @@ Kernels run on the host (gcc, ASan + UBSan) and on unicorn's Cortex-M0 (the Thum
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -348,6 +349,12 @@ def test_chain_of_fast_kernels_equals_interpreter(dtype, tmp_path):
     src = (res.out_dir / "net.c").read_text() + (res.out_dir / "net_kernels.c").read_text()
     for what in ("iq_dw_", "IQ_ROWS", "_tile"):
         assert what in src, what  # the kernels this test is about are the ones emitted
+    # every weight array is counted in the project info as the C stores it
+    arrays = {int(i): np.dtype(t[:-2]).itemsize * int(n) for t, i, n in
+              re.findall(r"static const (\w+) op(\d+)_weight\[(\d+)\]", src)}
+    counted = {o["index"]: o.get("weight_array_bytes") for o in res.info["ops"]
+               if "weight" in g.ops[o["index"]].consts}
+    assert counted == arrays
     for where, opt in CHAIN_BUILDS[dtype]:
         if where == "m0":
             got = emulate_unicorn(res.out_dir, x, opt=opt).outputs.reshape(ref.shape)

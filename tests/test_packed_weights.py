@@ -4,7 +4,8 @@ C kernels (host at -O2 and under ASan/UBSan, Cortex-M0), lowering and the .iqm f
 References are independent of the packing code: layout goldens are written out bit by bit
 here; a packed layer is compared with the same layer whose codes are stored as plain int8 (the
 unpacked path, itself tested against float PyTorch); the C kernels are compared with the
-interpreter, the specification.
+interpreter, the specification. AVR, RV32, Cortex-M0+ and big-endian PowerPC:
+tests/test_targets.py (every packed format).
 """
 
 from __future__ import annotations
@@ -225,13 +226,7 @@ def test_packed_chain_in_c(tmp_path, fmt: str, dtype: str) -> None:
 
 def test_generic_path_in_c(tmp_path) -> None:
     """16-bit activations (int32 and int64 accumulators): the portable path of every format."""
-    b = F.GraphBuilder(np.random.default_rng(2), (6, 12), "int16")
-    t = b.conv(b.input, 8, (1, 3), padding=(0, 1, 0, 1), w_dtype="int4")
-    t = b.conv(t, 8, (1, 3), w_dtype="ternary", acc_bits=64)
-    t = b.conv(t, 6, (1, 1), w_dtype="pow2")
-    t = b.flatten(t)
-    b.fully_connected(t, 5, w_dtype="binary", acc_bits=64)
-    g = b.graph()
+    g = F.packed_generic_chain(np.random.default_rng(2))
     assert {_lowbit.packed_path(g, op) for op in g.ops if "weight" in op.consts} == {"generic"}
     _check_c(g, tmp_path / "c")
 
@@ -301,19 +296,3 @@ def test_onnx_integer_export_of_packed_layers(fmt: str) -> None:
     s = ort.InferenceSession(intgraph_to_onnx(g).SerializeToString(),
                              providers=["CPUExecutionProvider"])
     np.testing.assert_array_equal(s.run(None, {s.get_inputs()[0].name: x})[0], run(g, x))
-
-
-@pytest.mark.parametrize("fmt", ["int4", "ternary"])
-def test_packed_chain_on_big_endian_powerpc(tmp_path, fmt: str) -> None:
-    """The channel blocks are word / halfword arrays (values, not byte images): the same C is
-    bit-exact on a big-endian target."""
-    from intquant.codegen.targets import get_target
-    from intquant.codegen.toolchain import run_on
-
-    missing = get_target("powerpc").missing_tools()
-    if missing:
-        pytest.fail(f"powerpc: {', '.join(missing)} missing: scripts/install_toolchain.sh")
-    g = F.packed_chain(np.random.default_rng(13), fmt)
-    x = F.random_input(np.random.default_rng(14), g, 2)
-    res = export_c(g, tmp_path / "c", name="net")
-    np.testing.assert_array_equal(run_on(res.out_dir, x, "powerpc"), run(g, x))

@@ -104,7 +104,9 @@ class CEmitter:
         return ident
 
     def rqw_array(self, ident: str, rows: list[tuple[int, ...]]) -> str:
-        """An iq_rqw_t array (iq_requant.h): a_lo, width, m, c_hi, u0, c_lo, sh, form."""
+        """An iq_rqw_t array (iq_requant.h): a_lo, width, m, c_hi, u0, c_lo, sh, form, in
+        flash (IQ_FLASH: kernels read it through IQ_LOAD_*). With ``binary_weights`` it is a
+        record array in the blob, each field byte-swapped in the big-endian copy."""
         self.weight_bytes += 24 * len(rows)
         if self.blobs is None:
             body = ",\n    ".join(

@@ -249,6 +249,7 @@ def emit_conv16(em, i: int, op: Op, p: str) -> bool:
     em.require_runtime((*TILE_RUNTIME, "iq_conv16_impl.h"), header="iq_requant.h")
     em.add_kernel_instance(layer.instance, layer.declaration(), layer.source())
     w = em.const_array(f"{p}_weight", "uint8_t", layer.weight)
+    em.weight_array_bytes[op.name] = int(layer.weight.size)
     b = em.const_array(f"{p}_bias", "uint32_t", layer.bias)
     rq = em.rqw_array(f"{p}_rq", layer.rq)
     a = op.attrs

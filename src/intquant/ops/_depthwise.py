@@ -186,6 +186,7 @@ def emit_depthwise(em, i: int, op: Op, p: str) -> bool:
     em.require_runtime(DW_RUNTIME, header="iq_depthwise.h")
     em.add_kernel_instance(layer.instance, layer.declaration(), layer.source())
     w = em.const_array(f"{p}_weight", "int8_t", layer.weight)
+    em.weight_array_bytes[op.name] = int(layer.weight.size)
     rq = em.rqw_array(f"{p}_rq", layer.rq)
     prm = em.params("iq_dw_params_t", f"{p}_params", layer.params)
     off, _ = em.plan.scratch[i]

@@ -209,7 +209,7 @@ register(
         run=run,
         emit_c=emit_c,
         to_onnx=_binary.to_onnx_layer,
-        c_files=("iq_sign_conv.c", "iq_sign_conv.h", "iq_binary.h", "iq_dot.h"),
+        c_files=("iq_sign_conv.c", "iq_sign_conv.h", "iq_binary.h", "iq_dot.h", "iq_dot_avr.h"),
         c_header="iq_sign_conv.h",
         macs=macs,
         scratch_bytes=scratch_bytes,

@@ -54,23 +54,24 @@ static inline uint32_t iq_popcount32(uint32_t v)
     return (v * 0x01010101u) >> 24;
 }
 
-/* sum_j popcount(a[j] ^ b[j]) over n words. */
+/* sum_j popcount(a[j] ^ b[j]) over n words; b: weights (IQ_FLASH, read with IQ_LOAD_U32). */
 static inline int32_t iq_xor_popcount(const uint32_t* a, const uint32_t* b, int32_t n)
 {
     int32_t j, pop = 0;
     for (j = 0; j < n; ++j) {
-        pop += (int32_t)iq_popcount32(a[j] ^ b[j]);
+        pop += (int32_t)iq_popcount32(a[j] ^ IQ_LOAD_U32(b + j));
     }
     return pop;
 }
 
-/* sum_j popcount((a[j] ^ b[j]) & m[j]): the taps a mask keeps (border pixels). */
+/* sum_j popcount((a[j] ^ b[j]) & m[j]): the taps a mask keeps (border pixels); b: weights
+ * (IQ_FLASH), a and m in RAM. */
 static inline int32_t iq_xor_popcount_masked(const uint32_t* a, const uint32_t* b,
                                              const uint32_t* m, int32_t n)
 {
     int32_t j, pop = 0;
     for (j = 0; j < n; ++j) {
-        pop += (int32_t)iq_popcount32((a[j] ^ b[j]) & m[j]);
+        pop += (int32_t)iq_popcount32((a[j] ^ IQ_LOAD_U32(b + j)) & m[j]);
     }
     return pop;
 }
@@ -122,14 +123,17 @@ static inline int32_t iq_mbqm_single_small(int32_t x, int32_t m, int32_t shift)
     return (hi + (1 << (t - 17)) + lo) >> (t - 16);
 }
 
-/* Requantizing output stage of channel c: the value to store. */
+/* Requantizing output stage of channel c: the value to store (bias, multiplier and shift
+ * are IQ_FLASH arrays, the struct itself is in RAM). */
 static inline int32_t iq_binary_requant(const iq_binary_out_t* o, int32_t c, int32_t acc)
 {
     int32_t r;
     if (o->small) {
-        r = iq_mbqm_single_small(acc + o->bias[c], o->multiplier[c], o->shift[c]);
+        r = iq_mbqm_single_small(acc + IQ_LOAD_S32(o->bias + c), IQ_LOAD_S32(o->multiplier + c),
+                                 IQ_LOAD_S32(o->shift + c));
     } else {
-        r = iq_apply_multiplier((int64_t)acc + o->bias[c], o->multiplier[c], o->shift[c],
+        r = iq_apply_multiplier((int64_t)acc + IQ_LOAD_S32(o->bias + c),
+                                IQ_LOAD_S32(o->multiplier + c), IQ_LOAD_S32(o->shift + c),
                                 o->mode);
     }
     return iq_add_zero_point_and_clamp(r, o->output_zero_point, o->act_min, o->act_max);
@@ -166,7 +170,7 @@ static inline void iq_binary_pixel_bits(const uint32_t* f, const uint32_t* w, ui
     uint32_t word = 0;
     for (c = 0; c < cout; ++c, w += k + 1) {
         uint32_t pop2 = 2u * (uint32_t)iq_xor_popcount(f, w, k);
-        if (pop2 >= w[k]) {
+        if (pop2 >= IQ_LOAD_U32(w + k)) {
             word |= iq_bit_at(c);
         }
         if ((c & 31) == 31 || c == cout - 1) {
@@ -211,7 +215,9 @@ static inline void iq_binary_requant_pixel(const iq_binary_out_t* o, const uint1
         int32_t zp = o->output_zero_point, lo = o->act_min, hi = o->act_max;
         int8_t* out = (int8_t*)y + index;
         for (c = 0; c < cout; ++c, out += plane) {
-            int32_t r = iq_mbqm_single_small(n - 2 * pops[c] + bias[c], mult[c], shift[c]) + zp;
+            int32_t r = iq_mbqm_single_small(n - 2 * pops[c] + IQ_LOAD_S32(bias + c),
+                                             IQ_LOAD_S32(mult + c), IQ_LOAD_S32(shift + c)) +
+                        zp;
             *out = (int8_t)(r < lo ? lo : (r > hi ? hi : r));
         }
         return;

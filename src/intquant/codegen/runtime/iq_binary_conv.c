@@ -86,7 +86,7 @@ static void iq_binary_conv_border(const iq_binary_conv_params_t* p, uint32_t* fi
         uint32_t word = 0;
         uint32_t* y_bits = (uint32_t*)y + pixel * iq_bit_words(p->out_c);
         for (c = 0; c < p->out_c; ++c) {
-            int32_t threshold = n_full + 1 - (int32_t)w[c * (k + 1) + k];
+            int32_t threshold = n_full + 1 - (int32_t)IQ_LOAD_U32(w + c * (k + 1) + k);
             iq_binary_emit(o, c, p->out_c - 1, n - 2 * pops[c], threshold, &word, y_bits, y,
                            0);
         }

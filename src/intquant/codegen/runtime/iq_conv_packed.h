@@ -65,11 +65,12 @@ static inline int32_t iq_pk_row_bytes(int32_t format, int32_t k)
     return (format == IQ_PK_INT2 ? 2 : 1) * ((k + 7) >> 3);
 }
 
-/* Code k of a packed row, decoded (the reference decoding of _packed.unpack). */
+/* Code k of a packed row, decoded (the reference decoding of _packed.unpack). Rows are
+ * constants: read through IQ_LOAD_U8 (iq_target.h), as in every function here. */
 static inline int32_t iq_pk_code(int32_t format, const uint8_t* row, int32_t k, int32_t kk)
 {
     if (format == IQ_PK_INT4 || format == IQ_PK_POW2) {
-        const int32_t n = (row[k >> 1] >> ((k & 1) << 2)) & 15;
+        const int32_t n = (IQ_LOAD_U8(row + (k >> 1)) >> ((k & 1) << 2)) & 15;
         int32_t mag;
         if (format == IQ_PK_INT4) {
             return (n ^ 8) - 8;
@@ -77,11 +78,11 @@ static inline int32_t iq_pk_code(int32_t format, const uint8_t* row, int32_t k, 
         mag = (n & 7) ? ((int32_t)1 << ((n & 7) - 1)) : 0;
         return (n & 8) ? -mag : mag;
     } else {
-        const int32_t b0 = (row[k >> 3] >> (k & 7)) & 1;
+        const int32_t b0 = (IQ_LOAD_U8(row + (k >> 3)) >> (k & 7)) & 1;
         if (format == IQ_PK_BINARY) {
             return 2 * b0 - 1;
         }
-        return b0 - 2 * ((row[((kk + 7) >> 3) + (k >> 3)] >> (k & 7)) & 1);
+        return b0 - 2 * ((IQ_LOAD_U8(row + (((kk + 7) >> 3) + (k >> 3))) >> (k & 7)) & 1);
     }
 }
 
@@ -300,7 +301,7 @@ static inline int32_t iq_pk_nibble_sum(const int16_t* t, const uint8_t* b, int32
 #else
     const uint8_t* end = b + n;
     for (; b != end; ++b, t += 32) {
-        const uint32_t v = *b;
+        const uint32_t v = IQ_LOAD_U8(b);
         s += t[v & 15u] + t[16u + (v >> 4)];
     }
 #endif
@@ -354,8 +355,9 @@ static inline void iq_pk_block4_sum(const int16_t* t, const uint16_t* h, int32_t
 #else
     int32_t u, j;
     for (u = 0; u < n; ++u, t += 16) {
+        const uint32_t hu = IQ_LOAD_U16(h + u);
         for (j = 0; j < 4; ++j) {
-            s[j] += t[(h[u] >> (4 * j)) & 15u];
+            s[j] += t[(hu >> (4 * j)) & 15u];
         }
     }
 #endif
@@ -419,7 +421,7 @@ static inline void iq_pk_int4_lanes8(const uint8_t* col, const uint32_t* w, int3
         k = end;
 #else
         for (; k < end; ++k) {
-            const uint32_t xv = col[k], wv = w[k];
+            const uint32_t xv = col[k], wv = IQ_LOAD_U32(w + k);
             a0 += (wv & 0x000F000Fu) * xv;
             a1 += ((wv >> 4) & 0x000F000Fu) * xv;
             a2 += ((wv >> 8) & 0x000F000Fu) * xv;
@@ -445,7 +447,7 @@ static inline int32_t iq_pk_times(int32_t format, const uint8_t* row, int32_t k,
 {
     int32_t e, m, s;
     if (format == IQ_PK_INT4 || format == IQ_PK_POW2) {
-        const int32_t n = (row[k >> 1] >> ((k & 1) << 2)) & 15, f = n & 7;
+        const int32_t n = (IQ_LOAD_U8(row + (k >> 1)) >> ((k & 1) << 2)) & 15, f = n & 7;
         if (format == IQ_PK_INT4) {
             return ((n ^ 8) - 8) * v;
         }
@@ -453,13 +455,13 @@ static inline int32_t iq_pk_times(int32_t format, const uint8_t* row, int32_t k,
         e = (f - 1) & 7;
         s = -(n >> 3);
     } else {
-        const int32_t b0 = (row[k >> 3] >> (k & 7)) & 1;
+        const int32_t b0 = (IQ_LOAD_U8(row + (k >> 3)) >> (k & 7)) & 1;
         if (format == IQ_PK_BINARY) {
             m = -1;
             e = 0;
             s = b0 - 1;
         } else {
-            const int32_t b1 = (row[((kk + 7) >> 3) + (k >> 3)] >> (k & 7)) & 1;
+            const int32_t b1 = (IQ_LOAD_U8(row + (((kk + 7) >> 3) + (k >> 3))) >> (k & 7)) & 1;
             m = -(b0 | b1);
             e = b1 & (b0 ^ 1);
             s = -b1;

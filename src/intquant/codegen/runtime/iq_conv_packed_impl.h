@@ -70,6 +70,11 @@
 #define IQ_PK_TABLE_BYTES(kp) (((kp) < IQ_PK_CHUNK ? (kp) : IQ_PK_CHUNK) * 32)
 #endif
 
+/* The per-channel constants (IQ_FLASH arrays: read through IQ_LOAD_*, iq_target.h). */
+#define IQ_PK_BIAS(c) IQ_LOAD_T(IQ_TBIAS, bias + (c))
+#define IQ_PK_MULT(c) IQ_LOAD_S32(mult + (c))
+#define IQ_PK_SHIFT(c) IQ_LOAD_S32(shift + (c))
+
 /* Output stage: requantize, add the zero point, clamp. */
 static IQ_TOUT IQ_CAT(IQ_FN, _out)(IQ_TACC acc, int32_t m, int32_t s, const iq_out_stage_t* o)
 {
@@ -159,11 +164,11 @@ static void IQ_CAT(IQ_FN, _channels)(const IQ_TCOL* col, int32_t sum_xu, const v
         }
         for (c = 0; c < count; ++c, out += out_stride) {
 #if IQ_PK_FORMAT == IQ_PK_BINARY
-            const int32_t v = 2 * sums[c] + bias[c] + base;
+            const int32_t v = 2 * sums[c] + IQ_PK_BIAS(c) + base;
 #else
-            const int32_t v = sums[c] + bias[c] + base;
+            const int32_t v = sums[c] + IQ_PK_BIAS(c) + base;
 #endif
-            *out = IQ_CAT(IQ_FN, _out)(v, mult[c], shift[c], o);
+            *out = IQ_CAT(IQ_FN, _out)(v, IQ_PK_MULT(c), IQ_PK_SHIFT(c), o);
         }
     }
 #elif IQ_PK_PATH == IQ_PK_LANES
@@ -174,25 +179,25 @@ static void IQ_CAT(IQ_FN, _channels)(const IQ_TCOL* col, int32_t sum_xu, const v
         int32_t s[8], i;
         for (; c + 8 <= count; c += 8, blk += block_words) {
             for (i = 0; i < 8; ++i) {
-                s[i] = bias[c + i] - 8 * sum_xu;
+                s[i] = IQ_PK_BIAS(c + i) - 8 * sum_xu;
             }
             iq_pk_int4_lanes8(col, blk, k, s);
             for (i = 0; i < 8; ++i) {
                 out[(c + i) * out_stride] =
-                    IQ_CAT(IQ_FN, _out)(s[i], mult[c + i], shift[c + i], o);
+                    IQ_CAT(IQ_FN, _out)(s[i], IQ_PK_MULT(c + i), IQ_PK_SHIFT(c + i), o);
             }
         }
         for (; c < count; ++c, w += rb) {
-            int32_t acc = bias[c];
+            int32_t acc = IQ_PK_BIAS(c);
             for (i = 0; i < k; ++i) {
                 acc += iq_pk_times(IQ_PK_INT4, w, i, k, col[i]);
             }
-            out[c * out_stride] = IQ_CAT(IQ_FN, _out)(acc, mult[c], shift[c], o);
+            out[c * out_stride] = IQ_CAT(IQ_FN, _out)(acc, IQ_PK_MULT(c), IQ_PK_SHIFT(c), o);
         }
     }
 #else
     for (c = 0; c < count; ++c, w += rb) {
-        IQ_TACC acc = bias[c];
+        IQ_TACC acc = IQ_PK_BIAS(c);
         int32_t i;
         for (i = 0; i < k; ++i) {
 #if IQ_PK_PATH == IQ_PK_GENERIC
@@ -201,7 +206,7 @@ static void IQ_CAT(IQ_FN, _channels)(const IQ_TCOL* col, int32_t sum_xu, const v
             acc += iq_pk_times(IQ_PK_FORMAT, w, i, k, col[i]);
 #endif
         }
-        out[c * out_stride] = IQ_CAT(IQ_FN, _out)(acc, mult[c], shift[c], o);
+        out[c * out_stride] = IQ_CAT(IQ_FN, _out)(acc, IQ_PK_MULT(c), IQ_PK_SHIFT(c), o);
     }
 #endif
 }
@@ -250,9 +255,11 @@ static int32_t IQ_CAT(IQ_FN, _im2col)(const iq_conv_params_t* p, const IQ_TIN* x
             const IQ_TIN* row = src;
             for (ky = 0; ky < k_h; ++ky, row += row_step) {
                 for (i = 0; i < k_w; ++i) {
+                    /* u, not `sum += (uint32_t)v`: gcc 12 warns on that for int16 v */
                     const IQ_TCOL v = IQ_XU(row[i]);
+                    const uint32_t u = (uint32_t)v;
                     *col++ = v;
-                    sum += (uint32_t)v;
+                    sum += u;
                 }
             }
         }
@@ -274,8 +281,9 @@ static int32_t IQ_CAT(IQ_FN, _im2col)(const iq_conv_params_t* p, const IQ_TIN* x
             }
             for (i = kx_lo; i < kx_hi; ++i, src += dil_w) {
                 const IQ_TCOL v = IQ_XU(*src);
+                const uint32_t u = (uint32_t)v; /* as above */
                 *col++ = v;
-                sum += (uint32_t)v;
+                sum += u;
             }
             for (i = kx_hi; i < k_w; ++i) {
                 *col++ = pad;
@@ -339,7 +347,7 @@ static void IQ_CAT(IQ_FN, _depthwise)(const iq_conv_params_t* p, const IQ_TIN* x
             IQ_CAT(IQ_FN, _valid_taps)(y0, k_h, p->dil_h, in_h, &ky_lo, &ky_hi);
             for (ox = 0; ox < out_w; ++ox) {
                 const int32_t x0 = ox * p->stride_w - p->pad_left;
-                int32_t acc = bias[c];
+                int32_t acc = IQ_PK_BIAS(c);
                 if (ox == ox_lo && ox_lo < ox_hi && ky_lo == 0 && ky_hi == k_h) {
                     /* the interior run of this row: no tap is padding */
                     const IQ_TIN* src = plane + y0 * in_w + x0;
@@ -348,22 +356,22 @@ static void IQ_CAT(IQ_FN, _depthwise)(const iq_conv_params_t* p, const IQ_TIN* x
 #if IQ_PK_FORMAT == IQ_PK_INT4
                         const int32_t w0 = sh[0], w1 = sh[1], w2 = sh[2];
                         for (; ox < ox_hi; ++ox, src += step) {
-                            acc = bias[c] + w0 * IQ_XU(src[0]) + w1 * IQ_XU(src[d]) +
+                            acc = IQ_PK_BIAS(c) + w0 * IQ_XU(src[0]) + w1 * IQ_XU(src[d]) +
                                   w2 * IQ_XU(src[2 * d]);
-                            *y++ = IQ_CAT(IQ_FN, _out)(acc, mult[c], shift[c], o);
+                            *y++ = IQ_CAT(IQ_FN, _out)(acc, IQ_PK_MULT(c), IQ_PK_SHIFT(c), o);
                         }
 #else
 #define IQ_PK_TAP(v, t) ((((int32_t)((uint32_t)(v) << sh[t])) & mk[t]) ^ sg[t]) - sg[t]
                         for (; ox < ox_hi; ++ox, src += step) {
-                            acc = bias[c] + IQ_PK_TAP(IQ_XU(src[0]), 0) +
+                            acc = IQ_PK_BIAS(c) + IQ_PK_TAP(IQ_XU(src[0]), 0) +
                                   IQ_PK_TAP(IQ_XU(src[d]), 1) + IQ_PK_TAP(IQ_XU(src[2 * d]), 2);
-                            *y++ = IQ_CAT(IQ_FN, _out)(acc, mult[c], shift[c], o);
+                            *y++ = IQ_CAT(IQ_FN, _out)(acc, IQ_PK_MULT(c), IQ_PK_SHIFT(c), o);
                         }
 #endif
                     } else {
                         for (; ox < ox_hi; ++ox, src += step) {
                             const IQ_TIN* r = src;
-                            acc = bias[c];
+                            acc = IQ_PK_BIAS(c);
                             for (ky = 0, t = 0; ky < k_h; ++ky, r += rs) {
                                 for (kx = 0; kx < k_w; ++kx, ++t) {
 #if IQ_PK_FORMAT == IQ_PK_INT4
@@ -373,7 +381,7 @@ static void IQ_CAT(IQ_FN, _depthwise)(const iq_conv_params_t* p, const IQ_TIN* x
 #endif
                                 }
                             }
-                            *y++ = IQ_CAT(IQ_FN, _out)(acc, mult[c], shift[c], o);
+                            *y++ = IQ_CAT(IQ_FN, _out)(acc, IQ_PK_MULT(c), IQ_PK_SHIFT(c), o);
                         }
                     }
                     --ox; /* the for loop steps past the run's last output */
@@ -394,7 +402,7 @@ static void IQ_CAT(IQ_FN, _depthwise)(const iq_conv_params_t* p, const IQ_TIN* x
 #endif
                     }
                 }
-                *y++ = IQ_CAT(IQ_FN, _out)(acc, mult[c], shift[c], o);
+                *y++ = IQ_CAT(IQ_FN, _out)(acc, IQ_PK_MULT(c), IQ_PK_SHIFT(c), o);
             }
         }
     }
@@ -458,6 +466,9 @@ IQ_FC_PACKED_DECLARE(IQ_FN, IQ_TIN, IQ_TOUT, IQ_TBIAS)
 }
 #endif
 
+#undef IQ_PK_BIAS
+#undef IQ_PK_MULT
+#undef IQ_PK_SHIFT
 #undef IQ_PK_CHUNK
 #undef IQ_PK_PLANES
 #undef IQ_PK_BLOCK

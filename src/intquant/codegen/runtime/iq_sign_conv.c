@@ -124,19 +124,20 @@ static void iq_sign_conv_channels8(const uint8_t* field, uint32_t col_term, int3
         uint32_t a0 = 0u - col_term, a1 = a0, a2 = a0, a3 = a0;
         for (j = 0; j < k; ++j, w += 4) {
             uint32_t xv = field[j];
-            a0 += w[0] * xv;
-            a1 += w[1] * xv;
-            a2 += w[2] * xv;
-            a3 += w[3] * xv;
+            a0 += IQ_LOAD_U8(w + 0) * xv;
+            a1 += IQ_LOAD_U8(w + 1) * xv;
+            a2 += IQ_LOAD_U8(w + 2) * xv;
+            a3 += IQ_LOAD_U8(w + 3) * xv;
         }
         iq_put_bits(b,
-                    ((uint32_t)((int32_t)a0 < thr[0]) << 3) |
-                        ((uint32_t)((int32_t)a1 < thr[1]) << 2) |
-                        ((uint32_t)((int32_t)a2 < thr[2]) << 1) | (uint32_t)((int32_t)a3 < thr[3]),
+                    ((uint32_t)((int32_t)a0 < IQ_LOAD_S32(thr + 0)) << 3) |
+                        ((uint32_t)((int32_t)a1 < IQ_LOAD_S32(thr + 1)) << 2) |
+                        ((uint32_t)((int32_t)a2 < IQ_LOAD_S32(thr + 2)) << 1) |
+                        (uint32_t)((int32_t)a3 < IQ_LOAD_S32(thr + 3)),
                     4);
     }
     for (; c < count; ++c, w += k) {
-        iq_put_bit(b, (int32_t)(iq_dot1_u8(field, w, k) - col_term) < *thr++);
+        iq_put_bit(b, (int32_t)(iq_dot1_u8(field, w, k) - col_term) < IQ_LOAD_S32(thr++));
     }
 }
 
@@ -151,15 +152,15 @@ static void iq_sign_conv_channels(const iq_sign_conv_params_t* p, const int32_t*
         if (p->w16) {
             const int16_t* wc = (const int16_t*)w + c * k;
             for (j = 0; j < k; ++j) {
-                acc += wc[j] * field[j];
+                acc += IQ_LOAD_S16(wc + j) * field[j];
             }
         } else {
             const int8_t* wc = (const int8_t*)w + c * k;
             for (j = 0; j < k; ++j) {
-                acc += wc[j] * field[j];
+                acc += IQ_LOAD_S8(wc + j) * field[j];
             }
         }
-        iq_put_bit(b, acc < thr[c]);
+        iq_put_bit(b, acc < IQ_LOAD_S32(thr + c));
     }
 }
 

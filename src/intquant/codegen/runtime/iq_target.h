@@ -4,7 +4,8 @@
  * Every constant array of a generated model (weights, biases, multipliers, shifts, tables) is
  * defined with IQ_FLASH, and every kernel reads such an array only through IQ_LOAD_*:
  *
- *   IQ_LOAD_U8(p) IQ_LOAD_S8(p) IQ_LOAD_S16(p) IQ_LOAD_S32(p) IQ_LOAD_U32(p) IQ_LOAD_S64(p)
+ *   IQ_LOAD_U8(p) IQ_LOAD_S8(p) IQ_LOAD_U16(p) IQ_LOAD_S16(p) IQ_LOAD_S32(p) IQ_LOAD_U32(p)
+ *   IQ_LOAD_S64(p)
  *   IQ_LOAD_T(type, p)   the same chosen by element type (int8_t, ..., uint32_t), for the
  *                        conv / fully_connected template whose types are macros
  *
@@ -30,6 +31,7 @@
 #define IQ_FLASH_LIMIT 65536L /* bytes pgm_read_* can reach */
 #define IQ_LOAD_U8(p) ((uint8_t)pgm_read_byte(p))
 #define IQ_LOAD_S8(p) ((int8_t)pgm_read_byte(p))
+#define IQ_LOAD_U16(p) ((uint16_t)pgm_read_word(p))
 #define IQ_LOAD_S16(p) ((int16_t)pgm_read_word(p))
 #define IQ_LOAD_S32(p) ((int32_t)pgm_read_dword(p))
 #define IQ_LOAD_U32(p) ((uint32_t)pgm_read_dword(p))
@@ -44,6 +46,7 @@ static inline int64_t iq_load_s64_flash(const int64_t* p)
 #define IQ_FLASH
 #define IQ_LOAD_U8(p) (*(const uint8_t*)(p))
 #define IQ_LOAD_S8(p) (*(const int8_t*)(p))
+#define IQ_LOAD_U16(p) (*(const uint16_t*)(p))
 #define IQ_LOAD_S16(p) (*(const int16_t*)(p))
 #define IQ_LOAD_S32(p) (*(const int32_t*)(p))
 #define IQ_LOAD_U32(p) (*(const uint32_t*)(p))
@@ -52,6 +55,7 @@ static inline int64_t iq_load_s64_flash(const int64_t* p)
 
 #define IQ_LOAD_uint8_t IQ_LOAD_U8
 #define IQ_LOAD_int8_t IQ_LOAD_S8
+#define IQ_LOAD_uint16_t IQ_LOAD_U16
 #define IQ_LOAD_int16_t IQ_LOAD_S16
 #define IQ_LOAD_int32_t IQ_LOAD_S32
 #define IQ_LOAD_uint32_t IQ_LOAD_U32
