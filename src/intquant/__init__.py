@@ -28,6 +28,7 @@ _LAZY = {
     "from_onnx": ("intquant.graph.onnx_import", "from_onnx"),
     "analyze": ("intquant.analysis", "analyze"),
     "search_bits": ("intquant.analysis.mixed", "search_bits"),
+    "recommend": ("intquant.analysis.recommend", "recommend"),
     "DataWarning": ("intquant.data", "DataWarning"),
     "OutputError": ("intquant.outdir", "OutputError"),
 }

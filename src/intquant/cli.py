@@ -8,6 +8,8 @@
     intquant run-c OUT_DIR --target T --input X.npy [--output Y.npy]
     intquant analyze DIR --data TEST.npz          (or MODEL --calib CALIB.npz --data TEST.npz)
     intquant report DIR --data TEST.npz [--out REPORT_DIR]
+    intquant recommend MODEL --calib CALIB.npz --data TEST.npz [--max-drop PP]
+                       [--flash-budget B] [--ram-budget B] [--out DIR]
 
 MODEL is ``zoo:<name>``, a torch.export ``.pt2`` file or an ``.onnx`` file. Array files are
 ``.npz`` with keys ``x`` (and ``y`` for labels) or ``.npy`` (inputs only).
@@ -721,6 +723,100 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def parse_methods(text: str) -> tuple[str, ...]:
+    from .config import PRESETS
+
+    methods = tuple(m.strip() for m in text.split(",") if m.strip())
+    bad = [m for m in methods if m not in PRESETS]
+    if not methods or bad:
+        raise UserError(f"--methods {text!r}: give preset names separated by commas, from "
+                        f"{', '.join(sorted(PRESETS))}")
+    return methods
+
+
+def cmd_recommend(args: argparse.Namespace) -> int:
+    """Quantize the model several ways, print the Pareto options and the one to take."""
+    check_model_spec(args.model)
+    methods = parse_methods(args.methods)
+    if args.max_drop < 0:
+        raise UserError(f"--max-drop {args.max_drop:g}: give the acceptable accuracy loss in "
+                        f"percentage points (>= 0)")
+    for flag, v in (("--flash-budget", args.flash_budget), ("--ram-budget", args.ram_budget)):
+        if v is not None and v <= 0:
+            raise UserError(f"{flag} {v}: give a positive number of bytes")
+    if args.finetune and not args.model.startswith("zoo:"):
+        raise UserError("--finetune needs a zoo model: a .pt2 or .onnx graph cannot be trained "
+                        "here (fine-tune it in PyTorch with intquant.regularizers.kurtosis)")
+    out = outdir.normalize(args.out) if args.out else None
+    if out is not None:
+        outdir.check_dir(out, overwrite=args.force, flag="--force")
+    if args.json:
+        outdir.check_file(args.json)
+    calib, _ = load_arrays(args.calib, "calibration")
+    x, y = load_arrays(args.data, "test data", need_labels=True)
+    search = load_arrays(args.search_data, "search data", need_labels=True) \
+        if args.search_data else None
+    tune = load_arrays(args.finetune, "fine-tuning data", need_labels=True) \
+        if args.finetune else None
+    with step(f"loading {args.model}"):
+        model, fgraph, _ = load_float_model(args.model)
+    shape = tuple(fgraph.input.shape)
+    check_shape(calib, shape, f"calibration file {args.calib}")
+    check_shape(x, shape, f"test data file {args.data}")
+    check_labels(y, int(np.prod(fgraph.node(fgraph.output).shape)), f"test data file {args.data}")
+    if search is not None:
+        check_shape(search[0], shape, f"search data file {args.search_data}")
+        search = (search[0].astype(np.float32), search[1])
+    if tune is not None:
+        from . import zoo
+
+        check_shape(tune[0], shape, f"fine-tuning data file {args.finetune}")
+        tune = (tune[0].astype(np.float32), tune[1])
+        model = zoo.get(args.model[4:])[0]  # the trainable nn.Module
+    from .analysis.recommend import recommend
+
+    with step("quantizing and measuring the options"):
+        rec = recommend(model, calib.astype(np.float32), (x.astype(np.float32), y),
+                        max_drop_pp=args.max_drop, flash_budget=args.flash_budget,
+                        ram_budget=args.ram_budget, methods=methods, search_data=search,
+                        finetune=tune, finetune_epochs=args.finetune_epochs,
+                        cycles=not args.no_cycles)
+    print(rec.markdown())
+    if rec.best is None:
+        raise UserError(rec.reason)
+    if args.json:
+        outdir.write_file(args.json, lambda tmp: write_json(tmp, rec.to_dict()))
+        say(f"wrote {args.json}")
+    if out is not None:
+        write_recommendation(rec, args.model, out, args.force, calib[:1].astype(np.float32))
+        say(f"wrote {args.out}/ : {listing(out)}")
+    return 0
+
+
+def write_recommendation(rec: Any, model_spec: str, out: Path, force: bool,
+                         example: np.ndarray) -> None:
+    """DIR/report.md, report.html (the Recommendation section), recommend.json, one
+    config-<#>.json per Pareto option (``intquant quantize --config``) and, when a KURE option
+    is among them, the fine-tuned model as finetuned.pt2 (quantize that one with its config)."""
+    from .analysis.recommend import recommendation_blocks
+    from .analysis.report import Block, render_html, render_markdown
+
+    blocks = [Block("h1", f"intquant recommend: {model_spec}")] + recommendation_blocks(rec)
+    with outdir.staged_dir(out, overwrite=force, flag="--force") as tmp:
+        (tmp / "report.md").write_text(render_markdown(blocks), encoding="utf-8")
+        (tmp / "report.html").write_text(render_html(blocks), encoding="utf-8")
+        write_json(tmp / "recommend.json", rec.to_dict())
+        for i, o in enumerate(rec.options):
+            if o.pareto:
+                (tmp / f"config-{i}.json").write_text(o.config.to_json() + "\n")
+        tuned = next((o.model for o in rec.options if o.pareto and o.model is not None), None)
+        if tuned is not None:
+            import torch
+
+            program = torch.export.export(tuned.eval(), (torch.as_tensor(example),))
+            torch.export.save(program, str(tmp / "finetuned.pt2"))
+
+
 # ----------------------------------------------------------------------------------------------
 # Parser and entry point
 # ----------------------------------------------------------------------------------------------
@@ -821,6 +917,34 @@ def build_parser() -> argparse.Namespace:
     rc.add_argument("--input", required=True, metavar="X.npy", help="raw model inputs (N, ...)")
     rc.add_argument("--output", metavar="Y.npy", help="default: one line of integers per sample")
     rc.set_defaults(fn=cmd_run_c)
+
+    rec = sub.add_parser("recommend", help="quantize several ways (methods, uniform and "
+                                           "per-layer widths) and recommend one (Pareto table)")
+    rec.add_argument("model", metavar="MODEL")
+    rec.add_argument("--calib", required=True, metavar="CALIB.npz")
+    rec.add_argument("--data", required=True, metavar="TEST.npz",
+                     help="labelled data every option is measured on")
+    rec.add_argument("--search-data", metavar="VAL.npz",
+                     help="labelled data the per-layer width search chooses on (default: "
+                          "--data)")
+    rec.add_argument("--max-drop", type=float, default=1.0, metavar="PP",
+                     help="acceptable accuracy loss vs float, percentage points (default 1)")
+    rec.add_argument("--flash-budget", type=int, metavar="BYTES",
+                     help="bytes of model constants (weights packed, biases, multipliers)")
+    rec.add_argument("--ram-budget", type=int, metavar="BYTES", help="bytes of the C arena")
+    rec.add_argument("--methods", default="fast,nearest", metavar="PRESET,...",
+                     help="PTQ presets to try at uniform widths (default fast,nearest)")
+    rec.add_argument("--finetune", metavar="TRAIN.npz",
+                     help="also fine-tune a zoo model with the kurtosis regularizer (slower)")
+    rec.add_argument("--finetune-epochs", type=int, default=3, metavar="N")
+    rec.add_argument("--no-cycles", action="store_true",
+                     help="skip the emulated Cortex-M0 cost of the Pareto options")
+    rec.add_argument("--out", metavar="DIR",
+                     help="write report.md/html, recommend.json, config-<#>.json there")
+    rec.add_argument("--json", metavar="OUT.json", help="also write the options as JSON")
+    rec.add_argument("--force", action="store_true",
+                     help="replace DIR if an earlier intquant run wrote it")
+    rec.set_defaults(fn=cmd_recommend)
 
     for cmd, fn, helptext in (("analyze", cmd_analyze, "per-layer statistics, SQNR, sensitivity "
                                                        "(Markdown on stdout)"),
