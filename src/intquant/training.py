@@ -163,6 +163,14 @@ def _shard(order: torch.Tensor, rank: int, world: int) -> torch.Tensor:
     return order[rank::world]
 
 
+def _clip_latent_weights(weights: list[nn.Parameter]) -> None:
+    """Clip BinaryConnect / XNOR latent weights to [−1, 1] after each update, as the papers
+    do (the QAT layers also clip before each training forward, for users' own loops)."""
+    with torch.no_grad():
+        for w in weights:
+            w.clamp_(-1.0, 1.0)
+
+
 def _all_reduce(t: torch.Tensor) -> None:
     import torch.distributed as dist
 
@@ -257,6 +265,8 @@ def train(
         steps_per_epoch = math.ceil(math.ceil(n / world) / batch_size)
         total_steps = epochs * steps_per_epoch
         opt = _make_optimizer(inner, optimizer, lr, weight_decay)
+        clipped = [m.weight for m in inner.modules()
+                   if getattr(getattr(m, "weight_quant", None), "clip_latent", False)]
         loss_fn = nn.CrossEntropyLoss()
         step = 0
         bar = progress_bar(range(epochs), desc, progress and rank == 0)
@@ -281,6 +291,7 @@ def train(
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
+                _clip_latent_weights(clipped)
                 step += 1
                 total += torch.tensor([float(loss.detach()) * len(idx), len(idx)],
                                       dtype=torch.float64)

@@ -16,11 +16,12 @@ from .model import QATModel
 from .modules import QConv1d, QConv2d, QLinear
 from .prepare import AddInfo, LayerInfo, prepare, recalibrate_batchnorm
 from .quantizers import ACT_QUANTIZERS, WEIGHT_QUANTIZERS, make_act_quantizer, make_weight_quantizer
+from .recipes import BinaryRecipe, binary_recipe, train_binary
 
 __all__ = [
     "prepare", "recalibrate_batchnorm", "convert", "agreement", "folded_float_model",
     "ptq_overrides", "LayerInfo", "AddInfo", "QATModel",
     "QConv1d", "QConv2d", "QLinear", "WEIGHT_QUANTIZERS", "ACT_QUANTIZERS",
     "make_weight_quantizer", "make_act_quantizer", "distillation_loss", "DEFAULT_TEMPERATURE",
-    "DEFAULT_WEIGHT",
+    "DEFAULT_WEIGHT", "BinaryRecipe", "binary_recipe", "train_binary",
 ]

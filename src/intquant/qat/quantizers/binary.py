@@ -70,10 +70,13 @@ class XNOR(Quantizer):
 
     One scale per output channel (filter). Gradient (eq. 7 of the paper, exact chain rule):
     ∂C/∂W = ∂C/∂W̃ · α·1[|W| ≤ 1] through sign (BNN STE) plus the path through α = mean|W|.
+    The latent weights are clipped to [−1, 1] like BinaryConnect's (``clip_latent``): a weight
+    beyond ±1 would receive no gradient through sign and could never flip back.
     """
 
     kind = "xnor"
     is_weight = True
+    clip_latent = True
 
     def __init__(self, bits: int = 1) -> None:
         super().__init__(1, signed=True)
