@@ -1,9 +1,10 @@
 """Random but valid IntGraphs for tests: one builder per op kind, and random multi-op chains.
 
-Used by the interpreter tests and the C back-end tests (bit-exactness across back ends needs
-many small graphs that exercise every op and attr). Constants are random but chosen so the
-outputs actually vary (multipliers scaled to the accumulator spread, not saturating everything).
-Scales are nominal metadata: no op reads them.
+Used by the per-op tests (tests/ops), the interpreter tests and the C back-end tests
+(bit-exactness across back ends needs many small graphs that exercise every op and attr), and by
+the validation tests (``set_field``, ``edit_const``, ...: mutations of a valid graph).
+Constants are random but chosen so the outputs actually vary (multipliers scaled to the
+accumulator spread, not saturating everything). Scales are nominal metadata: no op reads them.
 
     g = conv_graph(rng, dims=2, cin=4, cout=6, groups=2)
     x = random_input(rng, g, n=8)
@@ -13,6 +14,7 @@ Scales are nominal metadata: no op reads them.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 
@@ -20,8 +22,32 @@ import numpy as np
 
 from intquant.intgraph import ACTIVATION_DTYPES, IntGraph, Op, TensorInfo
 from intquant.numerics import quantize_multiplier, quantize_multipliers
+from intquant.ops import _packed
 
 LEFT_SHIFT = {"int8": 20, "uint8": 20, "int16": 15}
+# Weight "dtypes" that the builders store packed (ops/_packed.py), with the codes drawn.
+PACKED_LEVELS = {
+    "int4": np.arange(-8, 8),
+    "int2": np.arange(-2, 2),
+    "ternary": np.array([-1, 0, 1]),
+    "binary": np.array([-1, 1]),
+    "pow2": _packed.pow2_codes(),
+}
+PACKED_FORMAT = {"int4": "int4", "int2": "int2", "ternary": "int2", "binary": "binary",
+                 "pow2": "pow2"}
+
+
+def _pack_weight(consts: dict[str, np.ndarray], w_dtype: str) -> dict:
+    """Store consts['weight'] packed when ``w_dtype`` names a packed format; its attrs.
+    (``"<format>:int8"``: the format's codes, kept unpacked in int8.)"""
+    if w_dtype not in PACKED_FORMAT:
+        if w_dtype.endswith(":int8"):
+            consts["weight"] = consts["weight"].astype(np.int8)
+        return {}
+    codes = consts["weight"]
+    fmt = PACKED_FORMAT[w_dtype]
+    consts["weight"] = _packed.pack(codes, fmt)
+    return {"weight_format": fmt, "weight_shape": [int(s) for s in codes.shape]}
 
 
 def random_zero_point(rng: np.random.Generator, dtype: str) -> int:
@@ -128,6 +154,9 @@ class GraphBuilder:
         return consts, acc_bits
 
     def _random_weight(self, shape: tuple[int, ...], w_dtype: str) -> np.ndarray:
+        levels = w_dtype.removesuffix(":int8")  # "int4:int8": int4 codes kept in int8
+        if levels in PACKED_LEVELS:
+            return self.rng.choice(PACKED_LEVELS[levels], size=shape).astype(np.int8)
         wmax = 127 if w_dtype == "int8" else 32767
         w = np.round(self.rng.normal(0, wmax / 3, size=shape))
         return np.clip(w, -wmax, wmax).astype(w_dtype)
@@ -158,6 +187,7 @@ class GraphBuilder:
         out_dtype = out_dtype or xi.dtype
         consts, acc_bits = self._requant_consts(weight, xi, out_dtype, acc_bits, rounding)
         consts["weight"] = weight
+        packed_attrs = _pack_weight(consts, w_dtype)
         ho = (h + padding[0] + padding[2] - dilation[0] * (kernel[0] - 1) - 1) // stride[0] + 1
         wo = (w + padding[1] + padding[3] - dilation[1] * (kernel[1] - 1) - 1) // stride[1] + 1
         y = self.new_tensor((cout, wo) if one_d else (cout, ho, wo), out_dtype)
@@ -174,6 +204,7 @@ class GraphBuilder:
             "act_max": amax,
             "acc_bits": acc_bits,
             "rounding": rounding,
+            **packed_attrs,
         }
         return self.op("conv", [x], y, attrs, consts)
 
@@ -192,6 +223,7 @@ class GraphBuilder:
         out_dtype = out_dtype or xi.dtype
         consts, acc_bits = self._requant_consts(weight, xi, out_dtype, acc_bits, rounding)
         consts["weight"] = weight
+        packed_attrs = _pack_weight(consts, w_dtype)
         y = self.new_tensor((cout,), out_dtype)
         zo = self.info(y).zero_point
         amin, amax = self.act_range(out_dtype, zo, relu)
@@ -202,6 +234,7 @@ class GraphBuilder:
             "act_max": amax,
             "acc_bits": acc_bits,
             "rounding": rounding,
+            **packed_attrs,
         }
         return self.op("fully_connected", [x], y, attrs, consts)
 
@@ -716,3 +749,125 @@ def random_chain(
     if softmax:
         cur = b.softmax(cur)
     return b.graph(cur)
+
+
+# ----------------------------------------------------------------------------------------------
+# Mutations of a valid graph, for validation tests: each returns ``mutate(graph)``
+# ----------------------------------------------------------------------------------------------
+
+Mutation = Callable[[IntGraph], None]
+
+
+def set_field(op_index: int, field: str, key: str, value) -> Mutation:
+    """``graph.ops[op_index].<field>[key] = value`` (field: "attrs" or "consts")."""
+
+    def mutate(g: IntGraph) -> None:
+        getattr(g.ops[op_index], field)[key] = value
+
+    return mutate
+
+
+def cast_const(op_index: int, key: str, dtype) -> Mutation:
+    def mutate(g: IntGraph) -> None:
+        g.ops[op_index].consts[key] = g.ops[op_index].consts[key].astype(dtype)
+
+    return mutate
+
+
+def edit_const(op_index: int, key: str, fn: Callable[[np.ndarray], np.ndarray]) -> Mutation:
+    """Replace a const by ``fn(copy of it)``."""
+
+    def mutate(g: IntGraph) -> None:
+        g.ops[op_index].consts[key] = fn(g.ops[op_index].consts[key].copy())
+
+    return mutate
+
+
+def set_item(a: np.ndarray, i: int, v: int) -> np.ndarray:
+    """``a[i] = v``, returning ``a`` (for edit_const)."""
+    a[i] = v
+    return a
+
+
+def del_attr(op_index: int, key: str) -> Mutation:
+    def mutate(g: IntGraph) -> None:
+        del g.ops[op_index].attrs[key]
+
+    return mutate
+
+
+def set_inputs(op_index: int, inputs: list[str]) -> Mutation:
+    def mutate(g: IntGraph) -> None:
+        g.ops[op_index].inputs = inputs
+
+    return mutate
+
+
+def set_tensor(tensor_index: int, **fields) -> Mutation:
+    """Set fields (shape, dtype, scale, zero_point) of the tensor at that position."""
+
+    def mutate(g: IntGraph) -> None:
+        t = list(g.tensors.values())[tensor_index]
+        for k, v in fields.items():
+            setattr(t, k, v)
+
+    return mutate
+
+
+def every_op_graph(rng: np.random.Generator) -> IntGraph:
+    """One small graph with every op kind and every kernel path that reads constants: int8
+    conv (4 channels a pass plus a tail of 2), depthwise, uint8-input conv, 16-bit activations
+    with int16 weights and int64 biases, int32-bias generic conv, both fully connected paths,
+    int8 / uint8 / int16 / int32 lookup tables, the LRN and both softmax exp tables, the int8
+    and the generic add, 1- and 2-byte transposes, double / single / pow2 requantization.
+
+    On AVR every constant array lives in program memory, so a kernel that reads one without
+    IQ_LOAD_* gets RAM bytes instead: bit-exactness of this graph on AVR is the check. Scales
+    are chosen so no layer saturates to a constant (each output depends on every table).
+    """
+    b = GraphBuilder(rng, (4, 6, 6), "int8")
+    c = b.conv(b.input, 6, (3, 3), padding=(1, 1, 1, 1), relu=True)
+    d = b.conv(c, 6, (3, 3), padding=(1, 1, 1, 1), groups=6)
+    x = b.add(c, d, relu=True)
+    m = b.max_pool(x)
+    a = b.avg_pool(m, (3, 3), (1, 1), (1, 1, 1, 1), count_include_pad=True)
+    x = b.concat([m, a])
+    x = b.pad(x, [0, 0, 1, 1, 1, 1])
+    x = b.transpose(x, [0, 2, 1])
+    x = b.clamp(x)
+    x = b.lrn(x, size=3)
+    u = b.lut(x, out_dtype="uint8")
+    x = b.conv(u, 5, (1, 1), out_dtype="int8", rounding="single")
+    x = b.lut(x, out_dtype="int16")
+    a16 = b.conv(x, 4, (3, 3), padding=(1, 1, 1, 1), w_dtype="int16", acc_bits=64)
+    x = b.add(a16, b.conv(a16, 4, (1, 1)))
+    x = b.lut(b.transpose(x, [0, 2, 1]))
+    # small softmax input scales: the exp tables span the inputs (no one-hot outputs)
+    b.tensors[x] = dataclasses.replace(b.tensors[x], scale=2.0**-11)
+    x = b.fully_connected(b.flatten(b.softmax(x)), 16, acc_bits=64)
+    x = b.rescale(x, out_dtype="int8", rounding="single")
+    x = b.lut(b.fully_connected(x, 13, rounding="pow2"))
+    b.tensors[x] = dataclasses.replace(b.tensors[x], scale=2.0**-5)
+    return b.graph(b.softmax(x))
+
+
+def packed_chain(rng: np.random.Generator, w_dtype: str, dtype: str = "int8",
+                 acc_bits: int | None = None) -> IntGraph:
+    """Every layer type with packed weights of one format (``PACKED_LEVELS`` names), shaped so
+    that each kernel path of iq_conv_packed_impl.h runs: conv 1-D (K = 40); conv 2-D 3x3 with
+    padding (K = 144: several table chunks; 12 channels: an int4 block of 8 plus 4 rows);
+    grouped 1x1 (two groups of 8 channels); depthwise 3x3 stride 2 (one channel per group);
+    a 2-channel conv (too few channels for tables); 13 channels of K = 2 (an odd number of
+    one-byte rows: the table paths read rows, not blocks of four); fully connected (K = 52)."""
+    b = GraphBuilder(rng, (8, 16), dtype)
+    kw = {"w_dtype": w_dtype, "acc_bits": acc_bits}
+    t = b.conv(b.input, 16, (1, 5), padding=(0, 2, 0, 2), relu=True, **kw)
+    t = b.reshape(t, (16, 4, 4))
+    t = b.conv(t, 12, (3, 3), padding=(1, 1, 1, 1), **kw)
+    t = b.conv(t, 16, (1, 1), groups=2, **kw)
+    t = b.conv(t, 16, (3, 3), stride=(2, 2), padding=(1, 1, 1, 1), groups=16, **kw)
+    t = b.conv(t, 2, (1, 1), **kw)
+    t = b.conv(t, 13, (1, 1), **kw)
+    t = b.flatten(t)
+    b.fully_connected(t, 10, **kw)
+    return b.graph()

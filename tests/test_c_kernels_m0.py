@@ -1,11 +1,11 @@
-"""The Cortex-M0 fast paths of the C runtime: asm requantization and the 8-bit conv kernels.
+"""The Cortex-M0 requantization of the C runtime, shared by every requantizing op.
 
 On ARMv6-M the runtime replaces the portable requantization (which would call libgcc's 64-bit
-multiply) with Thumb-1 assembly (iq_runtime.h: iq_srdhm_asm, iq_rounding_divide_by_pot_asm)
-and uses direct / strided kernels for some conv shapes (iq_conv_impl.h). These tests run them
-on unicorn's Cortex-M0 model and compare with references written here from the gemmlowp / TFLM
-definitions in exact Python integer arithmetic (``fractions.Fraction``), independent of both
-numerics.py and the C code; the kernel tests compare whole conv layers with the interpreter.
+multiply) with Thumb-1 assembly (iq_runtime.h: iq_srdhm_asm, iq_rounding_divide_by_pot_asm).
+These tests run it on unicorn's Cortex-M0 model and compare with references written here from
+the gemmlowp / TFLM definitions in exact Python integer arithmetic (``fractions.Fraction``),
+independent of both numerics.py and the C code. The kernels that use it (the 8-bit conv paths
+of iq_conv_impl.h, the int8 pools and add) are tested per op in tests/ops/test_<kind>.py.
 """
 
 from __future__ import annotations
@@ -18,10 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import intgraph_factory as F
-from intquant.codegen import export_c
-from intquant.codegen.toolchain import ARM_FLAGS, compile_and_run_host, emulate_unicorn
-from intquant.interpreter import run
+from intquant.codegen.toolchain import ARM_FLAGS
 
 RUNTIME = Path(__file__).resolve().parents[1] / "src" / "intquant" / "codegen" / "runtime"
 I32_MIN, I32_MAX = -(2**31), 2**31 - 1
@@ -218,105 +215,3 @@ def test_references_agree_with_known_values():
     assert rdbp_ref(-6, 2) == -2 and rdbp_ref(-5, 2) == -1 and rdbp_ref(7, 0) == 7
     assert mbqm_ref(100, 2**30, 0) == 50 and mbqm_ref(100, 2**30, -2) == 13
     assert mbqm_ref(2**30, 2**30, 3) == 2**30  # 2^33 saturates to 2^31 - 1 first
-
-
-# ----------------------------------------------------------------------------------------------
-# Whole conv layers through the 8-bit kernels (direct depthwise, strided / row-wise im2col)
-# ----------------------------------------------------------------------------------------------
-
-# name -> (input shape, dtype, conv kwargs): each hits one branch of iq_conv_impl.h.
-CONV_CASES = {
-    # direct depthwise, 1x3 interior run in registers, borders through the padded path
-    "dw_1d_k3": ((6, 17), "int8", dict(cout=6, kernel=(1, 3), padding=(0, 1, 0, 1), groups=6)),
-    # direct depthwise, generic tap table: stride 2, dilation 2, asymmetric padding, uint8
-    "dw_1d_k5_s2_d2": (
-        (4, 19),
-        "uint8",
-        dict(cout=4, kernel=(1, 5), stride=(1, 2), padding=(0, 3, 0, 1), dilation=(1, 2), groups=4),
-    ),
-    # direct depthwise 2-D: rows above / below the input are padded taps
-    "dw_2d_3x3": ((5, 6, 7), "int8", dict(cout=5, kernel=(3, 3), padding=(1, 1, 1, 1), groups=5)),
-    "dw_2d_s21": (
-        (3, 7, 6),
-        "int8",
-        dict(cout=3, kernel=(3, 2), stride=(2, 1), padding=(1, 0, 0, 1), groups=3),
-    ),
-    # 1x1 conv: the strided channel gather of im2col; stride 2 skips positions
-    "pointwise_s2": ((9, 12), "int8", dict(cout=6, kernel=(1, 1), stride=(1, 2))),
-    # im2col interior rows unrolled: 1x3 (1-D) and 3-wide rows of a 3x3 with row dilation
-    "conv_1d_k3": ((5, 14), "int8", dict(cout=6, kernel=(1, 3), padding=(0, 1, 0, 1))),
-    "conv_2d_3x3_dh2": (
-        (3, 8, 7),
-        "uint8",
-        dict(cout=5, kernel=(3, 3), padding=(1, 1, 2, 0), dilation=(2, 1)),
-    ),
-    # first-layer shape: one input channel, 1x5, padding 2 (interior and border windows)
-    "cin1_k5": ((1, 23), "uint8", dict(cout=7, kernel=(1, 5), padding=(0, 2, 0, 2))),
-    # general im2col: dilated columns, 2-D padding, grouped (2 groups of 2 -> 3 channels)
-    "grouped_dilated": (
-        (4, 6, 8),
-        "int8",
-        dict(cout=6, kernel=(3, 3), padding=(1, 2, 1, 0), dilation=(1, 2), groups=2),
-    ),
-}
-
-
-def _conv_case(name: str, big_multipliers: bool) -> F.IntGraph:
-    shape, dtype, kw = CONV_CASES[name]
-    rng = np.random.default_rng(abs(hash(name)) % 2**32)
-    b = F.GraphBuilder(rng, shape, dtype)
-    kernel, stride = kw.pop("kernel"), kw.pop("stride", (1, 1))
-    padding, dilation = kw.pop("padding", (0, 0, 0, 0)), kw.pop("dilation", (1, 1))
-    cout = kw.pop("cout")
-    b.conv(b.input, cout, kernel, stride, padding, dilation, relu=name.startswith("dw"), **kw)
-    kw.update(cout=cout, kernel=kernel, stride=stride, padding=padding, dilation=dilation)
-    g = b.graph()
-    if big_multipliers:
-        # shift > 0 takes the out-of-line path: mix it with shift 0 and the usual negative
-        # shifts across channels, shrinking the multiplier to keep the real scale (and so
-        # unsaturated outputs).
-        op = g.ops[0]
-        m, sh = op.consts["multiplier"].astype(np.int64), op.consts["shift"].astype(np.int64)
-        new = np.array([(1, 0, 3, -2)[c % 4] for c in range(len(sh))])
-        new = np.maximum(new, sh)
-        op.consts["multiplier"] = (m >> (new - sh)).astype(np.int32)
-        op.consts["shift"] = new.astype(np.int32)
-        g.validate()
-    return g
-
-
-@pytest.mark.parametrize("big_multipliers", [False, True])
-@pytest.mark.parametrize("name", sorted(CONV_CASES))
-def test_conv_kernels_on_m0_and_host_equal_interpreter(name, big_multipliers, tmp_path):
-    _require_arm()
-    g = _conv_case(name, big_multipliers)
-    x = F.random_input(np.random.default_rng(5), g, 6)
-    ref = run(g, x)
-    assert np.unique(ref).size > 8, "degenerate case: outputs do not vary"
-    res = export_c(g, tmp_path / "c", name="net")
-    np.testing.assert_array_equal(compile_and_run_host(res.out_dir, x, opt="-O2"), ref)
-    got = emulate_unicorn(res.out_dir, x)
-    np.testing.assert_array_equal(got.outputs.reshape(ref.shape), ref)
-
-
-OTHER_INT8 = {
-    "max_pool": lambda rng, dims: F.max_pool_graph(rng, dims=dims),
-    "avg_pool": lambda rng, dims: F.avg_pool_graph(rng, dims=dims),
-    "add": lambda rng, dims: F.add_graph(rng, dims=dims),
-}
-
-
-@pytest.mark.parametrize("dims", [1, 2])
-@pytest.mark.parametrize("kind", sorted(OTHER_INT8))
-def test_int8_fast_paths_of_other_ops_equal_interpreter(kind, dims, tmp_path):
-    """The int8 specialisations of iq_ops.c (max/avg pool over in-bounds taps, add with the
-    asm requantization): random windows with padding, stride, dilation, count_include_pad."""
-    _require_arm()
-    for seed in range(2):
-        g = OTHER_INT8[kind](np.random.default_rng(100 * seed + dims), dims)
-        x = F.random_input(np.random.default_rng(seed), g, 4)
-        ref = run(g, x)
-        res = export_c(g, tmp_path / f"c{seed}", name="net")
-        np.testing.assert_array_equal(compile_and_run_host(res.out_dir, x, opt="-O2"), ref)
-        got = emulate_unicorn(res.out_dir, x)
-        np.testing.assert_array_equal(got.outputs.reshape(ref.shape), ref)

@@ -5,6 +5,11 @@ sample on the host at -O2 and, on a slice, under ASan+UBSan; it is integer-only 
 -mgeneral-regs-only + lexical scan); on an emulated Cortex-M0 (QEMU micro:bit) it gives the same
 outputs bit for bit with no soft-float helper linked. Each model/mode is quantized, exported and
 compiled once (module fixture); all samples go through one process run.
+
+Issue 16: in int8 and 16x8 the same C is bit-exact on every other FPU-less core too — AVR
+(16-bit ``int``, weights in program memory), RV32IM, Cortex-M0+ and big-endian PowerPC — on a
+few samples, one build and one emulator run per model and target; ``run_on`` fails when nm finds
+a soft-float helper in the image (tests/test_targets.py shows the check is not vacuous).
 """
 
 from __future__ import annotations
@@ -15,10 +20,12 @@ import numpy as np
 import pytest
 
 import intquant
+from intquant.codegen.targets import get_target
 from intquant.codegen.toolchain import (
     build_m0,
     check_no_float,
     compile_and_run_host,
+    run_on,
     run_on_m0,
 )
 
@@ -29,6 +36,9 @@ MODES = {
     "w16a16": {"weight_bits": 16, "act_bits": 16},
 }
 CASES = [(m, mode) for m in ZOO for mode in MODES]
+CORES = ["avr", "riscv32", "cortex-m0plus", "powerpc"]
+CORE_CASES = [(m, mode) for m in ZOO for mode in ("int8", "16x8")]
+CORE_SAMPLES = 3
 
 
 @pytest.fixture(scope="module")
@@ -71,3 +81,14 @@ def test_zoo_sanitizers_no_float_and_m0(project, name, mode):
     build = build_m0(res.out_dir, x[:3])
     assert build.soft_float == []
     np.testing.assert_array_equal(run_on_m0(res.out_dir, x[:3], "qemu"), ref[:3])
+
+
+@pytest.mark.parametrize("target", CORES)
+@pytest.mark.parametrize("name,mode", CORE_CASES)
+def test_zoo_bit_exact_on_every_core(project, name, mode, target):
+    missing = get_target(target).missing_tools()
+    if missing:
+        pytest.fail(f"{target}: {', '.join(missing)} missing: run scripts/install_toolchain.sh")
+    q, res, x, ref = project(name, mode)
+    y = run_on(res.out_dir, x[:CORE_SAMPLES], target=target)
+    np.testing.assert_array_equal(y, ref[:CORE_SAMPLES])

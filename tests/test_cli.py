@@ -18,6 +18,9 @@ import pytest
 import torch
 from torch import nn
 
+from intquant.intgraph import load as load_iqm
+from intquant.ops import weight_codes
+
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
 
 
@@ -260,17 +263,15 @@ def test_config_file_with_override_is_applied(work: Path) -> None:
     r = intquant("quantize", "m.pt2", "--calib", "calib.npz", "--out", "o6", "--config",
                  "cfg.json", "--no-report", "--no-c", cwd=work)
     assert r.returncode == 0, r.stderr
-    with np.load(work / "o6" / "model.iqm") as z:
-        manifest = json.loads(bytes(z["__manifest__"]).decode())
-        names = [op["name"] for op in manifest["ops"]]
-        w_lin = z[f"{names.index('3')}/weight"]
-        w_conv = z[f"{names.index('0')}/weight"]
+    g = load_iqm(work / "o6" / "model.iqm")
+    w_lin, w_conv = weight_codes(g.op_by_name("3")), weight_codes(g.op_by_name("0"))
     assert np.abs(w_lin).max() <= 7 and np.abs(w_conv).max() == 127
+    assert g.op_by_name("3").attrs["weight_format"] == "int4"  # stored packed
 
 
 def test_weight_budget_mixed_precision(work: Path) -> None:
     r = intquant("quantize", "m.pt2", "--calib", "calib.npz", "--out", "o8", "--weight-budget",
-                 "60%", "--candidates", "4,8", "--no-c", "--no-sweep", cwd=work)
+                 "60%", "--candidates", "4,8", "--no-sweep", cwd=work)
     assert r.returncode == 0, r.stderr
     chosen = json.loads((work / "o8" / "mixed.json").read_text())
     model = tiny_model()
@@ -278,11 +279,17 @@ def test_weight_budget_mixed_precision(work: Path) -> None:
     budget = int(0.6 * sum(sizes.values()))
     assert chosen["budget_bytes"] == budget
     bits = chosen["weight_bits"]
-    assert sum(-(-sizes[n] * b // 8) for n, b in bits.items()) <= budget
-    with np.load(work / "o8" / "model.iqm") as z:
-        names = [op["name"] for op in json.loads(bytes(z["__manifest__"]).decode())["ops"]]
-        for n, b in bits.items():
-            assert np.abs(z[f"{names.index(n)}/weight"].astype(int)).max() <= 2 ** (b - 1) - 1
+    # rows of K = 3 (conv) and 72 (linear) codes: 4-bit rows take ceil(K / 2) bytes
+    rows_k = {"0": (6, 3), "3": (3, 72)}
+    expected = sum(r_ * (k if b == 8 else -(-k // 2)) for n, b in bits.items()
+                   for r_, k in [rows_k[n]])
+    assert chosen["predicted"]["weight_bytes"] == expected <= budget
+    g = load_iqm(work / "o8" / "model.iqm")
+    for n, b in bits.items():
+        assert np.abs(weight_codes(g.op_by_name(n)).astype(int)).max() <= 2 ** (b - 1) - 1
+    # the generated C holds exactly the predicted weight bytes
+    info = json.loads((work / "o8" / "c" / "model_info.json").read_text())
+    assert sum(o.get("weight_array_bytes", 0) for o in info["ops"]) == expected
     assert "Mixed precision" in (work / "o8" / "report.md").read_text()
 
 

@@ -8,7 +8,8 @@ import torch
 from torch import nn
 
 import intquant
-from intquant.analysis.mixed import activation_ram, search_bits, weight_cost
+from intquant.analysis.mixed import activation_ram, search_bits
+from intquant.ops import weight_codes
 
 
 def two_layer_mlp() -> nn.Module:
@@ -56,7 +57,7 @@ def test_budget_is_respected_and_config_is_accepted(setup) -> None:
     for op in q.graph.ops:
         if op.name in res.weight_bits:
             bound = 2 ** (res.weight_bits[op.name] - 1) - 1
-            assert np.abs(op.consts["weight"].astype(np.int64)).max() <= bound
+            assert np.abs(weight_codes(op).astype(np.int64)).max() <= bound
     assert res.measured["accuracy"] == pytest.approx(q.accuracy(x[300:], y[300:]))
     assert res.measured["weight_bytes"] == cost
 
@@ -65,7 +66,7 @@ def test_the_sensitive_layer_gets_the_bits(setup) -> None:
     """Budget for exactly one of the two 16x16 layers at 8 bits: it must be the outlier one."""
     model, x, y = setup
     params = params_of(model)
-    budget = weight_cost(params, {"0": 8, "2": 4, "4": 4})
+    budget = sum(-(-params[n] * b // 8) for n, b in {"0": 8, "2": 4, "4": 4}.items())
     res = search_bits(model, x[:300], (x[300:], y[300:]), budget_bytes=budget,
                       candidates=(4, 8))
     assert res.weight_bits["0"] == 8 and res.weight_bits["2"] == 4
@@ -107,3 +108,51 @@ def test_activation_ram_model() -> None:
     g = optimize(capture(m, np.zeros((1, 10), np.float32)))
     assert activation_ram(g, {}, 8) == 10 + 30  # largest in+out pair, 1 byte each
     assert activation_ram(g, {"0": 16}, 8) == 10 + 60
+
+
+def test_low_bit_prediction_is_the_generated_size(tmp_path) -> None:
+    """Every candidate down to 1 bit and ternary; rows whose K is not a multiple of 8 (padding
+    bytes). The predicted weight bytes equal the IntGraph's and the generated C's weight
+    arrays, and an independent formula of the packed layouts (docs/intgraph.md)."""
+    from intquant.codegen import export_c
+
+    torch.manual_seed(1)
+    model = nn.Sequential(nn.Conv1d(3, 6, 5), nn.ReLU(), nn.Flatten(), nn.Linear(6 * 8, 13),
+                          nn.ReLU(), nn.Linear(13, 5)).eval()
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, 3, 12)).astype(np.float32)
+    with torch.no_grad():
+        y = model(torch.from_numpy(x)).numpy().argmax(1)
+    cands = (1, "ternary", 2, 4, 8)
+    params = {"0": (6, 15), "3": (13, 48), "5": (5, 13)}  # rows, K
+    budget = 6 * 4 + 13 * 12 + 5 * 13  # K=15 and K=48 at 2 bits, K=13 at 8 bits
+    res = search_bits(model, x[:200], (x[200:], y[200:]), budget_bytes=budget,
+                      candidates=cands)
+
+    def layout_bytes(rows: int, k: int, c) -> int:
+        per_row = {1: -(-k // 8), "ternary": 2 * -(-k // 8), 2: 2 * -(-k // 8),
+                   4: -(-k // 2), 8: k}[c]
+        return rows * per_row
+
+    expected = sum(layout_bytes(*params[n], c) for n, c in res.weight_bits.items())
+    assert res.predicted["weight_bytes"] == expected <= budget
+    assert res.measured["weight_bytes"] == expected
+    info = export_c(res.qmodel.graph, tmp_path / "c", name="m").info
+    c_bytes = sum(o["weight_array_bytes"] for o in info["ops"] if o["name"] in params)
+    assert c_bytes == expected
+    formats = {o.attrs.get("weight_format") for o in res.qmodel.graph.ops}
+    assert formats & {"binary", "int2"}, res.weight_bits  # the budget forces sub-byte layers
+    for c in (1, "ternary", 4):  # every layer at one candidate: each layout's padding
+        one = search_bits(model, x[:200], (x[200:], y[200:]), candidates=(c,))
+        expected = sum(layout_bytes(*params[n], c) for n in params)
+        assert one.predicted["weight_bytes"] == one.measured["weight_bytes"] == expected
+
+
+def test_candidates_are_checked() -> None:
+    from intquant.analysis.mixed import parse_candidates
+
+    assert parse_candidates([8, "t", 1, "2", "ternary"]) == [1, "ternary", 2, 8]
+    with pytest.raises(ValueError, match="neither a width nor 'ternary'"):
+        parse_candidates(["quaternary"])
+    with pytest.raises(ValueError, match=r"in \[1, 16\]"):
+        parse_candidates([0])

@@ -1,7 +1,8 @@
-"""Every supported layer, quantized to integers, against float PyTorch (a few LSB of tolerance).
+"""The quantize path across layers: refusals, overrides, accumulator widths, save/load,
+simulation, raw integer inputs, bias correction, per-block and power-of-two weights.
 
-The reference is the float module applied to the *dequantized integer input*, so the error
-measured is the op's own (weights + output rounding), in units of the output scale (LSB).
+Each supported layer against float PyTorch through the whole path is tested with the op kind it
+lowers to, in tests/ops/test_<kind>.py (``test_<kind>_matches_float_after_quantize``).
 """
 
 from __future__ import annotations
@@ -17,112 +18,11 @@ import torch.nn.functional as F
 
 import intquant
 from intquant.lower import lower
-from intquant.numerics import QParams, dequantize
+from intquant.ops import weight_codes
 from intquant.qmodel import QuantizedModel
+from ops.conftest import Fn, batchnorm
 
 torch.manual_seed(0)
-
-
-class Fn(nn.Module):
-    """Wrap a function of the input as a module."""
-
-    def __init__(self, fn, *mods: nn.Module):
-        super().__init__()
-        self.fn = fn
-        self.mods = nn.ModuleList(mods)
-
-    def forward(self, x):
-        return self.fn(x, *self.mods)
-
-
-def _bn(c, d=2):
-    bn = nn.BatchNorm2d(c) if d == 2 else nn.BatchNorm1d(c)
-    with torch.no_grad():
-        bn.running_mean.uniform_(-0.5, 0.5)
-        bn.running_var.uniform_(0.5, 2.0)
-        bn.weight.uniform_(-1.5, 1.5)
-        bn.bias.uniform_(-0.5, 0.5)
-    return bn
-
-
-# name -> (module, input shape, max error in output LSB)
-CASES = {
-    "conv1d_stride_pad": (nn.Conv1d(2, 6, 5, stride=2, padding=2), (2, 40), 2),
-    "conv1d_same_dilated": (nn.Conv1d(3, 4, 3, padding="same", dilation=2), (3, 20), 2),
-    "conv2d_pad_stride": (nn.Conv2d(3, 8, 3, stride=2, padding=1), (3, 9, 9), 2),
-    "conv2d_dilation_nobias": (nn.Conv2d(2, 4, 3, dilation=2, padding=2, bias=False), (2, 8, 8), 2),
-    "conv2d_depthwise": (nn.Conv2d(6, 6, 3, padding=1, groups=6), (6, 7, 7), 2),
-    "conv2d_grouped": (nn.Conv2d(4, 6, 3, padding=1, groups=2), (4, 6, 6), 2),
-    "conv_bn_relu": (nn.Sequential(nn.Conv2d(2, 4, 3), _bn(4), nn.ReLU()), (2, 6, 6), 2),
-    "conv_relu6": (nn.Sequential(nn.Conv1d(2, 4, 3), nn.ReLU6()), (2, 12), 2),
-    "conv_hardtanh": (nn.Sequential(nn.Conv1d(2, 4, 3), nn.Hardtanh(-0.5, 0.5)), (2, 12), 2),
-    "linear": (nn.Linear(20, 7), (20,), 2),
-    "flatten_linear": (nn.Sequential(nn.Flatten(), nn.Linear(24, 5)), (2, 3, 4), 2),
-    "batchnorm2d_standalone": (nn.Sequential(nn.MaxPool2d(2), _bn(3)), (3, 6, 6), 2),
-    "batchnorm1d_standalone": (_bn(5, 1), (5, 8), 2),
-    "batchnorm1d_features": (_bn(12, 1), (12,), 2),
-    "relu_standalone": (Fn(lambda x: F.relu(F.max_pool1d(x, 2))), (3, 10), 1),
-    "leaky_relu": (nn.LeakyReLU(0.1), (3, 10), 1),
-    "sigmoid": (nn.Sigmoid(), (3, 10), 2),  # int16: 513-knot interpolation
-    "tanh": (nn.Tanh(), (3, 10), 2),
-    "softmax": (Fn(lambda x: torch.softmax(x * 1.0, dim=-1)), (10,), 1),
-    "clamp": (Fn(lambda x: torch.clamp(x, -0.3, 0.7)), (3, 10), 1),
-    "maxpool1d_pad": (nn.MaxPool1d(3, 2, padding=1), (3, 11), 0),
-    "maxpool2d": (nn.MaxPool2d(2), (3, 6, 6), 0),
-    "avgpool1d": (nn.AvgPool1d(3, 2), (3, 11), 1),
-    "avgpool2d_pad_include": (nn.AvgPool2d(3, 2, padding=1), (3, 7, 7), 1),
-    "avgpool2d_pad_exclude": (nn.AvgPool2d(3, 2, padding=1, count_include_pad=False), (3, 7, 7), 1),
-    "global_avgpool2d": (nn.AdaptiveAvgPool2d(1), (4, 5, 5), 1),
-    "global_avgpool1d": (nn.AdaptiveAvgPool1d(1), (4, 9), 1),
-    "reshape_view": (Fn(lambda x: x.view(x.shape[0], 4, 6).relu()), (24,), 1),
-    "unflatten": (nn.Sequential(nn.Unflatten(1, (2, 6)), nn.MaxPool1d(2)), (12,), 0),
-    "permute": (Fn(lambda x: F.max_pool1d(x.permute(0, 2, 1), 1)), (3, 5), 0),
-    "add_residual": (Fn(lambda x, c: x + c(x), nn.Conv1d(3, 3, 3, padding=1)), (3, 10), 2),
-    "concat_scales": (Fn(lambda x: torch.cat([x, 3.0 * x], dim=1)), (3, 8), 2),
-    "pad_constant": (Fn(lambda x: F.pad(x, (1, 2, 0, 1), value=0.25)), (2, 4, 4), 1),
-    "mul_const_scalar": (Fn(lambda x: x * -0.75), (3, 6), 2),
-    "mul_const_channel": (
-        Fn(lambda x, p: x * p.weight.view(1, -1, 1), nn.BatchNorm1d(3)),
-        (3, 6),
-        2,
-    ),
-    "add_const_channel": (Fn(lambda x: x + torch.tensor([0.5, -1.0, 2.0]).view(1, 3, 1)),
-                          (3, 6), 2),
-    "sub_const_scalar": (Fn(lambda x: x - 0.25), (3, 6), 2),
-    "dropout_identity": (nn.Sequential(nn.Dropout(0.5), nn.Identity(), nn.Linear(6, 3)), (6,), 2),
-}
-
-
-def _input_qparams(q: intquant.QuantizedModel) -> QParams:
-    info = q.input_info
-    return QParams(
-        scale=[info.scale], zero_point=[info.zero_point], bits=8 if info.dtype == "int8" else 16
-    )
-
-
-@pytest.mark.parametrize("act_bits", [8, 16])
-@pytest.mark.parametrize("case", sorted(CASES))
-def test_op_matches_float_pytorch(case: str, act_bits: int) -> None:
-    module, shape, tol_lsb = CASES[case]
-    module.eval()
-    if case == "mul_const_channel":
-        with torch.no_grad():
-            module.mods[0].weight.copy_(torch.tensor([0.5, -2.0, 1.25]))
-    gen = torch.Generator().manual_seed(1)
-    x = torch.randn((64,) + shape, generator=gen)
-    # minmax ranges and no bias correction: the op's own error, not a calibration trade-off
-    # (clipping outliers and shifting biases lower the *mean* error, not the maximum).
-    cfg = intquant.Config(act_bits=act_bits, weight_bits=8 if act_bits == 8 else 16,
-                          calibration="minmax", bias_correction=False)
-    q = intquant.quantize(module, x, cfg, progress=False)
-    x_int = q.quantize_input(x)
-    x_deq = torch.as_tensor(dequantize(x_int, _input_qparams(q)), dtype=torch.float32)
-    with torch.no_grad():
-        ref = module(x_deq).numpy()
-    out = q.dequantize_output(q.run(x_int))
-    assert out.shape == ref.shape
-    err_lsb = np.abs(out - ref).max() / q.output_info.scale
-    assert err_lsb <= tol_lsb + 0.51, f"{case}: max error {err_lsb:.2f} LSB"
 
 
 def test_unsupported_op_names_layer_and_lists_supported() -> None:
@@ -228,7 +128,7 @@ def test_simulate_eval_is_the_integer_model(cfg) -> None:
     """simulate() in eval mode returns q.predict exactly (integer codes, on every CPU), also
     after fine-tuning its weights in training mode (then: the re-lowered plan)."""
     model = nn.Sequential(
-        nn.Conv1d(2, 8, 3, padding=1), _bn(8, 1), nn.ReLU(), nn.MaxPool1d(2),
+        nn.Conv1d(2, 8, 3, padding=1), batchnorm(8, 1), nn.ReLU(), nn.MaxPool1d(2),
         nn.Conv1d(8, 8, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(32, 5),
     ).eval()
     raw = torch.randint(0, 17, (200, 2, 8), generator=torch.Generator().manual_seed(5))
@@ -311,7 +211,7 @@ def test_per_block_weights_follow_block_grids() -> None:
                               bias_correction=False)
         q = intquant.quantize(lin, x, cfg, progress=False)
         op = q.graph.ops[0]
-        w_int = op.consts["weight"].astype(np.int64)
+        w_int = weight_codes(op).astype(np.int64)
         m = op.consts["multiplier"].astype(np.float64) * 2.0 ** (op.consts["shift"] - 31)
         w_scale = m * q.output_info.scale / q.input_info.scale  # s_w = m · s_out / s_in
         w_hat = w_int * w_scale[:, None]

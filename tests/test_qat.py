@@ -13,6 +13,7 @@ from torch import nn
 
 from intquant.codegen.toolchain import compile_and_run_host
 from intquant.config import Config
+from intquant.ops import weight_codes
 from intquant.qat import (
     agreement,
     convert,
@@ -228,7 +229,7 @@ def test_qat_w4a4_converts_with_trained_grid_and_runs_bit_exact_in_c(tmp_path):
     for name in q.qat_layers:
         folded = fold_layer(q.get_submodule(name))
         op = next(o for o in qm.graph.ops if o.name == name)
-        w = op.consts["weight"].astype(np.int64)
+        w = weight_codes(op).astype(np.int64)
         np.testing.assert_array_equal(w.reshape(folded["codes"].shape), folded["codes"])
         e = q.get_submodule(name).output_quant.export()
         t = qm.graph.tensors[op.output]
@@ -265,7 +266,7 @@ def test_low_bit_grids_deploy_bit_exact(tmp_path, wq, wb, aq, ab):
     name = "features.4"  # a low-bit layer: its codes in the IntGraph are the QAT levels
     op = next(o for o in qm.graph.ops if o.name == name)
     levels = q.get_submodule(name).weight_quant.levels()
-    codes = np.unique(np.abs(op.consts["weight"].astype(np.int64)))
+    codes = np.unique(np.abs(weight_codes(op).astype(np.int64)))
     factor = 2 if aq == "sign" else 1  # sign layers deploy 2q with bias 2b + 1 (see convert)
     if levels is not None:
         assert set(codes.tolist()) <= {factor * abs(v) for v in levels}

@@ -41,14 +41,6 @@ REPO = Path(__file__).resolve().parents[1]
 CROSS = ["cortex-m0", "cortex-m0plus", "avr", "riscv32", "powerpc"]
 UNICORN = ["cortex-m0", "cortex-m0plus", "riscv32", "powerpc"]
 N = 4
-# The runtime is not yet clean for a 16-bit int (PHASE B of issue 16 fixes it): until then
-# avr-gcc rejects `1 << 30` in iq_runtime.h. strict: the marker fails once the runtime is fixed.
-AVR_RUNTIME = pytest.mark.xfail(
-    reason="runtime assumes a 32-bit int (iq_runtime.h `1 << 30`, `1 << 15`; iq_add.c "
-    "`1 << ls`): avr-gcc rejects it; fixed in PHASE B of issue 16",
-    raises=ToolchainError,
-    strict=True,
-)
 
 
 def _require_target(name: str) -> None:
@@ -85,34 +77,13 @@ def projects(tmp_path_factory):
     return out
 
 
-def _apply_16bit_int_fixes(out_dir: Path) -> None:
-    """The three runtime lines avr-gcc rejects, made 16-bit-int clean in a copy (PHASE B fixes
-    the runtime itself; the asserts fail then, and this helper goes)."""
-    fixes = {
-        "iq_runtime.h": [
-            ("-(1 << 30), 1 << 30", "-((int32_t)1 << 30), (int32_t)1 << 30"),
-            ("((int64_t)m + (1 << 15))", "((int64_t)m + ((int32_t)1 << 15))"),
-        ],
-        "iq_add.c": [("* (1 << ls)", "* ((int32_t)1 << ls)")],
-    }
-    for name, pairs in fixes.items():
-        p = out_dir / name
-        text = p.read_text()
-        for old, new in pairs:
-            assert old in text, f"{name}: {old!r} is gone: drop _apply_16bit_int_fixes"
-            text = text.replace(old, new)
-        p.write_text(text)
-
-
 # ----------------------------------------------------------------------------------------------
 # Bit-exact on every target, no soft float
 # ----------------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("dtype", ["int8", "int16"])
-@pytest.mark.parametrize(
-    "target", [pytest.param(t, marks=AVR_RUNTIME) if t == "avr" else t for t in TARGETS]
-)
+@pytest.mark.parametrize("target", list(TARGETS))
 def test_target_bit_exact_and_no_soft_float(projects, target, dtype):
     """run_on raises when nm finds a soft-float helper in a cross image (see the next test)."""
     _require_target(target)
@@ -122,27 +93,7 @@ def test_target_bit_exact_and_no_soft_float(projects, target, dtype):
     np.testing.assert_array_equal(y, ref)
 
 
-@pytest.mark.parametrize("dtype", ["int8", "int16"])
-def test_avr_harness_bit_exact_with_16bit_int_fixes(projects, dtype, tmp_path):
-    """simavr, the PROGMEM samples, UART records, Timer1 cycles and the stack paint work: with
-    the three runtime lines fixed the model is bit-exact on the ATmega2560."""
-    _require_target("avr")
-    out_dir, x, ref = projects[dtype]
-    fixed = tmp_path / "c"
-    shutil.copytree(out_dir, fixed, ignore=shutil.ignore_patterns("build"))
-    _apply_16bit_int_fixes(fixed)
-    np.testing.assert_array_equal(run_on(fixed, x, target="avr"), ref)
-    r = cost_report(fixed, x[:2], target="avr", write=False)
-    assert r["counter"] == "cycles"
-    # an 8-bit core needs several cycles for every 32-bit multiply-accumulate
-    assert r["per_inference"] > 4 * r["macs"]
-    assert 0 < r["stack_bytes"] < 8192 and r["ram_bytes"] == r["arena_bytes"] + r["stack_bytes"]
-    assert r["flash_bytes"] > r["weight_bytes"]
-
-
-@pytest.mark.parametrize(
-    "target", [pytest.param(t, marks=AVR_RUNTIME) if t == "avr" else t for t in CROSS]
-)
+@pytest.mark.parametrize("target", CROSS)
 def test_nm_would_see_soft_float(projects, target, tmp_path):
     """The soft-float check is not vacuous on any target: float code links helpers nm sees
     (on powerpc the link itself fails)."""
@@ -167,6 +118,18 @@ def test_nm_would_see_soft_float(projects, target, tmp_path):
 # ----------------------------------------------------------------------------------------------
 # Cost per target
 # ----------------------------------------------------------------------------------------------
+
+
+def test_cost_report_avr(projects):
+    """simavr's cycles (Timer1), the painted stack and the RAM budget of the ATmega2560."""
+    _require_target("avr")
+    out_dir, x, _ = projects["int16"]
+    r = cost_report(out_dir, x[:2], target="avr", write=False)
+    assert r["counter"] == "cycles" and len(r["per_inference_min_max"]) == 2
+    # an 8-bit core needs several cycles for every multiply-accumulate
+    assert r["per_inference"] > 4 * r["macs"]
+    assert 0 < r["stack_bytes"] < 8192 and r["ram_bytes"] == r["arena_bytes"] + r["stack_bytes"]
+    assert r["flash_bytes"] > r["weight_bytes"]
 
 
 @pytest.mark.parametrize("target", UNICORN)

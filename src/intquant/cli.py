@@ -484,14 +484,15 @@ def parse_budget(text: str, fgraph: Any) -> int:
 def choose_widths(args: argparse.Namespace, model: Any, fgraph: Any, calib: np.ndarray,
                   config: Any) -> tuple[Any, dict[str, Any], list]:
     """Run search_bits under --weight-budget; return its Config, a summary and report blocks."""
-    from .analysis.mixed import search_bits
+    from .analysis.mixed import parse_candidates, search_bits
     from .analysis.report import Block
 
     budget = parse_budget(args.weight_budget, fgraph)
     try:
-        cands = tuple(int(c) for c in args.candidates.split(","))
+        cands = tuple(parse_candidates(args.candidates.split(",")))
     except ValueError:
-        raise UserError(f"--candidates {args.candidates!r}: give widths like 4,8,16") from None
+        raise UserError(f"--candidates {args.candidates!r}: give widths in [1, 16] and/or "
+                        f"'ternary', like 1,ternary,2,4,8") from None
     if args.search_data:
         x, y = load_arrays(args.search_data, "search data")
         check_shape(x, tuple(fgraph.input.shape), f"search data file {args.search_data}")
@@ -505,11 +506,11 @@ def choose_widths(args: argparse.Namespace, model: Any, fgraph: Any, calib: np.n
     say(f"  {widths}  ({res.predicted['weight_bytes']} of {budget} B)")
     summary = {"budget_bytes": budget, "candidates": list(cands), "chosen_on": on,
                **res.to_dict()}
-    rows = tuple((n, str(b), str(-(-int(fgraph.node(n).params["weight"].size) * b // 8)))
-                 for n, b in res.weight_bits.items() if n in {m.name for m in fgraph.nodes})
+    rows = tuple((n, str(b), str(res.layer_bytes[n])) for n, b in res.weight_bits.items())
     blocks = [Block("h2", "Mixed precision"),
               Block("p", f"search_bits chose these weight widths under a budget of {budget} B "
-                         f"(dense weight bytes), candidates {cands}, choosing on {on}: predicted "
+                         f"(weight arrays as stored in the IntGraph and the C, sub-byte widths "
+                         f"packed), candidates {cands}, choosing on {on}: predicted "
                          f"{res.predicted['weight_bytes']} B."),
               Block("table", headers=("layer", "weight bits", "weight bytes"), rows=rows)]
     return res.config, summary, blocks
@@ -569,15 +570,17 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
     q = load_qmodel(args.model)
     g = q.graph
-    rows = [f"{'layer':24s} {'kind':16s} {'out shape':14s} {'dtype':6s} {'weights':12s} "
+    rows = [f"{'layer':24s} {'kind':16s} {'out shape':14s} {'dtype':6s} {'weights':20s} "
             f"{'bytes':>7s} {'MACs':>9s}"]
     for op in g.ops:
         t = g.tensors[op.output]
         w = op.consts.get("weight")
         wdesc = "" if w is None else f"{w.dtype}{list(w.shape)}"
+        if "weight_format" in op.attrs:  # packed: the format and the logical shape
+            wdesc = f"{op.attrs['weight_format']}{list(op.attrs['weight_shape'])}"
         nbytes = sum(int(c.nbytes) for c in op.consts.values())
         rows.append(f"{op.name:24s} {op.kind:16s} {str(list(t.shape)):14s} {t.dtype:6s} "
-                    f"{wdesc:12s} {nbytes:7d} {op_macs(op, g):9d}")
+                    f"{wdesc:20s} {nbytes:7d} {op_macs(op, g):9d}")
     i, o = q.input_info, q.output_info
     print("\n".join(rows))
     print(f"\ninput  {i.dtype}{list(i.shape)}  real = {_affine(i)}")
@@ -743,7 +746,8 @@ def build_parser() -> argparse.Namespace:
     q.add_argument("--weight-budget", metavar="BYTES|PCT%",
                    help="mixed precision: choose per-layer weight widths (search_bits) so the "
                         "dense weight bytes fit, e.g. 12000 or 60%% (of int8)")
-    q.add_argument("--candidates", default="4,8,16", help="widths for --weight-budget")
+    q.add_argument("--candidates", default="1,ternary,2,4,8,16",
+                   help="weight widths (and 'ternary') for --weight-budget")
     q.add_argument("--search-data", metavar="VAL.npz",
                    help="labelled data to choose widths on (default: the calibration inputs)")
     q.add_argument("--name", default="model", help="C identifier prefix (default: model)")

@@ -268,7 +268,11 @@ def quantize(
     rounding: Rounding = "half_even",
     rng: np.random.Generator | None = None,
 ) -> np.ndarray:
-    """q = clamp(round(x / scale) + zero_point, qmin, qmax), in the format's storage dtype."""
+    """q = clamp(round(x / scale) + zero_point, qmin, qmax), in the format's storage dtype.
+
+    A 1-bit signed format has the two levels {−1, +1} (``qrange``): q = sign(x), sign(0) = +1,
+    its zero point is not used.
+    """
     x = np.asarray(x, dtype=np.float64)
     if not np.all(np.isfinite(x)):
         raise ValueError(f"{qparams.name}: cannot quantize NaN or inf values")
@@ -284,6 +288,8 @@ def quantize(
         r = round_stochastic(y, rng)
     else:
         raise ValueError(f"rounding must be half_even, half_away or stochastic, got {rounding!r}")
+    if qparams.bits == 1 and qparams.signed:  # the levels are {-1, +1}: nearest is the sign
+        return np.where(y >= 0, 1, -1).astype(qparams.dtype)
     q = np.clip(r + zero_point, qparams.qmin, qparams.qmax)
     return q.astype(qparams.dtype)
 

@@ -145,12 +145,54 @@ def weight_qparams(node_name: str, weight: np.ndarray, cfg: dict[str, Any]) -> Q
     axis = 0 if gran == "per_channel" else None
     if cfg.get("weight_scale") is not None:
         scale = np.asarray(cfg["weight_scale"], dtype=np.float64).reshape(-1)
+        # Trained codes (QAT): the full two's complement range, so that LSQ's −2^(b−1) stays
+        # a b-bit code (packed at b bits); symmetric grids never reach it.
         return QParams(scale=scale, zero_point=np.zeros(scale.shape, dtype=np.int64), bits=bits,
-                       signed=True, axis=0 if scale.size > 1 else None, narrow=True,
+                       signed=True, axis=0 if scale.size > 1 else None, narrow=False,
                        name=node_name)
+    if bits == 1 and not cfg["power_of_two"]:
+        return binary_weight_qparams(node_name, weight, axis)
+    if bits == 2 and cfg.get("weight_quantizer") != "ternary" and not cfg["power_of_two"]:
+        return two_bit_weight_qparams(node_name, weight, axis)
     obs = make_observer(weight_calibration(cfg), axis=axis, name=f"{node_name}.weight")
     obs.update(weight)
     return obs.qparams(bits, symmetric=True, signed=True, power_of_two=cfg["power_of_two"])
+
+
+def _per_channel_rows(weight: np.ndarray, axis: int | None) -> np.ndarray:
+    w = np.asarray(weight, dtype=np.float64)
+    return w.reshape(w.shape[0], -1) if axis == 0 else w.reshape(1, -1)
+
+
+def binary_weight_qparams(node_name: str, weight: np.ndarray, axis: int | None) -> QParams:
+    """1-bit weights: codes sign(w) ∈ {−1, +1}, scale α = mean|w| per channel (or tensor).
+
+    α is the least-squares scale for fixed signs (XNOR-Net, Rastegari et al. 2016, eq. 4).
+    """
+    alpha = np.abs(_per_channel_rows(weight, axis)).mean(axis=1)
+    alpha = np.where(alpha > 0, alpha, 1.0)
+    return QParams(scale=alpha, zero_point=np.zeros(alpha.shape, np.int64), bits=1,
+                   signed=True, axis=axis if alpha.size > 1 else None, name=node_name)
+
+
+def two_bit_weight_qparams(node_name: str, weight: np.ndarray, axis: int | None) -> QParams:
+    """2-bit weights on the full two's complement grid {−2, −1, 0, 1}·s (four levels, one
+    more than ternary's narrow range), s chosen per channel (or tensor) by least squared
+    error over a grid of clipping fractions of max|w|/2."""
+    rows = _per_channel_rows(weight, axis)
+    top = np.abs(rows).max(axis=1) / 2
+    top = np.where(top > 0, top, 1.0)
+    best_err = np.full(len(top), np.inf)
+    scale = top.copy()
+    for f in np.linspace(0.3, 1.5, 61):  # one pass per fraction: memory stays O(weights)
+        s = top * f
+        err = ((np.clip(np.rint(rows / s[:, None]), -2, 1) * s[:, None] - rows) ** 2).sum(1)
+        better = err < best_err
+        best_err = np.where(better, err, best_err)
+        scale = np.where(better, s, scale)
+    return QParams(scale=scale, zero_point=np.zeros(scale.shape, np.int64), bits=2,
+                   signed=True, axis=axis if scale.size > 1 else None, narrow=False,
+                   name=node_name)
 
 
 def block_exponents(block_scale: np.ndarray, max_exponent: int) -> tuple[np.ndarray, np.ndarray]:

@@ -1,14 +1,21 @@
-"""The op registry: every op kind is complete, documented, and the integer side stays torch-free."""
+"""The op registry: every op kind is complete, documented, tested by category in its own module
+(tests/ops/test_<kind>.py), and the integer side stays torch-free."""
 
 from __future__ import annotations
 
+import importlib
 import subprocess
 import sys
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 
+import pytest
+
 from intquant.ops import FLOAT_OPS, OPS
 from intquant.ops._table import ops_markdown
+
+from .conftest import TEST_CATEGORIES
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -42,3 +49,92 @@ def test_integer_side_imports_without_torch_or_onnx():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+# ----------------------------------------------------------------------------------------------
+# Every kind has its test module, with every category of test (docs/adding-an-op.md)
+# ----------------------------------------------------------------------------------------------
+
+HERE = Path(__file__).resolve().parent
+NOT_RUN = {"skip", "skipif", "xfail"}
+
+
+def _tests_of(module) -> dict[str, Callable]:
+    """The ``test_*`` functions pytest collects from a module (written or instantiated)."""
+    return {n: v for n, v in vars(module).items() if n.startswith("test_") and callable(v)}
+
+
+def convention_gaps(kind: str, tests: dict[str, Callable], exports_onnx: bool) -> list[str]:
+    """What tests/ops/test_<kind>.py lacks or breaks of the naming convention: a test of every
+    category in TEST_CATEGORIES (``test_<kind>_<category>`` or ``..._<category>_*``), the ONNX
+    one a refusal test for a kind without export; every test named after the kind (also as a
+    function: an instantiated test of another kind does not count), none skipped or expected
+    to fail."""
+    gaps = [f"{name}: not named test_{kind}_*" for name in tests
+            if not name.startswith(f"test_{kind}_")]
+    gaps += [f"{name}: the function is {fn.__name__}" for name, fn in tests.items()
+             if fn.__name__ != name]
+    for category, meaning in TEST_CATEGORIES.items():
+        prefix = f"test_{kind}_{category}"
+        if category == "onnx" and not exports_onnx:
+            prefix = f"test_{kind}_onnx_export_is_refused"
+        if not any(n == prefix or n.startswith(prefix + "_") for n in tests):
+            gaps.append(f"no {prefix}* test ({meaning})")
+    for name, fn in tests.items():
+        marks = {m.name for m in getattr(fn, "pytestmark", [])}
+        gaps += [f"{name}: marked {m}" for m in sorted(marks & NOT_RUN)]
+    return gaps
+
+
+def test_every_kind_has_a_test_module_with_every_category_of_test():
+    """A registered kind without tests/ops/test_<kind>.py, or missing a category of test,
+    fails here (the list of what is missing says what to write)."""
+    gaps = {}
+    for kind, d in sorted(OPS.items()):
+        path = HERE / f"test_{kind}.py"
+        if not path.is_file():
+            gaps[kind] = [f"no {path.relative_to(ROOT)}"]
+            continue
+        module = importlib.import_module(f"{__package__}.test_{kind}")
+        found = convention_gaps(kind, _tests_of(module), exports_onnx=d.to_onnx is not None)
+        if found:
+            gaps[kind] = found
+    assert not gaps, gaps
+
+
+def test_every_op_test_module_is_a_registered_kind():
+    modules = {p.stem[len("test_"):] for p in HERE.glob("test_*.py")} - {"registry"}
+    assert modules == set(OPS), modules ^ set(OPS)
+
+
+def _fake_test(name: str, *marks: str) -> Callable:
+    def test() -> None:
+        pass
+
+    test.__name__ = name
+    for m in marks:
+        test = getattr(pytest.mark, m)(test)
+    return test
+
+
+def test_convention_check_finds_what_it_must():
+    """The check above is not vacuous: a module lacking categories, with a stray name, a
+    mislabelled instantiated test or a skipped test, is reported; a complete one is not."""
+    complete = {f"test_k_{c}_x": _fake_test(f"test_k_{c}_x") for c in TEST_CATEGORIES}
+    assert convention_gaps("k", complete, exports_onnx=True) == []
+    gaps = convention_gaps("k", complete, exports_onnx=False)
+    assert gaps == [f"no test_k_onnx_export_is_refused* test ({TEST_CATEGORIES['onnx']})"]
+    partial = {
+        "test_k_matches_float": _fake_test("test_k_matches_float"),
+        "test_k_golden_a": _fake_test("test_k_golden_a"),
+        "test_other_thing": _fake_test("test_other_thing"),
+        "test_k_c_host_x": _fake_test("test_k_c_host_x", "skip"),
+        "test_k_c_hostile": _fake_test("test_k_c_hostile"),
+        "test_k_validation_x": _fake_test("test_j_validation_x"),
+    }
+    gaps = convention_gaps("k", partial, exports_onnx=True)
+    assert "test_other_thing: not named test_k_*" in gaps
+    assert "test_k_c_host_x: marked skip" in gaps
+    assert "test_k_validation_x: the function is test_j_validation_x" in gaps
+    missing = sorted(g.split()[1] for g in gaps if g.startswith("no "))
+    assert missing == ["test_k_c_m0*", "test_k_onnx*"]

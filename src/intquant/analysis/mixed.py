@@ -1,10 +1,11 @@
 """Mixed precision: per-layer weight (and activation) widths that maximise accuracy under a budget.
 
-Not every layer needs 8 bits: a wide, redundant conv often loses nothing at 4, while a thin first
-layer or the classifier may need 8 or 16. :func:`search_bits` chooses the widths:
+Not every layer needs 8 bits: a wide, redundant conv often loses nothing at 4 (or 1), while a
+thin first layer or the classifier may need 8 or 16. :func:`search_bits` chooses the widths:
 
-1. Candidate formats: for each weighted layer and each width, the weight format PTQ would pick
-   (per-channel, max-abs at ≥ 8 bits, MSE-optimal clipping below).
+1. Candidate formats: for each weighted layer and each candidate, the weight format PTQ would
+   pick: 16 and 8 bits per-channel max-abs, 4 bits MSE-optimal clipping, 2 bits the full grid
+   {−2, −1, 0, 1}·s, ``"ternary"`` the narrow grid {−1, 0, 1}·s, 1 bit binary ±α.
 2. Score of an assignment: accuracy of the float graph with every layer fake-quantized at its
    width and every activation at its calibrated format (``sensitivity.simulate``), ties broken
    by the logit error to the float model. Cheap: no lowering, one float pass per candidate.
@@ -16,10 +17,12 @@ layer or the classifier may need 8 or 16. :func:`search_bits` chooses the widths
 5. The result is a ``Config`` (per-layer ``overrides``) that ``intquant.quantize`` and the C
    back end accept; it is quantized for real and its accuracy and costs measured.
 
-Cost model (the budget): *weight bytes* = Σ over conv/linear layers of ⌈params·bits/8⌉, i.e.
-weights stored densely at their width. Biases, multipliers and shifts do not depend on the
-choice and are reported separately (the IntGraph stores sub-byte weights in int8 containers, so
-its ``weight_bytes()`` is the flash used until a packed layout exists; both are reported).
+Cost model (the budget): *weight bytes* = Σ over conv/linear layers of the bytes their weight
+array takes in the IntGraph and in the generated C (``ops._packed.packed_nbytes``: 1, 2 and 4-bit
+codes packed, rows on byte boundaries), computed from the candidate's actual codes with the
+format choice lowering makes, so the prediction is the generated size exactly. Biases,
+multipliers and shifts (12 bytes per output channel, 16 with 16-bit weights or activations) do
+not depend on the width choice below 16 bits and are reported by the C back end.
 """
 
 from __future__ import annotations
@@ -33,11 +36,59 @@ from typing import Any
 
 import numpy as np
 
-from ..numerics import QParams
+from ..numerics import QParams, quantize
+from ..ops import _packed
 from .sensitivity import FloatCache, accuracy, float_cache, simulate, weight_format
-from .stats import packed_bytes
 
 LOGIT_ERROR_WEIGHT = 0.01  # score = accuracy − this · (logit MSE / logit variance)
+TERNARY = "ternary"
+Candidate = int | str  # a width in bits, or "ternary"
+
+
+def candidate_rank(c: Candidate) -> float:
+    """Order of candidates from narrowest: 1 < ternary < 2 < 4 < 8 < 16."""
+    return 1.5 if c == TERNARY else float(c)
+
+
+def candidate_settings(c: Candidate) -> dict[str, Any]:
+    """The per-layer Config settings of a candidate."""
+    if c == TERNARY:
+        return {"weight_bits": 2, "weight_quantizer": TERNARY}
+    return {"weight_bits": int(c)}
+
+
+def parse_candidates(candidates: Any) -> list[Candidate]:
+    """Widths in [1, 16] and "ternary" (also "t"), narrowest first, each once."""
+    out: set[Candidate] = set()
+    for c in candidates:
+        if isinstance(c, str) and c.strip().lower() in (TERNARY, "t"):
+            out.add(TERNARY)
+            continue
+        try:
+            b = int(c)
+        except (TypeError, ValueError):
+            raise ValueError(f"search_bits: candidate {c!r} is neither a width nor "
+                             f"'ternary'") from None
+        if not 1 <= b <= 16:
+            raise ValueError(f"search_bits: candidate widths must be in [1, 16], got {b}")
+        out.add(b)
+    return sorted(out, key=candidate_rank)
+
+
+def stored_weight_bytes(graph: Any, layer: str, config: Any, qp: QParams) -> int:
+    """Bytes of the layer's weight array once lowered with format ``qp``: the codes lowering
+    will store, in the format it will choose (packed or int8/int16), rows on byte bounds."""
+    from ..ptq import per_block_weights
+
+    w = graph.node(layer).params["weight"]
+    cfg = config.for_layer(layer)
+    gran = cfg["granularity"]
+    if isinstance(gran, (tuple, list)) and gran[0] == "per_block":
+        cfg.update(weight_bits=qp.bits)
+        w, qp = per_block_weights(layer, w, cfg, int(gran[1]))
+    codes = quantize(w, qp)
+    fmt = _packed.choose_format(codes, qp.bits)
+    return _packed.packed_nbytes(fmt, codes.shape, 1 if qp.bits <= 8 else 2)
 
 
 @dataclass
@@ -49,7 +100,7 @@ class BitSearchResult:
     """
 
     config: Any
-    weight_bits: dict[str, int]
+    weight_bits: dict[str, Candidate]
     act_bits: dict[str, int]
     budget_bytes: int | None
     ram_budget_bytes: int | None
@@ -59,11 +110,13 @@ class BitSearchResult:
     evaluations: int = 0
     seconds: float = 0.0
     qmodel: Any = field(default=None, repr=False)
+    layer_bytes: dict[str, int] = field(default_factory=dict)  # chosen weight array bytes
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "config": json.loads(self.config.to_json()),
             "weight_bits": self.weight_bits,
+            "layer_bytes": self.layer_bytes,
             "act_bits": self.act_bits,
             "budget_bytes": self.budget_bytes,
             "ram_budget_bytes": self.ram_budget_bytes,
@@ -75,9 +128,9 @@ class BitSearchResult:
         }
 
 
-def weight_cost(params: dict[str, int], bits: dict[str, int]) -> int:
-    """Budgeted bytes: every layer's weights stored densely at its width."""
-    return sum(packed_bytes(params[n], bits[n]) for n in params)
+def weight_cost(costs: dict[str, dict[Candidate, int]], choice: dict[str, Candidate]) -> int:
+    """Budgeted bytes: every layer's weight array as stored for its chosen candidate."""
+    return sum(costs[n][choice[n]] for n in choice)
 
 
 def activation_ram(graph: Any, act_bits: dict[str, int], default_bits: int) -> int:
@@ -141,7 +194,8 @@ class _Scorer:
 
 
 def search_bits(model: Any, calib: Any, eval_data: Any, budget_bytes: int | None = None, *,
-                candidates: tuple[int, ...] = (4, 8, 16), act_candidates: tuple[int, ...] = (8,),
+                candidates: tuple[Candidate, ...] = (1, TERNARY, 2, 4, 8, 16),
+                act_candidates: tuple[int, ...] = (8,),
                 ram_budget_bytes: int | None = None, config: Any = None, measure: bool = True,
                 max_samples: int = 2000, progress: bool = False) -> BitSearchResult:
     """Choose per-layer weight (and activation) widths maximising accuracy under the budgets.
@@ -149,7 +203,8 @@ def search_bits(model: Any, calib: Any, eval_data: Any, budget_bytes: int | None
     ``calib``: calibration inputs. ``eval_data``: ``(x, y)`` (or a Dataset: its *training*
     split's last 20 % is used, so the test split stays unseen) on which accuracy is maximised.
     ``budget_bytes``: bound on the weight bytes (see the module docstring; None = unbounded).
-    ``candidates``: weight widths to choose from; ``act_candidates``: activation widths (more
+    ``candidates``: weight widths (and "ternary") to choose from; ``act_candidates``:
+    activation widths (more
     than one only makes sense with ``ram_budget_bytes``, a bound on the predicted RAM).
     ``config``: the base Config (granularity, calibration...); its per-layer overrides of widths
     are replaced. Returns a :class:`BitSearchResult` whose ``.config`` goes to ``quantize``.
@@ -160,9 +215,9 @@ def search_bits(model: Any, calib: Any, eval_data: Any, budget_bytes: int | None
 
     start = time.perf_counter()
     base = config or Config()
-    cands = sorted({int(b) for b in candidates})
+    cands = parse_candidates(candidates)
     acands = sorted({int(b) for b in act_candidates})
-    if not cands or not all(1 <= b <= 16 for b in cands + acands):
+    if not cands or not all(1 <= b <= 16 for b in acands):
         raise ValueError(f"search_bits: candidates must be widths in [1, 16], got {candidates} "
                          f"and {act_candidates}")
     x_eval, y_eval = _eval_split(eval_data)
@@ -172,7 +227,6 @@ def search_bits(model: Any, calib: Any, eval_data: Any, budget_bytes: int | None
     layers = [n.name for n in graph.nodes if n.op in ("conv", "linear")]
     if not layers:
         raise ValueError("search_bits: the model has no conv or linear layer to choose widths for")
-    params = {n: int(graph.node(n).params["weight"].size) for n in layers}
 
     acts_by_bits = {}
     for a in acands:
@@ -182,22 +236,26 @@ def search_bits(model: Any, calib: Any, eval_data: Any, budget_bytes: int | None
     cache = float_cache(graph, x_eval)
     targets = (np.asarray(y_eval)[:max_samples].astype(np.int64) if y_eval is not None
                else cache.values[graph.output].numpy().reshape(len(x_eval), -1).argmax(1))
-    formats = {n: {b: weight_format(graph, n, base, weight_bits=b) for b in cands}
+    formats = {n: {c: weight_format(graph, n, base,
+                                    **{"weight_quantizer": "uniform", **candidate_settings(c)})
+                   for c in cands}
                for n in layers}
+    costs = {n: {c: stored_weight_bytes(graph, n, base, formats[n][c]) for c in cands}
+             for n in layers}
     score = _Scorer(cache, targets, formats, acts_by_bits)
 
     wbits = {n: cands[0] for n in layers}
-    if budget_bytes is not None and weight_cost(params, wbits) > budget_bytes:
+    if budget_bytes is not None and weight_cost(costs, wbits) > budget_bytes:
         raise ValueError(
             f"search_bits: budget_bytes={budget_bytes} is below the smallest possible weight "
-            f"size {weight_cost(params, wbits)} (every layer at {cands[0]} bits); raise the "
+            f"size {weight_cost(costs, wbits)} (every layer at {cands[0]}); raise the "
             f"budget or add a narrower candidate width")
     fits = (lambda b: True) if budget_bytes is None else (
-        lambda b: weight_cost(params, b) <= budget_bytes)
+        lambda b: weight_cost(costs, b) <= budget_bytes)
     history: list[dict[str, Any]] = []
     abits: dict[str, int] = {}
-    wbits = _greedy_ascent(score, wbits, abits, default_act, cands, params, fits, history)
-    wbits = _swap_pass(score, wbits, abits, default_act, cands, params, fits, history)
+    wbits = _greedy_ascent(score, wbits, abits, default_act, cands, costs, fits, history)
+    wbits = _swap_pass(score, wbits, abits, default_act, cands, costs, fits, history)
     if len(acands) > 1:
         abits = _widen_activations(score, graph, wbits, default_act, acands, ram_budget_bytes,
                                    history)
@@ -208,9 +266,10 @@ def search_bits(model: Any, calib: Any, eval_data: Any, budget_bytes: int | None
     result = BitSearchResult(
         config=cfg, weight_bits=wbits, act_bits={n: abits.get(n, default_act) for n in layers},
         budget_bytes=budget_bytes, ram_budget_bytes=ram_budget_bytes,
-        predicted={"weight_bytes": weight_cost(params, wbits), "ram_bytes": ram,
+        predicted={"weight_bytes": weight_cost(costs, wbits), "ram_bytes": ram,
                    "accuracy": final_acc, "score": final_score},
-        history=history, evaluations=len(score.memo))
+        history=history, evaluations=len(score.memo),
+        layer_bytes={n: costs[n][wbits[n]] for n in layers})
     if measure:
         _measure(result, model, batches, x_eval, targets)
     result.seconds = time.perf_counter() - start
@@ -230,14 +289,14 @@ def _eval_split(eval_data: Any) -> tuple[np.ndarray, np.ndarray | None]:
     return eval_data, None
 
 
-def _upgrades(wbits: dict[str, int], cands: list[int]):
+def _upgrades(wbits: dict[str, Candidate], cands: list[Candidate]):
     for n, b in wbits.items():
         for c in cands:
-            if c > b:
+            if candidate_rank(c) > candidate_rank(b):
                 yield n, c
 
 
-def _greedy_ascent(score, wbits, abits, default_act, cands, params, fits, history):
+def _greedy_ascent(score, wbits, abits, default_act, cands, costs, fits, history):
     """Widen one layer at a time: best score gain per extra byte, while the budget allows."""
     wbits = dict(wbits)
     current, _ = score(wbits, abits, default_act)
@@ -248,7 +307,7 @@ def _greedy_ascent(score, wbits, abits, default_act, cands, params, fits, histor
             if not fits(trial):
                 continue
             s, acc = score(trial, abits, default_act)
-            extra = max(1, weight_cost(params, trial) - weight_cost(params, wbits))
+            extra = max(1, weight_cost(costs, trial) - weight_cost(costs, wbits))
             gain = (s - current) / extra
             if s > current and (best is None or gain > best[0]):
                 best = (gain, n, c, s, acc)
@@ -256,11 +315,11 @@ def _greedy_ascent(score, wbits, abits, default_act, cands, params, fits, histor
             return wbits
         _, n, c, current, acc = best
         history.append({"step": "widen", "layer": n, "from": wbits[n], "to": c,
-                        "accuracy": acc, "weight_bytes": weight_cost(params, {**wbits, n: c})})
+                        "accuracy": acc, "weight_bytes": weight_cost(costs, {**wbits, n: c})})
         wbits[n] = c
 
 
-def _swap_pass(score, wbits, abits, default_act, cands, params, fits, history):
+def _swap_pass(score, wbits, abits, default_act, cands, costs, fits, history):
     """Try every (narrow one layer, widen another) pair once; keep any that raises the score."""
     wbits = dict(wbits)
     current, _ = score(wbits, abits, default_act)
@@ -268,7 +327,7 @@ def _swap_pass(score, wbits, abits, default_act, cands, params, fits, history):
     while improved:
         improved = False
         for down, b in list(wbits.items()):
-            for lower in [c for c in cands if c < b]:
+            for lower in [c for c in cands if candidate_rank(c) < candidate_rank(b)]:
                 for up, c in _upgrades({k: v for k, v in wbits.items() if k != down}, cands):
                     trial = {**wbits, down: lower, up: c}
                     if not fits(trial):
@@ -277,7 +336,7 @@ def _swap_pass(score, wbits, abits, default_act, cands, params, fits, history):
                     if s > current + 1e-12:
                         history.append({"step": "swap", "narrow": down, "narrow_to": lower,
                                         "widen": up, "widen_to": c, "accuracy": acc,
-                                        "weight_bytes": weight_cost(params, trial)})
+                                        "weight_bytes": weight_cost(costs, trial)})
                         wbits, current, improved = trial, s, True
                         break
                 if improved:
@@ -313,15 +372,20 @@ def _widen_activations(score, graph, wbits, default_act, acands, ram_budget, his
                         "ram_bytes": activation_ram(graph, abits, default_act)})
 
 
-def _to_config(base: Any, wbits: dict[str, int], abits: dict[str, int], default_act: int):
-    """A Config: the most common width globally, per-layer overrides for the others."""
+def _to_config(base: Any, wbits: dict[str, Candidate], abits: dict[str, int], default_act: int):
+    """A Config: the most common width globally, per-layer overrides for the others (ternary
+    layers: 2 bits with the ternary grid)."""
     from ..config import Config
 
-    common = Counter(wbits.values()).most_common(1)[0][0]
+    widths = [b for b in wbits.values() if b != TERNARY]
+    common = Counter(widths).most_common(1)[0][0] if widths else 8
     overrides: dict[str, dict[str, Any]] = {}
+    ternary_base = base.weight_quantizer == TERNARY
     for n, b in wbits.items():
         if b != common:
-            overrides.setdefault(n, {})["weight_bits"] = b
+            overrides.setdefault(n, {}).update(candidate_settings(b))
+        if b == 2 and ternary_base:
+            overrides.setdefault(n, {})["weight_quantizer"] = "uniform"
     for n, a in abits.items():
         if a != default_act:
             overrides.setdefault(n, {})["act_bits"] = a
@@ -333,17 +397,15 @@ def _to_config(base: Any, wbits: dict[str, int], abits: dict[str, int], default_
 def _measure(result: BitSearchResult, model: Any, batches: list, x_eval: np.ndarray,
              targets: np.ndarray) -> None:
     """Quantize with the chosen Config and measure accuracy, flash and RAM for real."""
-    from ..ptq import quantize
+    from ..ptq import quantize as ptq_quantize
     from .stats import arena_bytes
 
-    qmodel = quantize(model, np.concatenate(batches), result.config, progress=False)
+    qmodel = ptq_quantize(model, np.concatenate(batches), result.config, progress=False)
     result.qmodel = qmodel
     result.measured = {
         "accuracy": qmodel.accuracy(x_eval, targets),
-        "weight_bytes": weight_cost(
-            {op.name: int(op.consts["weight"].size) for op in qmodel.graph.ops
-             if op.name in result.weight_bits},
-            result.weight_bits),
+        "weight_bytes": sum(int(op.consts["weight"].nbytes) for op in qmodel.graph.ops
+                            if op.name in result.weight_bits),
         "intgraph_const_bytes": int(qmodel.weight_bytes()),
     }
     arena = arena_bytes(qmodel.graph)

@@ -66,7 +66,8 @@ def summary_blocks(a: Analysis) -> list[Block]:
 
 
 def weight_table(a: Analysis) -> Block:
-    headers = ("layer", "op", "params", "bits", "min", "max", "std", "kurtosis", "skew",
+    headers = ("layer", "op", "params", "bits", "stored as", "flash B", "min", "max", "std",
+               "kurtosis", "skew",
                "zeros", ">3σ", "scale (min…max)", "levels used", "weight SQNR dB",
                "sensitivity KL", "sensitivity logit SQNR dB", "sensitivity Δacc",
                f"KL at W{a.low_bits}", f"Δacc at W{a.low_bits}")
@@ -76,10 +77,11 @@ def weight_table(a: Analysis) -> Block:
             continue
         scale = (_f(s.weight_scale_min, ".3g") if s.weight_scale_min == s.weight_scale_max
                  else f"{_f(s.weight_scale_min)}…{_f(s.weight_scale_max)}")
-        rows.append((s.name, s.op, str(s.params), str(s.weight_bits), _f(s.w_min),
+        rows.append((s.name, s.op, str(s.params), str(s.weight_bits), s.weight_storage or "–",
+                     "–" if s.weight_bytes is None else str(s.weight_bytes), _f(s.w_min),
                      _f(s.w_max), _f(s.w_std), _f(s.kurtosis, ".2f"), _f(s.skew, ".2f"),
                      _pct(s.sparsity), _pct(s.outliers_3std), scale,
-                     f"{s.levels_used}/{2 ** s.weight_bits - 1}",
+                     f"{s.levels_used}/{2 if s.weight_bits == 1 else 2 ** s.weight_bits - 1}",
                      _f(s.weight_sqnr_db, ".1f"), _f(s.sensitivity_kl, ".2e"),
                      _f(s.sensitivity_sqnr_db, ".1f"), _pp(s.sensitivity),
                      _f(s.sensitivity_kl_low, ".2e"), _pp(s.sensitivity_low)))

@@ -114,7 +114,8 @@ class LayerStats:
     weight_zero_point: int | None = None
     levels_used: int | None = None  # distinct integer values among the quantized weights
     weight_sqnr_db: float | None = None
-    weight_bytes: int | None = None  # packed at weight_bits (what a sub-byte layout would store)
+    weight_bytes: int | None = None  # the weight array in the IntGraph (= in flash, in the C)
+    weight_storage: str | None = None  # int8, int16, or the packed format (int4, binary, ...)
     # Only this layer quantized: KL of the output distribution from the float one (nats) and
     # logit SQNR (dB) — continuous, so they rank layers on test sets too small for accuracy
     # to move — and, secondary, the accuracy change; the same with its weights at low_bits.
@@ -217,6 +218,16 @@ def weight_record(stats: LayerStats, w: np.ndarray, qp: QParams) -> None:
     stats.levels_used = int(np.unique(q).size)
     stats.weight_sqnr_db = sqnr_db(w64, dequantize(q, qp))
     stats.weight_bytes = packed_bytes(w.size, qp.bits)
+
+
+def storage_record(stats: LayerStats, graph: Any, name: str) -> None:
+    """How the IntGraph stores the layer's weights: format and bytes (what the C holds)."""
+    op = next((o for o in graph.ops if o.name == name and "weight" in o.consts), None)
+    if op is None:
+        return
+    w = op.consts["weight"]
+    stats.weight_storage = op.attrs.get("weight_format") or str(w.dtype)
+    stats.weight_bytes = int(w.nbytes)
 
 
 def packed_bytes(count: int, bits: int) -> int:
@@ -332,6 +343,7 @@ def analyze(model: Any, qmodel_or_config: Any = None, data: Any = None, *,
             w = node.params["weight"]
             weights[node.name] = w
             weight_record(stats, w, plan.weights[node.name])
+            storage_record(stats, qmodel.graph, node.name)
         layers.append(stats)
 
     cache = float_cache(graph, x, float_values)

@@ -76,6 +76,8 @@ def c_int(v: int) -> str:
 
 
 def c_array(ctype: str, name: str, values: np.ndarray, per_line: int = 16) -> str:
+    """A constant data array in flash: ``IQ_FLASH`` (iq_target.h) puts it in program memory on
+    AVR, where kernels read it through ``IQ_LOAD_*``."""
     if ctype == "uint32_t":
         flat = [f"{int(v)}u" for v in np.asarray(values).ravel().tolist()]
     else:
@@ -84,7 +86,7 @@ def c_array(ctype: str, name: str, values: np.ndarray, per_line: int = 16) -> st
         flat = ["0"]
     lines = [", ".join(flat[i : i + per_line]) for i in range(0, len(flat), per_line)]
     body = ",\n    ".join(lines)
-    return f"static const {ctype} {name}[{len(flat)}] = {{\n    {body}\n}};\n"
+    return f"static const {ctype} {name}[{len(flat)}] IQ_FLASH = {{\n    {body}\n}};\n"
 
 
 def scale_as_rational(scale: float) -> tuple[int, int]:

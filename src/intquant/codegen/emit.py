@@ -6,7 +6,8 @@ Output folder (``export_c``):
                       ``<name>_run``: the call sequence with offsets fixed by the memory planner
   <name>_kernels.c    the conv / fully_connected template instances this model needs
   <name>_weights.S    only above BINARY_WEIGHTS_THRESHOLD bytes of constants: the arrays as
-  <name>_weights.bin  raw little-endian bytes (.incbin), declared ``extern const`` in <name>.c
+  <name>_weights.bin  raw little-endian bytes (.incbin), declared ``extern const`` in <name>.c;
+  <name>_weights_be.bin  the multi-byte arrays big-endian, chosen by __BYTE_ORDER__
   iq_*.h, iq_*.c      the hand-written runtime (copied from ``runtime/``): the core files and
                       those of the op kinds the model uses
   <name>_host_main.c  host test driver (stdin -> stdout), kept apart from the library

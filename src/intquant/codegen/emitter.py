@@ -17,8 +17,9 @@ from ..ops import op_def
 from .c_syntax import C_TYPE, DTYPE_CODE, c_array, c_int, comment_text
 from .planner import ARENA, INPUT, OUTPUT, MemoryPlan
 
-# Runtime files every project gets: requantization primitives, element types and loads.
-CORE_RUNTIME_FILES = ("iq_runtime.h", "iq_kernels.h")
+# Runtime files every project gets: where constants live and how they are read (IQ_FLASH,
+# IQ_LOAD_*), requantization primitives, element types and loads.
+CORE_RUNTIME_FILES = ("iq_target.h", "iq_runtime.h", "iq_kernels.h")
 
 
 class CEmitter:
@@ -35,8 +36,10 @@ class CEmitter:
         self.declarations: dict[str, str] = {}  # kernel instance -> its prototype
         self.instance_sources: dict[str, str] = {}  # kernel instance -> its template instance
         self.weight_bytes = 0
-        # (symbol, little-endian bytes, alignment) of arrays kept out of the C source
-        self.blobs: list[tuple[str, bytes, int]] | None = [] if binary_weights else None
+        self.op_const_bytes: dict[int, int] = {}  # op index -> bytes of its const arrays
+        self.weight_array_bytes: dict[str, int] = {}  # op name -> bytes of its weight array
+        # (symbol, typed values) of the arrays kept out of the C source (<name>_weights.S)
+        self.blobs: list[tuple[str, np.ndarray]] | None = [] if binary_weights else None
 
     # -- pointers ------------------------------------------------------------------------------
     def ptr(self, tensor: str, const: bool) -> str:
@@ -67,18 +70,19 @@ class CEmitter:
         return self.binary_array(ident, ctype, values)
 
     def binary_array(self, ident: str, ctype: str, values: np.ndarray) -> str:
-        """An ``extern const`` array whose bytes live in <name>_weights.bin (little-endian).
+        """An ``extern const`` array whose bytes live in <name>_weights.bin (see
+        project.weights_asm_source for the byte orders).
 
         The symbol is global, so it carries the model name to stay unique in a firmware.
         """
         assert self.blobs is not None
         symbol = f"{self.name}_{ident}"
-        dt = np.dtype(ctype[:-2]).newbyteorder("<")
-        flat = np.asarray(values).ravel()
+        dt = np.dtype(ctype[:-2])
+        flat = np.asarray(values).ravel().astype(dt)
         if flat.size == 0:
             flat = np.zeros(1, dtype=dt)
-        self.blobs.append((symbol, flat.astype(dt).tobytes(), max(4, dt.itemsize)))
-        self.data.append(f"extern const {ctype} {symbol}[{flat.size}];\n")
+        self.blobs.append((symbol, flat))
+        self.data.append(f"extern const {ctype} {symbol}[{flat.size}] IQ_FLASH;\n")
         return symbol
 
     def params(self, ctype: str, ident: str, fields: dict[str, int | str]) -> str:
@@ -109,7 +113,9 @@ class CEmitter:
                 f"{comment_text(op.output)} */"
             )
             self.calls.append(f"    IQ_PROFILE_MARK({i});")
+            before = self.weight_bytes
             emit_c(self, i, op, f"op{i}")
+            self.op_const_bytes[i] = self.weight_bytes - before
         self.calls.append("    IQ_PROFILE_MARK(-1);")
 
     # -- what the project needs ----------------------------------------------------------------

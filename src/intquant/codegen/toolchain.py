@@ -20,8 +20,10 @@ import os
 import re
 import shutil
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -31,7 +33,7 @@ HOST_CC = os.environ.get("IQ_HOST_CC", "gcc")
 ARM_CC = "arm-none-eabi-gcc"
 ARM_NM = "arm-none-eabi-nm"
 QEMU = "qemu-system-arm"
-WARN = ["-Wall", "-Wextra", "-Werror"]
+WARN = ["-Wall", "-Wextra", "-Wconversion", "-Wsign-conversion", "-Werror"]
 ARMV6M_CPUS = ("cortex-m0", "cortex-m0plus")
 CPU_TAG = {"cortex-m0": "m0", "cortex-m0plus": "m0plus"}
 # -mcpu here is the default; build_m0 appends the chosen ARMv6-M cpu, which overrides it.
@@ -261,7 +263,7 @@ def float_tokens(src: str) -> list[str]:
 def check_no_float(out_dir: str | os.PathLike) -> dict[str, list[str]]:
     """Prove the library is integer-only on the host; returns {file: offending tokens}.
 
-    1. ``gcc -std=c99 -O0 -Wall -Wextra -Werror -mgeneral-regs-only`` compiles the library and
+    1. ``gcc -std=c99 -O0 <WARN> -mgeneral-regs-only`` compiles the library and
        the driver (a ToolchainError if it does not: any float use fails there);
     2. ``gcc -E -P`` of each library source, strings and comments removed, must contain no
        ``float``/``double`` token and no floating literal (what constant folding could hide).
@@ -462,6 +464,82 @@ def stack_bytes_used(region: bytes) -> int:
     return len(region) - int(changed[0]) if changed.size else 0
 
 
+@dataclass(frozen=True)
+class UnicornCall:
+    """How ``<name>_run(input, output)`` is called on a unicorn CPU, and where it measures.
+
+    Registers are unicorn register ids; addresses are in the emulated memory. ``probe`` is the
+    RAM painted before each call: the stack is what the call overwrote of it, below ``sp``.
+    """
+
+    entry: int  # first instruction (| 1 for Thumb)
+    args: tuple[int, int]  # registers of the input and output pointers
+    sp: int  # stack-pointer register, set to sp_value
+    ret: int  # link register, set to return_addr (the call ends there, bit 0 ignored)
+    in_addr: int
+    out_addr: int
+    out_bytes: int
+    probe: tuple[int, int]  # [lo, hi)
+    sp_value: int
+    return_addr: int
+    extra: tuple[tuple[int, int], ...] = ()  # (register, value) also set before each call
+
+
+def call_each_sample(
+    uc: Any,
+    call: UnicornCall,
+    samples: list[bytes],
+    block_instructions: Callable[[Any, int, int], int],
+    profile_mark: int | None = None,
+) -> tuple[list[bytes], list[int], list[dict[int, int]], int]:
+    """Call the model once per raw sample on a loaded unicorn ``uc``: (outputs, instructions per
+    sample, op index -> instructions per sample, deepest stack in bytes).
+
+    ``block_instructions(uc, address, size)`` counts the instructions of a translated block;
+    with ``profile_mark`` (the address of ``iq_profile_mark``) each instruction is attributed
+    to the op whose index was passed last (-1 before the first). The counting hook is added
+    before the first ``emu_start``: blocks translated earlier would not be counted.
+    """
+    from unicorn import UC_HOOK_BLOCK, UC_HOOK_CODE
+
+    state = {"n": 0, "op": -1}
+    per_op: dict[int, int] = {}
+
+    def on_block(uc_, address, size, _user):
+        n = block_instructions(uc_, address, size)
+        state["n"] += n
+        per_op[state["op"]] = per_op.get(state["op"], 0) + n
+
+    uc.hook_add(UC_HOOK_BLOCK, on_block)
+    if profile_mark is not None:
+
+        def on_mark(uc_, _address, _size, _user):
+            state["op"] = int(np.int32(np.uint32(uc_.reg_read(call.args[0]))))
+
+        uc.hook_add(UC_HOOK_CODE, on_mark, begin=profile_mark, end=profile_mark)
+    lo, hi = call.probe
+    pattern = bytes([STACK_PATTERN]) * (hi - lo)
+    outs, counts, per_ops, stack = [], [], [], 0
+    for s in samples:
+        uc.mem_write(call.in_addr, s)
+        uc.mem_write(lo, pattern)
+        uc.reg_write(call.args[0], call.in_addr)
+        uc.reg_write(call.args[1], call.out_addr)
+        uc.reg_write(call.sp, call.sp_value)
+        uc.reg_write(call.ret, call.return_addr)
+        for reg, value in call.extra:
+            uc.reg_write(reg, value)
+        state["n"], state["op"] = 0, -1
+        per_op.clear()
+        uc.emu_start(call.entry, call.return_addr & ~1, timeout=600 * 1000 * 1000)
+        outs.append(bytes(uc.mem_read(call.out_addr, call.out_bytes)))
+        counts.append(state["n"])
+        per_ops.append(dict(per_op))
+        used = stack_bytes_used(bytes(uc.mem_read(lo, hi - lo))) - (hi - call.sp_value)
+        stack = max(stack, used)
+    return outs, counts, per_ops, stack
+
+
 @dataclass
 class UnicornResult:
     outputs: np.ndarray  # flat outputs of all samples
@@ -501,7 +579,7 @@ def emulate_unicorn(
     (same instruction set; instruction counts, not cycles).
     """
     from elftools.elf.elffile import ELFFile
-    from unicorn import UC_ARCH_ARM, UC_HOOK_BLOCK, UC_HOOK_CODE, UC_MODE_THUMB, Uc
+    from unicorn import UC_ARCH_ARM, UC_MODE_THUMB, Uc
     from unicorn.arm_const import (
         UC_ARM_REG_LR,
         UC_ARM_REG_R0,
@@ -533,43 +611,30 @@ def emulate_unicorn(
                 uc.mem_write(seg["p_paddr"], data)
                 uc.mem_write(seg["p_vaddr"], data)
     counts: dict[int, int] = {}
-    state = {"n": 0, "op": -1}
-    per_op: dict[int, int] = {}
 
-    def on_block(uc_, address, size, _user):
+    def block_instructions(uc_, address: int, size: int) -> int:
         c = counts.get(address)
         if c is None:
             c = counts[address] = _thumb_instruction_count(bytes(uc_.mem_read(address, size)))
-        state["n"] += c
-        per_op[state["op"]] = per_op.get(state["op"], 0) + c
+        return c
 
-    uc.hook_add(UC_HOOK_BLOCK, on_block)
-    if profile:
-        mark = syms["iq_profile_mark"] & ~1
-
-        def on_mark(uc_, _address, _size, _user):
-            state["op"] = int(np.int32(np.uint32(uc_.reg_read(UC_ARM_REG_R0))))
-
-        uc.hook_add(UC_HOOK_CODE, on_mark, begin=mark, end=mark)
-    fn = syms[f"{info.name}_run"]
     stack_top = 0x20000000 + build.ram_size
-    probe_lo = syms["__bss_end__"]
-    pattern = b"\xa5" * (stack_top - probe_lo)
-    outputs, instructions, per_ops, stack = [], [], [], 0
-    for s in x:
-        uc.mem_write(IO_BASE, s.tobytes())
-        uc.mem_write(probe_lo, pattern)
-        uc.reg_write(UC_ARM_REG_R0, IO_BASE)
-        uc.reg_write(UC_ARM_REG_R1, IO_BASE + ((in_bytes + 7) & ~7))
-        uc.reg_write(UC_ARM_REG_SP, stack_top)
-        uc.reg_write(UC_ARM_REG_LR, RETURN_ADDR | 1)
-        state["n"], state["op"] = 0, -1
-        per_op = {}
-        uc.emu_start(fn | 1, RETURN_ADDR, timeout=120 * 1000 * 1000)
-        outputs.append(bytes(uc.mem_read(IO_BASE + ((in_bytes + 7) & ~7), out_bytes)))
-        instructions.append(state["n"])
-        per_ops.append(dict(per_op))
-        stack = max(stack, stack_bytes_used(bytes(uc.mem_read(probe_lo, len(pattern)))))
+    call = UnicornCall(
+        entry=syms[f"{info.name}_run"] | 1,
+        args=(UC_ARM_REG_R0, UC_ARM_REG_R1),
+        sp=UC_ARM_REG_SP,
+        ret=UC_ARM_REG_LR,
+        in_addr=IO_BASE,
+        out_addr=IO_BASE + ((in_bytes + 7) & ~7),
+        out_bytes=out_bytes,
+        probe=(syms["__bss_end__"], stack_top),
+        sp_value=stack_top,
+        return_addr=RETURN_ADDR | 1,
+    )
+    mark = syms["iq_profile_mark"] & ~1 if profile else None
+    outputs, instructions, per_ops, stack = call_each_sample(
+        uc, call, [s.tobytes() for s in x], block_instructions, mark
+    )
     out = np.frombuffer(b"".join(outputs), dtype=info.output_dtype)
     return UnicornResult(out, instructions, per_ops, stack, build)
 

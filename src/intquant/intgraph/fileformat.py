@@ -19,7 +19,10 @@ from .limits import DEFAULT_LIMITS, Limits
 from .types import IntGraph, IntGraphError, Op, TensorInfo
 
 FORMAT_NAME = "intquant.intgraph"
-FORMAT_VERSION = 1
+# 2: conv / fully_connected weights may be packed (attrs weight_format, weight_shape; a uint8
+# const). Version 1 files (every weight an int8/int16 array) still load.
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 MANIFEST_KEY = "__manifest__"
 
 
@@ -198,10 +201,11 @@ def _graph_from_manifest(path: str, m: Any, arrays: dict[str, np.ndarray]) -> In
         raise IntGraphError(
             f"{where}: key 'format' must be {FORMAT_NAME!r}, got {m.get('format')!r}"
         )
-    if m.get("version") != FORMAT_VERSION:
+    version = m.get("version")
+    if isinstance(version, bool) or version not in READABLE_VERSIONS:
         raise IntGraphError(
-            f"{where}: key 'version' = {m.get('version')!r}; this reader understands version "
-            f"{FORMAT_VERSION}"
+            f"{where}: key 'version' = {version!r}; this reader understands versions "
+            f"{list(READABLE_VERSIONS)}"
         )
     tensors: dict[str, TensorInfo] = {}
     for j, t in enumerate(_field(where, m, "tensors", list)):
@@ -245,13 +249,16 @@ def _graph_from_manifest(path: str, m: Any, arrays: dict[str, np.ndarray]) -> In
                     f"manifest {spec.get('dtype')}{spec.get('shape')} (hand-edited file?)"
                 )
             consts[cname] = a
+        attrs = _field(ow, o, "attrs", dict)
+        if version < 2 and "weight_format" in attrs:
+            raise IntGraphError(f"{ow}: packed weights (attr 'weight_format') need version 2")
         ops.append(
             Op(
                 name=_field(ow, o, "name", str),
                 kind=_field(ow, o, "kind", str),
                 inputs=list(inputs),
                 output=_field(ow, o, "output", str),
-                attrs=_field(ow, o, "attrs", dict),
+                attrs=attrs,
                 consts=consts,
             )
         )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
+from ._packed import weight_codes
 from .registry import FLOAT_OPS, OPS, FloatOpDef, OpDef, float_op, op_def, register
 
 
@@ -21,4 +22,5 @@ def _import_op_modules() -> None:
 
 _import_op_modules()
 
-__all__ = ["FLOAT_OPS", "OPS", "FloatOpDef", "OpDef", "float_op", "op_def", "register"]
+__all__ = ["FLOAT_OPS", "OPS", "FloatOpDef", "OpDef", "float_op", "op_def", "register",
+           "weight_codes"]

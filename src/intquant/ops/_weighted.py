@@ -15,12 +15,15 @@ from ..codegen.c_syntax import C_TYPE, INT32_LIMIT, SHORT, dtype_max_abs, requan
 from ..intgraph.check import OpCheck, max_abs_offset
 from ..intgraph.types import ACC_LIMIT, M_LIMIT, SHIFT_MAX_16X8, SHIFT_RANGE, IntGraph, Op
 from ..numerics import QParams, quantize, quantize_multipliers, requantize
+from . import _lowbit, _packed
+from ._packed import weight_codes
 
 ATTRS = frozenset(
-    {"input_zero_point", "output_zero_point", "act_min", "act_max", "acc_bits", "rounding"}
+    {"input_zero_point", "output_zero_point", "act_min", "act_max", "acc_bits", "rounding",
+     "weight_format", "weight_shape"}
 )
 CONSTS = frozenset({"weight", "bias", "multiplier", "shift"})
-C_FILES = ("iq_conv.h", "iq_conv_impl.h", "iq_dot.h")
+C_FILES = ("iq_conv.h", "iq_conv_impl.h", "iq_dot.h", "iq_dot_avr.h", *_lowbit.C_FILES)
 ACC32_LIMIT = 2**31 - 1
 ACC64_LIMIT = 2**47  # TFLM's int64 requantization path requires |acc| < 2^47
 
@@ -39,6 +42,37 @@ def check_weight_layer_attrs(chk: OpCheck, x) -> tuple[int, str]:
     if acc_bits not in (32, 64):
         raise chk.fail(f"attr 'acc_bits' = {acc_bits}, expected 32 or 64")
     return acc_bits, chk.rounding()
+
+
+def check_weight(chk: OpCheck, ndim: int) -> np.ndarray:
+    """The weight in its logical shape: an int8/int16 const of ``ndim`` dims, or packed.
+
+    A packed weight (attr ``weight_format``, see ``_packed``) is a uint8 const of exactly
+    (rows, row_bytes) for its attr ``weight_shape``, in canonical form (zero padding), so the
+    logical size is bounded by the bytes actually stored.
+    """
+    a = chk.op.attrs
+    fmt = a.get("weight_format")
+    if fmt is None:
+        if "weight_shape" in a:
+            raise chk.fail("attr 'weight_shape' is only for packed weights (no 'weight_format')")
+        return chk.const("weight", ("int8", "int16"), ndim)
+    if fmt not in _packed.FORMATS:
+        raise chk.fail(f"attr 'weight_format' = {fmt!r}, expected one of {list(_packed.FORMATS)}")
+    shape = chk.list_attr("weight_shape", ndim, lo=1)
+    w = chk.const("weight", ("uint8",), 2)
+    k = math.prod(shape[1:])
+    if shape[0] * k > chk.limits.max_const_bytes:  # before anything is unpacked
+        raise chk.fail(f"attr 'weight_shape' {shape} holds {shape[0] * k} codes, above the "
+                       f"limit {chk.limits.max_const_bytes} (intgraph.Limits.max_const_bytes)")
+    expected = (shape[0], _packed.row_bytes(fmt, k))
+    if w.shape != expected:
+        raise chk.fail(f"const 'weight' has shape {w.shape}; a packed {fmt} weight of "
+                       f"'weight_shape' {shape} is stored as {expected} bytes")
+    err = _packed.canonical_error(w, fmt, k)
+    if err:
+        raise chk.fail(f"const 'weight' ({fmt}): {err}")
+    return _packed.unpack(w, fmt, k).reshape(shape)
 
 
 def check_requant_consts(chk: OpCheck, cout: int, acc_bits: int, rounding: str) -> None:
@@ -174,8 +208,11 @@ def weighted_layer(lw, node, x: str, kind: str, weight: np.ndarray,
     w_dtype = np.int8 if w_qp.bits <= 8 else np.int16
     attrs = dict(geometry, input_zero_point=z_in, output_zero_point=z_out, act_min=lo,
                  act_max=hi, acc_bits=acc_bits, rounding=rounding)
+    fmt = _packed.choose_format(w_q, w_qp.bits)
+    if fmt is not None:
+        attrs.update(weight_format=fmt, weight_shape=[int(s) for s in w_q.shape])
     consts = {
-        "weight": w_q.astype(w_dtype),
+        "weight": w_q.astype(w_dtype) if fmt is None else _packed.pack(w_q, fmt),
         "bias": b_q.astype(np.int32 if acc_bits == 32 else np.int64),
         "multiplier": mult,
         "shift": shift,
@@ -194,6 +231,7 @@ def is_fast8(graph: IntGraph, op: Op) -> bool:
     return (
         op.kind in ("conv", "fully_connected")
         and graph.tensors[op.inputs[0]].dtype in ("int8", "uint8")
+        and op.attrs.get("weight_format") is None
         and str(op.consts["weight"].dtype) == "int8"
         and int(op.attrs.get("acc_bits", 32)) == 32
     )
@@ -233,7 +271,7 @@ def prepare_weight_layer(graph: IntGraph, op: Op) -> WeightLayer:
     """
     x = graph.tensors[op.inputs[0]]
     y = graph.tensors[op.output]
-    w = op.consts["weight"]
+    w = weight_codes(op)
     cout = w.shape[0]
     w2 = w.reshape(cout, -1).astype(np.int64)
     z = int(op.attrs["input_zero_point"])
@@ -315,8 +353,24 @@ def instance_declaration(layer: WeightLayer, kind: str) -> str:
     )
 
 
-def emit_weight_consts(em, op: Op, p: str) -> tuple[WeightLayer, list[str]]:
-    """The template instance this op needs and its four constant arrays."""
+def emit_weight_consts(em, op: Op, p: str
+                       ) -> tuple[WeightLayer | _lowbit.PackedLayer, list[str]]:
+    """The template instance this op needs and its four constant arrays (the weight array's
+    bytes recorded for the project info: they equal the IntGraph's, packed or not)."""
+    if _lowbit.is_packed(op):
+        layer, arrays = _lowbit.emit_packed_consts(em, op, p)
+    else:
+        layer, arrays = emit_int_consts(em, op, p)
+    if isinstance(layer, _lowbit.PackedLayer):
+        em.weight_array_bytes[op.name] = layer.weight_nbytes
+    else:
+        itemsize = np.dtype(layer.weight_ctype[:-2]).itemsize
+        em.weight_array_bytes[op.name] = int(layer.weight.size) * itemsize
+    return layer, arrays
+
+
+def emit_int_consts(em, op: Op, p: str) -> tuple[WeightLayer, list[str]]:
+    """Unpacked weights: the conv template instance and its four constant arrays."""
     layer = prepare_weight_layer(em.g, op)
     em.add_kernel_instance(layer.instance, instance_declaration(layer, op.kind),
                            instance_source(layer, op.kind))
@@ -346,7 +400,7 @@ def to_onnx(ex, op: Op) -> None:
     m = real_multiplier(c["multiplier"], c["shift"])
     s_w = np.maximum(m * out.scale / x_info.scale, 1e-30).astype(np.float32)
     x = ex.dq(op.inputs[0], x_info.scale, a["input_zero_point"], x_info.dtype, op.name)
-    w = c["weight"]
+    w = weight_codes(op)
     w_dt = "int16" if w.dtype == np.int16 else "int8"
     w_name = ex.const(op.name + "_w", w.astype(w_dt))
     wq = ex.dq(w_name, s_w, np.zeros(len(s_w)), w_dt, op.name + "_w", axis=0)
@@ -367,7 +421,7 @@ def to_onnx(ex, op: Op) -> None:
 def _float_conv(ex, op: Op, x: str, w: str, b: str, x_info) -> str:
     a = op.attrs
     t, left, bottom, r = a["padding"]
-    kh, kw = op.consts["weight"].shape[2:]
+    kh, kw = _packed.weight_shape(op)[2:]
     if len(x_info.shape) == 2:  # 1-D: weights are stored [Cout, Cin/g, 1, kw]
         w = ex.node("Squeeze", [w, ex.const("axis2", np.array([2], np.int64))], "w1d")
         return ex.node("Conv", [x, w, b], op.name, kernel_shape=[kw],
@@ -395,12 +449,13 @@ def to_onnx_int(ex, op: Op) -> None:
         view: tuple[int, ...] = (-1,)
     else:
         view = (-1, 1) if len(x_info.shape) == 2 else (-1, 1, 1)
-    if x_info.dtype == "int8" and c["weight"].dtype == np.int8 and a["acc_bits"] == 32:
+    w = weight_codes(op)
+    if x_info.dtype == "int8" and w.dtype == np.int8 and a["acc_bits"] == 32:
         # Validation bounds |Σ w·(x − z)| + |b| < 2^31: ConvInteger's int32 sum is exact.
         zp_value = np.int8(a["input_zero_point"])
         x = _pad_int(ex, op, op.inputs[0], x_info, zp_value)
         zp = ex.const(op.name + "_x_zp", zp_value)
-        acc = _integer_product(ex, op, x, c["weight"], zp)
+        acc = _integer_product(ex, op, x, w, zp)
         acc = ex.cast(acc, TensorProto.INT64, op.name + "_acc")
     else:
         acc = _digit_product(ex, op, x_info, view)
@@ -424,7 +479,7 @@ def _digit_product(ex, op: Op, x_info, view: tuple[int, ...]) -> str:
     """
     from onnx import TensorProto
 
-    a, w = op.attrs, op.consts["weight"]
+    a, w = op.attrs, weight_codes(op)
     off = 128 if x_info.dtype == "uint8" else 0
     z = a["input_zero_point"] - off
     x = ex.cast(op.inputs[0], TensorProto.INT32, op.name + "_x32")

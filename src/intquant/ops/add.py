@@ -185,7 +185,7 @@ register(
         check=check,
         run=run,
         emit_c=emit_c,
-        c_files=("iq_add.c", "iq_add.h", "iq_dot.h"),
+        c_files=("iq_add.c", "iq_add.h", "iq_dot.h", "iq_dot_avr.h"),
         c_header="iq_add.h",
         to_onnx=to_onnx,
         to_onnx_int=to_onnx_int,

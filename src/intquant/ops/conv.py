@@ -6,6 +6,12 @@
 - consts: `weight` int8/int16 `[Cout, Cin/groups, kh, kw]` (always 4-D; 1-D conv has kh = 1),
   `bias` int32 (acc_bits 32) or int64 (acc_bits 64) `[Cout]`, `multiplier` int32 `[Cout]`,
   `shift` int32 `[Cout]`.
+- packed weights (optional attrs `weight_format` in {int4, pow2, int2, binary} and
+  `weight_shape` = the logical `[Cout, Cin/groups, kh, kw]`): `weight` is uint8 `[Cout,
+  row_bytes]`, each output channel's Cin/g·kh·kw codes (C order) packed on its own row —
+  int4 / pow2 nibbles low first (⌈K/2⌉ bytes), int2 as two bit planes (2·⌈K/8⌉), binary one
+  bit per code, 1 = +1 (⌈K/8⌉); layouts in `ops/_packed.py` and docs/intgraph.md. The math
+  below reads the unpacked codes.
 - attrs: `stride [sh, sw]`, `padding [top, left, bottom, right]`, `dilation [dh, dw]`, `groups`,
   `input_zero_point`, `output_zero_point`, `act_min`, `act_max`, `acc_bits` (32|64), `rounding`.
   1-D convs use sh = dh = 1, top = bottom = 0 and are run as 2-D with H = 1.
@@ -29,7 +35,9 @@ from ..codegen.c_syntax import spatial, window_fields
 from ..intgraph.check import OpCheck, arity, check_out_len, out_len, window_attrs
 from ..intgraph.check import spatial as checked_spatial
 from ..intgraph.types import IntGraph, Op, TensorInfo
+from . import _lowbit
 from . import _weighted as wl
+from ._packed import weight_codes, weight_shape
 from ._reference import as_nchw, from_nchw, pad_hw, to_out, windows
 from .registry import FloatOpDef, OpDef, register
 
@@ -44,7 +52,7 @@ def check(chk: OpCheck) -> None:
     acc_bits, rounding = wl.check_weight_layer_attrs(chk, x)
     stride, padding, dil, _ = window_attrs(chk, x, kernel_from=None, dilation=True)
     groups = chk.int_attr("groups", 1)
-    weight = chk.const("weight", ("int8", "int16"), 4)
+    weight = wl.check_weight(chk, 4)
     cout, cin_g, kh, kw = weight.shape
     if cin % groups or cout % groups:
         raise chk.fail(f"attr 'groups' = {groups} must divide Cin = {cin} and Cout = {cout}")
@@ -94,7 +102,7 @@ def run(op: Op, inputs: list[np.ndarray], out: TensorInfo) -> np.ndarray:
     a = op.attrs
     x = inputs[0]
     one_d = x.ndim == 3
-    weight = op.consts["weight"]
+    weight = weight_codes(op)
     _, cin_g, kh, kw = weight.shape
     acc_dtype = wl.acc_dtype(op)
     xz = pad_hw(as_nchw(x).astype(acc_dtype) - acc_dtype(a["input_zero_point"]), a["padding"], 0)
@@ -109,14 +117,17 @@ def run(op: Op, inputs: list[np.ndarray], out: TensorInfo) -> np.ndarray:
 
 
 def macs(op: Op, graph: IntGraph) -> int:
-    cout, cin_g, kh, kw = op.consts["weight"].shape
+    cout, cin_g, kh, kw = weight_shape(op)
     spatial_size = math.prod(graph.tensors[op.output].shape[1:])
     return cout * spatial_size * cin_g * kh * kw
 
 
 def scratch_bytes(graph: IntGraph, op: Op) -> int:
-    """The im2col buffer: one receptive field of one group, in the input's dtype."""
-    _, cin_g, kh, kw = op.consts["weight"].shape
+    """The im2col buffer: one receptive field of one group, in the input's dtype (packed
+    weights: plus their tables, ``_lowbit.packed_scratch_bytes``)."""
+    if _lowbit.is_packed(op):
+        return _lowbit.packed_scratch_bytes(graph, op)
+    _, cin_g, kh, kw = weight_shape(op)
     itemsize = np.dtype(graph.tensors[op.inputs[0]].dtype).itemsize
     return cin_g * kh * kw * itemsize
 
@@ -131,7 +142,7 @@ def emit_c(em, i: int, op: Op, p: str) -> None:
     layer, consts = wl.emit_weight_consts(em, op, p)
     cin, h, w = spatial(em.g.tensors[op.inputs[0]].shape)
     cout, ho, wo = spatial(em.g.tensors[op.output].shape)
-    kh, kw = op.consts["weight"].shape[2:]
+    kh, kw = weight_shape(op)[2:]
     prm = em.params(
         "iq_conv_params_t",
         f"{p}_params",

@@ -2,7 +2,8 @@
 
 - inputs `[x]` shape `(Cin,)`; output `(Cout,)`; consts `weight [Cout, Cin]`, `bias`,
   `multiplier`, `shift` `[Cout]`;
-  attrs as conv minus stride/padding/dilation/groups.
+  attrs as conv minus stride/padding/dilation/groups. Packed weights as conv's
+  (`weight_format`, `weight_shape` = `[Cout, Cin]`, uint8 `[Cout, row_bytes]`).
 - `acc[co] = bias[co] + Σ_ci weight[co, ci] · (x[ci] − input_zero_point)`; requantize per
   channel.
 
@@ -12,11 +13,15 @@ Float op lowered here: ``linear``.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ..intgraph.check import OpCheck, arity
 from ..intgraph.types import IntGraph, Op, TensorInfo
+from . import _lowbit
 from . import _weighted as wl
+from ._packed import weight_codes, weight_shape
 from ._reference import to_out
 from .registry import FloatOpDef, OpDef, register
 
@@ -27,7 +32,7 @@ def check(chk: OpCheck) -> None:
     if len(x.shape) != 1:
         raise chk.fail(f"input '{x.name}' must have shape (Cin,), got {x.shape}; add a reshape")
     acc_bits, rounding = wl.check_weight_layer_attrs(chk, x)
-    weight = chk.const("weight", ("int8", "int16"), 2)
+    weight = wl.check_weight(chk, 2)
     if weight.shape[1] != x.shape[0]:
         raise chk.fail(f"const 'weight' shape {weight.shape}: dim 1 must be Cin = {x.shape[0]}")
     wl.check_requant_consts(chk, weight.shape[0], acc_bits, rounding)
@@ -39,18 +44,21 @@ def run(op: Op, inputs: list[np.ndarray], out: TensorInfo) -> np.ndarray:
     """acc = bias + Σ w·(x − z_in); requantize per output channel."""
     acc_dtype = wl.acc_dtype(op)
     xz = inputs[0].astype(acc_dtype) - acc_dtype(op.attrs["input_zero_point"])
-    acc = np.einsum("nk,ok->no", xz, op.consts["weight"].astype(acc_dtype))
+    acc = np.einsum("nk,ok->no", xz, weight_codes(op).astype(acc_dtype))
     acc = acc.astype(np.int64) + op.consts["bias"].astype(np.int64)
     return to_out(wl.requantize_per_channel(acc, op, axis=1), out)
 
 
 def macs(op: Op, graph: IntGraph) -> int:
-    return int(op.consts["weight"].size)
+    return math.prod(weight_shape(op))
 
 
 def scratch_bytes(graph: IntGraph, op: Op) -> int:
-    """The offset-binary copy of the input vector of an 8-bit layer (iq_dot.h)."""
-    return int(op.consts["weight"].shape[1]) if wl.is_fast8(graph, op) else 0
+    """The offset-binary copy of the input vector of an 8-bit layer (iq_dot.h); packed
+    weights: the unsigned input and its tables (``_lowbit.packed_scratch_bytes``)."""
+    if _lowbit.is_packed(op):
+        return _lowbit.packed_scratch_bytes(graph, op)
+    return int(weight_shape(op)[1]) if wl.is_fast8(graph, op) else 0
 
 
 def emit_c(em, i: int, op: Op, p: str) -> None:
@@ -60,8 +68,8 @@ def emit_c(em, i: int, op: Op, p: str) -> None:
         "iq_fc_params_t",
         f"{p}_params",
         {
-            "in_features": op.consts["weight"].shape[1],
-            "out_features": op.consts["weight"].shape[0],
+            "in_features": weight_shape(op)[1],
+            "out_features": weight_shape(op)[0],
             "output_zero_point": a["output_zero_point"],
             "act_min": a["act_min"],
             "act_max": a["act_max"],

@@ -75,9 +75,10 @@ def fold_layer(layer: nn.Module, sign_output: bool = False) -> dict[str, Any]:
         bias = (p["bias_q"] + p["step"] / 2) * k
         weight = weight * k
         bits += 1
-    max_code = int(np.abs(codes).max()) if codes.size else 0
-    if bits > 1 and max_code > 2 ** (bits - 1) - 1:  # e.g. LSQ's −2^(b−1) negated by γ < 0
-        bits += 1
+    hi = int(codes.max()) if codes.size else 0
+    lo = int(codes.min()) if codes.size else 0
+    if bits > 1 and (hi > 2 ** (bits - 1) - 1 or lo < -(2 ** (bits - 1))):
+        bits += 1  # e.g. LSQ's −2^(b−1) negated by γ < 0 (two's complement range exceeded)
     return {"codes": codes, "scale": scale, "bits": bits,
             "weight": weight, "bias": bias.to(torch.float32)}
 

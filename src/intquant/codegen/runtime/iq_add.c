@@ -24,8 +24,8 @@ static void iq_add_s8_double(const iq_add_params_t* p, const int8_t* a, const in
     const iq_out_stage_t o = iq_out_stage(p->output_zero_point, p->act_min, p->act_max);
     int32_t i;
     for (i = 0; i < n; ++i) {
-        const int32_t av = iq_mbqm_double_call((a[i] - za) * (1 << ls), am, as);
-        const int32_t bv = iq_mbqm_double_call((b[i] - zb) * (1 << ls), bm, bs);
+        const int32_t av = iq_mbqm_double_call((a[i] - za) * ((int32_t)1 << ls), am, as);
+        const int32_t bv = iq_mbqm_double_call((b[i] - zb) * ((int32_t)1 << ls), bm, bs);
         const int32_t r = iq_mbqm_double_call((int32_t)((int64_t)av + bv), om, os);
         y[i] = (int8_t)iq_out_clamp(r, &o);
     }

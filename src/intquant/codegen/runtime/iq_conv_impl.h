@@ -51,15 +51,17 @@ static void IQ_CAT(IQ_FN, _channels)(const uint8_t* col, uint32_t col_term, cons
     uint32_t s[4];
     int32_t j;
     for (j = 0; j + 4 <= count; j += 4) {
-        s[0] = bias[0] - col_term; /* the accumulators start from the per-channel constants */
-        s[1] = bias[1] - col_term;
-        s[2] = bias[2] - col_term;
-        s[3] = bias[3] - col_term;
+        /* the accumulators start from the per-channel constants */
+        s[0] = IQ_LOAD_U32(bias + 0) - col_term;
+        s[1] = IQ_LOAD_U32(bias + 1) - col_term;
+        s[2] = IQ_LOAD_U32(bias + 2) - col_term;
+        s[3] = IQ_LOAD_U32(bias + 3) - col_term;
         iq_dot4_u8(col, w, k, s);
         w += 4 * k;
         /* unrolled: the four channels' constants are immediate-offset loads */
 #define IQ_OUT1(t)                                                                             \
-    *out = (IQ_TOUT)iq_requantize_out((int32_t)s[t], mult[t], shift[t], IQ_MODE, &o);          \
+    *out = (IQ_TOUT)iq_requantize_out((int32_t)s[t], IQ_LOAD_S32(mult + t),                    \
+                                      IQ_LOAD_S32(shift + t), IQ_MODE, &o);                    \
     out += out_stride
         IQ_OUT1(0);
         IQ_OUT1(1);
@@ -71,8 +73,9 @@ static void IQ_CAT(IQ_FN, _channels)(const uint8_t* col, uint32_t col_term, cons
         shift += 4;
     }
     for (; j < count; ++j) {
-        const uint32_t acc = *bias++ + iq_dot1_u8(col, w, k) - col_term;
-        *out = (IQ_TOUT)iq_requantize_out((int32_t)acc, *mult++, *shift++, IQ_MODE, &o);
+        const uint32_t acc = IQ_LOAD_U32(bias++) + iq_dot1_u8(col, w, k) - col_term;
+        *out = (IQ_TOUT)iq_requantize_out((int32_t)acc, IQ_LOAD_S32(mult++),
+                                           IQ_LOAD_S32(shift++), IQ_MODE, &o);
         out += out_stride;
         w += k;
     }
@@ -105,8 +108,8 @@ static void IQ_CAT(IQ_FN, _dot2)(const IQ_TIN* x, const IQ_TW* w0, const IQ_TW* 
         int32_t a0 = 0, a1 = 0;
         for (; i < end; ++i) {
             int32_t xv = x[i];
-            a0 += w0[i] * xv;
-            a1 += w1[i] * xv;
+            a0 += IQ_LOAD_T(IQ_TW, w0 + i) * xv;
+            a1 += IQ_LOAD_T(IQ_TW, w1 + i) * xv;
         }
         *s0 += a0;
         *s1 += a1;
@@ -122,12 +125,14 @@ static void IQ_CAT(IQ_FN, _channels)(const IQ_TIN* col, const IQ_TW* w, const IQ
     for (j = 0; j < count; j += 2) {
         const int32_t c = c0 + j;
         const int32_t c1 = j + 1 < count ? c + 1 : c; /* odd count: the last pass twice */
-        IQ_TBIAS a0 = bias[c], a1 = bias[c1];
+        IQ_TBIAS a0 = IQ_LOAD_T(IQ_TBIAS, bias + c), a1 = IQ_LOAD_T(IQ_TBIAS, bias + c1);
         IQ_CAT(IQ_FN, _dot2)(col, w + j * k, w + (c1 - c0) * k, k, &a0, &a1);
         out[c * out_stride] =
-            IQ_CAT(IQ_FN, _requantize)(a0, mult[c], shift[c], zero_point, act_min, act_max);
+            IQ_CAT(IQ_FN, _requantize)(a0, IQ_LOAD_S32(mult + c), IQ_LOAD_S32(shift + c),
+                                       zero_point, act_min, act_max);
         out[c1 * out_stride] =
-            IQ_CAT(IQ_FN, _requantize)(a1, mult[c1], shift[c1], zero_point, act_min, act_max);
+            IQ_CAT(IQ_FN, _requantize)(a1, IQ_LOAD_S32(mult + c1), IQ_LOAD_S32(shift + c1),
+                                       zero_point, act_min, act_max);
     }
 }
 #endif
@@ -289,11 +294,11 @@ static void IQ_CAT(IQ_FN, _depthwise)(const iq_conv_params_t* p, const IQ_TIN* x
     }
     for (c = 0; c < channels; ++c) {
         const IQ_TIN* plane = x + c * in_h * in_w;
-        const int32_t m = mult[c], sh = shift[c];
-        uint32_t base = bias[c];
+        const int32_t m = IQ_LOAD_S32(mult + c), sh = IQ_LOAD_S32(shift + c);
+        uint32_t base = IQ_LOAD_U32(bias + c);
         for (t = 0; t < k; ++t) {
-            ws[t] = (int8_t)((int32_t)w[c * k + t] - 128);
-            base += (uint32_t)(IQ_XOFF * ws[t]);
+            ws[t] = (int8_t)((int32_t)IQ_LOAD_U8(w + c * k + t) - 128);
+            base += (uint32_t)(IQ_XOFF * (int32_t)ws[t]);
         }
         for (oy = 0; oy < out_h; ++oy) {
             const int32_t y0 = oy * stride_h - p->pad_top;
@@ -322,6 +327,8 @@ static void IQ_CAT(IQ_FN, _depthwise)(const iq_conv_params_t* p, const IQ_TIN* x
                             acc = base;
                             for (ky = 0, t = 0; ky < k_h; ++ky, row += row_step) {
                                 for (kx = 0; kx < k_w; ++kx, ++t) {
+                                    /* int8 x (u)int8 in int: |product| <= 128 * 255 <
+                                     * 2^15, exact in a 16-bit int (one MUL on AVR) */
                                     acc += (uint32_t)(ws[t] * row[kx * dil_w]);
                                 }
                             }

@@ -15,8 +15,9 @@
  * Four output channels are computed per pass over the inputs, their weights interleaved
  * offline (w[k*4 + j]) so one loaded input feeds four multiply-accumulates. On Cortex-M0 the
  * loop is written in assembly (gcc does not keep the eight values in registers), eight
- * inputs per iteration: 3.375 instructions per MAC. Every other target uses the portable C
- * loop below, which computes the same sums.
+ * inputs per iteration: 3.375 instructions per MAC. AVR has its own loops (iq_dot_avr.h);
+ * every other target uses the portable C loop below, which computes the same sums. The
+ * weights are IQ_FLASH data: read through IQ_LOAD_U8 (iq_target.h).
  */
 #ifndef IQ_DOT_H
 #define IQ_DOT_H
@@ -41,6 +42,9 @@
     "adds %[a3], %[a3], %[t]\n\t"
 #endif
 
+#if defined(__AVR__) && defined(__GNUC__)
+#include "iq_dot_avr.h" /* LPM + 8x8 MUL per MAC instead of a 32-bit multiply */
+#else
 /* s[j] += sum_k x[k] * w[4k + j] for j = 0..3 (modulo 2^32). */
 static inline void iq_dot4_u8(const uint8_t* x, const uint8_t* w, int32_t n, uint32_t s[4])
 {
@@ -76,10 +80,10 @@ static inline void iq_dot4_u8(const uint8_t* x, const uint8_t* w, int32_t n, uin
         int32_t k;
         for (k = 0; k < 4; ++k) {
             xv = x[k];
-            a0 += w[4 * k] * xv;
-            a1 += w[4 * k + 1] * xv;
-            a2 += w[4 * k + 2] * xv;
-            a3 += w[4 * k + 3] * xv;
+            a0 += IQ_LOAD_U8(w + 4 * k) * xv;
+            a1 += IQ_LOAD_U8(w + 4 * k + 1) * xv;
+            a2 += IQ_LOAD_U8(w + 4 * k + 2) * xv;
+            a3 += IQ_LOAD_U8(w + 4 * k + 3) * xv;
         }
         x += 4;
         w += 16;
@@ -87,10 +91,10 @@ static inline void iq_dot4_u8(const uint8_t* x, const uint8_t* w, int32_t n, uin
 #endif
     for (n &= 3; n > 0; --n) {
         xv = *x++;
-        a0 += w[0] * xv;
-        a1 += w[1] * xv;
-        a2 += w[2] * xv;
-        a3 += w[3] * xv;
+        a0 += IQ_LOAD_U8(w + 0) * xv;
+        a1 += IQ_LOAD_U8(w + 1) * xv;
+        a2 += IQ_LOAD_U8(w + 2) * xv;
+        a3 += IQ_LOAD_U8(w + 3) * xv;
         w += 4;
     }
     s[0] = a0;
@@ -105,10 +109,11 @@ static inline uint32_t iq_dot1_u8(const uint8_t* x, const uint8_t* w, int32_t n)
     uint32_t a = 0;
     int32_t k;
     for (k = 0; k < n; ++k) {
-        a += (uint32_t)x[k] * w[k];
+        a += (uint32_t)x[k] * IQ_LOAD_U8(w + k);
     }
     return a;
 }
+#endif
 
 /* ---- 8-bit output stage --------------------------------------------------------------------
  *

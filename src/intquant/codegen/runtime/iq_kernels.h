@@ -30,6 +30,19 @@ static inline int32_t iq_load(const void* base, int32_t i, int32_t dtype)
     }
 }
 
+/* iq_load from a constant table of an activation type (IQ_FLASH: see iq_target.h). */
+static inline int32_t iq_load_const(const void* base, int32_t i, int32_t dtype)
+{
+    switch (dtype) {
+    case IQ_U8:
+        return IQ_LOAD_U8((const uint8_t*)base + i);
+    case IQ_S16:
+        return IQ_LOAD_S16((const int16_t*)base + i);
+    default:
+        return IQ_LOAD_S8((const int8_t*)base + i);
+    }
+}
+
 static inline void iq_store(void* base, int32_t i, int32_t dtype, int32_t v)
 {
     switch (dtype) {

@@ -22,8 +22,9 @@ static inline int32_t iq_lrn_factor(const int32_t* table, uint64_t s, int32_t sh
 {
     int32_t i = (int32_t)(s >> shift);
     int64_t r = (int64_t)(s & ((((uint64_t)1) << shift) - 1u));
-    int64_t delta = (int64_t)table[i + 1] - table[i];
-    return table[i] + (int32_t)((delta * r) >> shift);
+    int32_t t0 = IQ_LOAD_S32(table + i);
+    int64_t delta = (int64_t)IQ_LOAD_S32(table + i + 1) - t0;
+    return t0 + (int32_t)((delta * r) >> shift);
 }
 
 void iq_lrn(const iq_lrn_params_t* p, const int32_t* table, const void* x, int32_t x_dtype,

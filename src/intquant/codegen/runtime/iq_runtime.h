@@ -16,6 +16,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "iq_target.h"
+
 #if ((-1) >> 1) != -1
 #error "intquant runtime needs an arithmetic right shift of negative integers"
 #endif
@@ -226,7 +228,7 @@ static inline int32_t iq_mbqm_single(int32_t x, int32_t m, int32_t shift)
 static inline int32_t iq_mbqm_x16(int64_t x, int32_t m, int32_t shift)
 {
     int32_t total = 15 - shift;
-    int64_t m16 = m < 0x7FFF0000 ? (((int64_t)m + (1 << 15)) >> 16) : 0x7FFF;
+    int64_t m16 = m < 0x7FFF0000 ? (((int64_t)m + ((int32_t)1 << 15)) >> 16) : 0x7FFF;
     int64_t p = x * m16 + ((int64_t)1 << (total - 1));
     return iq_saturate_i64_to_i32(p >> total);
 }
@@ -262,7 +264,7 @@ static inline int32_t iq_apply_multiplier(int64_t acc, int32_t m, int32_t shift,
 static inline int32_t iq_add_zero_point_and_clamp(int32_t r, int32_t zero_point, int32_t lo,
                                                   int32_t hi)
 {
-    r = iq_clamp_i32(r, -(1 << 30), 1 << 30);
+    r = iq_clamp_i32(r, -((int32_t)1 << 30), (int32_t)1 << 30);
     return iq_clamp_i32(r + zero_point, lo, hi);
 }
 

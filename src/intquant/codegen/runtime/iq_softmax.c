@@ -10,8 +10,8 @@ static int64_t iq_softmax_exp(const iq_softmax_params_t* p, const int32_t* table
     if (i >= p->table_len - 1) {
         return 0;
     }
-    e0 = table[i];
-    return e0 + ((((int64_t)table[i + 1] - e0) * f) >> p->lut_shift);
+    e0 = IQ_LOAD_S32(table + i);
+    return e0 + ((((int64_t)IQ_LOAD_S32(table + i + 1) - e0) * f) >> p->lut_shift);
 }
 
 void iq_softmax(const iq_softmax_params_t* p, const int32_t* exp_table, const void* x,

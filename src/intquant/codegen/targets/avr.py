@@ -36,8 +36,11 @@ from .base import Target, TargetBuild, TargetCost, from_target_bytes, library_fo
 MCU = "atmega2560"
 F_CPU = 16_000_000
 RAM_START, RAM_END = 0x800200, 0x802200  # data-space addresses of the 8 KB SRAM (nm view)
+DATA_SPACE = 0x800000  # nm shows RAM addresses from here; flash addresses lie below
+PGM_READ_REACH = 0x10000  # pgm_read_* (LPM with a 16-bit Z) read the first 64 KB of flash
 FLASH_BYTES = 256 * 1024
 STACK_RESERVE = 1024  # RAM kept free for the stack when checking that a model fits
+SIMAVR_TIMEOUT = 600  # seconds for one simulation (all samples of a batch)
 AVR_LIBC_HEADER = "/usr/lib/avr/include/avr/pgmspace.h"
 
 MAIN_C = r"""/* ATmega2560 test main for {name} under simavr (not part of the model library). */
@@ -161,13 +164,27 @@ ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 def parse_records(text: str) -> list[tuple[str, bytes]]:
-    """(tag, bytes) of every harness record in simavr's UART echo (colours and the '.' it
-    prints for a newline removed)."""
-    records = []
+    """(tag, bytes) of every harness record in simavr's UART echo.
+
+    simavr colours each line, prints '.' for the newline that ends a record and breaks lines
+    longer than 255 characters: a record is a tag line plus the hex-only lines that continue
+    it, up to the one ending in '.'. Its own messages (upper-case words, spaces) never match.
+    """
+    records: list[tuple[str, bytes]] = []
+    tag, digits, open_ = "", [], False
     for line in ANSI.sub("", text).splitlines():
-        m = re.fullmatch(r"([SCOED])([0-9a-f]*)\.?", line.strip())
-        if m:
-            records.append((m.group(1), bytes.fromhex(m.group(2))))
+        line = line.strip()
+        start = re.fullmatch(r"([SCOED])([0-9a-f]*)(\.?)", line)
+        more = re.fullmatch(r"([0-9a-f]*)(\.?)", line) if open_ and line else None
+        if start:
+            tag, digits, open_ = start.group(1), [start.group(2)], not start.group(3)
+        elif more:
+            digits.append(more.group(1))
+            open_ = not more.group(2)
+        else:
+            continue
+        if not open_:
+            records.append((tag, bytes.fromhex("".join(digits))))
     return records
 
 
@@ -207,6 +224,8 @@ class AvrTarget(Target):
                 "-fdata-sections",
                 "-I",
                 str(info.out_dir),
+                *("-Xassembler", "-I", "-Xassembler", str(info.out_dir)),  # avr-gcc 5 does not
+                # pass -I on to the assembler's .incbin
                 "-Wl,--gc-sections",
                 "-o",
                 str(elf),
@@ -219,6 +238,12 @@ class AvrTarget(Target):
     def _check_fits(self, elf) -> None:
         """The linker's avr6 memory regions are larger than the part: check RAM and flash."""
         syms = {name: addr for name, _, addr, _ in elf_symbols(elf, self.nm)}
+        pgm_end = syms["__ctors_start"]  # .progmem* sections end here (avr-libc linker script)
+        if pgm_end > PGM_READ_REACH:
+            raise ToolchainError(
+                f"{elf}: program-memory data ends at {pgm_end:#x}, beyond the {PGM_READ_REACH} B "
+                "pgm_read_* (IQ_LOAD_*) reach: fewer constants, or fewer samples"
+            )
         ram_used = syms["__heap_start"] - RAM_START
         flash_used = syms["_etext"] + (syms["__data_end"] - syms["__data_start"])
         if ram_used + STACK_RESERVE > RAM_END - RAM_START:
@@ -234,11 +259,16 @@ class AvrTarget(Target):
         b = self.build(out_dir, x, opt)
         if b.soft_float:
             raise ToolchainError(f"{b.elf} links soft-float helpers: {b.soft_float}")
-        res = subprocess.run(
-            [require("simavr"), "-m", MCU, "-f", str(F_CPU), str(b.elf)],
-            capture_output=True,
-            timeout=3600,
-        )
+        try:
+            res = subprocess.run(
+                [require("simavr"), "-m", MCU, "-f", str(F_CPU), str(b.elf)],
+                capture_output=True,
+                timeout=SIMAVR_TIMEOUT,
+            )
+        except subprocess.TimeoutExpired:
+            raise ToolchainError(
+                f"simavr run of {b.elf} did not finish within {SIMAVR_TIMEOUT} s"
+            ) from None
         text = res.stdout.decode(errors="replace") + res.stderr.decode(errors="replace")
         recs = parse_records(text)
         tags = [t for t, _ in recs]

@@ -20,13 +20,14 @@ import numpy as np
 from ..toolchain import (
     WARN,
     ToolchainError,
+    UnicornCall,
     _check_inputs,
     _run,
+    call_each_sample,
     elf_symbols,
     project_info,
     require,
     soft_float_symbols,
-    stack_bytes_used,
 )
 from .base import (
     Target,
@@ -232,7 +233,7 @@ class QemuUserTarget(Target):
         """Call ``<name>_run`` once per sample on unicorn: (outputs, instructions per sample,
         per-op instructions per sample (profile builds), deepest stack in bytes)."""
         from elftools.elf.elffile import ELFFile
-        from unicorn import UC_HOOK_BLOCK, UC_HOOK_CODE, Uc
+        from unicorn import Uc
 
         cpu = self.unicorn_cpu()
         uc = Uc(cpu.arch, cpu.mode)
@@ -251,42 +252,24 @@ class QemuUserTarget(Target):
         uc.mem_map(STACK_TOP - STACK_SIZE, STACK_SIZE)
         uc.mem_map(RETURN_ADDR, PAGE)
         syms = {name: addr for name, _, addr, _ in elf_symbols(elf, self.nm)}
-        state = {"n": 0, "op": -1}
-        per_op: dict[int, int] = {}
-
-        def on_block(_uc, _address, size, _user):
-            n = size // cpu.insn_bytes
-            state["n"] += n
-            per_op[state["op"]] = per_op.get(state["op"], 0) + n
-
-        uc.hook_add(UC_HOOK_BLOCK, on_block)
-        if profile:
-            mark = syms["iq_profile_mark"]
-
-            def on_mark(uc_, _address, _size, _user):
-                state["op"] = int(np.int32(np.uint32(uc_.reg_read(cpu.args[0]))))
-
-            uc.hook_add(UC_HOOK_CODE, on_mark, begin=mark, end=mark)
-        fn = syms[f"{info.name}_run"]
-        pattern = b"\xa5" * STACK_SIZE
-        outs, counts, per_ops, stack = [], [], [], 0
-        for s in x:
-            uc.mem_write(IO_BASE, to_target_bytes(s, self.byte_order))
-            uc.mem_write(STACK_TOP - STACK_SIZE, pattern)
-            uc.reg_write(cpu.args[0], IO_BASE)
-            uc.reg_write(cpu.args[1], out_addr)
-            uc.reg_write(cpu.sp, STACK_TOP - 16)  # 16-byte aligned; room for a back chain
-            uc.reg_write(cpu.ret, RETURN_ADDR)
-            for reg, sym in cpu.extra:
-                uc.reg_write(reg, syms[sym])
-            state["n"], state["op"] = 0, -1
-            per_op.clear()
-            uc.emu_start(fn, RETURN_ADDR, timeout=600 * 1000 * 1000)
-            outs.append(bytes(uc.mem_read(out_addr, out_bytes)))
-            counts.append(state["n"])
-            per_ops.append(dict(per_op))
-            region = bytes(uc.mem_read(STACK_TOP - STACK_SIZE, STACK_SIZE))
-            stack = max(stack, stack_bytes_used(region) - 16)  # below the caller's SP
+        call = UnicornCall(
+            entry=syms[f"{info.name}_run"],
+            args=cpu.args,
+            sp=cpu.sp,
+            ret=cpu.ret,
+            in_addr=IO_BASE,
+            out_addr=out_addr,
+            out_bytes=out_bytes,
+            probe=(STACK_TOP - STACK_SIZE, STACK_TOP),
+            sp_value=STACK_TOP - 16,  # 16-byte aligned; room for a back chain
+            return_addr=RETURN_ADDR,
+            extra=tuple((reg, syms[sym]) for reg, sym in cpu.extra),
+        )
+        samples = [to_target_bytes(s, self.byte_order) for s in x]
+        mark = syms["iq_profile_mark"] if profile else None
+        outs, counts, per_ops, stack = call_each_sample(
+            uc, call, samples, lambda _uc, _addr, size: size // cpu.insn_bytes, mark
+        )
         if stack >= STACK_SIZE - 16:
             raise ToolchainError(f"{elf}: the stack probe ({STACK_SIZE} B) overflowed")
         out = from_target_bytes(b"".join(outs), info, x.shape[0], self.byte_order)

@@ -1,0 +1,1 @@
+"""One test module per IntGraph op kind (``test_<kind>.py``) and the helpers they share."""
