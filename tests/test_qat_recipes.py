@@ -52,7 +52,7 @@ def test_recipe_configures_w1a1_with_8_bit_edges(kind, wq):
     assert (cfg.weight_quantizer, cfg.weight_bits) == (wq, 1)
     assert (cfg.act_quantizer, cfg.act_bits, cfg.first_last_bits) == ("sign", 1, 8)
     assert r.train_kwargs() == {"lr": 1e-2, "schedule": "cosine", "optimizer": "adam",
-                                "batch_size": 64}
+                                "batch_size": 16}
     assert binary_recipe(kind, lr=3e-3).lr == 3e-3 and r.distill
 
 
