@@ -1,4 +1,5 @@
-"""C back end benchmark: memory plan, flash, Cortex-M0 instructions, host latency, float32 C.
+"""C back end benchmark: memory plan, flash, Cortex-M0 instructions, host latency, float32 C,
+and the Cortex-M0 kernels (cycles per layer next to CMSIS-NN's, MLPerf-Tiny-like models).
 
 For each zoo model (int8, per-channel weights):
 - arena vs its lower bound (and vs TFLM's greedy largest-first planner), flash, RAM;
@@ -8,9 +9,18 @@ For each zoo model (int8, per-channel weights):
 - the same network as float32 C (weights dequantized from the IntGraph, float activations),
   compiled with soft float for Cortex-M0: instruction ratio float / int8.
 
-    .venv/bin/python benchmarks/c_backend.py [--models digits_cnn,...]
+Cortex-M0 kernels (section c_backend_m0): the zoo and the MLPerf-Tiny-like networks of
+mlperf_tiny.py, int8 and the options (single rounding, power-of-two scales, 16x8): instructions
+and cycles per MAC of the whole inference (unicorn, the cycle model of codegen/cycles.py, fast
+and small multiplier), the ratio to 4.45 cycles x MACs + 30 cycles x outputs, runtime code bytes
+at -Os, and per conv/linear layer the cycles per MAC next to CMSIS-NN's on the same layer when
+IQ_CMSIS_NN_DIR points at a CMSIS-NN checkout (built for Cortex-M0 in a scratch folder at run
+time, see cmsis_nn.py), else the figures of the notes.
 
-Writes its section of benchmarks/RESULTS.md and benchmarks/c_backend.json.
+    .venv/bin/python benchmarks/c_backend.py [--models digits_cnn,...] [--mlperf kws_dscnn,...]
+    IQ_CMSIS_NN_DIR=/path/to/CMSIS-NN .venv/bin/python benchmarks/c_backend.py
+
+Writes its sections of benchmarks/RESULTS.md and benchmarks/c_backend.json.
 """
 
 from __future__ import annotations
@@ -27,7 +37,10 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import cmsis_nn  # noqa: E402
 import intquant  # noqa: E402
+import m0_kernels  # noqa: E402
+import mlperf_tiny  # noqa: E402
 from intquant import zoo  # noqa: E402
 from intquant.codegen.cost import cost_report  # noqa: E402
 from intquant.codegen.m0 import m0_files  # noqa: E402
@@ -36,6 +49,18 @@ from intquant.intgraph import IntGraph, Op  # noqa: E402
 from results import machine, table, write_section  # noqa: E402
 
 ZOO = ["digits_cnn", "mnist1d_cnn", "mnist1d_mlp", "mnist1d_dscnn", "mnist1d_resnet"]
+MLPERF = ["kws_dscnn", "vww_mobilenet", "ic_resnet8", "ad_autoencoder"]
+OPTIONS = {  # DS-CNN with each option next to the default it simplifies
+    "single rounding": {"rounding": "single"},
+    "power-of-two scales": {"power_of_two": True},
+    "16x8": {"act_bits": 16},
+}
+TARGETS = {  # instructions/MAC of the whole inference (issue 15)
+    ("kws_dscnn", "int8"): 5.0,
+    ("vww_mobilenet", "int8"): 5.5,
+    ("ic_resnet8", "int8"): 4.3,
+    ("kws_dscnn", "16x8"): 7.0,
+}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -242,12 +267,123 @@ def bench_model(name: str, work: Path) -> dict:
         print(f"{name}: float32 C build failed: {e}", file=sys.stderr)
     return {
         "model": name,
+        "graph": q.graph,
         **cost,
         "host_c_s": host_s,
         "torch_float_s": torch_s,
         "ort_int8_s": ort_s,
         "float32_m0_instructions": float_instr,
     }
+
+
+def m0_section(zoo_graphs: dict, mlperf: list[str], work: Path) -> tuple[str, dict]:
+    """The c_backend_m0 section: whole models, options, layers next to CMSIS-NN, code size."""
+    src = cmsis_nn.cmsis_nn_dir()
+    objs = cmsis_nn.build_library(src, work / "cmsis_lib") if src is not None else None
+    runs: dict[tuple[str, str], dict] = {}
+    graphs = {(n, "int8"): g for n, g in zoo_graphs.items()}
+    for name in mlperf:
+        model, x = mlperf_tiny.build(name)
+        configs = {"int8": {}, **(OPTIONS if name == "kws_dscnn" else {})}
+        for label, cfg in configs.items():
+            graphs[(name, label)] = intquant.quantize(
+                model, x, intquant.Config(**cfg), progress=False
+            ).graph
+    for (name, label), g in graphs.items():
+        runs[(name, label)] = m0_kernels.measure_model(g, work / f"m0_{name}_{label}", objs)
+        r = runs[(name, label)]
+        print(
+            f"{name} {label}: {r['instructions_per_mac']:.2f} instr/MAC, "
+            f"{r['cycles_per_mac']:.2f} cycles/MAC",
+            flush=True,
+        )
+    return _m0_markdown(runs, src), {f"{n}/{lab}": r for (n, lab), r in runs.items()}
+
+
+def _m0_markdown(runs: dict, cmsis_src: Path | None) -> str:
+    rows = []
+    for (name, label), r in runs.items():
+        target = TARGETS.get((name, label))
+        met = "" if target is None else ("yes" if r["instructions_per_mac"] <= target else "**no**")
+        rows.append(
+            [
+                name,
+                label,
+                r["macs"],
+                f"{r['instructions_per_mac']:.2f}",
+                f"{r['cycles_per_mac']:.2f}",
+                f"{r['cycles_per_mac_small']:.2f}",
+                f"{r['floor_ratio']:.2f}",
+                r["code_bytes_Os"],
+                "" if target is None else f"<= {target} ({met})",
+            ]
+        )
+    models = table(
+        [
+            "model",
+            "config",
+            "MACs",
+            "instr/MAC",
+            "cycles/MAC",
+            "cycles/MAC small mult.",
+            "cycles / floor",
+            "code B (-Os)",
+            "instr/MAC target",
+        ],
+        rows,
+    )
+    if cmsis_src is None:
+        ref = (
+            "CMSIS-NN column: the ranges of ../shared/notes/m0-cycles.md (IQ_CMSIS_NN_DIR not "
+            "set): " + "; ".join(f"{k} {v}" for k, v in cmsis_nn.NOTES_FIGURES.items()) + "."
+        )
+    else:
+        ref = (
+            "CMSIS-NN column: its portable C built here for Cortex-M0 (-O2) and run on the same "
+            "layer with the same integer constants and a random input; 'same' = its output "
+            "equals the interpreter's."
+        )
+    layer_rows = []
+    for (name, label), r in runs.items():
+        for lay in r["layers"]:
+            cm = lay.get("cmsis_cycles_per_mac")
+            layer_rows.append(
+                [
+                    f"{name} {label}",
+                    lay["op"],
+                    lay["layer"],
+                    lay["macs"],
+                    f"{lay['instructions_per_mac']:.2f}",
+                    f"{lay['cycles_per_mac']:.2f}",
+                    "" if cm is None else f"{cm:.2f}",
+                    "" if cm is None else f"{lay['cycles_per_mac'] / cm:.2f}",
+                    "" if cm is None else ("yes" if lay["cmsis_identical"] else "**no**"),
+                ]
+            )
+    layers = table(
+        [
+            "model",
+            "op",
+            "layer",
+            "MACs",
+            "instr/MAC",
+            "cycles/MAC",
+            "CMSIS-NN cycles/MAC",
+            "ratio",
+            "same",
+        ],
+        layer_rows,
+    )
+    return (
+        "## Cortex-M0 kernels: cycles per layer, MLPerf-Tiny-like models, CMSIS-NN\n\n"
+        f"Command: `IQ_CMSIS_NN_DIR=... .venv/bin/python benchmarks/c_backend.py` ({machine()}). "
+        "Whole inference on unicorn's Cortex-M0 (-O2), one random input; cycles from the executed "
+        "trace with the Cortex-M0 TRM timings (loads 2, taken branches 3, MULS 1 with the fast "
+        "multiplier, 32 with the small one); floor = 4.45 cycles x MACs + 30 cycles x conv/linear "
+        "outputs; code = the model library's functions at -Os (constants and harness excluded). "
+        "MLPerf-Tiny-like models (benchmarks/mlperf_tiny.py: the reference layer shapes, random "
+        "weights, calibrated on random data). " + ref + "\n\n" + models + "\n\n" + layers + "\n"
+    )
 
 
 def _us(s: float | None) -> str:
@@ -257,11 +393,13 @@ def _us(s: float | None) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--models", default=",".join(ZOO))
+    ap.add_argument("--mlperf", default=",".join(MLPERF))
     args = ap.parse_args()
-    rows, results = [], []
+    rows, results, graphs = [], [], {}
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.models.split(","):
             r = bench_model(name, Path(tmp))
+            graphs[name] = r.pop("graph")
             results.append(r)
             ratio = (
                 r["float32_m0_instructions"] / r["m0_instructions_per_inference"]
@@ -285,6 +423,7 @@ def main() -> None:
                 ]
             )
             print(rows[-1], flush=True)
+        m0_md, m0_json = m0_section(graphs, [m for m in args.mlperf.split(",") if m], Path(tmp))
     md = (
         "## C back end: memory, flash, Cortex-M0 instructions, latency\n\n"
         f"Command: `.venv/bin/python benchmarks/c_backend.py` ({machine()}). int8 models "
@@ -313,7 +452,9 @@ def main() -> None:
         )
     )
     write_section("c_backend", md)
-    (Path(__file__).parent / "c_backend.json").write_text(json.dumps(results, indent=1))
+    write_section("c_backend_m0", m0_md)
+    out = {"zoo": results, "m0_kernels": m0_json}
+    (Path(__file__).parent / "c_backend.json").write_text(json.dumps(out, indent=1))
 
 
 if __name__ == "__main__":

@@ -283,9 +283,9 @@ def main() -> None:
             "= argmax agreement / bit-identical logits (%) between the two; 'fake-quant "
             "identical' = logits (%) on which the fake-quant forward that training "
             "differentiates lands on the integer code (machine-dependent: float rounding). "
-            "Sign activations deploy as conv + clamp "
-            "(codes 2q, bias 2b+1, see intquant.qat.convert). The stochastic BinaryConnect row "
-            "recalibrates BatchNorm statistics with the deterministic weights after training.",
+            "Sign activations deploy as packed-bit binary layers (sign_conv / binary_conv, see "
+            "benchmarks/bnn.py). The stochastic BinaryConnect row recalibrates BatchNorm "
+            "statistics with the deterministic weights after training.",
             "",
             table(["model", "method", "", "QAT acc %", "Δ vs float pp", "int acc %",
                    "agree %", "fake-quant identical %", "eval s", "train s"], qat_rows),

@@ -17,6 +17,7 @@ RUNS = [
     ["c_backend.py"],
     ["targets.py"],
     ["qat.py", "--epochs", "10", "--lr", "3e-3"],
+    ["bnn.py", "--epochs", "10", "--lr", "3e-3"],
     ["simulate.py"],
     ["lowbit.py"],
     ["mixed_precision.py", "--model", "mnist1d_cnn", "--budget", "0.6"],

@@ -23,6 +23,7 @@ import numpy as np
 from intquant.intgraph import ACTIVATION_DTYPES, IntGraph, Op, TensorInfo
 from intquant.numerics import quantize_multiplier, quantize_multipliers
 from intquant.ops import _packed
+from intquant.ops._bits import pack_weights
 
 LEFT_SHIFT = {"int8": 20, "uint8": 20, "int16": 15}
 # Weight "dtypes" that the builders store packed (ops/_packed.py), with the codes drawn.
@@ -469,6 +470,114 @@ class GraphBuilder:
         return self.op("lrn", [x], y, attrs, {"table": table})
 
 
+    # -- binary (packed ±1) layers ---------------------------------------------------------------
+    def sign(self, x: str, threshold: int | None = None) -> str:
+        """int → packed ±1 (+1 where x ≥ threshold; default: the zero point, i.e. real ≥ 0)."""
+        xi = self.info(x)
+        y = self.new_tensor(xi.shape, "bit", zero_point=0, scale=1.0)
+        thr = xi.zero_point if threshold is None else threshold
+        return self.op("sign", [x], y, {"threshold": int(thr)})
+
+    def unpack_bits(self, x: str) -> str:
+        xi = self.info(x)
+        y = self.new_tensor(xi.shape, "int8", zero_point=0, scale=xi.scale)
+        return self.op("unpack_bits", [x], y, {})
+
+    def _binary_stage(self, field: int, cout: int, spread: float, out_dtype: str,
+                      rounding: str, relu: bool, out_shape: tuple[int, ...]):
+        """Output stage consts/attrs: thresholds (bit output) or a requantization spreading the
+        accumulator (std ``spread``) over ~1/6 of the output range; and the output tensor."""
+        rng = self.rng
+        if out_dtype == "bit":
+            y = self.new_tensor(out_shape, "bit", zero_point=0, scale=1.0)
+            lim = max(1, int(spread))
+            thr = rng.integers(-lim, lim + 1, size=cout)
+            return {"threshold": thr.astype(np.int32)}, {}, y
+        y = self.new_tensor(out_shape, out_dtype)
+        zo = self.info(y).zero_point
+        lo, hi = ACTIVATION_DTYPES[out_dtype]
+        real = (hi - lo) / 6.0 / max(spread, 1.0) * rng.uniform(0.7, 1.4, cout)
+        if rounding == "pow2":
+            shift = (np.round(np.log2(real)) + 1).astype(np.int32)
+            mult = np.full(cout, 2**30, dtype=np.int32)
+        else:
+            mult, shift = quantize_multipliers(real)
+        bias = rng.integers(-int(spread) - 1, int(spread) + 2, size=cout)
+        amin, amax = self.act_range(out_dtype, zo, relu)
+        consts = {"bias": bias.astype(np.int32), "multiplier": mult.astype(np.int32),
+                  "shift": shift.astype(np.int32)}
+        attrs = {"output_zero_point": zo, "act_min": amin, "act_max": amax, "rounding": rounding}
+        return consts, attrs, y
+
+    def _window(self, x: str, kernel, stride, padding, dilation):
+        xi = self.info(x)
+        one_d = len(xi.shape) == 2
+        if one_d:
+            kernel, stride, dilation = (1, kernel[-1]), (1, stride[-1]), (1, dilation[-1])
+            padding = (0, padding[1], 0, padding[3])
+        h, w = (1, xi.shape[1]) if len(xi.shape) == 2 else xi.shape[1:]
+        ho = (h + padding[0] + padding[2] - dilation[0] * (kernel[0] - 1) - 1) // stride[0] + 1
+        wo = (w + padding[1] + padding[3] - dilation[1] * (kernel[1] - 1) - 1) // stride[1] + 1
+        geometry = {"stride": list(stride), "padding": list(padding),
+                    "dilation": list(dilation)}
+        return list(kernel), geometry, (ho, wo), one_d
+
+    def binary_conv(self, x: str, cout: int, kernel=(3, 3), stride=(1, 1),
+                    padding=(0, 0, 0, 0), dilation=(1, 1), out_dtype: str = "bit",
+                    rounding: str = "double", relu: bool = False) -> str:
+        """W1A1 conv with random ±1 weights on a packed input."""
+        cin = self.info(x).shape[0]
+        kernel, geometry, (ho, wo), one_d = self._window(x, kernel, stride, padding, dilation)
+        field = cin * kernel[0] * kernel[1]
+        w = self.rng.choice(np.array([-1, 1], np.int8), size=(cout, cin, *kernel))
+        out_shape = (cout, wo) if one_d else (cout, ho, wo)
+        consts, attrs, y = self._binary_stage(field, cout, math.sqrt(field), out_dtype, rounding,
+                                              relu, out_shape)
+        consts["weight"] = pack_weights(w)
+        return self.op("binary_conv", [x], y, {"kernel": kernel, **geometry, **attrs}, consts)
+
+    def binary_fully_connected(self, x: str, cout: int, out_dtype: str = "bit",
+                               rounding: str = "double", relu: bool = False) -> str:
+        cin = self.info(x).shape[0]
+        w = self.rng.choice(np.array([-1, 1], np.int8), size=(cout, cin, 1, 1))
+        consts, attrs, y = self._binary_stage(cin, cout, math.sqrt(cin), out_dtype, rounding,
+                                              relu, (cout,))
+        consts["weight"] = pack_weights(w)
+        return self.op("binary_fully_connected", [x], y, attrs, consts)
+
+    def sign_conv(self, x: str, cout: int, kernel=(3, 3), stride=(1, 1),
+                  padding=(0, 0, 0, 0), dilation=(1, 1), w_dtype: str = "int8",
+                  groups: int = 1) -> str:
+        """8/16-bit conv (or, on a (C,) input, linear) with a sign output."""
+        xi = self.info(x)
+        cin = xi.shape[0] // groups
+        if len(xi.shape) == 1:
+            kernel, geometry, out_shape = [1, 1], {"stride": [1, 1], "padding": [0, 0, 0, 0],
+                                                    "dilation": [1, 1]}, (cout,)
+        else:
+            kernel, geometry, (ho, wo), one_d = self._window(x, kernel, stride, padding,
+                                                             dilation)
+            out_shape = (cout, wo) if one_d else (cout, ho, wo)
+        weight = self._random_weight((cout, cin, *kernel), w_dtype).astype(np.int64)
+        lo, hi = ACTIVATION_DTYPES[xi.dtype]
+        limit = (2**31 - 1) // max(xi.zero_point - lo, hi - xi.zero_point)
+        while np.abs(weight).sum(axis=(1, 2, 3)).max() > limit:  # int16 x int16: fit int32
+            weight //= 2
+        weight = weight.astype(w_dtype)
+        spread = float(np.abs(weight.astype(np.float64)).sum(axis=(1, 2, 3)).mean()) * \
+            _dtype_spread(xi.dtype) / math.sqrt(cin * kernel[0] * kernel[1])
+        consts, _, y = self._binary_stage(0, cout, spread, "bit", "double", False, out_shape)
+        consts["weight"] = weight
+        attrs = {**geometry, "groups": groups, "input_zero_point": xi.zero_point}
+        return self.op("sign_conv", [x], y, attrs, consts)
+
+    def binary_max_pool(self, x: str, kernel=(2, 2), stride=(2, 2), padding=(0, 0, 0, 0),
+                        dilation=(1, 1)) -> str:
+        kernel, geometry, (ho, wo), one_d = self._window(x, kernel, stride, padding, dilation)
+        c = self.info(x).shape[0]
+        y = self.new_tensor((c, wo) if one_d else (c, ho, wo), "bit", zero_point=0, scale=1.0)
+        return self.op("binary_max_pool", [x], y, {"kernel": kernel, **geometry})
+
 def lrn_factor(
     size: int, alpha: float, beta: float, k: float, s_in: float, lut_shift: int
 ) -> tuple[np.ndarray, float]:
@@ -652,6 +761,110 @@ def softmax_graph(rng: np.random.Generator, *, dtype: str = "int8") -> IntGraph:
     return b.graph()
 
 
+def _window_params(rng: np.random.Generator, dims: int, shape: tuple[int, ...]):
+    """Random kernel / stride / padding / dilation whose dilated kernel fits the input."""
+    hw = (1, shape[1]) if dims == 1 else shape[1:]
+    dilation = tuple(int(rng.integers(1, 3)) for _ in range(2))
+    kernel = tuple(min(int(rng.integers(1, 4)), (s - 1) // d + 1)
+                   for s, d in zip(hw, dilation, strict=True))
+    stride = tuple(int(rng.integers(1, 3)) for _ in range(2))
+    padding = tuple(int(rng.integers(0, 3)) for _ in range(4))
+    return kernel, stride, padding, dilation
+
+
+def _bits_out(b: GraphBuilder, y: str) -> str:
+    """The graph output may not be packed: unpack a bit tensor."""
+    return b.unpack_bits(y) if b.info(y).dtype == "bit" else y
+
+
+def binary_conv_graph(rng: np.random.Generator, *, dims: int = 2, dtype: str = "int8",
+                      cin: int | None = None, cout: int | None = None,
+                      out_bits: bool | None = None, rounding: str = "double") -> IntGraph:
+    """sign → binary_conv (random geometry; channels across word boundaries) → (unpack)."""
+    cin = cin or int(rng.choice([1, 5, 31, 32, 33, 48, 70]))
+    cout = cout or int(rng.choice([1, 7, 32, 33, 40]))
+    b = GraphBuilder(rng, _spatial_shape(rng, dims, cin), dtype)
+    kernel, stride, padding, dilation = _window_params(rng, dims, b.info(b.input).shape)
+    out_bits = bool(rng.integers(0, 2)) if out_bits is None else out_bits
+    y = b.binary_conv(b.sign(b.input), cout, kernel, stride, padding, dilation,
+                      out_dtype="bit" if out_bits else dtype, rounding=rounding,
+                      relu=bool(rng.integers(0, 2)))
+    _bits_out(b, y)
+    return b.graph()
+
+
+def binary_fully_connected_graph(rng: np.random.Generator, *, dtype: str = "int8",
+                                 cin: int | None = None, cout: int | None = None,
+                                 out_bits: bool | None = None,
+                                 rounding: str = "double") -> IntGraph:
+    cin = cin or int(rng.choice([1, 9, 32, 33, 64, 100]))
+    cout = cout or int(rng.choice([1, 5, 32, 33]))
+    b = GraphBuilder(rng, (cin,), dtype)
+    out_bits = bool(rng.integers(0, 2)) if out_bits is None else out_bits
+    y = b.binary_fully_connected(b.sign(b.input), cout, "bit" if out_bits else dtype,
+                                 rounding=rounding)
+    _bits_out(b, y)
+    return b.graph()
+
+
+def sign_conv_graph(rng: np.random.Generator, *, dims: int = 2, dtype: str = "int8",
+                    w_dtype: str = "int8", depthwise: bool = False) -> IntGraph:
+    """sign_conv on a (C,) vector (dims 0), a (C, L) or a (C, H, W) input → unpack;
+    ``depthwise``: groups = Cin, one or two outputs per group."""
+    cin = int(rng.integers(1, 6))
+    shape = (int(rng.integers(1, 40)),) if dims == 0 else _spatial_shape(rng, dims, cin)
+    b = GraphBuilder(rng, shape, dtype)
+    cout = int(rng.choice([1, 6, 32, 35]))
+    if dims == 0:
+        y = b.sign_conv(b.input, cout, w_dtype=w_dtype)
+    else:
+        kernel, stride, padding, dilation = _window_params(rng, dims, shape)
+        groups = cin if depthwise else 1
+        cout = cin * int(rng.integers(1, 3)) if depthwise else cout
+        y = b.sign_conv(b.input, cout, kernel, stride, padding, dilation, w_dtype=w_dtype,
+                        groups=groups)
+    b.unpack_bits(y)
+    return b.graph()
+
+
+def sign_graph(rng: np.random.Generator, *, dims: int = 2, dtype: str = "int8") -> IntGraph:
+    """sign (random threshold) → unpack_bits, channel counts across word boundaries."""
+    b = GraphBuilder(rng, _spatial_shape(rng, dims, int(rng.choice([1, 31, 32, 33, 65]))),
+                     dtype)
+    lo, hi = ACTIVATION_DTYPES[dtype]
+    b.unpack_bits(b.sign(b.input, int(rng.integers(lo, hi + 2))))
+    return b.graph()
+
+
+def binary_max_pool_graph(rng: np.random.Generator, *, dims: int = 2,
+                          dtype: str = "int8") -> IntGraph:
+    b = GraphBuilder(rng, _spatial_shape(rng, dims, int(rng.choice([3, 32, 40]))), dtype)
+    k, s, p, d = _pool_params(rng, dims, b.info(b.input).shape, dilated=True)
+    b.unpack_bits(b.binary_max_pool(b.sign(b.input), k, s, p, d))
+    return b.graph()
+
+
+def binary_chain(rng: np.random.Generator, *, dims: int = 2, dtype: str = "int8") -> IntGraph:
+    """A small binary network using every binary op kind: sign_conv → binary_conv (bits) →
+    binary_max_pool → binary_conv (8/16-bit out) → flatten → sign / sign_conv (vector) →
+    binary_fully_connected (bits) → binary_fully_connected (8/16-bit out)."""
+    c = int(rng.choice([3, 8, 33]))
+    size = int(rng.integers(6, 11))
+    b = GraphBuilder(rng, (c, size) if dims == 1 else (c, size, size), dtype)
+    t = b.sign_conv(b.input, int(rng.choice([16, 32, 40])), (3, 3), (1, 1), (1, 1, 1, 1))
+    t = b.binary_conv(t, int(rng.choice([32, 48])), (3, 3), (1, 1), (1, 1, 1, 1))
+    t = b.binary_max_pool(t, (2, 2), (2, 2))
+    t = b.binary_conv(t, int(rng.integers(4, 12)), (3, 3), (1, 1), (1, 1, 1, 1),
+                      out_dtype=dtype, rounding=str(rng.choice(["double", "single"])))
+    flat = b.flatten(t)
+    v = b.sign(flat) if rng.integers(0, 2) else b.sign_conv(flat, int(rng.choice([20, 64])))
+    v = b.binary_fully_connected(v, int(rng.choice([33, 64])))
+    if rng.integers(0, 2):
+        v = b.sign(b.unpack_bits(v))  # a round trip through int8
+    b.binary_fully_connected(v, 5, out_dtype=dtype)
+    return b.graph()
+
+
 ONE_OP_BUILDERS: dict[str, Callable[..., IntGraph]] = {
     "conv": conv_graph,
     "fully_connected": fully_connected_graph,
@@ -667,6 +880,12 @@ ONE_OP_BUILDERS: dict[str, Callable[..., IntGraph]] = {
     "lut": lut_graph,
     "softmax": softmax_graph,
     "lrn": lrn_graph,
+    "binary_conv": binary_conv_graph,
+    "binary_fully_connected": binary_fully_connected_graph,
+    "sign_conv": sign_conv_graph,
+    "sign": sign_graph,
+    "unpack_bits": sign_graph,
+    "binary_max_pool": binary_max_pool_graph,
 }
 
 

@@ -66,6 +66,11 @@ def chain_graph(seed: int, dtype: str) -> F.IntGraph:
 
 GRAPHS = {f"chain{s}_{d}": (lambda s=s, d=d: chain_graph(s, d)) for s in range(3) for d in DTYPES}
 GRAPHS.update({f"special_{d}": (lambda d=d: special_graph(d)) for d in DTYPES})
+GRAPHS.update({  # the packed-bit (BNN) kinds
+    f"binary{dims}d_{d}": (lambda dims=dims, d=d: F.binary_chain(
+        np.random.default_rng(dims), dims=dims, dtype=d))
+    for dims, d in ((1, "uint8"), (2, "int16"))
+})
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +104,11 @@ def test_host_bit_exact_O2(exported, name):
     np.testing.assert_array_equal(y, ref)
 
 
-@pytest.mark.parametrize("name", ["chain1_int8", "special_int16", "special_uint8", "chain2_int16"])
+@pytest.mark.parametrize(
+    "name",
+    ["chain1_int8", "special_int16", "special_uint8", "chain2_int16", "binary1d_uint8",
+     "binary2d_int16"],
+)
 def test_host_bit_exact_O0_and_sanitizers(exported, name):
     g, res, x, ref = exported(name)
     np.testing.assert_array_equal(compile_and_run_host(res.out_dir, x[:6], opt="-O0"), ref[:6])
@@ -107,7 +116,9 @@ def test_host_bit_exact_O0_and_sanitizers(exported, name):
     np.testing.assert_array_equal(y, ref[:6])
 
 
-@pytest.mark.parametrize("name", ["special_int8", "special_int16", "chain2_uint8"])
+@pytest.mark.parametrize(
+    "name", ["special_int8", "special_int16", "chain2_uint8", "binary2d_int16"]
+)
 def test_no_float_in_library(exported, name):
     _, res, _, _ = exported(name)
     assert check_no_float(res.out_dir) == {}

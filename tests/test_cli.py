@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -120,6 +121,25 @@ def test_inspect_lists_layers_and_sizes(work: Path) -> None:
     # Weight bytes of the listing: 6·1·3 conv int8 + 3·72 linear int8 weights are in there.
     assert "int8[6, 1, 1, 3]" in r.stdout and "int8[3, 72]" in r.stdout
     assert "RAM arena" in r.stdout
+
+
+def test_inspect_m0_shows_cycles_per_op_and_hot_spots(work: Path) -> None:
+    if shutil.which("arm-none-eabi-gcc") is None:
+        pytest.fail("arm-none-eabi-gcc missing: run scripts/install_toolchain.sh")
+    fast = intquant("inspect", "out", "--m0", cwd=work)
+    assert fast.returncode == 0, fast.stderr
+    assert "cycles (fast multiplier" in fast.stdout and "hot spots" in fast.stdout
+    table = fast.stdout.split("cyc/MAC", 1)[1].split("hot spots", 1)[0]
+    rows = [ln.split() for ln in table.splitlines() if "fully_connected" in ln]
+    assert rows and all(int(r[4]) > 0 for r in rows), fast.stdout  # op, name, kind, MACs, cycles
+    small = intquant("inspect", "out", "--m0", "--multiplier", "small", cwd=work)
+    assert small.returncode == 0 and "cycles (small multiplier" in small.stdout
+
+    def total(text: str) -> int:
+        line = next(ln for ln in text.splitlines() if "cycles (" in ln)
+        return int(line.split()[0])
+
+    assert total(small.stdout) > total(fast.stdout)  # 31 more cycles per executed MULS
 
 
 def test_export_c_and_refuses_to_overwrite(work: Path) -> None:

@@ -14,7 +14,13 @@ import numpy as np
 import pytest
 
 import tflm_reference as tflm
-from intgraph_factory import GraphBuilder, conv_graph, random_chain, random_input
+from intgraph_factory import (
+    GraphBuilder,
+    binary_chain,
+    conv_graph,
+    random_chain,
+    random_input,
+)
 from intquant import interpreter, numerics
 from intquant.interpreter import InterpreterError, run
 from intquant.intgraph import IntGraph
@@ -101,6 +107,13 @@ def every_op_graph(dtype: str) -> IntGraph:
     t = b.flatten(t)
     t = b.fully_connected(t, 6, **acc)
     t = b.softmax(t)
+    # binary (packed ±1) ops on the flattened features: sign, the W1A1 layers, unpack
+    s = b.sign_conv(t, 40)
+    s = b.binary_fully_connected(s, 33)
+    s = b.binary_fully_connected(s, 8, out_dtype=dtype)
+    m = b.sign(b.reshape(s, (2, 4)))
+    m = b.binary_max_pool(b.binary_conv(m, 3, (1, 3), padding=(0, 1, 0, 1)), (1, 2), (1, 2))
+    t = b.unpack_bits(m)
     g = b.graph(t)
     assert {op.kind for op in g.ops} == set(OPS)
     return g
@@ -217,5 +230,9 @@ def test_random_chains_cover_every_op_kind_and_run(dtype: str) -> None:
         g = random_chain(np.random.default_rng(seed), 10, dims=1 + seed % 2, dtype=dtype)
         y = run(g, random_input(np.random.default_rng(seed), g, 2))
         assert y.dtype == np.dtype(g.tensors[g.output].dtype)
+        kinds |= {op.kind for op in g.ops}
+    for dims in (1, 2):  # the packed-bit (BNN) kinds
+        g = binary_chain(np.random.default_rng(dims), dims=dims, dtype=dtype)
+        run(g, random_input(np.random.default_rng(dims), g, 2))
         kinds |= {op.kind for op in g.ops}
     assert kinds == set(OPS)

@@ -31,6 +31,7 @@ from intquant.methods.gptq import gptq_codes, gptq_layer, input_columns
 from intquant.methods.qdrop import blocks
 from intquant.methods.walk import round_to_format
 from intquant.numerics import QParams, choose_qparams
+from intquant.ops import weight_codes
 from intquant.ptq import as_batches, calibrate, free_layers, make_plan, prepare_graph
 
 # ----------------------------------------------------------------------------------------------
@@ -143,7 +144,7 @@ def test_gptq_and_adaround_codes_reach_the_integer_graph_exactly():
         else:
             want = adaround_layer(node.params["weight"], x_q.numpy(), qp.scale, 4, iters=50,
                                   x_target=x_f.numpy())
-        np.testing.assert_array_equal(q.graph.ops[0].consts["weight"], want)
+        np.testing.assert_array_equal(weight_codes(q.graph.ops[0]), want)
 
 
 def test_methods_leave_fixed_grids_alone():
@@ -158,7 +159,7 @@ def test_methods_leave_fixed_grids_alone():
     cfg = intquant.Config(weight_bits=4, weight_rounding="gptq", act_clipping=True,
                           overrides=ov)
     q = intquant.quantize(model, x, cfg, progress=False)
-    np.testing.assert_array_equal(q.graph.ops[0].consts["weight"],
+    np.testing.assert_array_equal(weight_codes(q.graph.ops[0]),
                                   np.clip(np.rint(w0 / scale[:, None]), -7, 7))
     np.testing.assert_array_equal(q.plan.graph.node("0").params["bias"],
                                   model[0].bias.detach().numpy())

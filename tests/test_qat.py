@@ -14,6 +14,7 @@ from torch import nn
 from intquant.codegen.toolchain import compile_and_run_host
 from intquant.config import Config
 from intquant.ops import weight_codes
+from intquant.ops._bits import unpack_weights
 from intquant.qat import (
     agreement,
     convert,
@@ -266,11 +267,15 @@ def test_low_bit_grids_deploy_bit_exact(tmp_path, wq, wb, aq, ab):
     name = "features.4"  # a low-bit layer: its codes in the IntGraph are the QAT levels
     op = next(o for o in qm.graph.ops if o.name == name)
     levels = q.get_submodule(name).weight_quant.levels()
-    codes = np.unique(np.abs(weight_codes(op).astype(np.int64)))
-    factor = 2 if aq == "sign" else 1  # sign layers deploy 2q with bias 2b + 1 (see convert)
+    if op.kind == "binary_conv":  # between sign layers: packed ±1 weights (ops/_bits.py)
+        kh, kw = op.attrs["kernel"]
+        w = unpack_weights(op.consts["weight"], qm.graph.tensors[op.inputs[0]].shape[0], kh, kw)
+    else:
+        w = weight_codes(op)
+    codes = np.unique(np.abs(w.astype(np.int64)))
     if levels is not None:
-        assert set(codes.tolist()) <= {factor * abs(v) for v in levels}
-    assert codes.max() <= factor * 2 ** (q.get_submodule(name).weight_quant.bits - 1)
+        assert set(codes.tolist()) <= {abs(v) for v in levels}
+    assert codes.max() <= 2 ** (q.get_submodule(name).weight_quant.bits - 1)
     agree = agreement(q, qm, x)  # eval mode runs the integer model: identical on every CPU
     assert agree["exact_fraction"] == 1.0 and agree["argmax_agreement"] == 1.0, agree
     xi = qm.quantize_input(x[:32])

@@ -3,7 +3,7 @@
     intquant quantize MODEL --calib CALIB.npz --out DIR [--data TEST.npz] [options]
     intquant eval DIR --data TEST.npz
     intquant run DIR --input X.npy --output Y.npy
-    intquant inspect DIR | MODEL.iqm
+    intquant inspect DIR | MODEL.iqm [--m0 [--multiplier fast|small]]
     intquant export-c MODEL.iqm OUT_DIR
     intquant run-c OUT_DIR --target T --input X.npy [--output Y.npy]
     intquant analyze DIR --data TEST.npz          (or MODEL --calib CALIB.npz --data TEST.npz)
@@ -470,10 +470,12 @@ def listing(d: Path) -> str:
 
 def parse_budget(text: str, fgraph: Any) -> int:
     """'12000' bytes, or '60%' of the int8 weight bytes of the conv/linear layers."""
+    from .graph import ir
+
     try:
         if text.endswith("%"):
             int8 = sum(int(n.params["weight"].size) for n in fgraph.nodes
-                       if n.op in ("conv", "linear"))
+                       if n.op in ir.WEIGHTED)
             return int(float(text[:-1]) / 100 * int8)
         return int(text)
     except ValueError:
@@ -590,7 +592,27 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
     arena = arena_bytes(g)
     print("" if arena is None else f", RAM arena {arena} B")
+    if args.m0:
+        print(m0_cost_text(q, args.multiplier))
     return 0
+
+
+def m0_cost_text(q: Any, multiplier: str) -> str:
+    """The model's C on the emulated Cortex-M0: cycles per op and the hot spots."""
+    import tempfile
+
+    from .codegen.cost import cost_report, format_report
+    from .codegen.toolchain import ToolchainError
+
+    if not c_backend_available():
+        raise UserError("inspect --m0 needs the C back end, which is not installed")
+    with tempfile.TemporaryDirectory() as tmp:
+        res = q.export_c(Path(tmp) / "c", name="model")
+        try:
+            report = cost_report(res.out_dir, write=False, multiplier=multiplier)
+        except ToolchainError as e:
+            raise UserError(f"inspect --m0: {str(e).splitlines()[0]}") from e
+    return "\n" + format_report(report, per_op=True)
 
 
 def _affine(info: Any) -> str:
@@ -774,6 +796,10 @@ def build_parser() -> argparse.Namespace:
 
     i = sub.add_parser("inspect", help="layers, formats, sizes of an integer model")
     i.add_argument("model", metavar="DIR|MODEL.iqm")
+    i.add_argument("--m0", action="store_true",
+                   help="also build the C for Cortex-M0 and show cycles per op and hot spots")
+    i.add_argument("--multiplier", choices=("fast", "small"), default="fast",
+                   help="Cortex-M0 multiplier for --m0: 1-cycle (fast) or 32-cycle (small)")
     i.set_defaults(fn=cmd_inspect)
 
     c = sub.add_parser("export-c", help="write the C99 project of an integer model")

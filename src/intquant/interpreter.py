@@ -17,6 +17,7 @@ import math
 import numpy as np
 
 from .intgraph import IntGraph, TensorInfo
+from .intgraph.types import value_dtype
 from .ops import OPS
 
 # The whole graph runs on batch chunks whose largest tensor has about this many elements.
@@ -72,7 +73,7 @@ def _run_batch(graph: IntGraph, x: np.ndarray) -> dict[str, np.ndarray]:
 def _check_input(info: TensorInfo, x: np.ndarray) -> None:
     if not isinstance(x, np.ndarray):
         raise InterpreterError(f"input must be a numpy array, got {type(x).__name__}")
-    if x.dtype != np.dtype(info.dtype):
+    if x.dtype != value_dtype(info.dtype):
         raise InterpreterError(
             f"input '{info.name}' must have dtype {info.dtype}, got {x.dtype}; quantize it first "
             f"(numerics.quantize with scale {info.scale} and zero_point {info.zero_point})"

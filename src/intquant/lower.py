@@ -19,6 +19,7 @@ import numpy as np
 
 from .graph.ir import Graph, Node, unique_name
 from .intgraph import IntGraph, Op, TensorInfo
+from .intgraph.types import BIT
 from .numerics import QParams, quantize_multiplier
 
 
@@ -38,6 +39,9 @@ class QuantPlan:
 
 
 def dtype_of(qp: QParams) -> str:
+    """Storage dtype of a format; a 1-bit signed format (levels ±1: a sign) is packed bits."""
+    if qp.bits == 1 and qp.signed:
+        return BIT
     if not qp.signed:
         return "uint8" if qp.bits <= 8 else "uint16"
     return "int8" if qp.bits <= 8 else "int16"
@@ -85,6 +89,13 @@ class Lowerer:
 
     def emit(self, node_name: str, kind: str, inputs: list[str], out_shape, out_qp: QParams,
              attrs: dict, consts: dict | None = None, out_name: str | None = None) -> str:
+        from .ops import op_def
+
+        if dtype_of(out_qp) == BIT and BIT not in op_def(kind).dtypes:
+            raise LoweringError(
+                f"a 1-bit activation format means sign (±1); a {kind} cannot produce it "
+                "(only conv / linear layers, max pooling and sign can)"
+            )
         name = self.op_name(node_name)
         out = self.add_tensor(out_name or name, out_shape, out_qp)
         self.ops.append(Op(name, kind, list(inputs), out, attrs, consts or {}))
@@ -106,10 +117,14 @@ class Lowerer:
                 fdef = FLOAT_OPS.get(node.op)
                 if fdef is None:
                     raise LoweringError(f"no integer lowering for op {node.op!r}")
-                out_of[node.name] = fdef.lower(self, node, [out_of[i] for i in node.inputs])
+                inputs = [out_of[i] for i in node.inputs]
+                if not fdef.bits_in:
+                    inputs = [self.unpacked(t) for t in inputs]
+                out_of[node.name] = fdef.lower(self, node, inputs)
             except LoweringError as e:
                 raise LoweringError(f"layer {node.name!r} ({node.op}): {e}") from None
-        graph = IntGraph(self.tensors, self.ops, self.graph_input, out_of[self.g.output])
+        output = self.unpacked(out_of[self.g.output])  # the C API has one element per byte
+        graph = IntGraph(self.tensors, self.ops, self.graph_input, output)
         graph.validate()
         return graph
 
@@ -138,6 +153,18 @@ class Lowerer:
         return self.emit("input_rescale", "rescale", [self.graph_input], node.shape, qp, attrs)
 
     # -- helpers shared by several ops ----------------------------------------------------
+    def unpacked(self, tensor: str) -> str:
+        """``tensor`` itself, or for a packed "bit" tensor its int8 ±1 copy (emitted once)."""
+        if self.tensors[tensor].dtype != BIT:
+            return tensor
+        name = tensor + ".int8"
+        if name not in self.tensors:
+            qp = self.fmt[tensor]
+            int8 = QParams(scale=qp.scale, zero_point=[0], bits=8, signed=True, name=name)
+            self.emit(name, "unpack_bits", [tensor], self.tensors[tensor].shape, int8, {},
+                      out_name=name)
+        return name
+
     def same_format(self, node: Node, inputs: list[str], kind: str, attrs: dict) -> str:
         """An op whose output keeps its input's format; clamp bounds from the fused activation."""
         qp = self.fmt[inputs[0]]

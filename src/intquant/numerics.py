@@ -43,6 +43,22 @@ def qrange(bits: int, signed: bool = True, narrow: bool = False) -> tuple[int, i
     return 0, 2**bits - 1
 
 
+def unit_interval_format(bits: int, name: str) -> QParams:
+    """The fixed output format of softmax and sigmoid (TFLM): [0, 1) on int8 (scale 1/256,
+    zero point −128) or int16 (scale 1/32768, zero point 0)."""
+    if bits <= 8:
+        return QParams(scale=[1 / 256], zero_point=[-128], bits=8, name=name)
+    return QParams(scale=[1 / 32768], zero_point=[0], bits=16, name=name)
+
+
+def signed_unit_format(bits: int, name: str) -> QParams:
+    """The fixed output format of tanh (TFLM): [−1, 1) on int8 (scale 1/128) or int16
+    (scale 1/32768), zero point 0."""
+    if bits <= 8:
+        return QParams(scale=[1 / 128], zero_point=[0], bits=8, name=name)
+    return QParams(scale=[1 / 32768], zero_point=[0], bits=16, name=name)
+
+
 def storage_dtype(bits: int, signed: bool = True) -> np.dtype:
     """Smallest NumPy integer container for a format (sub-byte formats live in int8 / uint8)."""
     if bits <= 8:

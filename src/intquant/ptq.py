@@ -19,30 +19,24 @@ from . import methods
 from .config import Config
 from .data import check_calibration, warn_data
 from .graph import Graph, capture, capture_exported, optimize, run_graph
-from .graph.ir import SAME_FORMAT
+from .graph.ir import SAME_FORMAT, WEIGHTED
 from .lower import QuantPlan, lower
 from .methods.act_clipping import search_act_clipping
 from .methods.equalize import absorb_biases, equalize
 from .numerics import QParams, choose_qparams
 from .observers import make_observer
+from .ops import FLOAT_OPS
 from .progress import bar
 from .qmodel import QuantizedModel
 
-WEIGHTED = ("conv", "linear")
 CLIPPING_SAMPLES = 1024  # samples the activation clipping search evaluates the output on
 
 
 def fixed_output_qparams(op: str, bits: int, name: str) -> QParams | None:
-    """Output formats fixed by the contract (TFLM): softmax/sigmoid in [0, 1], tanh in [−1, 1]."""
-    if op in ("softmax", "sigmoid"):
-        if bits <= 8:
-            return QParams(scale=[1 / 256], zero_point=[-128], bits=8, name=name)
-        return QParams(scale=[1 / 32768], zero_point=[0], bits=16, name=name)
-    if op == "tanh":
-        if bits <= 8:
-            return QParams(scale=[1 / 128], zero_point=[0], bits=8, name=name)
-        return QParams(scale=[1 / 32768], zero_point=[0], bits=16, name=name)
-    return None
+    """Output formats fixed by the contract (TFLM): softmax/sigmoid in [0, 1], tanh in [−1, 1];
+    a sign's ±1 (one bit, scale 1)."""
+    d = FLOAT_OPS.get(op)
+    return None if d is None or d.fixed_format is None else d.fixed_format(bits, name)
 
 
 def as_batches(calib: Any, batch_size: int = 256, limit: int | None = None) -> list[np.ndarray]:

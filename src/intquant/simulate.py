@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from .graph.execute import apply_act, run_node
-from .graph.ir import SAME_FORMAT, Graph, Node
+from .graph.ir import SAME_FORMAT, WEIGHTED, Graph, Node
 from .lower import QuantPlan, lower
 from .numerics import QParams
 
@@ -55,7 +55,7 @@ class SimulatedModel(torch.nn.Module):
         self.weights = torch.nn.ParameterDict()
         self.biases = torch.nn.ParameterDict()
         for node in self.graph.nodes:
-            if node.op in ("conv", "linear"):
+            if node.op in WEIGHTED:
                 key = self._key(node.name)
                 self.weights[key] = torch.nn.Parameter(torch.as_tensor(node.params["weight"]))
                 b = node.params.get("bias")
@@ -102,7 +102,7 @@ class SimulatedModel(torch.nn.Module):
     def _plan_with_parameters(self) -> QuantPlan:
         graph = copy.deepcopy(self.graph)
         for node in graph.nodes:
-            if node.op in ("conv", "linear"):
+            if node.op in WEIGHTED:
                 key = self._key(node.name)
                 node.params["weight"] = self.weights[key].detach().cpu().numpy().copy()
                 node.params["bias"] = self.biases[key].detach().cpu().numpy().copy()
@@ -140,7 +140,7 @@ class SimulatedModel(torch.nn.Module):
                                                acts[node.name])
                 continue
             ins = [values[i] for i in node.inputs]
-            if node.op in ("conv", "linear"):
+            if node.op in WEIGHTED:
                 y = apply_act(node, self._weighted(node, ins[0], acts[node.inputs[0]]))
             else:
                 y = run_node(node, ins)

@@ -25,6 +25,39 @@ def test_docs_op_table_is_generated_from_the_registry():
     assert (ROOT / "docs" / "ops.md").read_text() == ops_markdown()
 
 
+# Where an op kind's name may appear as a string literal besides its own module and C file:
+# capture (torch / ONNX -> op), the ops package, and these named exceptions.
+KIND_LITERAL_ELSEWHERE = {
+    "add": {"qat/prepare.py"},  # torch.fx's call_method target Tensor.add
+    "reshape": {"qat/prepare.py"},  # torch.fx's call_method target Tensor.reshape
+    "rescale": {"lower.py"},  # the lowerer core inserts requantization between formats
+    "unpack_bits": {"lower.py"},  # ... and unpacks packed ±1 inputs for ops without bits_in
+    "conv": {"methods/adaround.py"},  # adaround_layer(op="conv"): F.conv vs F.linear math
+    # Config(act_quantizer="sign"): the QAT quantizer of that name, not the kind
+    "sign": {"qat/convert.py", "qat/prepare.py", "qat/quantizers/__init__.py",
+             "qat/quantizers/binary.py"},
+}
+
+
+def test_an_op_kind_is_named_only_in_its_module_its_c_file_and_capture():
+    """One op, one place: ``grep -rl '"<kind>"' src/`` finds its module, its runtime file,
+    capture / ONNX import, the ops package (family helpers, the float ops that lower to it)
+    and the documented exceptions only."""
+    import re
+
+    src = ROOT / "src" / "intquant"
+    files = [p for p in src.rglob("*") if p.suffix in (".py", ".c", ".h") and p.is_file()]
+    texts = {p.relative_to(src).as_posix(): p.read_text(encoding="utf-8") for p in files}
+    for kind in OPS:
+        literal = re.compile(rf"[\"']{re.escape(kind)}[\"']")
+        allowed = {f"ops/{kind}.py", "graph/capture.py", "graph/onnx_import.py",
+                   *KIND_LITERAL_ELSEWHERE.get(kind, ())}
+        found = {rel for rel, text in texts.items() if literal.search(text)}
+        stray = sorted(rel for rel in found - allowed  # ops/: lowers_to, family helpers
+                       if not rel.startswith(("ops/", f"codegen/runtime/iq_{kind}.")))
+        assert not stray, f"{kind!r} named outside its module: {stray}"
+
+
 def test_every_kind_has_its_runtime_files_and_a_c_binding():
     runtime = resources.files("intquant.codegen") / "runtime"
     for kind, d in OPS.items():

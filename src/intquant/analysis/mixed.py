@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from ..graph.ir import OWN_FORMAT, WEIGHTED
 from ..numerics import QParams, quantize
 from ..ops import _packed
 from .sensitivity import FloatCache, accuracy, float_cache, simulate, weight_format
@@ -224,7 +225,7 @@ def search_bits(model: Any, calib: Any, eval_data: Any, budget_bytes: int | None
     x_eval = _numpy(x_eval)[:max_samples]
     batches = as_batches(calib, limit=base.max_calib_samples)
     graph = prepare_graph(model, batches[0])
-    layers = [n.name for n in graph.nodes if n.op in ("conv", "linear")]
+    layers = [n.name for n in graph.nodes if n.op in WEIGHTED]
     if not layers:
         raise ValueError("search_bits: the model has no conv or linear layer to choose widths for")
 
@@ -349,7 +350,7 @@ def _swap_pass(score, wbits, abits, default_act, cands, costs, fits, history):
 def _widen_activations(score, graph, wbits, default_act, acands, ram_budget, history):
     """Give wider activations to the nodes that gain most, while the predicted RAM fits."""
     abits: dict[str, int] = {}
-    nodes = [n.name for n in graph.nodes if n.op in ("conv", "linear", "add", "concat")]
+    nodes = [n.name for n in graph.nodes if n.op in OWN_FORMAT]
     current, _ = score(wbits, abits, default_act)
     while True:
         best = None

@@ -27,6 +27,7 @@ import torch
 
 from ..graph import Graph, run_graph
 from ..graph.execute import run_node
+from ..graph.ir import KEEPS_GRID
 from ..numerics import QParams, dequantize, quantize
 
 # Weight-quantization methods compared in the "accuracy vs bit width" sweep: name -> Config
@@ -110,9 +111,7 @@ def simulate(cache: FloatCache, weights: Mapping[str, QParams] | None = None,
 
 def _keeps_grid(node: Any, acts: Mapping[str, QParams]) -> bool:
     """Pooling / reshapes / clamps of a value already on the same grid leave it on the grid."""
-    from ..ptq import SAME_FORMAT
-
-    if node.op not in SAME_FORMAT or node.op == "avg_pool" or not node.inputs:
+    if node.op not in KEEPS_GRID or not node.inputs:
         return False
     src = acts.get(node.inputs[0])
     return src is not None and src is acts[node.name]

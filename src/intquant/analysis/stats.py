@@ -19,12 +19,8 @@ from typing import Any
 import numpy as np
 
 from ..data import check_labels
+from ..graph.ir import VIEWS
 from ..numerics import QParams, dequantize, quantize
-
-WEIGHTED_OPS = ("conv", "linear")
-# Float nodes whose integer tensor is a plain copy / view of their input: no new error to report.
-TRIVIAL_OPS = ("input", "reshape", "transpose")
-
 
 # ----------------------------------------------------------------------------------------------
 # Statistics of one array
@@ -326,7 +322,7 @@ def analyze(model: Any, qmodel_or_config: Any = None, data: Any = None, *,
     layers: list[LayerStats] = []
     weights: dict[str, np.ndarray] = {}
     for node in graph.nodes:
-        if node.op in TRIVIAL_OPS:
+        if node.op in VIEWS:
             continue
         stats = LayerStats(node.name, node.op, tuple(int(s) for s in node.shape))
         act = plan.acts.get(node.name)

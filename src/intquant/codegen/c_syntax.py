@@ -18,6 +18,7 @@ C_TYPE = {
     "int16": "int16_t",
     "int32": "int32_t",
     "int64": "int64_t",
+    "bit": "uint32_t",  # packed ±1 values, 32 per word (intquant.ops._bits)
 }
 DTYPE_CODE = {"int8": "IQ_S8", "uint8": "IQ_U8", "int16": "IQ_S16", "int32": "IQ_S32"}
 SHORT = {"int8": "s8", "uint8": "u8", "int16": "s16"}

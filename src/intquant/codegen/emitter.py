@@ -22,6 +22,10 @@ from .planner import ARENA, INPUT, OUTPUT, MemoryPlan
 CORE_RUNTIME_FILES = ("iq_target.h", "iq_runtime.h", "iq_kernels.h")
 
 
+# iq_rqw_t (iq_requant.h) as a NumPy record: the blob writer swaps each field for big-endian.
+RQW_DTYPE = np.dtype([("a_lo", "<u4"), ("width", "<u4"), ("m", "<u4"), ("c_hi", "<u4"),
+                      ("u0", "<u4"), ("c_lo", "<u2"), ("sh", "u1"), ("form", "u1")], align=True)
+
 class CEmitter:
     """Collects ``data`` (const arrays, parameter structs) and ``calls`` (``<name>_run``)."""
 
@@ -35,6 +39,8 @@ class CEmitter:
         self.calls: list[str] = []  # body of <name>_run
         self.declarations: dict[str, str] = {}  # kernel instance -> its prototype
         self.instance_sources: dict[str, str] = {}  # kernel instance -> its template instance
+        self.extra_runtime: list[str] = []  # runtime files kernels chose beyond their kind's
+        self.extra_headers: list[str] = []
         self.weight_bytes = 0
         self.op_const_bytes: dict[int, int] = {}  # op index -> bytes of its const arrays
         self.weight_array_bytes: dict[str, int] = {}  # op name -> bytes of its weight array
@@ -97,6 +103,33 @@ class CEmitter:
         self.data.append(f"static const int32_t {ident}[4] = {{{', '.join(map(str, values))}}};\n")
         return ident
 
+    def rqw_array(self, ident: str, rows: list[tuple[int, ...]]) -> str:
+        """An iq_rqw_t array (iq_requant.h): a_lo, width, m, c_hi, u0, c_lo, sh, form."""
+        self.weight_bytes += 24 * len(rows)
+        if self.blobs is None:
+            body = ",\n    ".join(
+                "{" + ", ".join(c_int(v) if k == 0 else f"{v}u" for k, v in enumerate(r)) + "}"
+                for r in rows
+            )
+            self.data.append(
+                f"static const iq_rqw_t {ident}[{len(rows)}] IQ_FLASH = {{\n    {body}\n}};\n"
+            )
+            return ident
+        symbol = f"{self.name}_{ident}"
+        values = np.zeros(len(rows), dtype=RQW_DTYPE)
+        for i, r in enumerate(rows):
+            values[i] = tuple(int(v) & 0xFFFFFFFF if k < 5 else int(v) for k, v in enumerate(r))
+        self.blobs.append((symbol, values))
+        self.data.append(f"extern const iq_rqw_t {symbol}[{len(rows)}] IQ_FLASH;\n")
+        return symbol
+
+    def require_runtime(self, files: tuple[str, ...], header: str | None = None) -> None:
+        """Runtime files (and a header for the model source) a kernel needs beyond those of
+        its op kind: the batched-requantization kernels are compiled only when used."""
+        self.extra_runtime.extend(f for f in files if f not in self.extra_runtime)
+        if header is not None and header not in self.extra_headers:
+            self.extra_headers.append(header)
+
     def add_kernel_instance(self, instance: str, declaration: str, source: str) -> None:
         """A template instance the model needs (compiled once in <name>_kernels.c)."""
         self.declarations[instance] = declaration
@@ -125,7 +158,7 @@ class CEmitter:
 
     def headers(self) -> list[str]:
         """The runtime headers the model source includes (one per op kind that has one)."""
-        found = (op_def(k).c_header for k in self.kinds())
+        found = [op_def(k).c_header for k in self.kinds()] + self.extra_headers
         return list(dict.fromkeys(h for h in found if h))
 
     def runtime_files(self) -> list[str]:
@@ -133,4 +166,5 @@ class CEmitter:
         files = list(CORE_RUNTIME_FILES)
         for k in self.kinds():
             files.extend(f for f in op_def(k).c_files if f not in files)
+        files.extend(f for f in self.extra_runtime if f not in files)
         return files

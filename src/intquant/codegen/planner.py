@@ -23,14 +23,14 @@ size and a lower bound next to it. Steps:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..intgraph import IntGraph, TensorInfo
+from ..intgraph import IntGraph, TensorInfo, tensor_nbytes
 from ..ops import op_def
+from .requant import minimal_scratch
 
 ALIGN = 4
 INPUT = "input"  # location of tensors held in the caller's input array
@@ -43,7 +43,8 @@ def align_up(n: int, a: int = ALIGN) -> int:
 
 
 def tensor_bytes(info: TensorInfo) -> int:
-    return math.prod(info.shape) * np.dtype(info.dtype).itemsize
+    """True storage size: packed "bit" tensors count their words, not one byte per value."""
+    return tensor_nbytes(info)
 
 
 @dataclass
@@ -193,6 +194,31 @@ def _build_buffers(graph: IntGraph, uf: _UnionFind) -> tuple[list[Buffer], dict[
         if s:
             buffers.append(Buffer(name=f"scratch:{i}", size=align_up(s), first=i, last=i))
     return buffers, by_tensor
+
+
+SCRATCH_GROWTH = 16  # scratch may exceed the room by 1/16 of the op's input and output bytes
+
+
+def _op_bytes(graph: IntGraph, i: int) -> int:
+    op = graph.ops[i]
+    return sum(tensor_bytes(graph.tensors[t]) for t in (*op.inputs, op.output))
+
+
+def scratch_room(graph: IntGraph) -> list[int]:
+    """Per op: the bytes its scratch may take, measured with every kernel's minimal scratch: the
+    room under the arena's lower bound at that op, plus the op's own minimal scratch, plus
+    1/SCRATCH_GROWTH of the op's input and output bytes (a tile of a few positions batches the
+    requantization: a little RAM for much speed at the layer that sets the arena). Scratch lives
+    during its op only, so every op may use its room at once."""
+    with minimal_scratch():
+        uf, _, _ = _merge_tensors(graph)
+        buffers, _ = _build_buffers(graph, uf)
+    n = len(graph.ops)
+    live = [sum(b.size for b in buffers if b.first <= i <= b.last) for i in range(n)]
+    own = {b.first: b.size for b in buffers if b.name.startswith("scratch")}
+    bound = max(live, default=0)
+    grow = [_op_bytes(graph, i) // SCRATCH_GROWTH for i in range(n)]
+    return [bound - live[i] + own.get(i, 0) + grow[i] for i in range(n)]
 
 
 def lower_bound(buffers: list[Buffer], n_ops: int) -> int:

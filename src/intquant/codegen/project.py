@@ -161,7 +161,7 @@ def weights_asm_source(
     for symbol, values in blobs:
         raw = values.astype(values.dtype.newbyteorder("<")).tobytes()
         lines += [
-            f"    .balign {max(4, values.dtype.itemsize)}",
+            f"    .balign {max(4, values.dtype.alignment)}",
             f"    .global {symbol}",
             f"    .type {symbol}, %object",
             f"    .size {symbol}, {len(raw)}",

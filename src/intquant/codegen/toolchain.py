@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from .cycles import FunctionMap, Trace, TraceCounter
 from .m0 import AN385_RAM, MICROBIT_RAM, samples_source
 
 HOST_CC = os.environ.get("IQ_HOST_CC", "gcc")
@@ -385,6 +386,11 @@ def elf_symbols(elf: Path, nm: str = ARM_NM) -> list[tuple[str, str, int, int]]:
     return out
 
 
+def function_symbols(elf: Path) -> list[tuple[str, int, int]]:
+    """(name, address, size) of every function (nm types t/T/w/W), for hot-spot attribution."""
+    return [(n, a, s) for n, typ, a, s in elf_symbols(elf) if typ in "tTwW"]
+
+
 def soft_float_symbols(elf: Path, nm: str = ARM_NM) -> list[str]:
     res = _run([require(nm), str(elf)], text=True)
     names = [ln.split()[-1] for ln in res.stdout.splitlines() if ln.strip()]
@@ -543,20 +549,23 @@ def call_each_sample(
 @dataclass
 class UnicornResult:
     outputs: np.ndarray  # flat outputs of all samples
-    instructions: list[int]  # per sample, whole <name>_run call
-    per_op: list[dict[int, int]]  # per sample: op index -> instructions (profile build)
+    traces: list[Trace]  # per sample, whole <name>_run call: instructions, cycles, per op/fn
     stack_bytes: int  # deepest stack use over the samples
     build: M0Build
 
+    @property
+    def instructions(self) -> list[int]:
+        """Per sample, instructions of the whole <name>_run call."""
+        return [t.total.instructions for t in self.traces]
 
-def _thumb_instruction_count(code: bytes) -> int:
-    """Instructions in a Thumb block: 32-bit encodings start with 0b11101/0b11110/0b11111."""
-    n = i = 0
-    while i + 1 < len(code):
-        hw = code[i] | (code[i + 1] << 8)
-        i += 4 if (hw >> 11) in (0x1D, 0x1E, 0x1F) else 2
-        n += 1
-    return n
+    def cycles(self, multiplier: str = "fast") -> list[int]:
+        """Per sample, Cortex-M0 cycles of the whole call (see cycles.py for the model)."""
+        return [t.total.cycles(multiplier) for t in self.traces]
+
+    @property
+    def per_op(self) -> list[dict[int, int]]:
+        """Per sample: op index -> instructions (profile build; -1 is outside any op)."""
+        return [{k: v.instructions for k, v in t.per_key.items()} for t in self.traces]
 
 
 def emulate_unicorn(
@@ -576,10 +585,10 @@ def emulate_unicorn(
     the stack is pre-filled with a pattern to measure its deepest use: all of the RAM between
     the end of ``.bss`` (``__bss_end__``) and the top of the stack, so the probe never lands
     inside the arena or another static buffer. Cortex-M0+ builds run on the same M0 model
-    (same instruction set; instruction counts, not cycles).
+    (same instruction set); the cycles of the traces use the Cortex-M0's timings (cycles.py).
     """
     from elftools.elf.elffile import ELFFile
-    from unicorn import UC_ARCH_ARM, UC_MODE_THUMB, Uc
+    from unicorn import UC_ARCH_ARM, UC_HOOK_BLOCK, UC_HOOK_CODE, UC_MODE_THUMB, Uc
     from unicorn.arm_const import (
         UC_ARM_REG_LR,
         UC_ARM_REG_R0,
@@ -610,33 +619,34 @@ def emulate_unicorn(
                 data = seg.data()
                 uc.mem_write(seg["p_paddr"], data)
                 uc.mem_write(seg["p_vaddr"], data)
-    counts: dict[int, int] = {}
+    counter = TraceCounter(FunctionMap.from_symbols(function_symbols(build.elf)))
+    uc.hook_add(UC_HOOK_BLOCK, lambda uc_, address, size, _u: counter.on_block(address, size, uc_))
+    if profile:
+        mark = syms["iq_profile_mark"] & ~1
 
-    def block_instructions(uc_, address: int, size: int) -> int:
-        c = counts.get(address)
-        if c is None:
-            c = counts[address] = _thumb_instruction_count(bytes(uc_.mem_read(address, size)))
-        return c
+        def on_mark(uc_, _address, _size, _user):
+            counter.key = int(np.int32(np.uint32(uc_.reg_read(UC_ARM_REG_R0))))
 
+        uc.hook_add(UC_HOOK_CODE, on_mark, begin=mark, end=mark)
+    fn = syms[f"{info.name}_run"]
     stack_top = 0x20000000 + build.ram_size
-    call = UnicornCall(
-        entry=syms[f"{info.name}_run"] | 1,
-        args=(UC_ARM_REG_R0, UC_ARM_REG_R1),
-        sp=UC_ARM_REG_SP,
-        ret=UC_ARM_REG_LR,
-        in_addr=IO_BASE,
-        out_addr=IO_BASE + ((in_bytes + 7) & ~7),
-        out_bytes=out_bytes,
-        probe=(syms["__bss_end__"], stack_top),
-        sp_value=stack_top,
-        return_addr=RETURN_ADDR | 1,
-    )
-    mark = syms["iq_profile_mark"] & ~1 if profile else None
-    outputs, instructions, per_ops, stack = call_each_sample(
-        uc, call, [s.tobytes() for s in x], block_instructions, mark
-    )
+    probe_lo = syms["__bss_end__"]
+    pattern = bytes([STACK_PATTERN]) * (stack_top - probe_lo)
+    outputs, traces, stack = [], [], 0
+    for s in x:
+        uc.mem_write(IO_BASE, s.tobytes())
+        uc.mem_write(probe_lo, pattern)
+        uc.reg_write(UC_ARM_REG_R0, IO_BASE)
+        uc.reg_write(UC_ARM_REG_R1, IO_BASE + ((in_bytes + 7) & ~7))
+        uc.reg_write(UC_ARM_REG_SP, stack_top)
+        uc.reg_write(UC_ARM_REG_LR, RETURN_ADDR | 1)
+        counter.start()
+        uc.emu_start(fn | 1, RETURN_ADDR, timeout=600 * 1000 * 1000)
+        outputs.append(bytes(uc.mem_read(IO_BASE + ((in_bytes + 7) & ~7), out_bytes)))
+        traces.append(counter.finish(RETURN_ADDR))
+        stack = max(stack, stack_bytes_used(bytes(uc.mem_read(probe_lo, len(pattern)))))
     out = np.frombuffer(b"".join(outputs), dtype=info.output_dtype)
-    return UnicornResult(out, instructions, per_ops, stack, build)
+    return UnicornResult(out, traces, stack, build)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -21,8 +21,8 @@ SUPPORTED_MODULES = (
     "Conv1d, Conv2d (stride, padding incl. 'same', dilation, groups), Linear, BatchNorm1d/2d, "
     "ReLU, ReLU6, LeakyReLU, Hardtanh, Sigmoid, Tanh, Softmax, MaxPool1d/2d, AvgPool1d/2d, "
     "AdaptiveAvgPool1d/2d(1), Flatten, Unflatten, Identity, Dropout, ConstantPad/ZeroPad; "
-    "functions: +, torch.cat, torch.clamp, F.pad (constant), * by a constant, view/reshape/"
-    "flatten/squeeze/unsqueeze/permute"
+    "functions: +, torch.cat, torch.clamp, torch.sign (BNN sign, 0 -> +1), F.pad (constant), "
+    "* by a constant, view/reshape/flatten/squeeze/unsqueeze/permute"
 )
 
 
@@ -534,6 +534,7 @@ HANDLERS: dict[str, Callable[[_Translator, torch.fx.Node], None]] = {
     "aten.leaky_relu_.default": h_leaky_relu,
     "aten.sigmoid.default": _unary("sigmoid"),
     "aten.tanh.default": _unary("tanh"),
+    "aten.sign.default": _unary("sign"),  # BNN sign; the float op has sign(0) = +1
     "aten.softmax.int": h_softmax,
     "aten._softmax.default": h_softmax,
     "aten.max_pool1d.default": _max_pool(1),

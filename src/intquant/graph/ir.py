@@ -23,6 +23,13 @@ _DERIVED = {
     "FUSABLE_ACTIVATIONS": lambda ops: tuple(k for k, d in ops.items() if d.fusable),
     # Layers with a weight tensor (per-layer weight formats, bias correction, statistics).
     "WEIGHTED": lambda ops: tuple(k for k, d in ops.items() if d.weighted),
+    # The graph input and the ops whose integer tensor is a plain copy / view of their input.
+    "VIEWS": lambda ops: ("input", *(k for k, d in ops.items() if d.view)),
+    # Ops whose output gets a calibrated format of its own (its width can be chosen).
+    "OWN_FORMAT": lambda ops: tuple(k for k, d in ops.items()
+                                    if not d.same_format and d.fixed_format is None),
+    # Ops whose output values are input values (moves, selects, clamps): grids are kept.
+    "KEEPS_GRID": lambda ops: tuple(k for k, d in ops.items() if d.keeps_grid),
 }
 
 

@@ -20,7 +20,15 @@ ACTIVATION_DTYPES: dict[str, tuple[int, int]] = {
     "int8": (-128, 127),
     "uint8": (0, 255),
     "int16": (-32768, 32767),
+    "bit": (-1, 1),
 }
+# "bit": a binary (BNN / XNOR-Net) activation whose values are -1 and +1 (real = scale·value,
+# zero point 0). The interpreter holds the values as int8; the C back end stores them packed,
+# one bit per value (``packed_bit_bytes``: each pixel's channels in whole 32-bit words, bit set
+# for -1). Only ops whose ``OpDef.dtypes`` name "bit" read or write such tensors, and the graph
+# input and output are never packed (the C API keeps one element per byte).
+BIT = "bit"
+BIT_WORD = 32  # values per storage word
 ROUNDINGS = ("double", "single", "pow2")
 
 INT32_MAX = 2**31 - 1
@@ -109,8 +117,26 @@ class IntGraph:
         raise KeyError(f"no op named {name!r}")
 
 
+def value_dtype(dtype: str) -> np.dtype:
+    """NumPy dtype of the interpreter's values of a tensor dtype ("bit" values are int8 ±1)."""
+    return np.dtype(np.int8) if dtype == BIT else np.dtype(dtype)
+
+
+def bit_words_per_pixel(channels: int) -> int:
+    """Storage words of one pixel of a packed "bit" tensor with ``channels`` channels."""
+    return -(-channels // BIT_WORD)
+
+
+def packed_bit_bytes(shape: tuple[int, ...]) -> int:
+    """Bytes of a packed "bit" tensor: (C,) is one pixel, (C, L) L pixels, (C, H, W) H·W."""
+    pixels = math.prod(shape[1:])
+    return pixels * bit_words_per_pixel(shape[0]) * (BIT_WORD // 8)
+
+
 def tensor_nbytes(info: TensorInfo) -> int:
-    """Bytes of one sample of the tensor (no batch dimension)."""
+    """Bytes of one sample of the tensor as the C back end stores it (no batch dimension)."""
+    if info.dtype == BIT:
+        return packed_bit_bytes(info.shape)
     return math.prod(info.shape) * np.dtype(info.dtype).itemsize
 
 

@@ -16,7 +16,7 @@ import numpy as np
 from ..ops import OPS, OpDef
 from .check import OpCheck
 from .limits import DEFAULT_LIMITS, Limits
-from .types import ACTIVATION_DTYPES, IntGraph, IntGraphError, TensorInfo
+from .types import ACTIVATION_DTYPES, BIT, IntGraph, IntGraphError, TensorInfo, value_dtype
 
 
 def validate_graph(g: IntGraph, limits: Limits | None = None) -> None:
@@ -29,7 +29,7 @@ def validate_graph(g: IntGraph, limits: Limits | None = None) -> None:
     activation_bytes = 0
     for key, t in g.tensors.items():
         validate_tensor(key, t, limits)
-        activation_bytes += math.prod(t.shape) * np.dtype(t.dtype).itemsize
+        activation_bytes += math.prod(t.shape) * value_dtype(t.dtype).itemsize
     if activation_bytes > limits.max_activation_bytes:
         raise IntGraphError(
             f"activation tensors hold {activation_bytes} bytes in all, above the limit "
@@ -44,6 +44,11 @@ def validate_graph(g: IntGraph, limits: Limits | None = None) -> None:
     for role, name in (("input", g.input), ("output", g.output)):
         if name not in g.tensors:
             raise IntGraphError(f"graph {role} tensor {name!r} is not in tensors")
+        if g.tensors[name].dtype == BIT:
+            raise IntGraphError(
+                f"graph {role} tensor {name!r} has dtype 'bit'; packed tensors live inside the "
+                "graph only (add a sign / unpack_bits op at the edge)"
+            )
     produced: set[str] = {g.input}
     names: set[str] = set()
     for i, op in enumerate(g.ops):
@@ -117,6 +122,9 @@ def validate_tensor(key: str, t: TensorInfo, limits: Limits = DEFAULT_LIMITS) ->
         raise IntGraphError(f"{where}: zero_point {t.zero_point!r} must be an integer")
     if not lo <= t.zero_point <= hi:
         raise IntGraphError(f"{where}: zero_point {t.zero_point} outside {t.dtype} [{lo}, {hi}]")
+    if t.dtype == BIT and t.zero_point != 0:
+        raise IntGraphError(f"{where}: a 'bit' tensor (values ±1) needs zero_point 0, "
+                            f"got {t.zero_point}")
 
 
 def check_fields(chk: OpCheck, op_def: OpDef) -> None:
@@ -128,4 +136,11 @@ def check_fields(chk: OpCheck, op_def: OpDef) -> None:
     extra_consts = set(chk.op.consts) - op_def.consts
     if extra_consts:
         raise chk.fail(f"unknown const(s) {sorted(extra_consts)}")
+    if BIT not in op_def.dtypes:
+        for t in [*chk.ins(), chk.out]:
+            if t.dtype == BIT:
+                raise chk.fail(
+                    f"tensor '{t.name}' has dtype 'bit' (packed ±1), which this op kind does not "
+                    "read or write; unpack it first (unpack_bits)"
+                )
     op_def.check(chk)

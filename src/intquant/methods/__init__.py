@@ -25,13 +25,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..graph.ir import Graph, Node
+from ..graph.ir import WEIGHTED, Graph, Node
 from ..numerics import QParams, quantize
 from .adaround import adaround_layer
 from .bias_correction import correct_bias
 from .gptq import gptq_layer
 from .qdrop import blocks, reconstruct_block, replace_format
-from .walk import WEIGHTED, Values, sample_count, snap, walk
+from .walk import Values, sample_count, snap, walk
 
 # GPTQ fits the float output (upstream error compensated) only below this weight width:
 # measured on mnist1d_cnn, at 8 bits the fitted correction (1000 samples) cost more than the

@@ -24,9 +24,9 @@ import numpy as np
 import torch
 
 from ..graph.execute import run_graph
-from ..graph.ir import Graph
+from ..graph.ir import WEIGHTED, Graph
 from ..numerics import QParams, quantize
-from .walk import WEIGHTED, quantized_output, round_to_format, snap
+from .walk import quantized_output, round_to_format, snap
 
 FACTORS = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 1.05, 1.1, 1.25)
 MIN_GAIN = 0.01  # a candidate must lower both halves' error by 1 %: not just rounding noise

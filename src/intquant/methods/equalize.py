@@ -32,9 +32,9 @@ import numpy as np
 import torch
 
 from ..graph.execute import run_graph, run_node
-from ..graph.ir import Graph, Node
+from ..graph.ir import VIEWS, WEIGHTED, Graph, Node
+from ..ops import FLOAT_OPS
 
-PASSTHROUGH = ("max_pool", "avg_pool", "global_avg_pool", "pad", "reshape")
 ITERATIONS = 20
 TOLERANCE = 1e-4
 MIN_RANGE = 1e-12
@@ -59,17 +59,27 @@ def homogeneous_act(node: Node) -> bool:
 
 
 def _channel_preserving(node: Node) -> bool:
-    if node.op == "pad":
-        pads = node.attrs["pads"]
-        return float(node.attrs.get("value", 0.0)) == 0.0 and pads[0] == pads[1] == 0
-    return node.op in PASSTHROUGH and homogeneous_act(node)
+    """A positive per-channel scale passes through the op (registry: ``channel_scaling``)."""
+    scaling = FLOAT_OPS[node.op].channel_scaling if node.op in FLOAT_OPS else None
+    return scaling is not None and scaling(node) and homogeneous_act(node)
+
+
+def _pads(node: Node) -> bool:
+    """The op reads zeros outside its input (registry: ``pads``)."""
+    pads = FLOAT_OPS[node.op].pads if node.op in FLOAT_OPS else None
+    return pads is not None and pads(node)
+
+
+def _is_conv(node: Node) -> bool:
+    """A weighted layer with a spatial kernel ([Cout, Cin/groups, (kh,) kw] weights)."""
+    return np.ndim(node.params["weight"]) > 2
 
 
 def find_pairs(graph: Graph) -> list[Pair]:
     """Every (layer, next layer) pair equalization may rescale."""
     pairs = []
     for first in graph.nodes:
-        if first.op not in ("conv", "linear") or not homogeneous_act(first):
+        if first.op not in WEIGHTED or not homogeneous_act(first):
             continue
         between: list[Node] = []
         current = first
@@ -78,7 +88,7 @@ def find_pairs(graph: Graph) -> list[Pair]:
             if len(users) != 1 or current.name == graph.output:
                 break
             nxt = users[0]
-            if nxt.op in ("conv", "linear"):
+            if nxt.op in WEIGHTED:
                 repeat = _repeat(first, between, nxt)
                 if repeat is not None:
                     pairs.append(Pair(first, nxt, between, repeat))
@@ -93,8 +103,8 @@ def find_pairs(graph: Graph) -> list[Pair]:
 def _repeat(first: Node, between: list[Node], second: Node) -> int | None:
     """Inputs of ``second`` per output channel of ``first``, or None if they do not line up."""
     channels = first.params["weight"].shape[0]
-    reshapes = [n for n in between if n.op == "reshape"]
-    if second.op == "conv":
+    reshapes = [n for n in between if n.op in VIEWS]  # flattens (channel_scaling views)
+    if _is_conv(second):
         if reshapes or second.params["weight"].shape[1] * second.attrs["groups"] != channels:
             return None
         return 1
@@ -167,10 +177,7 @@ def absorbable(pair: Pair) -> bool:
     """Bias absorption is exact: ReLU on layer 1, shift-commuting ops between, no padding."""
     if pair.first.act is None or pair.first.act[0] != 0.0:
         return False
-    for node in pair.between:
-        if node.op == "pad" or (node.op == "avg_pool" and any(node.attrs["padding"])):
-            return False
-    return pair.second.op == "linear" or not any(pair.second.attrs["padding"])
+    return not any(_pads(node) for node in [*pair.between, pair.second])
 
 
 def pre_activation_minima(graph: Graph, nodes: list[Node],

@@ -30,10 +30,10 @@ import numpy as np
 import torch
 
 from ..graph.execute import apply_act, run_node
-from ..graph.ir import Graph, Node
+from ..graph.ir import WEIGHTED, Graph, Node
 from ..numerics import QParams, qrange, quantize
 from .adaround import annealed_beta, inverse_rectified_sigmoid, rectified_sigmoid
-from .walk import WEIGHTED, Values, weighted_output
+from .walk import Values, weighted_output
 
 BATCH = 32
 WEIGHT_LR = 1e-2

@@ -28,7 +28,6 @@ from ..numerics import QParams
 Values = dict[str, torch.Tensor]
 Visitor = Callable[[list[Node], Values, Values], None]
 
-WEIGHTED = ("conv", "linear")
 MEMORY_BUDGET = 1 << 30  # bytes of live float + quantized tensors the walk may hold
 
 

@@ -13,7 +13,8 @@ from onnx import TensorProto
 from ..intgraph import Op
 from ..numerics import INT32_MAX, INT32_MIN, reduce_multiplier_16x8
 
-ONNX_DTYPE = {"int8": TensorProto.INT8, "uint8": TensorProto.UINT8, "int16": TensorProto.INT16}
+ONNX_DTYPE = {"int8": TensorProto.INT8, "uint8": TensorProto.UINT8, "int16": TensorProto.INT16,
+              "bit": TensorProto.INT8}  # packed ±1 tensors are int8 ±1 in ONNX
 
 
 class IntegerArithmetic:

@@ -157,6 +157,7 @@ class PackedLayer:
         self.format = weight_format(op)
         self.tin, self.tout = x.dtype, y.dtype
         self.mode = requant_mode(op)
+        self.tile = None  # the tiled int8 kernels (ops/_conv_tile.py) never take packed weights
         if self.path == "generic":
             w = weight_codes(op).astype(np.int64).reshape(weight_shape(op)[0], -1)
             z = int(op.attrs["input_zero_point"])

@@ -9,12 +9,12 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from ..intgraph.types import TensorInfo
+from ..intgraph.types import TensorInfo, value_dtype
 
 
 def to_out(y: np.ndarray, out: TensorInfo) -> np.ndarray:
-    """Store in the tensor's dtype; every caller has already clamped into its range."""
-    return y.astype(out.dtype)
+    """Store in the tensor's dtype (int8 ±1 for "bit"); every caller has already clamped."""
+    return y.astype(value_dtype(out.dtype))
 
 
 def as_nchw(x: np.ndarray) -> np.ndarray:

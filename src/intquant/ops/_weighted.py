@@ -16,6 +16,7 @@ from ..intgraph.check import OpCheck, max_abs_offset
 from ..intgraph.types import ACC_LIMIT, M_LIMIT, SHIFT_MAX_16X8, SHIFT_RANGE, IntGraph, Op
 from ..numerics import QParams, quantize, quantize_multipliers, requantize
 from . import _lowbit, _packed
+from ._conv_tile import TILE_RUNTIME, TileRequant, tile_requant
 from ._packed import weight_codes
 
 ATTRS = frozenset(
@@ -23,7 +24,9 @@ ATTRS = frozenset(
      "weight_format", "weight_shape"}
 )
 CONSTS = frozenset({"weight", "bias", "multiplier", "shift"})
-C_FILES = ("iq_conv.h", "iq_conv_impl.h", "iq_dot.h", "iq_dot_avr.h", *_lowbit.C_FILES)
+# iq_requant.h and the .c files of the batched kernels: _conv_tile.TILE_RUNTIME, added per use
+C_FILES = ("iq_conv.h", "iq_conv_impl.h", "iq_dot.h", "iq_dot_avr.h", "iq_requant.h",
+           *_lowbit.C_FILES)
 ACC32_LIMIT = 2**31 - 1
 ACC64_LIMIT = 2**47  # TFLM's int64 requantization path requires |acc| < 2^47
 
@@ -183,11 +186,18 @@ def quantize_bias(bias: np.ndarray | None, s_in: float, w_scale: np.ndarray, cou
 
 def weighted_layer(lw, node, x: str, kind: str, weight: np.ndarray,
                    bias: np.ndarray | None, w_qp: QParams, geometry: dict, out_shape) -> str:
-    """Integer weights, bias on the accumulator grid, per-channel multipliers, clamp bounds."""
-    from ..lower import LoweringError, act_bounds, scalar_qparams
+    """Integer weights, bias on the accumulator grid, per-channel multipliers, clamp bounds.
+
+    A layer reading or producing packed ±1 bits (a sign) is lowered by ``_binary``.
+    """
+    from ..lower import LoweringError, act_bounds, dtype_of, scalar_qparams
 
     in_qp = lw.fmt[x]
     out_qp = lw.plan.acts[node.name]
+    if "bit" in (lw.tensors[x].dtype, dtype_of(out_qp)):
+        from ._binary import lower_binary_layer
+
+        return lower_binary_layer(lw, node, x, kind, weight, bias, w_qp, geometry, out_shape)
     s_in, z_in = scalar_qparams(in_qp)
     s_out, z_out = scalar_qparams(out_qp)
     cout = weight.shape[0]
@@ -241,7 +251,8 @@ class WeightLayer:
     """A conv or fully_connected op ready to emit: template instance and its constants."""
 
     def __init__(self, instance: str, acc: int, chunk: int, tin: str, tw: str, tout: str,
-                 weight: np.ndarray, bias: np.ndarray, mode: str, fast8: bool = False) -> None:
+                 weight: np.ndarray, bias: np.ndarray, mode: str, fast8: bool = False,
+                 tile: TileRequant | None = None) -> None:
         self.instance = instance
         self.acc = acc  # 32 or 64: width of the kernel's accumulator and folded bias
         self.chunk = chunk  # products per int32 partial sum (acc 64)
@@ -249,6 +260,7 @@ class WeightLayer:
         self.weight, self.bias = weight, bias
         self.mode = mode
         self.fast8 = fast8
+        self.tile = tile  # conv_tile.py: requantized in batches over positions
 
     @property
     def weight_ctype(self) -> str:
@@ -325,6 +337,24 @@ def offset_binary_layout(
     return layout.astype(np.uint8), np.mod(bias, 2**32).astype(np.uint64)
 
 
+def attach_tile(graph: IntGraph, op: Op, layer: WeightLayer) -> WeightLayer:
+    """Switch a fast8 conv to the tiled instance (ops/_conv_tile.py) when its constants
+    allow; a fully_connected then runs as a 1x1 conv at one position (the same instance)."""
+    if layer.fast8:
+        layer.tile = tile_requant(graph, op, layer.bias)
+        if layer.tile is not None:
+            layer.instance = layer.instance.replace("iq_fc_", "iq_conv_", 1)
+            layer.instance += "_rows" if layer.tile.rows is not None else "_tile"
+    return layer
+
+
+def tile_params(tile: TileRequant) -> dict[str, int]:
+    """iq_conv_params_t fields of a tiled conv instance."""
+    if tile.rows is None:
+        return {"tile": tile.tile, "sign": int(tile.sign)}
+    return {**{k: tile.rows[k] for k in ("tile", "band", "row_w")}, "sign": int(tile.sign)}
+
+
 def instance_source(layer: WeightLayer, kind: str) -> str:
     lines = [
         f"#define IQ_FN {layer.instance}",
@@ -338,13 +368,20 @@ def instance_source(layer: WeightLayer, kind: str) -> str:
     if layer.fast8:
         lines[2] = "#define IQ_TW uint8_t"
         lines.append("#define IQ_FAST8 1")
-    if kind == "fully_connected":
+    if kind == "fully_connected" and layer.tile is None:
         lines.append("#define IQ_FC_TEMPLATE 1")
+    if layer.tile is not None:
+        lines.append("#define IQ_TILE 1")
+        if layer.tile.rows is not None:
+            lines.append("#define IQ_ROWS 1")
     lines.append('#include "iq_conv_impl.h"')
     return "\n".join(lines) + "\n"
 
 
 def instance_declaration(layer: WeightLayer, kind: str) -> str:
+    if layer.tile is not None:
+        types = f"{C_TYPE[layer.tin]}, {C_TYPE[layer.tout]}"
+        return f"IQ_CONV_TILE_DECLARE({layer.instance}, {types});\n"
     macro = "IQ_FC_DECLARE" if kind == "fully_connected" else "IQ_CONV_DECLARE"
     tb = layer.bias_ctype
     return (
@@ -355,26 +392,32 @@ def instance_declaration(layer: WeightLayer, kind: str) -> str:
 
 def emit_weight_consts(em, op: Op, p: str
                        ) -> tuple[WeightLayer | _lowbit.PackedLayer, list[str]]:
-    """The template instance this op needs and its four constant arrays (the weight array's
-    bytes recorded for the project info: they equal the IntGraph's, packed or not)."""
+    """The template instance this op needs and its constant arrays: weights, bias, multipliers
+    and shifts (packed weights: ``_lowbit``), or for a tiled instance weights, bias and
+    iq_rqw_t constants. The weight array's bytes are recorded for the project info: they
+    equal the IntGraph's, packed or not."""
     if _lowbit.is_packed(op):
         layer, arrays = _lowbit.emit_packed_consts(em, op, p)
-    else:
-        layer, arrays = emit_int_consts(em, op, p)
-    if isinstance(layer, _lowbit.PackedLayer):
         em.weight_array_bytes[op.name] = layer.weight_nbytes
-    else:
-        itemsize = np.dtype(layer.weight_ctype[:-2]).itemsize
-        em.weight_array_bytes[op.name] = int(layer.weight.size) * itemsize
-    return layer, arrays
+        return layer, arrays
+    return emit_int_consts(em, op, p)
 
 
 def emit_int_consts(em, op: Op, p: str) -> tuple[WeightLayer, list[str]]:
-    """Unpacked weights: the conv template instance and its four constant arrays."""
-    layer = prepare_weight_layer(em.g, op)
+    """Unpacked weights: the conv template instance (tiled where it applies) and its
+    constant arrays."""
+    layer = attach_tile(em.g, op, prepare_weight_layer(em.g, op))
     em.add_kernel_instance(layer.instance, instance_declaration(layer, op.kind),
                            instance_source(layer, op.kind))
+    if layer.tile is not None:
+        em.require_runtime(TILE_RUNTIME, header="iq_requant.h")
+        w = em.const_array(f"{p}_weight", "uint8_t", layer.tile.weight)
+        em.weight_array_bytes[op.name] = int(layer.tile.weight.size)
+        b = em.const_array(f"{p}_bias", "uint32_t", layer.tile.bias)
+        return layer, [w, b, em.rqw_array(f"{p}_rq", layer.tile.rq)]
     w = em.const_array(f"{p}_weight", layer.weight_ctype, layer.weight)
+    itemsize = np.dtype(layer.weight_ctype[:-2]).itemsize
+    em.weight_array_bytes[op.name] = int(layer.weight.size) * itemsize
     b = em.const_array(f"{p}_bias", layer.bias_ctype, layer.bias)
     m = em.const_array(f"{p}_multiplier", "int32_t", op.consts["multiplier"])
     s = em.const_array(f"{p}_shift", "int32_t", op.consts["shift"])

@@ -186,6 +186,8 @@ register(
         lower=lower_avg_pool,
         lowers_to=("avg_pool",),
         same_format=True,
+        channel_scaling=lambda node: True,
+        pads=lambda node: any(node.attrs["padding"]),
         fuse_into=True,
     ),
     FloatOpDef(
@@ -195,6 +197,7 @@ register(
         lower=lower_global_avg_pool,
         lowers_to=("avg_pool",),
         same_format=True,
+        channel_scaling=lambda node: True,
         fuse_into=True,
     ),
 )

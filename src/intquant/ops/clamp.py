@@ -98,6 +98,7 @@ register(
         lower=lower,
         lowers_to=("clamp",),
         same_format=True,
+        keeps_grid=True,
         act_bounds=relu_bounds,
     ),
     FloatOpDef(
@@ -107,6 +108,7 @@ register(
         lower=lower,
         lowers_to=("clamp",),
         same_format=True,
+        keeps_grid=True,
         act_bounds=clamp_bounds,
     ),
 )

@@ -37,6 +37,8 @@ from ..intgraph.check import spatial as checked_spatial
 from ..intgraph.types import IntGraph, Op, TensorInfo
 from . import _lowbit
 from . import _weighted as wl
+from ._conv_tile import conv16_scratch, emit_conv16, tile_scratch
+from ._depthwise import depthwise_scratch, emit_depthwise
 from ._packed import weight_codes, weight_shape
 from ._reference import as_nchw, from_nchw, pad_hw, to_out, windows
 from .registry import FloatOpDef, OpDef, register
@@ -123,13 +125,19 @@ def macs(op: Op, graph: IntGraph) -> int:
 
 
 def scratch_bytes(graph: IntGraph, op: Op) -> int:
-    """The im2col buffer: one receptive field of one group, in the input's dtype (packed
-    weights: plus their tables, ``_lowbit.packed_scratch_bytes``)."""
+    """The depthwise or 16x8 kernel's scratch (ops/_depthwise.py, _conv_tile.py), or the
+    im2col buffer (one receptive field of one group, in the input's dtype) or the tiled
+    kernel's (tiles of positions, bands of rows), whichever is larger; packed weights: the
+    im2col buffer plus their tables (``_lowbit.packed_scratch_bytes``)."""
     if _lowbit.is_packed(op):
         return _lowbit.packed_scratch_bytes(graph, op)
+    special = depthwise_scratch(graph, op)
+    special = conv16_scratch(graph, op) if special is None else special
+    if special is not None:
+        return special
     _, cin_g, kh, kw = weight_shape(op)
     itemsize = np.dtype(graph.tensors[op.inputs[0]].dtype).itemsize
-    return cin_g * kh * kw * itemsize
+    return max(cin_g * kh * kw * itemsize, tile_scratch(graph, op) or 0)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -138,6 +146,8 @@ def scratch_bytes(graph: IntGraph, op: Op) -> int:
 
 
 def emit_c(em, i: int, op: Op, p: str) -> None:
+    if emit_depthwise(em, i, op, p) or emit_conv16(em, i, op, p):
+        return
     a = op.attrs
     layer, consts = wl.emit_weight_consts(em, op, p)
     cin, h, w = spatial(em.g.tensors[op.inputs[0]].shape)
@@ -160,6 +170,7 @@ def emit_c(em, i: int, op: Op, p: str) -> None:
             "act_min": a["act_min"],
             "act_max": a["act_max"],
             "mode": layer.mode,
+            **(wl.tile_params(layer.tile) if layer.tile is not None else {}),
         },
     )
     off, _ = em.plan.scratch[i]
@@ -293,12 +304,14 @@ register(
     ),
     FloatOpDef(
         name="conv",
+        pads=lambda node: any(node.attrs["padding"]),
         summary="Conv1d/Conv2d (stride, padding, dilation, groups); params weight[, bias]",
         run=run_float_conv,
         lower=lower_conv,
-        lowers_to=("conv",),
+        lowers_to=("conv", "binary_conv", "sign_conv", "unpack_bits"),
         weighted=True,
         fuse_into=True,
+        bits_in=True,  # packed inputs / sign outputs: ops/_binary.py
     ),
     FloatOpDef(
         name="batchnorm",

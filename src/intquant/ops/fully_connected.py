@@ -17,10 +17,12 @@ import math
 
 import numpy as np
 
+from ..codegen.c_syntax import window_fields
 from ..intgraph.check import OpCheck, arity
 from ..intgraph.types import IntGraph, Op, TensorInfo
 from . import _lowbit
 from . import _weighted as wl
+from ._conv_tile import tile_scratch
 from ._packed import weight_codes, weight_shape
 from ._reference import to_out
 from .registry import FloatOpDef, OpDef, register
@@ -54,16 +56,33 @@ def macs(op: Op, graph: IntGraph) -> int:
 
 
 def scratch_bytes(graph: IntGraph, op: Op) -> int:
-    """The offset-binary copy of the input vector of an 8-bit layer (iq_dot.h); packed
-    weights: the unsigned input and its tables (``_lowbit.packed_scratch_bytes``)."""
+    """The offset-binary copy of the input vector of an 8-bit layer (iq_dot.h), or the tiled
+    kernel's scratch (ops/_conv_tile.py), whichever is larger; packed weights: the unsigned
+    input and its tables (``_lowbit.packed_scratch_bytes``)."""
     if _lowbit.is_packed(op):
         return _lowbit.packed_scratch_bytes(graph, op)
-    return int(weight_shape(op)[1]) if wl.is_fast8(graph, op) else 0
+    fast = int(weight_shape(op)[1]) if wl.is_fast8(graph, op) else 0
+    return max(fast, tile_scratch(graph, op) or 0)
 
 
 def emit_c(em, i: int, op: Op, p: str) -> None:
     a = op.attrs
     layer, consts = wl.emit_weight_consts(em, op, p)
+    if layer.tile is not None:  # a 1x1 conv at one position (ops/_conv_tile.py)
+        n_out, n_in = weight_shape(op)
+        fields = {"in_c": n_in, "in_h": 1, "in_w": 1, "out_c": n_out, "out_h": 1, "out_w": 1}
+        fields.update(window_fields((1, 1), {"stride": [1, 1], "padding": [0, 0]}, [1, 1]))
+        keys = ("input_zero_point", "output_zero_point", "act_min", "act_max")
+        fields.update({k: a[k] for k in keys}, groups=1, mode=layer.mode)
+        fields.update(wl.tile_params(layer.tile))
+        prm = em.params("iq_conv_params_t", f"{p}_params", fields)
+        x, y = em.typed(op.inputs[0], True), em.typed(op.output, False)
+        off = em.plan.scratch[i][0]
+        em.calls.append(
+            f"    {layer.instance}(&{prm}, {x}, {', '.join(consts)}, {y}, "
+            f"(void*)(IQ_ARENA + {off}));"
+        )
+        return
     prm = em.params(
         "iq_fc_params_t",
         f"{p}_params",
@@ -130,8 +149,9 @@ register(
         summary="Linear; params weight[, bias]",
         run=run_float_linear,
         lower=lower_linear,
-        lowers_to=("fully_connected",),
+        lowers_to=("fully_connected", "binary_fully_connected", "sign_conv", "unpack_bits"),
         weighted=True,
         fuse_into=True,
+        bits_in=True,  # packed inputs / sign outputs: ops/_binary.py
     ),
 )

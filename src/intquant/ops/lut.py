@@ -21,7 +21,7 @@ import numpy as np
 from ..codegen.c_syntax import C_TYPE, DTYPE_CODE
 from ..intgraph.check import OpCheck, arity
 from ..intgraph.types import Op, TensorInfo
-from ..numerics import QParams, saturate
+from ..numerics import QParams, saturate, signed_unit_format, unit_interval_format
 from ._reference import to_out
 from .registry import FloatOpDef, OpDef, register
 
@@ -202,8 +202,9 @@ register(
         in_place=True,
     ),
     FloatOpDef(name="sigmoid", summary="Sigmoid", run=run_float_sigmoid, lower=lower,
-               lowers_to=("lut",)),
-    FloatOpDef(name="tanh", summary="Tanh", run=run_float_tanh, lower=lower, lowers_to=("lut",)),
+               lowers_to=("lut",), fixed_format=unit_interval_format),
+    FloatOpDef(name="tanh", summary="Tanh", run=run_float_tanh, lower=lower, lowers_to=("lut",),
+               fixed_format=signed_unit_format),
     FloatOpDef(name="leaky_relu", summary="LeakyReLU; attr negative_slope",
                run=run_float_leaky_relu, lower=lower, lowers_to=("lut",)),
 )

@@ -62,6 +62,13 @@ def run_float(node, inputs):
 def lower(lw, node, inputs: list[str]) -> str:
     attrs = dict(_pool.pool_geometry(node), dilation=list(node.attrs.get("dilation", [1, 1])),
                  act_min=0, act_max=0)
+    if lw.tensors[inputs[0]].dtype == "bit":  # packed ±1: binary_max_pool, no clamp
+        from ..lower import LoweringError
+
+        if node.act is not None:
+            raise LoweringError("an activation fused after max pooling of sign (±1) values")
+        del attrs["act_min"], attrs["act_max"]
+        return lw.same_format(node, inputs, "binary_max_pool", attrs)
     return lw.same_format(node, inputs, "max_pool", attrs)
 
 
@@ -83,8 +90,11 @@ register(
         summary="MaxPool1d/2d; attrs kernel, stride, padding, dilation",
         run=run_float,
         lower=lower,
-        lowers_to=("max_pool",),
+        lowers_to=("max_pool", "binary_max_pool"),
         same_format=True,
+        keeps_grid=True,
+        channel_scaling=lambda node: True,
         fuse_into=True,
+        bits_in=True,
     ),
 )

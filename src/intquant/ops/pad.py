@@ -79,6 +79,12 @@ def lower(lw, node, inputs: list[str]) -> str:
                    {"pads": list(node.attrs["pads"]), "value": value})
 
 
+
+def zero_pad_keeps_channels(node) -> bool:
+    """Zero padding off the channel axis: a positive per-channel scale passes through it."""
+    pads = node.attrs["pads"]
+    return float(node.attrs.get("value", 0.0)) == 0.0 and pads[0] == pads[1] == 0
+
 register(
     OpDef(
         kind="pad",
@@ -100,5 +106,8 @@ register(
         lower=lower,
         lowers_to=("pad",),
         same_format=True,
+        keeps_grid=True,
+        channel_scaling=zero_pad_keeps_channels,
+        pads=lambda node: True,
     ),
 )

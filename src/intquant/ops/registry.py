@@ -82,7 +82,18 @@ class FloatOpDef:
     ``act_bounds``: for an activation that can become the clamp bounds of its producer, its
     real (lo, hi) bounds (None = unbounded); ``fuse_into``: the op's output can carry such
     fused bounds. ``weighted``: a layer with a weight tensor (per-layer weight formats, bias
-    correction, statistics).
+    correction, statistics). ``bits_in``: the lowering reads packed "bit" (±1) inputs itself;
+    for every other op the lowerer unpacks such inputs to int8 first.
+
+    What the float-graph methods need to know without naming ops: ``fixed_format(bits, name)``
+    is the output format the integer contract fixes (softmax / sigmoid on [0, 1], tanh on
+    [−1, 1], sign ±1) — calibration never widens it; ``keeps_grid``: each output value is one
+    of the input values (moves, selects, clamps), so a value on a quantization grid stays on
+    it; ``view``: the integer output is a plain copy or view of the input (no new error to
+    report); ``channel_scaling``: f(s·x) = s·f(x) for a positive per-channel s with the
+    channels left where they are (pools, zero padding, flatten), so cross-layer equalization
+    may rescale across it; ``pads``: the op reads zeros outside its input (a shift of the
+    input does not commute with it: bias absorption stops there).
     """
 
     name: str
@@ -94,6 +105,12 @@ class FloatOpDef:
     act_bounds: Callable[[Node], tuple[float | None, float | None]] | None = None
     fuse_into: bool = False
     weighted: bool = False
+    bits_in: bool = False
+    fixed_format: Callable[[int, str], Any] | None = None
+    keeps_grid: bool = False
+    view: bool = False
+    channel_scaling: bool = False
+    pads: Callable[[Node], bool] | None = None
 
     @property
     def fusable(self) -> bool:

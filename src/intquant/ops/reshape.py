@@ -77,5 +77,8 @@ register(
         lower=lower,
         lowers_to=("reshape",),
         same_format=True,
+        keeps_grid=True,
+        view=True,
+        channel_scaling=lambda node: True,
     ),
 )

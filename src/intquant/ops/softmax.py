@@ -25,7 +25,7 @@ import numpy as np
 
 from ..intgraph.check import OpCheck, arity
 from ..intgraph.types import Op, TensorInfo
-from ..numerics import saturate
+from ..numerics import saturate, unit_interval_format
 from ._reference import to_out
 from .registry import FloatOpDef, OpDef, register
 
@@ -189,5 +189,6 @@ register(
         run=run_float,
         lower=lower,
         lowers_to=("softmax",),
+        fixed_format=unit_interval_format,
     ),
 )

@@ -80,5 +80,7 @@ register(
         lower=lower,
         lowers_to=("transpose",),
         same_format=True,
+        keeps_grid=True,
+        view=True,
     ),
 )

@@ -19,7 +19,6 @@ contract's own rounding (bias rounding, fixed-point requantization multipliers).
 from __future__ import annotations
 
 import copy
-import math
 from typing import Any
 
 import numpy as np
@@ -48,39 +47,29 @@ def fold_layer(layer: nn.Module, sign_output: bool = False) -> dict[str, Any]:
     """Integer codes, folded per-channel float32 scales, folded bias and container bits of one
     QAT layer (see :func:`intquant.qat.modules.fold_params` for the math).
 
-    ``sign_output``: the layer feeds a sign activation (BNN). IntGraph has no sign op, but the
-    existing conv + clamp computes it exactly: with the accumulator on its integer grid,
-    sign(acc) (sign(0) = +1) = sign(2·acc + 1), and 2·acc + 1 is odd, so never 0. The layer is
-    deployed with codes 2q, bias 2·b_int + 1, and every real value scaled by a power of two K
-    large enough that one step of 2·acc + 1 maps past ±1 of the 1-bit output, which the fused
-    clamp [−1, 1] then saturates: the integer output is exactly sign(acc). The float model gets
-    the same weights (scale K·s'/2, codes 2q), bias K·(b_q + step/2) and a Hardtanh(−1, 1),
-    so it too equals the QAT network.
+    ``sign_output``: the layer feeds a sign activation (BNN). Its bias is then the one on the
+    accumulator grid (``bias_q`` = b·s_in·s'), which lowering recovers exactly as the integer
+    b; the sign of s_in·s'·(acc + b) (sign(0) = +1, what the QAT layer computes as
+    sign(acc + b + 1/2)) is +1 exactly when acc ≥ −b, so the deployed layer is a per-channel
+    integer threshold emitting packed bits (``binary_conv`` / ``sign_conv``, ``ops/_binary.py``).
     """
     p = fold_params(layer)
     codes = p["codes"].numpy()
     scale = p["scale"].numpy().astype(np.float64)
     bias = p["bias"]
     bits = int(layer.weight_quant.export()["bits"])
-    weight = p["weight"]
     if sign_output:
         if "step" not in p:
             raise ValueError("convert: a sign activation needs its layer's input quantizer to "
                              "put the bias on the accumulator grid (insert no op between the "
                              "previous quantized tensor and the layer)")
-        step = p["step"].numpy()  # accumulator step per channel (float64)
-        k = 2.0 ** math.ceil(math.log2(4.0 / step.min()))  # K·step/2 >= 2 for every channel
-        codes = 2 * codes
-        scale = (scale * k / 2).astype(np.float32).astype(np.float64)  # exact: K power of 2
-        bias = (p["bias_q"] + p["step"] / 2) * k
-        weight = weight * k
-        bits += 1
+        bias = p["bias_q"]
     hi = int(codes.max()) if codes.size else 0
     lo = int(codes.min()) if codes.size else 0
     if bits > 1 and (hi > 2 ** (bits - 1) - 1 or lo < -(2 ** (bits - 1))):
         bits += 1  # e.g. LSQ's −2^(b−1) negated by γ < 0 (two's complement range exceeded)
     return {"codes": codes, "scale": scale, "bits": bits,
-            "weight": weight, "bias": bias.to(torch.float32)}
+            "weight": p["weight"], "bias": bias.to(torch.float32)}
 
 
 def _act_quantizers(qat_model: QATModel) -> list[Quantizer]:
@@ -151,12 +140,12 @@ def folded_float_model(qat_model: QATModel) -> fx.GraphModule:
             _set_module(gm, info.batchnorm, nn.Identity())
     signs = {f"{n}.output_quant" for n, i in infos.items() if i.act_quantizer == "sign"}
     if signs:
-        gm.add_submodule("sign_as_hardtanh", nn.Hardtanh(-1.0, 1.0))
+        gm.add_submodule("binary_sign", BinarySign())
     for node in list(gm.graph.nodes):
         if node.op != "call_module":
             continue
         if node.target in signs:
-            node.target = "sign_as_hardtanh"  # exact sign on the scaled accumulator (above)
+            node.target = "binary_sign"  # captured as the float op "sign" (see fold_layer)
         elif node.target == "input_quant" or node.target.endswith(".output_quant"):
             node.replace_all_uses_with(node.args[0])
             gm.graph.erase_node(node)
@@ -166,6 +155,13 @@ def folded_float_model(qat_model: QATModel) -> fx.GraphModule:
             _set_module(gm, node.target, Add())
     gm.graph.lint()
     return fx.GraphModule(gm, gm.graph)
+
+
+class BinarySign(nn.Module):
+    """torch.sign: captured as intquant's float op ``sign``, whose sign(0) is +1 (BNN)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sign(x)
 
 
 def _plain_copy(layer: nn.Module) -> nn.Module:

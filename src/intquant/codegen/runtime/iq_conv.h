@@ -5,7 +5,9 @@
 
 #include "iq_kernels.h"
 
-typedef struct {
+struct iq_rqw_s; /* iq_requant.h: a channel's constants for the batched requantization */
+
+typedef struct iq_conv_params_s {
     int32_t in_c, in_h, in_w;
     int32_t out_c, out_h, out_w;
     int32_t k_h, k_w;
@@ -15,7 +17,11 @@ typedef struct {
     int32_t groups;
     int32_t input_zero_point; /* fills the padded positions of the im2col buffer */
     int32_t output_zero_point, act_min, act_max;
-    int32_t mode; /* IQ_RQ_* */
+    int32_t mode;  /* IQ_RQ_* */
+    int32_t tile;  /* positions per tile (tiled instances, iq_requant.h) */
+    int32_t band;  /* output rows per band (IQ_ROWS instances) */
+    int32_t row_w; /* padded input row width (IQ_ROWS instances) */
+    int32_t sign;  /* the requantization's sign variant (tiled instances, iq_requant.h) */
 } iq_conv_params_t;
 
 typedef struct {
@@ -27,6 +33,9 @@ typedef struct {
 #define IQ_CONV_DECLARE(fn, tin, tw, tout, tbias)                                             \
     void fn(const iq_conv_params_t* p, const tin* x, const tw* w, const tbias* bias,          \
             const int32_t* mult, const int32_t* shift, tout* y, void* col)
+#define IQ_CONV_TILE_DECLARE(fn, tin, tout)                                                    \
+    void fn(const iq_conv_params_t* p, const tin* x, const uint8_t* w, const uint32_t* bias,  \
+            const struct iq_rqw_s* rq, tout* y, void* col)
 #define IQ_FC_DECLARE(fn, tin, tw, tout, tbias)                                               \
     void fn(const iq_fc_params_t* p, const tin* x, const tw* w, const tbias* bias,            \
             const int32_t* mult, const int32_t* shift, tout* y, void* col)

@@ -11,6 +11,8 @@
  *   IQ_FAST8  defined for 8-bit inputs, int8 weights and an int32 accumulator: weights are
  *             then stored as uint8 offset binary, four channels interleaved, and the bias as
  *             uint32 (see iq_dot.h); IQ_TW is uint8_t
+ *   IQ_TILE   (with IQ_FAST8, conv, 8-bit output) requantize with iq_requant.h over tiles of
+ *             positions (p->sign: the requantization's sign variant)
  *
  * Method (CMSIS-NN style): for each output position the receptive field of one group is
  * gathered into `col` (im2col), padded taps holding the input zero point; each output
@@ -25,6 +27,7 @@
  */
 #include "iq_dot.h"
 #include "iq_conv.h"
+#include "iq_requant.h"
 
 #define IQ_CAT_(a, b) a##b
 #define IQ_CAT(a, b) IQ_CAT_(a, b)
@@ -37,7 +40,7 @@
 #define IQ_TBIAS int64_t
 #endif
 
-#if defined(IQ_FAST8)
+#if defined(IQ_FAST8) && !defined(IQ_TILE)
 /* ---------------------------------------------------------------------------------------
  * 8-bit path: `col` holds xu = x + xoff (uint8); col_term = 128 * sum(xu), the per-position
  * term of the offset-binary identity. `count` output channels from the given pointers (weights,
@@ -81,6 +84,8 @@ static void IQ_CAT(IQ_FN, _channels)(const uint8_t* col, uint32_t col_term, cons
     }
 }
 
+#endif
+#if defined(IQ_FAST8)
 #define IQ_XOFF ((IQ_TIN)(-1) < 0 ? 128 : 0) /* offset making the input unsigned */
 
 #else
@@ -138,6 +143,7 @@ static void IQ_CAT(IQ_FN, _channels)(const IQ_TIN* col, const IQ_TW* w, const IQ
 #endif
 
 #ifndef IQ_FC_TEMPLATE
+#ifndef IQ_ROWS
 /* Taps [lo, hi) of a kernel axis that land inside the input for a window starting at `start`
  * (no division: kernels are short). */
 static void IQ_CAT(IQ_FN, _valid_taps)(int32_t start, int32_t k, int32_t dil, int32_t size,
@@ -179,6 +185,7 @@ static uint32_t IQ_CAT(IQ_FN, _im2col)(const iq_conv_params_t* p, const IQ_TIN* 
 #endif
     IQ_CAT(IQ_FN, _valid_taps)(y0, k_h, dil_h, in_h, &ky_lo, &ky_hi);
     IQ_CAT(IQ_FN, _valid_taps)(x0, k_w, dil_w, in_w, &kx_lo, &kx_hi);
+#if !defined(__OPTIMIZE_SIZE__) /* -Os: every window takes the general loop below */
     if (ky_lo == 0 && ky_hi == k_h && kx_lo == 0 && kx_hi == k_w && dil_w == 1) {
         /* Window inside the input (all but the border positions): rows of k_w contiguous
          * values, no padding; 1x1 kernels are one strided gather over the channels. */
@@ -223,6 +230,9 @@ static uint32_t IQ_CAT(IQ_FN, _im2col)(const iq_conv_params_t* p, const IQ_TIN* 
     } else {
         ci = 0;
     }
+#else
+    ci = 0;
+#endif
     for (; ci < cin_g; ++ci) {
         const IQ_TIN* src_plane = x + (c0 + ci) * plane;
         for (ky = 0; ky < k_h; ++ky) {
@@ -262,8 +272,9 @@ static uint32_t IQ_CAT(IQ_FN, _im2col)(const iq_conv_params_t* p, const IQ_TIN* 
     return 0;
 #endif
 }
+#endif
 
-#if defined(IQ_FAST8)
+#if defined(IQ_FAST8) && !defined(IQ_TILE)
 #ifndef IQ_DW_MAX_TAPS
 #define IQ_DW_MAX_TAPS 32 /* depthwise kernels up to this many taps skip im2col */
 #endif
@@ -361,6 +372,211 @@ static void IQ_CAT(IQ_FN, _depthwise)(const iq_conv_params_t* p, const IQ_TIN* x
 }
 #endif
 
+#if defined(IQ_FAST8) && defined(IQ_TILE) && defined(IQ_ROWS)
+/* ---------------------------------------------------------------------------------------
+ * 8-bit path without im2col (groups 1, no dilation, kernel width 3 or 4): the input rows a
+ * band of output rows needs are copied once, in offset binary, into `buf` laid out as
+ * [row][channel][column] with the padding in place; a receptive field is then kernel-height x
+ * channels runs of kernel-width bytes `row_w` apart (iq_dot8_rows reads them in place, the
+ * weights reordered to (ky, ci, kx) offline). The per-position term 128 * sum(xu) comes from
+ * column sums over the channels. Sums are requantized per channel in runs (iq_requant.h).
+ */
+/* Channels the eight-channel kernel leaves (a block of four, then single ones), in C. */
+static void IQ_CAT(IQ_FN, _rows_rest)(const uint8_t* x, const iq_rows_t* rows, const uint8_t* w,
+                                      int32_t count, int32_t* acc)
+{
+    const int32_t blocks = rows->span / rows->pitch, kw = rows->kw, n = rows->npos;
+    int32_t q, j, b, i;
+    for (q = 0; q < n; ++q, x += rows->step) {
+        for (j = 0; j < count; ++j) {
+            uint32_t s = rows->bias[j] - rows->terms[q];
+            for (b = 0; b < blocks; ++b) {
+                for (i = 0; i < kw; ++i) {
+                    s += (uint32_t)x[b * rows->pitch + i] * w[(b * kw + i) * count + j];
+                }
+            }
+            acc[j * n + q] = (int32_t)s;
+        }
+    }
+}
+
+IQ_CONV_TILE_DECLARE(IQ_FN, IQ_TIN, IQ_TOUT)
+{
+    const int32_t c_in = p->in_c, c_out = p->out_c, k_h = p->k_h, k_w = p->k_w;
+    const int32_t k = c_in * k_h * k_w, row_w = p->row_w, out_w = p->out_w;
+    const int32_t out_plane = p->out_h * out_w, tile = p->tile;
+    const int32_t band_rows = (p->band - 1) * p->stride_h + k_h;
+    const int32_t buf_bytes = band_rows * c_in * row_w;
+    const uint8_t pad = (uint8_t)(p->input_zero_point + IQ_XOFF);
+    uint8_t* const buf = (uint8_t*)col + ((4 - p->pad_left) & 3); /* interiors word-aligned */
+    uint32_t* const colsum = (uint32_t*)col + (buf_bytes + 6) / 4;
+    uint32_t* const terms = colsum + band_rows * row_w;
+    int32_t* const acc = (int32_t*)(terms + tile); /* 8 channels x tile */
+    iq_rows_t rows;
+    int32_t oy0, oy, ox0, i, c, t, q, ky, kx;
+    for (i = 0; i < buf_bytes; ++i) {
+        buf[i] = pad; /* the padding columns keep this value */
+    }
+    rows.step = p->stride_w;
+    rows.span = k_h * c_in * row_w;
+    rows.pitch = row_w;
+    rows.kw = k_w;
+    rows.terms = terms;
+    for (oy0 = 0; oy0 < p->out_h; oy0 += p->band) {
+        const int32_t nrows = p->out_h - oy0 < p->band ? p->out_h - oy0 : p->band;
+        iq_rows_copy(p, (const uint8_t*)x, (uint32_t)IQ_XOFF, oy0 * p->stride_h - p->pad_top,
+                     (nrows - 1) * p->stride_h + k_h, buf, colsum);
+        for (oy = oy0; oy < oy0 + nrows; ++oy) {
+            const int32_t r0 = (oy - oy0) * p->stride_h;
+            for (ox0 = 0; ox0 < out_w; ox0 += tile) {
+                const int32_t n = out_w - ox0 < tile ? out_w - ox0 : tile;
+                const uint8_t* xq = buf + r0 * c_in * row_w + ox0 * p->stride_w;
+                const uint8_t* wc = w;
+                uint8_t* out = (uint8_t*)(y + oy * out_w + ox0);
+                for (q = 0; q < n; ++q) {
+                    const uint32_t* cs = colsum + r0 * row_w + (ox0 + q) * p->stride_w;
+                    uint32_t sum = 0;
+                    for (ky = 0; ky < k_h; ++ky, cs += row_w) {
+                        for (kx = 0; kx < k_w; ++kx) {
+                            sum += cs[kx];
+                        }
+                    }
+                    terms[q] = sum * 128u;
+                }
+                rows.npos = n;
+                for (c = 0; c < c_out;) {
+                    const int32_t count = c_out - c >= 8 ? 8 : (c_out - c >= 4 ? 4 : 1);
+                    rows.bias = bias + c;
+                    if (count == 8) {
+                        iq_dot8_rows(xq, &rows, wc, acc);
+                    } else {
+                        IQ_CAT(IQ_FN, _rows_rest)(xq, &rows, wc, count, acc);
+                    }
+                    for (t = 0; t < count; ++t) {
+                        iq_rqw_run8(acc + t * n, n, rq + c + t, p->act_min, p->sign,
+                                    out + (c + t) * out_plane, 1);
+                    }
+                    wc += count * k;
+                    c += count;
+                }
+            }
+        }
+    }
+}
+#elif defined(IQ_FAST8) && defined(IQ_TILE)
+/* ---------------------------------------------------------------------------------------
+ * 8-bit path with the batched requantization of iq_requant.h: `tile` positions are gathered,
+ * then for each block of eight channels (iq_dot8_tile; then a block of four, then single
+ * channels, the weights interleaved to match) the sums of every position of the tile, stored
+ * as acc - a_lo (`bias` holds bias - a_lo), are requantized in one run per channel with the
+ * channel's constants in registers instead of reloaded per output.
+ */
+static void IQ_CAT(IQ_FN, _tile_channels)(const uint8_t* cols, const uint32_t* terms,
+                                          int32_t npos, const uint8_t* w, const uint32_t* bias,
+                                          const iq_rqw_t* rq, int32_t count, int32_t k,
+                                          uint8_t* out, int32_t out_plane, int32_t lo,
+                                          int32_t sign, int32_t* acc)
+{
+    uint32_t s[4];
+    int32_t j, q, t;
+    for (j = 0; j + 8 <= count; j += 8) {
+        iq_dot8_tile(cols, terms, npos, k, w, bias, acc);
+        if (npos == 1) { /* one position (fully_connected): the eight channels in one call */
+            iq_rqw_channels8(acc, 8, 1, rq, lo, sign, out, out_plane);
+        }
+        for (t = 0; t < 8 && npos > 1; ++t) {
+            iq_rqw_run8(acc + t * npos, npos, rq + t, lo, sign, out + t * out_plane, 1);
+        }
+        w += 8 * k;
+        bias += 8;
+        rq += 8;
+        out += 8 * out_plane;
+    }
+#if defined(__OPTIMIZE_SIZE__) /* -Os: the channels past the blocks of eight in one C loop */
+    for (; j < count; j += t) {
+        const int32_t n = count - j >= 4 ? 4 : 1;
+        for (q = 0; q < npos; ++q) {
+            for (t = 0; t < n; ++t) {
+                const uint8_t* x = cols + q * k;
+                uint32_t sum = bias[t] - terms[q];
+                int32_t i;
+                for (i = 0; i < k; ++i) {
+                    sum += (uint32_t)x[i] * w[i * n + t];
+                }
+                acc[t * npos + q] = (int32_t)sum;
+            }
+        }
+        for (t = 0; t < n; ++t) {
+            iq_rqw_run8(acc + t * npos, npos, rq + t, lo, sign, out + t * out_plane, 1);
+        }
+        w += n * k;
+        bias += n;
+        rq += n;
+        out += n * out_plane;
+    }
+    (void)s;
+#else
+    for (; j + 4 <= count; j += 4) {
+        for (q = 0; q < npos; ++q) {
+            for (t = 0; t < 4; ++t) {
+                s[t] = bias[t] - terms[q];
+            }
+            iq_dot4_u8(cols + q * k, w, k, s);
+            for (t = 0; t < 4; ++t) {
+                acc[t * npos + q] = (int32_t)s[t];
+            }
+        }
+        for (t = 0; t < 4; ++t) {
+            iq_rqw_run8(acc + t * npos, npos, rq + t, lo, sign, out + t * out_plane, 1);
+        }
+        w += 4 * k;
+        bias += 4;
+        rq += 4;
+        out += 4 * out_plane;
+    }
+    for (; j < count; ++j) {
+        for (q = 0; q < npos; ++q) {
+            acc[q] = (int32_t)(*bias + iq_dot1_u8(cols + q * k, w, k) - terms[q]);
+        }
+        iq_rqw_run8(acc, npos, rq, lo, sign, out, 1);
+        w += k;
+        ++bias;
+        ++rq;
+        out += out_plane;
+    }
+#endif
+}
+
+IQ_CONV_TILE_DECLARE(IQ_FN, IQ_TIN, IQ_TOUT)
+{
+    const int32_t cin_g = p->in_c / p->groups;
+    const int32_t cout_g = p->out_c / p->groups;
+    const int32_t k = cin_g * p->k_h * p->k_w;
+    const int32_t out_plane = p->out_h * p->out_w;
+    const int32_t tile = p->tile;
+    uint8_t* const cols = (uint8_t*)col;
+    uint32_t* const terms = (uint32_t*)col + (tile * k + 3) / 4;
+    int32_t* const acc = (int32_t*)(terms + tile); /* 8 channels x tile */
+    int32_t g, pos, q, oy, ox;
+    for (g = 0; g < p->groups; ++g) {
+        const int32_t c0 = g * cout_g;
+        oy = ox = 0;
+        for (pos = 0; pos < out_plane; pos += tile) {
+            const int32_t npos = out_plane - pos < tile ? out_plane - pos : tile;
+            for (q = 0; q < npos; ++q) {
+                terms[q] = IQ_CAT(IQ_FN, _im2col)(p, x, g * cin_g, cin_g, oy, ox, cols + q * k);
+                if (++ox == p->out_w) {
+                    ox = 0;
+                    ++oy;
+                }
+            }
+            IQ_CAT(IQ_FN, _tile_channels)(cols, terms, npos, w + c0 * k, bias + c0, rq + c0,
+                                          cout_g, k, (uint8_t*)(y + c0 * out_plane + pos),
+                                          out_plane, p->act_min, p->sign, acc);
+        }
+    }
+}
+#else
 IQ_CONV_DECLARE(IQ_FN, IQ_TIN, IQ_TW, IQ_TOUT, IQ_TBIAS)
 {
     const int32_t cin_g = p->in_c / p->groups;
@@ -397,6 +613,7 @@ IQ_CONV_DECLARE(IQ_FN, IQ_TIN, IQ_TW, IQ_TOUT, IQ_TBIAS)
         }
     }
 }
+#endif
 #else
 /* fully_connected: one "position"; the fast path first converts x to offset binary in col. */
 IQ_FC_DECLARE(IQ_FN, IQ_TIN, IQ_TW, IQ_TOUT, IQ_TBIAS)
@@ -430,3 +647,5 @@ IQ_FC_DECLARE(IQ_FN, IQ_TIN, IQ_TW, IQ_TOUT, IQ_TBIAS)
 #undef IQ_MODE
 #undef IQ_FAST8
 #undef IQ_FC_TEMPLATE
+#undef IQ_TILE
+#undef IQ_ROWS

@@ -115,6 +115,39 @@ static inline uint32_t iq_dot1_u8(const uint8_t* x, const uint8_t* w, int32_t n)
 }
 #endif
 
+/* Eight channels over a tile of positions (iq_dot8.c): for position q < npos and channel
+ * j < 8, acc[j*npos + q] = bias[j] - terms[q] + sum_i cols[q*k + i] * w[i*8 + j] (mod 2^32). */
+void iq_dot8_tile(const uint8_t* cols, const uint32_t* terms, int32_t npos, int32_t k,
+                  const uint8_t* w, const uint32_t* bias, int32_t* acc);
+/* The same on 16-bit columns (16x8 layers; x + 32768 as uint16). */
+void iq_dot16_tile(const uint16_t* cols, const uint32_t* terms, int32_t npos, int32_t k,
+                   const uint8_t* w, const uint32_t* bias, int32_t* acc);
+
+/* Eight channels over positions of one output row, reading a [row][channel][column] band in
+ * place (iq_dot8.c): for position q < npos, channel j < 8, with step, span and pitch in bytes
+ * and e the element size (1, or 2 for iq_dot16_rows),
+ *   acc[j*npos + q] = bias[j] - terms[q] + sum_{b < span/pitch, i < kw}
+ *                         x[(q*step + b*pitch)/e + i] * w[(b*kw + i)*8 + j]     (mod 2^32).
+ * The field order is read by the assembly; kw is 3 or 4. */
+typedef struct {
+    int32_t npos, step, span, pitch, kw;
+    const uint32_t* bias;
+    const uint32_t* terms;
+} iq_rows_t;
+
+void iq_dot8_rows(const uint8_t* x, const iq_rows_t* rows, const uint8_t* w, int32_t* acc);
+void iq_dot16_rows(const uint16_t* x, const iq_rows_t* rows, const uint8_t* w, int32_t* acc);
+
+/* The band of the in-place path (iq_dot8.c): input rows y0 .. y0 + used - 1 of every channel
+ * into buf as [row][channel][column] (interiors at pad_left; rows outside the input hold the
+ * padding value), x ^ xoff, and colsum[row][column] = the sum over channels. */
+struct iq_conv_params_s;
+void iq_rows_copy(const struct iq_conv_params_s* p, const uint8_t* x, uint32_t xoff, int32_t y0,
+                  int32_t used, uint8_t* buf, uint32_t* colsum);
+/* The same for int16 inputs (as x + 32768). */
+void iq_rows_copy16(const struct iq_conv_params_s* p, const uint16_t* x, int32_t y0, int32_t used,
+                    uint16_t* buf, uint32_t* colsum);
+
 /* ---- 8-bit output stage --------------------------------------------------------------------
  *
  * out = clamp(r + z, lo, hi) with r the requantized accumulator. The contract first clamps r to

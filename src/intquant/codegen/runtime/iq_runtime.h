@@ -32,6 +32,18 @@ enum {
 
 #define IQ_ERR_NULL_ARGUMENT (-1)
 
+/* The Thumb-1 assembly kernels (naked functions of iq_requant.c, iq_depthwise.c, iq_dot8.c). */
+#if defined(__ARM_ARCH_6M__) && defined(__GNUC__)
+#define IQ_M0_ASM 1
+#endif
+
+/* Parameters of the naked assembly functions (read by the asm, not by C). */
+#if defined(__GNUC__)
+#define IQ_UNUSED __attribute__((unused))
+#else
+#define IQ_UNUSED
+#endif
+
 static inline int32_t iq_clamp_i32(int32_t x, int32_t lo, int32_t hi)
 {
     return x < lo ? lo : (x > hi ? hi : x);

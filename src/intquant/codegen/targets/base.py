@@ -44,6 +44,9 @@ class TargetCost:
     counter: str | None  # "instructions", "cycles" or None (emulator counts nothing)
     per_inference: list[int]  # counter per sample
     per_op: dict[int, int] = field(default_factory=dict)  # op index -> counter (profile run)
+    # Cortex-M0 cycle model (cycles.py): traces of the samples and of the profile run
+    traces: list = field(default_factory=list)
+    profile_trace: object | None = None
 
 
 class Target(ABC):
