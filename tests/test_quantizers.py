@@ -193,15 +193,21 @@ def test_binaryconnect_deterministic_sign_and_identity_gradient():
     torch.testing.assert_close(g_w, g_out)
 
 
-def test_binaryconnect_stochastic_probability_is_hard_sigmoid():
+def test_binaryconnect_stochastic_probability_is_hard_sigmoid_of_normalized_weight():
     n = 20000
-    w = torch.tensor([-1.5, -0.5, 0.0, 0.6]).repeat(n, 1)
+    # every row (output channel) has mean |w| = (0.8 + 0.2 + 0 + 0.4 + 0.6) / 5 = 0.4
+    w = torch.tensor([-0.8, -0.2, 0.0, 0.4, 0.6]).repeat(n, 1)
     q = Q.BinaryConnect(stochastic=True, generator=torch.Generator().manual_seed(0)).train()
     p_plus = (q(w) > 0).to(torch.float64).mean(0)
-    expected = torch.tensor([0.0, 0.25, 0.5, 0.8], dtype=torch.float64)
+    # clip((w / 0.4 + 1) / 2, 0, 1) = clip(w * 1.25 + 0.5, 0, 1)
+    expected = torch.tensor([0.0, 0.25, 0.5, 1.0, 1.0], dtype=torch.float64)
     assert torch.all((p_plus - expected).abs() < 0.015), p_plus
+    # the samples do not depend on the weights' scale (a power of two: exact in binary floats)
+    a = Q.BinaryConnect(stochastic=True, generator=torch.Generator().manual_seed(3)).train()
+    b = Q.BinaryConnect(stochastic=True, generator=torch.Generator().manual_seed(3)).train()
+    assert torch.equal(a(w), b(w * 0.0625))
     q.eval()  # deployment: deterministic sign
-    torch.testing.assert_close(q(w[:1]), torch.tensor([[-1.0, -1.0, 1.0, 1.0]]))
+    torch.testing.assert_close(q(w[:1]), torch.tensor([[-1.0, -1.0, 1.0, 1.0, 1.0]]))
 
 
 def test_binary_latent_weights_are_clipped_during_training():
