@@ -32,10 +32,10 @@ static void IQ16_CAT(IQ16_FN, _rest)(const uint16_t* x, int32_t npos, int32_t st
     int32_t q, j, b, i;
     for (q = 0; q < npos; ++q, x += step) {
         for (j = 0; j < count; ++j) {
-            uint32_t s = bias[j] - terms[q];
+            uint32_t s = IQ_LOAD_U32(bias + j) - terms[q];
             for (b = 0; b < blocks; ++b) {
                 for (i = 0; i < run; ++i) {
-                    s += (uint32_t)x[b * pitch + i] * w[(b * run + i) * count + j];
+                    s += (uint32_t)x[b * pitch + i] * IQ_LOAD_U8(w + (b * run + i) * count + j);
                 }
             }
             acc[j * npos + q] = (int32_t)s;
