@@ -218,7 +218,7 @@ class Conv16Layer:
         return "\n".join([*lines, '#include "iq_conv16_impl.h"', ""])
 
     def declaration(self) -> str:
-        return f"IQ_CONV_TILE_DECLARE({self.instance}, int16_t, int16_t);\n"
+        return f"IQ_CONV16_DECLARE({self.instance});\n"
 
 
 def prepare_conv16(graph: IntGraph, op: Op) -> Conv16Layer | None:
@@ -268,7 +268,7 @@ def emit_conv16(em, i: int, op: Op, p: str) -> bool:
     fields = {"in_c": cin, "in_h": h, "in_w": wd, "out_c": cout, "out_h": ho, "out_w": wo}
     fields.update(window_fields((kh, kw), a, a["dilation"]))
     fields.update(groups=1, input_zero_point=a["input_zero_point"], act_min=a["act_min"])
-    prm = em.params("iq_conv_params_t", f"{p}_params", {**fields, **layer.params})
+    prm = em.params("iq_conv_params_t", f"{p}_params", {**fields, **layer.params}, flash=True)
     off, _ = em.plan.scratch[i]
     args = [f"&{prm}", em.typed(op.inputs[0], True), w, b, rq, em.typed(op.output, False)]
     em.calls.append(f"    {layer.instance}({', '.join(args)}, (void*)(IQ_ARENA + {off}));")

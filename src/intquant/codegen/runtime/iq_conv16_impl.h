@@ -55,8 +55,10 @@ static void IQ16_CAT(IQ16_FN, _store)(const int32_t* acc, int32_t npos, const iq
 }
 
 #if defined(IQ16_ROWS)
-IQ_CONV_TILE_DECLARE(IQ16_FN, int16_t, int16_t)
+IQ_CONV16_DECLARE(IQ16_FN)
 {
+    iq_conv_params_t pt;
+    const iq_conv_params_t* const p = IQ_LOAD_OBJ(iq_conv_params_t, pf, pt); /* IQ_FLASH */
     const int32_t c_in = p->in_c, c_out = p->out_c, k_h = p->k_h, k_w = p->k_w;
     const int32_t k = c_in * k_h * k_w, row_w = p->row_w, out_w = p->out_w;
     const int32_t out_plane = p->out_h * out_w, tile = p->tile;
@@ -144,8 +146,10 @@ static uint32_t IQ16_CAT(IQ16_FN, _im2col)(const iq_conv_params_t* p, const int1
     return sum * 128u;
 }
 
-IQ_CONV_TILE_DECLARE(IQ16_FN, int16_t, int16_t)
+IQ_CONV16_DECLARE(IQ16_FN)
 {
+    iq_conv_params_t pt;
+    const iq_conv_params_t* const p = IQ_LOAD_OBJ(iq_conv_params_t, pf, pt); /* IQ_FLASH */
     const int32_t c_out = p->out_c, k = p->in_c * p->k_h * p->k_w;
     const int32_t out_plane = p->out_h * p->out_w, tile = p->tile;
     uint16_t* const cols = (uint16_t*)col;
