@@ -101,12 +101,16 @@ class CEmitter:
         self.data.append(f"extern const {ctype} {symbol}[{flat.size}] IQ_FLASH;\n")
         return symbol
 
-    def params(self, ctype: str, ident: str, fields: dict[str, int | str]) -> str:
-        """A ``static const`` parameter struct with designated initializers."""
+    def params(self, ctype: str, ident: str, fields: dict[str, int | str],
+               flash: bool = False) -> str:
+        """A ``static const`` parameter struct with designated initializers; ``flash``: an
+        IQ_FLASH one, for kernels that read it through IQ_LOAD_OBJ (iq_target.h: AVR keeps it
+        in program memory, not in its 8 KB of RAM)."""
         body = ", ".join(
             f".{k} = {v if isinstance(v, str) else c_int(v)}" for k, v in fields.items()
         )
-        self.data.append(f"static const {ctype} {ident} = {{{body}}};\n")
+        where = " IQ_FLASH" if flash else ""
+        self.data.append(f"static const {ctype} {ident}{where} = {{{body}}};\n")
         return ident
 
     def shape4(self, ident: str, values: list[int]) -> str:

@@ -42,10 +42,12 @@ def _depth(op: Op) -> int:
     return int(math.prod(op.consts["weight"].shape[1:]))
 
 
-def tile_positions(graph: IntGraph, op: Op) -> int:
+def tile_positions(graph: IntGraph, op: Op, elem: int = 1) -> int:
+    """Positions per tile within the scratch budget: each takes K columns of ``elem``-byte
+    inputs, its term and eight channels' sums."""
     k = _depth(op)
     out_plane = math.prod(graph.tensors[op.output].shape[1:])
-    return int(max(1, min(MAX_TILE, out_plane, scratch_budget(graph, op) // (k + 36))))
+    return int(max(1, min(MAX_TILE, out_plane, scratch_budget(graph, op) // (elem * k + 36))))
 
 
 
@@ -65,9 +67,11 @@ def rows_applies(graph: IntGraph, op: Op) -> bool:
     )
 
 
-def rows_geometry(graph: IntGraph, op: Op) -> dict[str, int]:
+def rows_geometry(graph: IntGraph, op: Op, elem: int = 1) -> dict[str, int]:
     """tile (positions per run, along an output row), band (output rows per copy of the
-    input) and row_w (padded input row) of the in-place path, and its scratch bytes."""
+    input) and row_w (padded input row) of the in-place path, and its scratch bytes for inputs
+    of ``elem`` bytes (iq_conv_impl.h: a byte band shifted to word-align the interiors;
+    iq_conv16_impl.h: a halfword band)."""
     x = graph.tensors[op.inputs[0]]
     y = graph.tensors[op.output]
     c_in = x.shape[0]
@@ -81,7 +85,9 @@ def rows_geometry(graph: IntGraph, op: Op) -> dict[str, int]:
 
     def scratch(band: int) -> int:
         rows = (band - 1) * sh + kh
-        return (rows * c_in * row_w + 6) // 4 * 4 + 4 * rows * row_w + 4 * tile + 32 * tile
+        band_bytes = rows * c_in * row_w * elem
+        band_bytes = (band_bytes + (6 if elem == 1 else 3)) // 4 * 4
+        return band_bytes + 4 * rows * row_w + 4 * tile + 32 * tile
 
     budget = scratch_budget(graph, op)
     band = h_out
@@ -173,20 +179,24 @@ def conv16_applies(graph: IntGraph, op: Op) -> bool:
 
 
 def _rows16(graph: IntGraph, op: Op) -> bool:
-    return list(op.attrs["dilation"]) == [1, 1] and int(op.consts["weight"].shape[3]) in (3, 4)
+    """The in-place 16x8 path: no dilation, kernel width 3 or 4, and a band of one output row
+    within the scratch budget (as rows_applies)."""
+    return (
+        list(op.attrs["dilation"]) == [1, 1]
+        and int(op.consts["weight"].shape[3]) in (3, 4)
+        and rows_geometry(graph, op, 2)["scratch"] <= scratch_budget(graph, op)
+    )
 
 
 def conv16_scratch(graph: IntGraph, op: Op) -> int | None:
+    """Bytes of the 16x8 kernel's scratch: the halfword band, column sums, terms and sums of
+    the in-place path, or the tile's halfword columns, terms and sums."""
     if not conv16_applies(graph, op):
         return None
     if _rows16(graph, op):
-        geo = rows_geometry(graph, op)
-        rows = (geo["band"] - 1) * op.attrs["stride"][0] + int(op.consts["weight"].shape[2])
-        c_in = graph.tensors[op.inputs[0]].shape[0]
-        return (rows * c_in * geo["row_w"] * 2 + 3) // 4 * 4 + geo["scratch"]
-    _, cin_g, kh, kw = op.consts["weight"].shape
-    k = int(cin_g * kh * kw)
-    t = tile_positions(graph, op)
+        return rows_geometry(graph, op, 2)["scratch"]
+    k = _depth(op)
+    t = tile_positions(graph, op, 2)
     return (2 * t * k + 3) // 4 * 4 + 4 * t + 32 * t
 
 
@@ -208,7 +218,7 @@ class Conv16Layer:
         return "\n".join([*lines, '#include "iq_conv16_impl.h"', ""])
 
     def declaration(self) -> str:
-        return f"IQ_CONV_TILE_DECLARE({self.instance}, int16_t, int16_t);\n"
+        return f"IQ_CONV16_DECLARE({self.instance});\n"
 
 
 def prepare_conv16(graph: IntGraph, op: Op) -> Conv16Layer | None:
@@ -234,7 +244,7 @@ def prepare_conv16(graph: IntGraph, op: Op) -> Conv16Layer | None:
     in_place = _rows16(graph, op)
     order = w4.transpose(0, 2, 1, 3) if in_place else w4  # (ky, ci, kx) for the in-place path
     weight = interleave_blocks(order.reshape(cout, -1) + 128, 1)
-    params = rows_geometry(graph, op) if in_place else {"tile": tile_positions(graph, op)}
+    params = rows_geometry(graph, op, 2) if in_place else {"tile": tile_positions(graph, op, 2)}
     params = {key: params[key] for key in ("tile", "band", "row_w") if key in params}
     params["sign"] = int(wr.needs_sign)
     name = f"iq_conv16_{'rows' if in_place else 'tile'}"
@@ -259,7 +269,7 @@ def emit_conv16(em, i: int, op: Op, p: str) -> bool:
     fields = {"in_c": cin, "in_h": h, "in_w": wd, "out_c": cout, "out_h": ho, "out_w": wo}
     fields.update(window_fields((kh, kw), a, a["dilation"]))
     fields.update(groups=1, input_zero_point=a["input_zero_point"], act_min=a["act_min"])
-    prm = em.params("iq_conv_params_t", f"{p}_params", {**fields, **layer.params})
+    prm = em.params("iq_conv_params_t", f"{p}_params", {**fields, **layer.params}, flash=True)
     off, _ = em.plan.scratch[i]
     args = [f"&{prm}", em.typed(op.inputs[0], True), w, b, rq, em.typed(op.output, False)]
     em.calls.append(f"    {layer.instance}({', '.join(args)}, (void*)(IQ_ARENA + {off}));")

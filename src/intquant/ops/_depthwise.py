@@ -47,6 +47,11 @@ def is_depthwise8(graph: IntGraph, op: Op) -> bool:
     )
 
 
+def _elem_bytes(graph: IntGraph, op: Op) -> int:
+    """Bytes of one element of the band of padded input rows (uint8 or uint16)."""
+    return 2 if graph.tensors[op.inputs[0]].dtype == "int16" else 1
+
+
 def transposed(graph: IntGraph, op: Op) -> bool:
     """Run the kernel on the transposed plane, whose rows are the input's columns: when that
     makes the rows three taps wide (a 3x1 kernel) or longer (the per-row cost amortized)."""
@@ -73,9 +78,10 @@ def _geometry(graph: IntGraph, op: Op) -> dict[str, int]:
         pitch, opitch = pitch[::-1], opitch[::-1]
     span = (kh - 1) * dh + 1
     row_w = max((wo - 1) * sw + (kw - 1) * dw + 1, pl + w)
+    size = _elem_bytes(graph, op)
 
     def scratch(rows: int) -> int:
-        return 4 * rows * wo + ((rows - 1) * sh + span) * row_w
+        return 4 * rows * wo + ((rows - 1) * sh + span) * row_w * size
 
     band = ho
     while band > 1 and scratch(band) > scratch_budget(graph, op):
@@ -111,8 +117,7 @@ def depthwise_scratch(graph: IntGraph, op: Op) -> int | None:
     if not is_depthwise8(graph, op):
         return None
     g = _geometry(graph, op)
-    size = 2 if graph.tensors[op.inputs[0]].dtype == "int16" else 1
-    return 4 * g["band"] * g["out_w"] + g["band_rows"] * g["row_w"] * size
+    return 4 * g["band"] * g["out_w"] + g["band_rows"] * g["row_w"] * _elem_bytes(graph, op)
 
 
 @dataclass

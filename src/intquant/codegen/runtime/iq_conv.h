@@ -36,6 +36,10 @@ typedef struct {
 #define IQ_CONV_TILE_DECLARE(fn, tin, tout)                                                    \
     void fn(const iq_conv_params_t* p, const tin* x, const uint8_t* w, const uint32_t* bias,  \
             const struct iq_rqw_s* rq, tout* y, void* col)
+/* 16x8 (iq_conv16_impl.h): the parameters are IQ_FLASH too (read through IQ_LOAD_OBJ). */
+#define IQ_CONV16_DECLARE(fn)                                                                  \
+    void fn(const iq_conv_params_t* pf, const int16_t* x, const uint8_t* w,                   \
+            const uint32_t* bias, const struct iq_rqw_s* rq, int16_t* y, void* col)
 #define IQ_FC_DECLARE(fn, tin, tw, tout, tbias)                                               \
     void fn(const iq_fc_params_t* p, const tin* x, const tw* w, const tbias* bias,            \
             const int32_t* mult, const int32_t* shift, tout* y, void* col)

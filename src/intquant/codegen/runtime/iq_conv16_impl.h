@@ -32,10 +32,10 @@ static void IQ16_CAT(IQ16_FN, _rest)(const uint16_t* x, int32_t npos, int32_t st
     int32_t q, j, b, i;
     for (q = 0; q < npos; ++q, x += step) {
         for (j = 0; j < count; ++j) {
-            uint32_t s = bias[j] - terms[q];
+            uint32_t s = IQ_LOAD_U32(bias + j) - terms[q];
             for (b = 0; b < blocks; ++b) {
                 for (i = 0; i < run; ++i) {
-                    s += (uint32_t)x[b * pitch + i] * w[(b * run + i) * count + j];
+                    s += (uint32_t)x[b * pitch + i] * IQ_LOAD_U8(w + (b * run + i) * count + j);
                 }
             }
             acc[j * npos + q] = (int32_t)s;
@@ -55,8 +55,10 @@ static void IQ16_CAT(IQ16_FN, _store)(const int32_t* acc, int32_t npos, const iq
 }
 
 #if defined(IQ16_ROWS)
-IQ_CONV_TILE_DECLARE(IQ16_FN, int16_t, int16_t)
+IQ_CONV16_DECLARE(IQ16_FN)
 {
+    iq_conv_params_t pt;
+    const iq_conv_params_t* const p = IQ_LOAD_OBJ(iq_conv_params_t, pf, pt); /* IQ_FLASH */
     const int32_t c_in = p->in_c, c_out = p->out_c, k_h = p->k_h, k_w = p->k_w;
     const int32_t k = c_in * k_h * k_w, row_w = p->row_w, out_w = p->out_w;
     const int32_t out_plane = p->out_h * out_w, tile = p->tile;
@@ -144,8 +146,10 @@ static uint32_t IQ16_CAT(IQ16_FN, _im2col)(const iq_conv_params_t* p, const int1
     return sum * 128u;
 }
 
-IQ_CONV_TILE_DECLARE(IQ16_FN, int16_t, int16_t)
+IQ_CONV16_DECLARE(IQ16_FN)
 {
+    iq_conv_params_t pt;
+    const iq_conv_params_t* const p = IQ_LOAD_OBJ(iq_conv_params_t, pf, pt); /* IQ_FLASH */
     const int32_t c_out = p->out_c, k = p->in_c * p->k_h * p->k_w;
     const int32_t out_plane = p->out_h * p->out_w, tile = p->tile;
     uint16_t* const cols = (uint16_t*)col;

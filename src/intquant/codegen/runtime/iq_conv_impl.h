@@ -389,10 +389,11 @@ static void IQ_CAT(IQ_FN, _rows_rest)(const uint8_t* x, const iq_rows_t* rows, c
     int32_t q, j, b, i;
     for (q = 0; q < n; ++q, x += rows->step) {
         for (j = 0; j < count; ++j) {
-            uint32_t s = rows->bias[j] - rows->terms[q];
+            uint32_t s = IQ_LOAD_U32(rows->bias + j) - rows->terms[q];
             for (b = 0; b < blocks; ++b) {
                 for (i = 0; i < kw; ++i) {
-                    s += (uint32_t)x[b * rows->pitch + i] * w[(b * kw + i) * count + j];
+                    s += (uint32_t)x[b * rows->pitch + i] *
+                         IQ_LOAD_U8(w + (b * kw + i) * count + j);
                 }
             }
             acc[j * n + q] = (int32_t)s;
@@ -498,10 +499,10 @@ static void IQ_CAT(IQ_FN, _tile_channels)(const uint8_t* cols, const uint32_t* t
         for (q = 0; q < npos; ++q) {
             for (t = 0; t < n; ++t) {
                 const uint8_t* x = cols + q * k;
-                uint32_t sum = bias[t] - terms[q];
+                uint32_t sum = IQ_LOAD_U32(bias + t) - terms[q];
                 int32_t i;
                 for (i = 0; i < k; ++i) {
-                    sum += (uint32_t)x[i] * w[i * n + t];
+                    sum += (uint32_t)x[i] * IQ_LOAD_U8(w + i * n + t);
                 }
                 acc[t * npos + q] = (int32_t)sum;
             }
@@ -519,7 +520,7 @@ static void IQ_CAT(IQ_FN, _tile_channels)(const uint8_t* cols, const uint32_t* t
     for (; j + 4 <= count; j += 4) {
         for (q = 0; q < npos; ++q) {
             for (t = 0; t < 4; ++t) {
-                s[t] = bias[t] - terms[q];
+                s[t] = IQ_LOAD_U32(bias + t) - terms[q];
             }
             iq_dot4_u8(cols + q * k, w, k, s);
             for (t = 0; t < 4; ++t) {
@@ -536,7 +537,7 @@ static void IQ_CAT(IQ_FN, _tile_channels)(const uint8_t* cols, const uint32_t* t
     }
     for (; j < count; ++j) {
         for (q = 0; q < npos; ++q) {
-            acc[q] = (int32_t)(*bias + iq_dot1_u8(cols + q * k, w, k) - terms[q]);
+            acc[q] = (int32_t)(IQ_LOAD_U32(bias) + iq_dot1_u8(cols + q * k, w, k) - terms[q]);
         }
         iq_rqw_run8(acc, npos, rq, lo, sign, out, 1);
         w += k;

@@ -17,7 +17,8 @@
  * its taps in registers (iq_dw_pass3), accumulating int32 sums, and the band is requantized in
  * one batch with the channel's constants (iq_rqw_run8). The sums start from -a_lo: the batch
  * takes acc - a_lo, where the kernel's acc is the true accumulator minus
- * bias - (z + xoff) * sum(w), which codegen/requant.py folds into a_lo.
+ * bias - (z + xoff) * sum(w), which codegen/requant.py folds into a_lo. Weights and the
+ * constants rq are IQ_FLASH: read through IQ_LOAD_* (iq_target.h).
  */
 #include "iq_depthwise.h"
 
@@ -53,8 +54,8 @@ static void IQ_DW_CAT(IQ_DW_FN, _pass)(const IQ_DW_ELEM* r, int32_t* acc, const 
         const IQ_DW_ELEM* x = r;
         for (i = 0; i < ps->n; ++i, x += step) {
             int32_t s = ps->init ? ps->base : *acc;
-            for (t = 0; t < taps; ++t) {
-                s += w[t] * x[t * dil];
+            for (t = 0; t < taps; ++t) { /* widened: int is 16 bits on AVR */
+                s += (int32_t)IQ_LOAD_S8(w + t) * (int32_t)x[t * dil];
             }
             *acc++ = s;
         }
@@ -125,12 +126,12 @@ void IQ_DW_FN(const iq_dw_params_t* p, const IQ_DW_TIN* x, const int8_t* w,
                 const int32_t oc = c * mult + j;
                 const int8_t* wc = w + oc * k_h * k_w;
                 IQ_DW_TOUT* out = y + oc * out_plane + oy0 * p->out_row_pitch;
-                ps.base = -rq[oc].a_lo; /* the runs take acc - a_lo */
+                ps.base = -IQ_LOAD_S32(&rq[oc].a_lo); /* the runs take acc - a_lo */
                 for (ky = 0; ky < k_h; ++ky) {
                     ps.init = ky == 0;
-                    ps.w[0] = wc[ky * k_w];
-                    ps.w[1] = k_w > 1 ? wc[ky * k_w + 1] : 0;
-                    ps.w[2] = k_w > 2 ? wc[ky * k_w + 2] : 0;
+                    ps.w[0] = IQ_LOAD_S8(wc + ky * k_w);
+                    ps.w[1] = k_w > 1 ? IQ_LOAD_S8(wc + ky * k_w + 1) : 0;
+                    ps.w[2] = k_w > 2 ? IQ_LOAD_S8(wc + ky * k_w + 2) : 0;
                     IQ_DW_CAT(IQ_DW_FN, _pass)(band + ky * p->dil_h * row_w, acc, &ps,
                                                wc + ky * k_w, k_w, p->dil_w);
                 }

@@ -391,9 +391,9 @@ static void iq_tile_c(const void* cols, const uint32_t* terms, int32_t npos, int
     int32_t q, j, i;
     for (q = 0; q < npos; ++q) {
         for (j = 0; j < 8; ++j) {
-            uint32_t s = bias[j] - terms[q];
+            uint32_t s = IQ_LOAD_U32(bias + j) - terms[q];
             for (i = 0; i < k; ++i) {
-                s += iq_elem(cols, q * k + i, size) * w[i * 8 + j];
+                s += iq_elem(cols, q * k + i, size) * IQ_LOAD_U8(w + i * 8 + j);
             }
             acc[j * npos + q] = (int32_t)s;
         }
@@ -408,11 +408,11 @@ static void iq_rows_c(const void* x, const iq_rows_t* rows, const uint8_t* w, in
     for (q = 0; q < n; ++q) {
         const int32_t at = q * rows->step / size;
         for (j = 0; j < 8; ++j) {
-            uint32_t s = rows->bias[j] - rows->terms[q];
+            uint32_t s = IQ_LOAD_U32(rows->bias + j) - rows->terms[q];
             for (b = 0; b < blocks; ++b) {
                 for (i = 0; i < kw; ++i) {
                     s += iq_elem(x, at + b * rows->pitch / size + i, size) *
-                         w[(b * kw + i) * 8 + j];
+                         IQ_LOAD_U8(w + (b * kw + i) * 8 + j);
                 }
             }
             acc[j * n + q] = (int32_t)s;

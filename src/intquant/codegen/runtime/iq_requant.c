@@ -363,9 +363,11 @@ static void iq_rqw_pack(const iq_rqw_t* c, int32_t lo, int32_t sign_layer, int32
 }
 #endif
 
-void iq_rqw_run8(const int32_t* u, int32_t n, const iq_rqw_t* c, int32_t lo, int32_t sign_layer,
+void iq_rqw_run8(const int32_t* u, int32_t n, const iq_rqw_t* rq, int32_t lo, int32_t sign_layer,
                  uint8_t* out, int32_t step)
 {
+    iq_rqw_t tmp;
+    const iq_rqw_t* const c = IQ_LOAD_OBJ(iq_rqw_t, rq, tmp); /* rq is IQ_FLASH */
 #ifdef IQ_RQW_ASM_LOOPS
     if (n > 0) {
         uint32_t k[10];
@@ -381,9 +383,11 @@ void iq_rqw_run8(const int32_t* u, int32_t n, const iq_rqw_t* c, int32_t lo, int
 #endif
 }
 
-void iq_rqw_run16(const int32_t* u, int32_t n, const iq_rqw_t* c, int32_t lo,
+void iq_rqw_run16(const int32_t* u, int32_t n, const iq_rqw_t* rq, int32_t lo,
                   int32_t sign_layer, int16_t* out, int32_t step)
 {
+    iq_rqw_t tmp;
+    const iq_rqw_t* const c = IQ_LOAD_OBJ(iq_rqw_t, rq, tmp); /* rq is IQ_FLASH */
 #ifdef IQ_RQW_ASM_LOOPS
     if (n > 0) {
         uint32_t k[10];
@@ -403,9 +407,11 @@ void iq_rqw_run16(const int32_t* u, int32_t n, const iq_rqw_t* c, int32_t lo,
 void iq_rqw_channels8(const int32_t* u, int32_t n, int32_t u_step, const iq_rqw_t* rq,
                       int32_t lo, int32_t sign_layer, uint8_t* out, int32_t out_step)
 {
+    iq_rqw_t tmp;
     int32_t t;
     for (t = 0; t < n; ++t, u += u_step, ++rq, out += out_step) {
-        const uint32_t add = rq->form == 2 ? (uint32_t)lo : 0u;
-        *out = (uint8_t)(iq_rqw_value(iq_rqw_clamp(*u, rq), rq, sign_layer) + add);
+        const iq_rqw_t* const c = IQ_LOAD_OBJ(iq_rqw_t, rq, tmp); /* rq is IQ_FLASH */
+        const uint32_t add = c->form == 2 ? (uint32_t)lo : 0u;
+        *out = (uint8_t)(iq_rqw_value(iq_rqw_clamp(*u, c), c, sign_layer) + add);
     }
 }

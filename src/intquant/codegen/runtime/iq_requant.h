@@ -43,6 +43,9 @@ typedef struct iq_rqw_s {
     uint8_t form;   /* 2: form 1 with lo not folded (added after the shift); 3: shift only */
 } iq_rqw_t;
 
+/* iq_rqw_clamp and iq_rqw_value read a record in RAM (IQ_LOAD_OBJ of iq_target.h); the runs
+ * below take the IQ_FLASH records themselves. */
+
 /* clamp(u, 0, width) for u = acc - a_lo, |acc - a_lo| < 2^31 (checked offline). */
 static inline uint32_t iq_rqw_clamp(int32_t u, const iq_rqw_t* c)
 {
@@ -68,9 +71,9 @@ static inline uint32_t iq_rqw_value(uint32_t u, const iq_rqw_t* c, int32_t sign_
     return v >> c->sh;
 }
 
-/* out[i * step] = the 8-bit output of u[i] (acc - a_lo), i < n, for one channel whose
- * act_min is lo. */
-void iq_rqw_run8(const int32_t* u, int32_t n, const iq_rqw_t* c, int32_t lo, int32_t sign_layer,
+/* out[i * step] = the 8-bit output of u[i] (acc - a_lo), i < n, for one channel (constants
+ * *rq) whose act_min is lo. */
+void iq_rqw_run8(const int32_t* u, int32_t n, const iq_rqw_t* rq, int32_t lo, int32_t sign_layer,
                  uint8_t* out, int32_t step);
 /* out[t * out_step] = the 8-bit output of u[t * u_step] with channel t's constants rq[t],
  * t < n: the outputs of several channels at one position (a fully_connected layer, short
@@ -78,7 +81,7 @@ void iq_rqw_run8(const int32_t* u, int32_t n, const iq_rqw_t* c, int32_t lo, int
 void iq_rqw_channels8(const int32_t* u, int32_t n, int32_t u_step, const iq_rqw_t* rq,
                       int32_t lo, int32_t sign_layer, uint8_t* out, int32_t out_step);
 /* The same for 16-bit outputs (lo mod 2^16 folded, or form 2). */
-void iq_rqw_run16(const int32_t* u, int32_t n, const iq_rqw_t* c, int32_t lo,
+void iq_rqw_run16(const int32_t* u, int32_t n, const iq_rqw_t* rq, int32_t lo,
                   int32_t sign_layer, int16_t* out, int32_t step);
 
 #endif /* IQ_REQUANT_H */

@@ -8,6 +8,9 @@
  *   IQ_LOAD_S64(p)
  *   IQ_LOAD_T(type, p)   the same chosen by element type (int8_t, ..., uint32_t), for the
  *                        conv / fully_connected template whose types are macros
+ *   IQ_LOAD_OBJ(type, p, tmp)  a pointer through which a constant struct at p is read: on AVR
+ *                        `tmp` (a local of that type) filled by memcpy_P, elsewhere p itself
+ *                        (no copy: the per-channel iq_rqw_t records of iq_requant.h)
  *
  * On cores with one address space (Cortex-M, RISC-V, PowerPC, the host) these are plain
  * `const` objects and plain dereferences. On AVR (Harvard: flash and RAM are separate address
@@ -42,6 +45,7 @@ static inline int64_t iq_load_s64_flash(const int64_t* p)
     return (int64_t)(((uint64_t)pgm_read_dword(w + 1) << 32) | pgm_read_dword(w));
 }
 #define IQ_LOAD_S64(p) iq_load_s64_flash(p)
+#define IQ_LOAD_OBJ(type, p, tmp) ((const type*)memcpy_P(&(tmp), (p), sizeof(type)))
 #else
 #define IQ_FLASH
 #define IQ_LOAD_U8(p) (*(const uint8_t*)(p))
@@ -51,6 +55,7 @@ static inline int64_t iq_load_s64_flash(const int64_t* p)
 #define IQ_LOAD_S32(p) (*(const int32_t*)(p))
 #define IQ_LOAD_U32(p) (*(const uint32_t*)(p))
 #define IQ_LOAD_S64(p) (*(const int64_t*)(p))
+#define IQ_LOAD_OBJ(type, p, tmp) ((void)&(tmp), (const type*)(p))
 #endif
 
 #define IQ_LOAD_uint8_t IQ_LOAD_U8
