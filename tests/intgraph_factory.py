@@ -1509,7 +1509,8 @@ def every_op_graph(rng: np.random.Generator) -> IntGraph:
     t = matmul_op(b, b.reshape(t, (13, 1)), t)
     x = b.lut(b.flatten(slice_op(b, t, 1, 1, 5, 2)))
     b.tensors[x] = dataclasses.replace(b.tensors[x], scale=2.0**-3)
-    # recurrent layers over the 16 values as 4 frames of 4: gate tables, h0 / c0 in flash
+    # recurrent layers over 16 values as 4 frames of 4: gate tables, h0 / c0 in flash
+    x = b.fully_connected(x, 16)
     x = recurrent_op(b, b.reshape(x, (4, 4)), "gru", 5, layers=2, sequence=True)
     x = recurrent_op(b, x, "lstm", 6, rounding="single")
     x = b.lut(b.fully_connected(x, 13, rounding="pow2"))
