@@ -184,6 +184,8 @@ class _Translator:
         if not acts or "val" not in n.meta or not isinstance(n.meta["val"], torch.Tensor):
             return 0
         src = acts[0]
+        if not isinstance(src.meta.get("val"), torch.Tensor):
+            return 0  # a tuple-valued source (a recurrent layer's (out, h_n)): batch-first
         return batch_after_reshape(self.full_shape(src), self.batch_axis(src),
                                    self.full_shape(n))
 
