@@ -1,15 +1,13 @@
 """Two-activation ops, activations at 8 and 16 bits, MobileNetV3-small, a PReLU CNN (issue 13).
 
-    .venv/bin/python benchmarks/arch_elem.py [--skip-model]
+    .venv/bin/python benchmarks/arch_elem.py
 
-Writes the ``arch_elem`` section of benchmarks/RESULTS.md. Importable pieces, for
-benchmarks/architectures.py (one table over every architecture of issue 13):
-
-- :func:`activation_errors` — each activation on its own through the real path (quantize
-  with minmax calibration, the integer op, dequantize) at 8 and 16 bits;
-- :func:`rows` (flat, one per architecture and mode) / :func:`architecture_rows` (grouped) —
-  MobileNetV3-small and the PReLU CNN: accepted as written, W8A8 / 16x8 SQNR vs float,
-  accuracy, flash, arena, Cortex-M0 instructions per inference, quantize time.
+Writes the ``arch_elem`` section of benchmarks/RESULTS.md: :func:`activation_errors`, each
+activation on its own through the real path (quantize with minmax calibration, the integer op,
+dequantize) at 8 and 16 bits. :func:`architecture_rows` — MobileNetV3-small and the PReLU CNN:
+accepted as written, W8A8 / 16x8 SQNR vs float, accuracy, flash, arena, Cortex-M0 instructions
+and cycles per inference, quantize time — are rows of benchmarks/architectures.py's table (one
+table over every architecture of issue 13), described there by ``ARCH_NOTES``.
 
 Error measures, per activation and width, on 65536 inputs spread evenly over [-8, 8] (every
 regime: saturation, the kinks of the hard functions, GELU's dip) and on 65536 draws of N(0, 1):
@@ -23,7 +21,6 @@ SQNR = 10·log10(Σ ref² / Σ (out − ref)²).
 
 from __future__ import annotations
 
-import argparse
 import math
 import sys
 import tempfile
@@ -125,6 +122,13 @@ MODELS = {  # zoo name -> how the row describes it
     "mobilenet_v3_small": "MobileNetV3-small",
     "digits_prelu_cnn": "PReLU CNN",
 }
+ARCH_NOTES = [
+    "MobileNetV3-small as torchvision writes it (Conv-BN-Hardswish stem, bnecks with "
+    "ReLU/Hardswish, squeeze-excitation `scale_activation(fc2(relu(fc1(avgpool(x))))) * x` with "
+    "Hardsigmoid, residual adds, Linear-Hardswish-Dropout-Linear head), scaled to 1x16x16 "
+    "digits; the PReLU CNN (8x8 digits): three Conv-BN-PReLU (one slope per channel) and a "
+    "Linear-PReLU (one shared slope) head.",
+]
 
 
 def _model_mode(model: nn.Module, ds, act_bits: int, work: Path) -> dict:
@@ -183,17 +187,6 @@ def architecture_rows() -> list[dict]:
     return rows
 
 
-def rows() -> list[dict]:
-    """Rows for benchmarks/architectures.py: one per architecture and mode, flat."""
-    out = []
-    for r in architecture_rows():
-        for mode, m in r["modes"].items():
-            out.append({"architecture": r["architecture"], "family": "reach-elem",
-                        "accepted_as_written": r["accepted_as_written"], "mode": mode,
-                        "float_acc": r["float_acc"], **m})
-    return out
-
-
 # ----------------------------------------------------------------------------------------------
 # Markdown
 # ----------------------------------------------------------------------------------------------
@@ -216,30 +209,13 @@ def activation_table(rows: list[dict]) -> str:
                   "SQNR vs float dB", "N(0,1): own dB", "N(0,1): vs float dB", "ops"], body)
 
 
-def model_table(rows: list[dict]) -> str:
-    body = []
-    for r in rows:
-        for mode, m in r["modes"].items():
-            cycles = f"{m['m0_cycles']:.0f}"
-            body.append([r["architecture"], "yes" if r["accepted_as_written"] else "no", mode,
-                         f"{m['sqnr']:.1f}", f"{100 * r['float_acc']:.2f}",
-                         f"{100 * m['acc']:.2f}", f"{100 * m['agree']:.2f}",
-                         "yes" if m["host_bit_exact"] else "NO", m["flash"], m["arena"],
-                         m["board"], f"{m['m0_instructions']:.0f}", cycles,
-                         f"{m['quantize_cpu_s']:.1f} / {m['quantize_wall_s']:.1f}"])
-    return table(["architecture", "as written", "mode", "SQNR vs float dB", "float acc %",
-                  "int acc %", "argmax = float %", "host C = interpreter", "flash B", "arena B",
-                  "M0 board", "M0 instr/inference", "M0 cycles/inference",
-                  "quantize CPU / wall s"], body)
-
-
-def markdown(act_rows: list[dict], model_rows: list[dict] | None) -> str:
+def markdown(act_rows: list[dict]) -> str:
     md = [
-        "## Two-activation ops, activations at 8 and 16 bits, MobileNetV3-small, PReLU CNN "
-        "(issue 13)",
+        "## Activations at 8 and 16 bits alone (issue 13)",
         "",
         f"Command: `.venv/bin/python benchmarks/arch_elem.py` ({machine()}).",
         "",
+        "MobileNetV3-small and the PReLU CNN are rows of the architectures section. "
         "Each activation alone, through the real path (`intquant.quantize` with minmax "
         "calibration on the inputs, the integer op, dequantize). 65536 inputs evenly over "
         "[-8, 8] (LSB columns and the first two SQNR columns) and 65536 draws of N(0, 1). "
@@ -252,61 +228,26 @@ def markdown(act_rows: list[dict], model_rows: list[dict] | None) -> str:
         "PReLU: one multiplier per channel (slopes -0.25, 0.05, 0.25, 0.6).",
         "",
         activation_table(act_rows),
+        "",
+        target_summary(act_rows),
     ]
-    if model_rows:
-        md += [
-            "",
-            "MobileNetV3-small as torchvision writes it (Conv-BN-Hardswish stem, bnecks with "
-            "ReLU/Hardswish, squeeze-excitation `scale_activation(fc2(relu(fc1(avgpool(x))))) "
-            "* x` with Hardsigmoid, residual adds, Linear-Hardswish-Dropout-Linear head), "
-            "scaled to 1x16x16 digits (`zoo.get(\"mobilenet_v3_small\")`), default "
-            "`intquant.Config()` (GPTQ + bias correction) at W8A8 and 16x8. SQNR of the "
-            "logits vs the float model over the 360 test images; host C = interpreter on all "
-            "of them; flash = code + constants of the model library on Cortex-M0 (-O2); M0 "
-            "instructions: unicorn Cortex-M0, mean of two inferences; M0 cycles: one inference "
-            "priced with the Cortex-M0 TRM timings on the executed trace "
-            "(intquant.codegen.cycles via cost_report: no flash wait states, 1-cycle MULS); "
-            "quantize time: "
-            "CPU / wall seconds of "
-            "`intquant.quantize` (one torch thread, a shared machine: wall > CPU). The PReLU "
-            "CNN (`zoo.get(\"digits_prelu_cnn\")`, 8x8 digits): three Conv-BN-PReLU (one "
-            "slope per channel) and a Linear-PReLU (one shared slope) head.",
-            "",
-            model_table(model_rows),
-        ]
-    md += ["", target_summary(act_rows, model_rows)]
     return "\n".join(md) + "\n"
 
 
-def target_summary(act_rows: list[dict], model_rows: list[dict] | None) -> str:
-    """Issue 13's targets against the measurements above, misses named."""
+def target_summary(act_rows: list[dict]) -> str:
+    """Issue 13's targets for the activations alone against the table, misses named."""
     need = {8: 30.0, 16: 40.0}
     misses = [f"{r['activation']} at {r['bits']} bits ({_db(r['uniform']['sqnr_float'])} dB)"
               for r in act_rows if r["activation"] in TARGETS
               and r["uniform"]["sqnr_float"] < need[r["bits"]]]
-    lines = ["Targets (issue 13): sigmoid, tanh, GELU, hardswish alone >= 30 dB vs float at 8 "
-             "bits and >= 40 dB at 16 bits (uniform column): "
-             + ("all met." if not misses else "missed by " + "; ".join(misses) + ".")]
-    for r in model_rows or []:
-        low = [f"{mode} {m['sqnr']:.1f} < {need[8 if mode == 'W8A8' else 16]:.0f}"
-               for mode, m in r["modes"].items()
-               if m["sqnr"] < need[8 if mode == "W8A8" else 16]]
-        if low:
-            lines.append(f"{r['architecture']}: logits SQNR {', '.join(low)} dB (the 30 / 40 dB "
-                         "model targets are set for the GRU, LSTM and transformer models; with "
-                         "8-bit weights in both modes the weights' rounding bounds the 16x8 "
-                         "figure). Not tuned to pass.")
-    return "\n\n".join(lines)
+    return ("Targets (issue 13): sigmoid, tanh, GELU, hardswish alone >= 30 dB vs float at 8 "
+            "bits and >= 40 dB at 16 bits (uniform column): "
+            + ("all met." if not misses else "missed by " + "; ".join(misses) + "."))
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--skip-model", action="store_true", help="activations only")
-    args = ap.parse_args()
     torch.set_num_threads(1)
-    acts = activation_errors()
-    models = None if args.skip_model else architecture_rows()
-    md = markdown(acts, models)
+    md = markdown(activation_errors())
     print(md)
     write_section("arch_elem", md)
 

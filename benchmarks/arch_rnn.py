@@ -8,15 +8,15 @@ whole 49-frame sequence through ``<name>_run``) and per frame (``<name>_step``, 
 API), and whether the C is bit-exact with the interpreter on the host (every test sample) and on
 the M0 (the streamed sample).
 
-    .venv/bin/python benchmarks/arch_rnn.py [--print-only]
+    .venv/bin/python benchmarks/arch_rnn.py
 
-``rows()`` returns the measurements as dicts (benchmarks/architectures.py imports it); run
-alone it writes the ``arch_rnn`` section of benchmarks/RESULTS.md.
+``architecture_rows()`` returns the measurements in benchmarks/architectures.py's row format (they
+are rows of its table in benchmarks/RESULTS.md, ``ARCH_NOTES`` under it); run alone this prints
+the same measurements as its own table and writes nothing.
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
 import tempfile
 import time
@@ -32,7 +32,7 @@ from intquant import zoo  # noqa: E402
 from intquant.codegen.cost import cost_report  # noqa: E402
 from intquant.codegen.stream import emulate_stream, reference_frames  # noqa: E402
 from intquant.codegen.toolchain import compile_and_run_host  # noqa: E402
-from results import machine, table, write_section  # noqa: E402
+from results import machine, table  # noqa: E402
 
 MODELS = ["gru_kws", "lstm_kws"]
 MODES = {"W8A8": {"weight_bits": 8, "act_bits": 8}, "16x8": {"weight_bits": 8, "act_bits": 16}}
@@ -50,9 +50,8 @@ only the input and output tensors become 16-bit (the gates and the state are 16-
 too); the recurrent weights stay int8, and their rounding, carried through 49 steps and
 amplified in the logits, is what misses 40 dB — not the integer recurrence. 16-bit recurrent
 weights (lowering refuses recurrent weights over 8 bits) or better weight rounding would be
-the next step. The quantize time of the first row includes the first call of the process,
-which imports torch.export / torch._dynamo (about 9 s on the shared machine); warm, quantizing
-a model takes 1.3 s alone."""
+the next step."""
+ARCH_NOTES = [NOTES.replace("\n", " ")]
 
 
 def sqnr_db(ref: np.ndarray, out: np.ndarray) -> float:
@@ -62,10 +61,10 @@ def sqnr_db(ref: np.ndarray, out: np.ndarray) -> float:
 
 def measure(name: str, mode: str, model: torch.nn.Module, ds) -> dict:
     """One model in one mode (see the module docstring)."""
-    t0 = time.perf_counter()
+    cpu0, t0 = time.process_time(), time.perf_counter()
     q = intquant.quantize(model, ds.x_train[:CALIBRATION], intquant.Config(**MODES[mode]),
                           progress=False)
-    quantize_s = time.perf_counter() - t0
+    quantize_s, quantize_cpu_s = time.perf_counter() - t0, time.process_time() - cpu0
     with torch.no_grad():
         ref = model(torch.from_numpy(ds.x_test)).numpy()
     x = q.quantize_input(ds.x_test)
@@ -83,6 +82,7 @@ def measure(name: str, mode: str, model: torch.nn.Module, ds) -> dict:
         "accepted_as_written": True,
         "ops": " + ".join(op.kind for op in q.graph.ops),
         "quantize_s": quantize_s,
+        "quantize_cpu_s": quantize_cpu_s,
         "sqnr_db": sqnr_db(ref, out),
         "sqnr_target_db": TARGET_DB[mode],
         "float_acc": float((ref.argmax(1) == ds.y_test).mean()),
@@ -93,6 +93,7 @@ def measure(name: str, mode: str, model: torch.nn.Module, ds) -> dict:
         "stack_bytes": cost["stack_bytes"],
         "m0_board": cost["board"],
         "m0_instructions_per_inference": cost["per_inference"],
+        "m0_cycles_per_inference": cost["cycles_per_inference"],
         "m0_instructions_per_frame": float(np.mean(stream.per_frame)),
         "m0_cycles_per_frame": float(np.mean(stream.per_frame_cycles)),
         "m0_instructions_reset": stream.reset,
@@ -110,6 +111,43 @@ def rows() -> list[dict]:
         for mode in MODES:
             out.append(measure(name, mode, model, ds))
     return out
+
+
+TITLES = {"gru_kws": "GRU keyword spotter (nn.GRU(10, 32) + Linear), synthetic speech commands",
+          "lstm_kws": "LSTM keyword spotter (nn.LSTM(10, 32) + Linear), synthetic speech commands"}
+
+
+def architecture_rows() -> list[dict]:
+    """Each model in benchmarks/architectures.py's format: one row, a dict per mode; a model
+    that fails is a row saying where it stopped (never hidden)."""
+    torch.set_num_threads(1)
+    out = []
+    for name in MODELS:
+        arch = {"architecture": f"{TITLES[name]} ({name})", "accepted_as_written": True,
+                "modes": {}}
+        try:
+            model, ds = zoo.get(name, progress=False)
+            for mode in MODES:
+                arch["modes"][mode] = _architecture_mode(measure(name, mode, model, ds))
+                arch["float_acc"] = arch["modes"][mode].pop("float_acc")
+        except Exception as e:  # report where it stops, never hide it
+            arch.update(accepted_as_written=False, modes={},
+                        error=f"{type(e).__name__}: {str(e).splitlines()[0][:200]}")
+        out.append(arch)
+    return out
+
+
+def _architecture_mode(r: dict) -> dict:
+    """One measure() row under benchmarks/architectures.py's key names."""
+    return {
+        "sqnr": r["sqnr_db"], "acc": r["int_acc"], "float_acc": r["float_acc"],
+        "host_bit_exact": r["bit_exact_host"], "m0_bit_exact": r["bit_exact_m0_stream"],
+        "flash": r["flash_bytes"], "arena": r["arena_bytes"], "stack": r["stack_bytes"],
+        "board": r["m0_board"], "m0_instructions": r["m0_instructions_per_inference"],
+        "m0_cycles": r["m0_cycles_per_inference"],
+        "m0_instructions_per_frame": r["m0_instructions_per_frame"],
+        "m0_cycles_per_frame": r["m0_cycles_per_frame"],
+        "quantize_cpu_s": r["quantize_cpu_s"], "quantize_wall_s": r["quantize_s"]}
 
 
 def markdown(rs: list[dict]) -> str:
@@ -152,13 +190,7 @@ def markdown(rs: list[dict]) -> str:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--print-only", action="store_true")
-    args = ap.parse_args()
-    md = markdown(rows())
-    print(md)
-    if not args.print_only:
-        write_section("arch_rnn", md)
+    print(markdown(rows()))
 
 
 if __name__ == "__main__":

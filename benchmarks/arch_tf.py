@@ -10,7 +10,8 @@ activations; 16x8: int8 weights, int16 activations), default Config, calibration
   sample;
 - flash (library text + rodata), arena, Cortex-M0 instructions per inference (unicorn, -O2) and
   the board the model links for (micro:bit 16 KB RAM, else MPS2 AN385), Cortex-M0 cycles per
-  inference (benchmarks/m0cycles.py: TRM timings on the executed trace, 1-cycle multiplier);
+  inference (intquant.codegen.cycles via cost_report: TRM timings on the executed trace,
+  1-cycle multiplier);
 - quantize time (CPU and wall seconds; target < 20 s).
 
 The layers (nn.MultiheadAttention, nn.TransformerEncoderLayer post- and pre-norm, ReLU) run on
@@ -19,8 +20,9 @@ alone on N(0, 1)·(per-sample scale in [0.5, 3]) rows / N(0, 2²) logits.
 
     .venv/bin/python benchmarks/arch_tf.py
 
-``rows()`` returns the measurements in benchmarks/architectures.py's row format; run alone,
-this writes the ``arch_tf`` section of benchmarks/RESULTS.md.
+``architecture_rows()`` returns the models and layers in benchmarks/architectures.py's row format
+(they are rows of its table); run alone, this writes the ``arch_tf`` section of
+benchmarks/RESULTS.md: LayerNorm and softmax alone.
 """
 
 from __future__ import annotations
@@ -37,8 +39,6 @@ from torch import nn
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from m0cycles import m0_cycles  # noqa: E402
-
 import intquant  # noqa: E402
 from intquant import zoo  # noqa: E402
 from intquant.codegen.cost import cost_report  # noqa: E402
@@ -53,8 +53,8 @@ ZOO = {
                            "TransformerEncoderLayer + LayerNorm + mean), MNIST-1D",
     "mnist1d_tcn": "TCN (causal dilated convs, chomp slices, x[:, :, -1]), MNIST-1D",
 }
-GELU_NOTE = ("GELU: not measured — the GELU lookup table is reach-elem's, not on main when this "
-             "ran; the encoder layers use ReLU")
+ARCH_NOTES = ["The nn.TransformerEncoderLayer rows use ReLU (GELU alone is in the activation "
+              "table of the arch_elem section)."]
 
 
 class SelfAttention(nn.Module):
@@ -118,7 +118,6 @@ def _mode(model: nn.Module, calib: np.ndarray, x: np.ndarray, y_true, act_bits: 
     res = q.export_c(work / f"c{act_bits}", name="model")
     cost = cost_report(res.out_dir, xq[:1], write=False)
     m0 = emulate_unicorn(res.out_dir, xq[:1])
-    cycles = np.sum([np.array(v) for v in m0_cycles(res.out_dir, xq[:1]).values()], axis=0)
     row = {
         "sqnr": sqnr_db(ref, y),
         "sqnr_target": TARGET_DB["W8A8" if act_bits == 8 else "16x8"],
@@ -129,7 +128,7 @@ def _mode(model: nn.Module, calib: np.ndarray, x: np.ndarray, y_true, act_bits: 
         "stack": cost["stack_bytes"],
         "board": cost["board"],
         "m0_instructions": cost["m0_instructions_per_inference"],
-        "m0_cycles": float(cycles[1]),
+        "m0_cycles": cost["cycles_per_inference"],
         "quantize_cpu_s": cpu,
         "quantize_wall_s": wall,
         "kinds": sorted({op.kind for op in q.graph.ops}),
@@ -155,8 +154,11 @@ def _row(title: str, model: nn.Module, calib, x, y_true=None, float_acc=None) ->
     return row
 
 
-def rows() -> list[dict]:
-    """Every row of this family (benchmarks/architectures.py's format)."""
+OPS_ALONE = ("nn.LayerNorm(32) alone", "softmax(dim=-1) alone, 10 classes")
+
+
+def architecture_rows() -> list[dict]:
+    """The zoo models and the attention layers (benchmarks/architectures.py's row format)."""
     torch.set_num_threads(1)
     out = []
     for name, title in ZOO.items():
@@ -168,8 +170,16 @@ def rows() -> list[dict]:
                         ds.x_train[:256], ds.x_test, ds.y_test,
                         float(np.mean(f.argmax(1) == ds.y_test))))
     for title, (model, calib, x) in _layers().items():
-        out.append(_row(title, model, calib, x))
+        if title not in OPS_ALONE:
+            out.append(_row(title, model, calib, x))
     return out
+
+
+def op_rows() -> list[dict]:
+    """Integer LayerNorm and softmax on their own (this module's section)."""
+    torch.set_num_threads(1)
+    return [_row(title, model, calib, x) for title, (model, calib, x) in _layers().items()
+            if title in OPS_ALONE]
 
 
 def _db(v: float) -> str:
@@ -198,23 +208,24 @@ def markdown(rs: list[dict], cmd: str) -> str:
                 f"{m['quantize_cpu_s']:.1f} / {m['quantize_wall_s']:.1f}",
             ])
     md = [
-        "## Transformer family (issue 13): attention, LayerNorm, softmax, tiny transformer, TCN",
+        "## Integer LayerNorm and softmax alone (issue 13)",
         "",
         f"Command: `{cmd}` ({machine()}).",
         "",
+        "The transformer family's models and layers (tiny transformer, TCN, "
+        "nn.MultiheadAttention, nn.TransformerEncoderLayer) are rows of the architectures "
+        "section. Here the two ops alone. "
         "As written, default Config, calibration on 256 inputs; W8A8 = int8 weights and "
         "activations, 16x8 = int8 weights and int16 activations. SQNR: dequantized integer "
-        "outputs vs the float model on 1000 test inputs (targets 30 / 40 dB). Accuracy: float → "
-        "integer (MNIST-1D test split). host C: -O2 == interpreter on every test input; M0: "
+        "outputs vs the float model on 1000 test inputs (targets 30 / 40 dB). host C: -O2 == "
+        "interpreter on every test input; M0: "
         "unicorn Cortex-M0, one sample, == interpreter. Flash: library text + rodata; M0 "
-        "cycles: Cortex-M0 TRM timings on the executed trace (benchmarks/m0cycles.py, 1-cycle "
+        "cycles: Cortex-M0 TRM timings on the executed trace (codegen/cycles.py, 1-cycle "
         "multiplier, no wait states). Quantize: CPU / wall seconds (shared 2-core machine).",
         "",
         table(["architecture", "as written", "mode", "SQNR vs float dB", "accuracy %",
                "host C = interp.", "M0 = interp.", "flash B", "arena B", "M0 board",
                "M0 instr/inference", "M0 cycles/inference", "quantize CPU / wall s"], body),
-        "",
-        f"- {GELU_NOTE}.",
     ]
     md += ([f"- SQNR target missed: {m}." for m in misses] if misses
            else ["- Every SQNR target met."])
@@ -222,7 +233,7 @@ def markdown(rs: list[dict], cmd: str) -> str:
 
 
 def main() -> None:
-    rs = rows()
+    rs = op_rows()
     md = markdown(rs, ".venv/bin/python benchmarks/arch_tf.py")
     print(md)
     write_section(SECTION, md)

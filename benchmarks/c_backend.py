@@ -55,6 +55,12 @@ OPTIONS = {  # DS-CNN with each option next to the default it simplifies
     "power-of-two scales": {"power_of_two": True},
     "16x8": {"act_bits": 16},
 }
+JSON = Path(__file__).with_name("c_backend.json")
+DEPTHWISE_3X3_CYCLES_PER_MAC = 15.0  # issue 15 targets
+FLOOR_RATIO = 1.1
+CMSIS_16X8_RATIO = 0.8
+CODE_BYTES_OS = 4096
+SIMPLIFYING_OPTIONS = ("single rounding", "power-of-two scales")  # each vs the int8 default
 TARGETS = {  # instructions/MAC of the whole inference (issue 15)
     ("kws_dscnn", "int8"): 5.0,
     ("vww_mobilenet", "int8"): 5.5,
@@ -341,7 +347,11 @@ def _m0_markdown(runs: dict, cmsis_src: Path | None) -> str:
         ref = (
             "CMSIS-NN column: its portable C built here for Cortex-M0 (-O2) and run on the same "
             "layer with the same integer constants and a random input; 'same' = its output "
-            "equals the interpreter's."
+            "equals the interpreter's. CMSIS-NN has one requantization (two roundings); with "
+            "single rounding or power-of-two scales intquant computes another function, so "
+            "'no' in those rows compares different roundings, not a bug. FC layers at 16x8 "
+            "have no CMSIS-NN figure (its 16-bit fully connected kernel takes one multiplier "
+            "per tensor)."
         )
     layer_rows = []
     for (name, label), r in runs.items():
@@ -382,8 +392,76 @@ def _m0_markdown(runs: dict, cmsis_src: Path | None) -> str:
         "multiplier, 32 with the small one); floor = 4.45 cycles x MACs + 30 cycles x conv/linear "
         "outputs; code = the model library's functions at -Os (constants and harness excluded). "
         "MLPerf-Tiny-like models (benchmarks/mlperf_tiny.py: the reference layer shapes, random "
-        "weights, calibrated on random data). " + ref + "\n\n" + models + "\n\n" + layers + "\n"
+        "weights, calibrated on random data). " + ref + "\n\n" + models + "\n\n"
+        + "\n".join(m0_target_lines(runs)) + "\n\n" + layers + "\n"
     )
+
+
+def _verdict(ok: bool) -> str:
+    return "met" if ok else "**MISS**"
+
+
+def m0_target_lines(runs: dict) -> list[str]:
+    """Every issue-15 target with the measured value, misses marked."""
+    lines = ["Targets (issue 15; Cortex-M0, fast multiplier, -O2, whole inference):"]
+    dw = [(f"{n} {lab}", lay) for (n, lab), r in runs.items() if lab == "int8"
+          for lay in r["layers"] if lay["layer"].startswith("dw 3x3")]
+    if dw:
+        worst = max(lay["cycles_per_mac"] for _, lay in dw)
+        over = [f"{m} {lay['layer']} {lay['cycles_per_mac']:.2f}" for m, lay in dw
+                if lay["cycles_per_mac"] > DEPTHWISE_3X3_CYCLES_PER_MAC]
+        lines.append(
+            f"- 3x3 depthwise <= {DEPTHWISE_3X3_CYCLES_PER_MAC:.0f} cycles/MAC (int8 layers): "
+            f"{min(lay['cycles_per_mac'] for _, lay in dw):.2f}-{worst:.2f} over {len(dw)} "
+            f"layers, {_verdict(not over)}" + (f" ({'; '.join(over)})" if over else "") + ".")
+    else:
+        lines.append("- 3x3 depthwise: no 3x3 depthwise layer measured in this run.")
+    for (n, lab), target in TARGETS.items():
+        if (n, lab) in runs:
+            v = runs[(n, lab)]["instructions_per_mac"]
+            lines.append(f"- {n} {lab} <= {target} instructions/MAC: {v:.2f}, "
+                         f"{_verdict(v <= target)}.")
+        else:
+            lines.append(f"- {n} {lab} <= {target} instructions/MAC: not measured in this run.")
+    zoo = [(n, r["floor_ratio"]) for (n, lab), r in runs.items() if n in ZOO and lab == "int8"]
+    lines.append(
+        f"- zoo models within {FLOOR_RATIO}x of the floor (4.45 cycles x MACs + 30 x outputs): "
+        + ", ".join(f"{n} {v:.2f}x" + ("" if v <= FLOOR_RATIO else " **MISS**") for n, v in zoo)
+        + ".")
+    conv16 = [(n, lay) for (n, lab), r in runs.items() if lab == "16x8" for lay in r["layers"]
+              if not lay["layer"].startswith("FC")]
+    ratios = [(n, lay, lay["cycles_per_mac"] / lay["cmsis_cycles_per_mac"]) for n, lay in conv16
+              if lay.get("cmsis_cycles_per_mac")]
+    unmeasured = [lay["layer"] for _, lay in conv16 if not lay.get("cmsis_cycles_per_mac")]
+    if ratios:
+        over = [f"{lay['layer']} {q:.2f}x" for _, lay, q in ratios if q > CMSIS_16X8_RATIO]
+        lines.append(
+            f"- 16x8 <= {CMSIS_16X8_RATIO}x CMSIS-NN's cycles on every conv layer: "
+            f"{min(q for *_, q in ratios):.2f}-{max(q for *_, q in ratios):.2f}x over "
+            f"{len(ratios)} layers, {_verdict(not over)}" + (f" ({'; '.join(over)})" if over
+                                                             else "")
+            + (f"; not measured against CMSIS-NN: {', '.join(unmeasured)}" if unmeasured
+               else "") + ".")
+    else:
+        lines.append("- 16x8 vs CMSIS-NN per conv layer: not measured (no CMSIS-NN checkout "
+                     "given, or no 16x8 conv layer it supports).")
+    code = [(f"{n} {lab}", r["code_bytes_Os"]) for (n, lab), r in runs.items() if lab == "int8"]
+    over = [f"{m} {b} B" for m, b in code if b > CODE_BYTES_OS]
+    lines.append(
+        f"- runtime code for a whole CNN <= {CODE_BYTES_OS} B at -Os (int8): "
+        f"{min(b for _, b in code)}-{max(b for _, b in code)} B, {_verdict(not over)}"
+        + (f" ({'; '.join(over)})" if over else "") + ".")
+    base = runs.get(("kws_dscnn", "int8"))
+    for opt in SIMPLIFYING_OPTIONS:
+        r = runs.get(("kws_dscnn", opt))
+        if base is None or r is None:
+            continue
+        lines.append(
+            f"- {opt} at least as fast as the default (kws_dscnn): {r['cycles_per_mac']:.2f} vs "
+            f"{base['cycles_per_mac']:.2f} cycles/MAC ({r['instructions_per_mac']:.2f} vs "
+            f"{base['instructions_per_mac']:.2f} instructions/MAC), "
+            f"{_verdict(r['cycles'] <= base['cycles'])}.")
+    return lines
 
 
 def _us(s: float | None) -> str:
@@ -394,7 +472,15 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--models", default=",".join(ZOO))
     ap.add_argument("--mlperf", default=",".join(MLPERF))
+    ap.add_argument("--render-m0", action="store_true",
+                    help="rewrite the c_backend_m0 section from c_backend.json, no measuring")
     args = ap.parse_args()
+    if args.render_m0:
+        saved = json.loads(JSON.read_text())["m0_kernels"]
+        runs = {tuple(k.split("/", 1)): r for k, r in saved.items()}
+        measured = any("cmsis_cycles_per_mac" in lay for r in runs.values() for lay in r["layers"])
+        write_section("c_backend_m0", _m0_markdown(runs, Path("CMSIS-NN") if measured else None))
+        return
     rows, results, graphs = [], [], {}
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.models.split(","):
@@ -454,7 +540,7 @@ def main() -> None:
     write_section("c_backend", md)
     write_section("c_backend_m0", m0_md)
     out = {"zoo": results, "m0_kernels": m0_json}
-    (Path(__file__).parent / "c_backend.json").write_text(json.dumps(out, indent=1))
+    JSON.write_text(json.dumps(out, indent=1))
 
 
 if __name__ == "__main__":
