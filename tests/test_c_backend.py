@@ -73,6 +73,11 @@ GRAPHS.update({  # the packed-bit (BNN) kinds
         np.random.default_rng(dims), dims=dims, dtype=d))
     for dims, d in ((1, "uint8"), (2, "int16"))
 })
+GRAPHS.update({  # kinds random chains rarely or never build: recurrent layers, matmul
+    f"{kind}_{d}": (lambda kind=kind, d=d: F.ONE_OP_BUILDERS[kind](np.random.default_rng(3),
+                                                                   dtype=d))
+    for kind in ("gru", "lstm", "matmul") for d in ("int8", "int16")
+})
 
 
 @pytest.fixture(scope="module")

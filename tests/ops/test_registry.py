@@ -41,7 +41,7 @@ KIND_LITERAL_ELSEWHERE = {
     "conv": {"methods/adaround.py"},  # adaround_layer(op="conv"): F.conv vs F.linear math
     # Config(act_quantizer="sign"): the QAT quantizer of that name, not the kind
     "sign": {"qat/convert.py", "qat/prepare.py", "qat/quantizers/__init__.py",
-             "qat/quantizers/binary.py"},
+             "qat/quantizers/binary.py", "qat/recipes.py"},
 }
 
 

@@ -193,7 +193,10 @@ def test_softmax_matches_float_torch_along_any_axis(dtype: str, s_in: float, lut
 @pytest.mark.parametrize("act_bits", [8, 16])
 def test_softmax_matches_float_after_quantize_along_dim_1(act_bits: int) -> None:
     """torch.softmax(x, dim=1) of (N, 5, 6) captured and lowered with attr axis 0 (non-batch),
-    vs float softmax of the interpreter's own (dequantized) input: <= 1 / 3 LSB."""
+    vs float softmax of the interpreter's own (dequantized) input: <= 1 LSB at 8 bits; at 16
+    bits the bound the exp table's linear interpolation allows — with step h = 2^lut_shift·s_in
+    each exp is off by a relative h²/8 at most, so a probability (<= 1, 2^15 LSB) by h²/4 of
+    2^15 LSB, plus 1.5 LSB of rounding."""
     import intquant
 
     x = torch.randn(64, 5, 6, generator=torch.Generator().manual_seed(4)) * 2
@@ -204,7 +207,9 @@ def test_softmax_matches_float_after_quantize_along_dim_1(act_bits: int) -> None
     assert op.kind == "softmax" and op.attrs["axis"] == 0
     xq = q.quantize_input(x.numpy())
     ref = torch.softmax(to_t(deq(xq, q.input_info)), dim=1).numpy()
-    assert_within_lsb(q.run(xq), ref, q.output_info, tol=1.0 if act_bits == 8 else 3.0)
+    h = 2.0 ** op.attrs["lut_shift"] * q.input_info.scale
+    tol = 1.0 if act_bits == 8 else 1.5 + 2.0**15 * h * h / 4
+    assert_within_lsb(q.run(xq), ref, q.output_info, tol=tol)
 
 
 @pytest.mark.parametrize("axis", [0, 1])

@@ -730,6 +730,13 @@ def op_add_sub(imp: _Importer, node: onnx.NodeProto) -> None:
         except UnsupportedOnnxError:
             pass  # a constant tensor: add_const below
     value = np.ascontiguousarray(np.broadcast_to(np.asarray(c, np.float32), full))
+    b = imp.batch_axis(x)
+    if b is not None:  # one per-sample tensor: the same for every sample of the batch
+        first = np.take(value, [0], axis=b)
+        if not np.array_equal(np.broadcast_to(first, value.shape), value):
+            raise imp.unsupported(node, "a constant that differs from sample to sample (it "
+                                  "varies along the batch axis)")
+        value = first
     imp.emit(node, "add_const", [imp.act(node, list(node.input).index(x))],
              params={"value": value.reshape(imp.sample_shape(node, x))})
 
