@@ -113,15 +113,16 @@ SECTIONS
 }}
 """
 
-MAIN_C = r"""/* Cortex-M0 test main for {name}: run every sample, print outputs as hex lines. */
-#include <stdint.h>
+# The test mains' common part (m0/main.c here, m0/stream_main.c in stream.py): the samples,
+# the output buffer of {out_size} elements, the profiling hook and the hex printer.
+MAIN_PRELUDE = r"""#include <stdint.h>
 #include "{name}.h"
 
 extern const {name}_input_t iq_samples[][{up}_INPUT_SIZE];
 extern const int32_t iq_num_samples;
 void iq_semihost_write0(const char* s);
 
-static {name}_output_t out_buf[{up}_OUTPUT_SIZE];
+static {name}_output_t out_buf[{out_size}];
 static char line[2 * sizeof(out_buf) + 4];
 volatile int32_t iq_profile_op;
 
@@ -146,7 +147,12 @@ static void print_output(void)
     iq_semihost_write0(line);
 }}
 
-int main(void)
+"""
+
+MAIN_C = (
+    "/* Cortex-M0 test main for {name}: run every sample, print outputs as hex lines. */\n"
+    + MAIN_PRELUDE.replace("{out_size}", "{up}_OUTPUT_SIZE")
+    + r"""int main(void)
 {{
     int32_t s;
     for (s = 0; s < iq_num_samples; ++s) {{
@@ -160,6 +166,7 @@ int main(void)
     return 0;
 }}
 """
+)
 
 
 def samples_source(name: str, ctype: str, samples: np.ndarray) -> str:

@@ -40,6 +40,7 @@ import numpy as np
 from ..intgraph import IntGraph
 from ..ops import op_def
 from .emitter import CEmitter
+from .m0 import MAIN_PRELUDE
 from .planner import MemoryPlan
 
 
@@ -190,40 +191,11 @@ int main(void)
 }}
 """
 
-M0_STREAM_MAIN = r"""/* Cortex-M0 streaming test main for {name}: every sample of samples.c
- * frame by frame, the output after each frame as one hex line (as m0/main.c prints). */
-#include <stdint.h>
-#include "{name}.h"
-
-extern const {name}_input_t iq_samples[][{up}_INPUT_SIZE];
-extern const int32_t iq_num_samples;
-void iq_semihost_write0(const char* s);
-
-static {name}_output_t out_buf[{up}_STEP_OUTPUT_SIZE];
-static char line[2 * sizeof(out_buf) + 4];
-volatile int32_t iq_profile_op;
-
-__attribute__((noinline)) void iq_profile_mark(int32_t op)
-{{
-    iq_profile_op = op;
-}}
-
-static void print_output(void)
-{{
-    static const char hex[] = "0123456789abcdef";
-    const uint8_t* bytes = (const uint8_t*)out_buf;
-    uint32_t i, k = 0;
-    line[k++] = 'O';
-    for (i = 0; i < sizeof(out_buf); ++i) {{
-        line[k++] = hex[bytes[i] >> 4];
-        line[k++] = hex[bytes[i] & 15u];
-    }}
-    line[k++] = '\n';
-    line[k] = 0;
-    iq_semihost_write0(line);
-}}
-
-int main(void)
+M0_STREAM_MAIN = (
+    "/* Cortex-M0 streaming test main for {name}: every sample of samples.c\n"
+    " * frame by frame, the output after each frame as one hex line (as m0/main.c prints). */\n"
+    + MAIN_PRELUDE.replace("{out_size}", "{up}_STEP_OUTPUT_SIZE")
+    + r"""int main(void)
 {{
     int32_t s, t;
     for (s = 0; s < iq_num_samples; ++s) {{
@@ -240,6 +212,7 @@ int main(void)
     return 0;
 }}
 """
+)
 
 
 def driver_files(name: str) -> dict[str, str]:

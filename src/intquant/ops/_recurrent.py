@@ -442,3 +442,18 @@ def emit_recurrent(em, i: int, op: Op, p: str) -> None:
     em.calls.append(
         f"    iq_{op.kind}_run(&{params}, {em.ptr(op.inputs[0], True)}, {steps}, "
         f"{em.ptr(op.output, False)}, {state}, {scratch});")
+
+
+def to_onnx(ex, op: Op) -> None:
+    """QDQ with ONNX's own GRU / LSTM operator (float gates; see ``_recurrent_onnx``, imported
+    here on use: it loads onnx)."""
+    from ._recurrent_onnx import export_qdq
+
+    export_qdq(ex, op)
+
+
+def to_onnx_int(ex, op: Op) -> None:
+    """The integer recurrence unrolled over time: bit-exact (see ``_recurrent_onnx``)."""
+    from ._recurrent_onnx import export_exact
+
+    export_exact(ex, op)

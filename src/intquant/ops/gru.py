@@ -63,20 +63,6 @@ def run_float(node, inputs):
     return R.select_output(node, out)
 
 
-def to_onnx(ex, op: Op) -> None:
-    """QDQ with ONNX's own GRU operator (float gates; see ``_recurrent_onnx``)."""
-    from ._recurrent_onnx import export_qdq
-
-    export_qdq(ex, op)
-
-
-def to_onnx_int(ex, op: Op) -> None:
-    """The integer recurrence unrolled over time: bit-exact (see ``_recurrent_onnx``)."""
-    from ._recurrent_onnx import export_exact
-
-    export_exact(ex, op)
-
-
 register(
     OpDef(
         kind="gru",
@@ -89,8 +75,8 @@ register(
         emit_c=R.emit_recurrent,
         c_files=("iq_gru.c", "iq_gru.h", "iq_rnn.h"),
         c_header="iq_gru.h",
-        to_onnx=to_onnx,
-        to_onnx_int=to_onnx_int,
+        to_onnx=R.to_onnx,
+        to_onnx_int=R.to_onnx_int,
         macs=R.macs,
         scratch_bytes=R.scratch_bytes,
         state_bytes=R.state_bytes,

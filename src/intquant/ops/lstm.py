@@ -111,20 +111,6 @@ def observe_cells(node, inputs) -> dict:
     return cells
 
 
-def to_onnx(ex, op: Op) -> None:
-    """QDQ with ONNX's own LSTM operator (float gates; see ``_recurrent_onnx``)."""
-    from ._recurrent_onnx import export_qdq
-
-    export_qdq(ex, op)
-
-
-def to_onnx_int(ex, op: Op) -> None:
-    """The integer recurrence unrolled over time: bit-exact (see ``_recurrent_onnx``)."""
-    from ._recurrent_onnx import export_exact
-
-    export_exact(ex, op)
-
-
 register(
     OpDef(
         kind="lstm",
@@ -137,8 +123,8 @@ register(
         emit_c=R.emit_recurrent,
         c_files=("iq_lstm.c", "iq_lstm.h", "iq_rnn.h"),
         c_header="iq_lstm.h",
-        to_onnx=to_onnx,
-        to_onnx_int=to_onnx_int,
+        to_onnx=R.to_onnx,
+        to_onnx_int=R.to_onnx_int,
         macs=R.macs,
         scratch_bytes=R.scratch_bytes,
         state_bytes=R.state_bytes,
