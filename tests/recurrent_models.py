@@ -7,7 +7,8 @@ Shared by tests/ops/test_gru.py and tests/ops/test_lstm.py (and the streaming te
   parameter, the last step read as ``out[:, -1]`` / ``out[-1]``, ``h_n[-1]`` or
   ``h_n.squeeze(0)``, or the whole output sequence returned;
 - ``CellLoop``: GRUCell / LSTMCell called in a Python loop over ``x[:, t]`` or ``x.unbind(1)``
-  (or over the time-major ``x.transpose(0, 1)``), optionally two stacked cells, from zeros, a
+  (or over the time-major ``x.transpose(0, 1)``, or ``x[:, t]`` for a fixed number of steps
+  that torch.fx can trace for QAT), optionally two stacked cells, from zeros, a
   learned h0 or the cell's implicit zeros, returning the last state through a head or
   ``torch.stack`` of every state;
 - ``own_parameters``: the float64 torch layer of an integer ``gru`` / ``lstm`` op's own
@@ -25,7 +26,7 @@ from intquant.intgraph import Op
 from intquant.numerics import QParams
 from intquant.ops import _recurrent as R
 
-FEATURES, HIDDEN, CLASSES = 6, 12, 4
+FEATURES, HIDDEN, CLASSES, STEPS = 6, 12, 4, 9
 
 
 class Layer(nn.Module):
@@ -110,6 +111,8 @@ class CellLoop(nn.Module):
             frames = x.unbind(1)
         elif self.steps_by == "time_major":
             frames = list(x.transpose(0, 1))
+        elif self.steps_by == "fixed":  # a step count torch.fx can trace (QAT)
+            frames = [x[:, t] for t in range(STEPS)]
         else:
             frames = [x[:, t] for t in range(x.shape[1])]
         outs = []
@@ -148,7 +151,7 @@ def make(kind: str, form: str, seed: int = 0) -> nn.Module:
         return USER_FORMS[form](kind).eval()
 
 
-def sequences(n: int, steps: int = 9, seed: int = 1) -> torch.Tensor:
+def sequences(n: int, steps: int = STEPS, seed: int = 1) -> torch.Tensor:
     """Smooth random sequences (N, T, FEATURES), like MFCC frames."""
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(n, steps, FEATURES, generator=g)
