@@ -154,6 +154,61 @@ def assert_onnx_cell_loop_c_host_equals_interpreter(kind: str, tmp_path) -> None
         compile_and_run_host(out_dir, xi[:4], opt="-O1", sanitize=True), ref[:4])
 
 
+# ---- the forms torch.onnx's dynamo exporter writes (seen with onnxscript 0.7.2, which is not a
+# dependency): the TorchScript export of the same module, edited into them ---------------------
+
+
+def _add_const(model: onnx.ModelProto, name: str, value) -> str:
+    model.graph.initializer.append(onnx.numpy_helper.from_array(np.asarray(value), name))
+    return name
+
+
+def slice_squeeze_steps(model: onnx.ModelProto) -> onnx.ModelProto:
+    """x[:, t] as Squeeze(Slice(x, t, t + 1, axis 1), 1) instead of Gather(x, t, axis=1)."""
+    nodes = []
+    for k, n in enumerate(model.graph.node):
+        if n.op_type != "Gather" or n.input[0] != "x":
+            nodes.append(n)
+            continue
+        idx = next(onnx.numpy_helper.to_array(c.attribute[0].t) for c in model.graph.node
+                   if c.output[0] == n.input[1])
+        start = _add_const(model, f"start{k}", [int(idx)])
+        end = _add_const(model, f"end{k}", [int(idx) + 1])
+        axis = _add_const(model, f"axis{k}", [1])
+        nodes += [onnx.helper.make_node("Slice", ["x", start, end, axis], [f"slice{k}"]),
+                  onnx.helper.make_node("Squeeze", [f"slice{k}", axis], [n.output[0]])]
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+    return model
+
+
+def fold_first_hidden_gates(model: onnx.ModelProto, offset: float = 0.0) -> onnx.ModelProto:
+    """The first LSTM step's h0·W_hhᵀ + b_hh as a constant (b_hh + offset: zeros h0 when the
+    offset is 0), as the dynamo exporter folds it for a zeros h0 at batch size 1."""
+    gemm = next(n for n in model.graph.node if n.op_type == "Gemm" and
+                n.input[1] == "cell.weight_hh")
+    b_hh = next(onnx.numpy_helper.to_array(i) for i in model.graph.initializer
+                if i.name == gemm.input[2])
+    model.graph.node.remove(gemm)
+    _add_const(model, gemm.output[0], (b_hh + np.float32(offset))[None, :])
+    return model
+
+
+def assert_dynamo_forms_equal_export_form(kind: str, form: str, edit) -> None:
+    """The edited ONNX file quantizes to the same integer model as torch.export."""
+    module = RM.make(kind, form)
+    x = RM.sequences(64)
+    model = edit(onnx_model_of(module, x))
+    cfg = intquant.Config(act_bits=8, weight_bits=8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        q_onnx = intquant.quantize(from_onnx(model), x, cfg, progress=False)
+        q_export = intquant.quantize(module, x, cfg, progress=False)
+    assert [op.kind for op in q_onnx.graph.ops] == [kind, "fully_connected"]
+    np.testing.assert_array_equal(q_onnx.run(q_onnx.quantize_input(x)),
+                                  q_export.run(q_export.quantize_input(x)))
+
+
 # ---- cell loops the ONNX importer refuses: one message, at one node --------------------------
 
 
@@ -229,6 +284,10 @@ def onnx_cell_refusal_cases(kind: str) -> list:
         cases += [
             ("cell_state_used", _exported(kind, "cell_state_used"),
              loop + r"the cell state after step 8 is used outside the loop"),
+            ("folded_nonzero_h0", _exported(
+                kind, "plain", lambda m: fold_first_hidden_gates(m, offset=0.5)),
+             loop + r"the exporter folded its first step's hidden-side gates into a constant "
+             r"that is not b_hh"),
             ("relu_cell_gate", _exported(kind, "plain", _relu_cell_gate),
              r"splits a Gemm into 4 equal parts like a LSTMCell step, but gate 2 of the Split "
              r"is not used by one Tanh only"),

@@ -41,6 +41,10 @@ def test_gru_matches_float_onnx_import_equals_torch_export(form: str) -> None:
     RC.assert_onnx_form_equals_export_form("gru", form)
 
 
+def test_gru_onnx_cell_loop_slice_squeeze_steps_equal_torch_export() -> None:
+    RC.assert_dynamo_forms_equal_export_form("gru", "cell_loop_select", RC.slice_squeeze_steps)
+
+
 @pytest.mark.parametrize("case,build,message", RC.onnx_cell_refusal_cases("gru"),
                          ids=lambda v: v if isinstance(v, str) and " " not in v else "")
 def test_gru_onnx_cell_loop_refusals_name_one_node(case: str, build, message: str) -> None:
