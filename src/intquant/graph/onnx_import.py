@@ -1757,7 +1757,7 @@ def _link_steps(steps: list[_CellStep]) -> tuple[list[_CellLoop], dict[int, str]
     why: dict[int, str] = {}
     for s in steps:
         p = by_state.get(s.c_in if s.kind == "lstm" else s.h_in)
-        if p is None:
+        if p is None or p.kind != s.kind:
             continue
         if id(p) in nxt:
             why[id(p)] = "two steps continue one state: not a loop"
@@ -1869,9 +1869,10 @@ def _time_step_onnx(net: _Net, tensor: str) -> tuple[str, int, int, list] | None
             steps is not None and int(np.ravel(steps)[0]) != 1):
         return None
     size = net.imp.shapes[p.input[0]][axes[0] % rank]
-    start = int(np.ravel(starts)[0]) % size
-    if min(int(np.ravel(ends)[0]), size) - start != 1 and \
-            not (int(np.ravel(ends)[0]) < 0 and (int(np.ravel(ends)[0]) % size) - start == 1):
+    start, end = int(np.ravel(starts)[0]), int(np.ravel(ends)[0])
+    start = start + size if start < 0 else start
+    end = end + size if end < 0 else min(end, size)
+    if end - start != 1:
         return None
     return p.input[0], axes[0], start, [sq, p]
 
