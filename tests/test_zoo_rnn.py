@@ -192,3 +192,37 @@ def test_cell_loop_qat_over_the_input_length_says_to_fix_the_step_count():
     with pytest.raises(ValueError, match=r"needs a fixed number of steps \(for t in "
                                          r"range\(self.steps\)"):
         qat.prepare(RM.make("gru", "cell_loop_select"), intquant.Config())
+
+
+class _TwoGRUs(torch.nn.Module):
+    """Two nn.GRU modules in a row: captured as one two-layer gru op."""
+
+    def __init__(self):
+        super().__init__()
+        self.rnn1 = torch.nn.GRU(RM.FEATURES, 8, batch_first=True)
+        self.rnn2 = torch.nn.GRU(8, 8, batch_first=True)
+        self.fc = torch.nn.Linear(8, RM.CLASSES)
+
+    def forward(self, x):
+        y, _ = self.rnn1(x)
+        y, _ = self.rnn2(y)
+        return self.fc(y[:, -1])
+
+
+def test_qat_of_two_stacked_gru_modules_keeps_each_modules_trained_grid():
+    """The two modules are merged into one op of two layers; each layer's codes are its own
+    module's trained grid (convert gives PTQ the row scales per module name)."""
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = _TwoGRUs().eval()
+    x = RM.sequences(32)
+    qm = qat.prepare(model, intquant.Config())
+    qm.train()
+    qm(x)
+    qm.eval()
+    op = qat.convert(qm).graph.ops[0]
+    assert (op.kind, op.attrs["layers"]) == ("gru", 2)
+    for layer, name in enumerate(("rnn1", "rnn2")):
+        for key in ("ih", "hh"):
+            w = getattr(qm.get_submodule(name), f"weight_{key}_l0").detach().numpy()
+            np.testing.assert_array_equal(op.consts[f"w_{key}{layer}"], _grid(w)[0])
