@@ -194,6 +194,19 @@ def inner_weight_qparams(node: Any, cfg: dict[str, Any]) -> dict[str, QParams]:
     return out
 
 
+def _inner_weight_cfg(config: Config, node: Any) -> dict[str, Any]:
+    """The settings of an op with inner gate matrices. A node that took stacked layers in
+    (``passes.stack_recurrent_layers``: two GRUCell loops, two nn.GRU modules) lists the row
+    scales given for each merged layer's name (QAT's), bottom first, when every one has them."""
+    cfg = config.for_layer(node.name)
+    names = [*node.stacked_below, node.name]
+    if len(names) > 1:
+        given = [config.for_layer(name)["weight_scale"] for name in names]
+        cfg["weight_scale"] = None if any(g is None for g in given) else np.concatenate(
+            [np.ravel(np.asarray(g, np.float64)) for g in given])
+    return cfg
+
+
 def _per_channel_rows(weight: np.ndarray, axis: int | None) -> np.ndarray:
     w = np.asarray(weight, dtype=np.float64)
     return w.reshape(w.shape[0], -1) if axis == 0 else w.reshape(1, -1)
@@ -297,7 +310,7 @@ def make_plan(graph: Graph, acts: dict[str, QParams], config: Config,
     blocked: dict[str, np.ndarray] = {}
     for node in graph.nodes:
         if node.op != "input" and float_op(node.op).weight_tensors is not None:
-            weights.update(inner_weight_qparams(node, config.for_layer(node.name)))
+            weights.update(inner_weight_qparams(node, _inner_weight_cfg(config, node)))
         if node.op not in WEIGHTED:
             continue
         cfg = config.for_layer(node.name)
