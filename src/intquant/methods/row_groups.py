@@ -14,11 +14,12 @@ over time but integrated (an LSTM cell whose forget gate is near 1 sums it at ev
 ``"full"``: ẑ is what the layer sees in the quantized network so far — x_t from the
 quantized upstream and the float recurrence's h_{t−1} on it; ``"weights"``: ẑ = z.
 
-Measured on the zoo's keyword spotters (49 steps, benchmarks/arch_rnn.py): rounding the gate
-matrices to int8 per row, to nearest, limits the LSTM's float logits to 38 dB; this brings
-them to 49 dB (GRU: 47.5 to 52 dB). Separate GPTQ of W_ih and W_hh, without the bias
-correction, varied between 38 and 50 dB with the damping and the column order on the LSTM;
-joint GPTQ with act-order and the correction stayed within 47-50 dB over damping 0.001-0.3.
+Measured on the zoo's keyword spotters (49 steps; float64 PyTorch with only the gate matrices
+rounded, 1024 calibration samples; the NOTES of benchmarks/arch_rnn.py): rounding them to int8
+per row, to nearest, limits the LSTM's logits to 38 dB; this brings them to 49 dB (GRU: 47.5
+to 52 dB). Separate GPTQ of W_ih and W_hh varied between 37 and 50 dB with the damping and the
+column order on the LSTM; joint GPTQ with act-order and the correction stayed within 47-50 dB
+over damping 0.001-0.3.
 
 Offline only (NumPy / torch float64); the codes go into the plan like any others (``snap``).
 """
