@@ -7,6 +7,7 @@ float graph's activations) → plan (formats per tensor) → lower (IntGraph).
 from __future__ import annotations
 
 import copy
+import dataclasses
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -119,9 +120,9 @@ def calibrate(graph: Graph, batches: list[np.ndarray], config: Config,
         elif fixed is not None:
             acts[node.name] = fixed
         else:
-            acts[node.name] = observers[node.name].qparams(
+            acts[node.name] = with_headroom(observers[node.name].qparams(
                 bits, symmetric=symmetric, signed=True, power_of_two=cfg["power_of_two"]
-            )
+            ), config.wide_act_headroom)
     for node in inner:  # state inside an op: its whole range, 16-bit (FloatOpDef.observe)
         prefix = node.name + "/"
         for name in [k for k in observers if k.startswith(prefix)]:
@@ -130,6 +131,14 @@ def calibrate(graph: Graph, batches: list[np.ndarray], config: Config,
 
 
 @torch.no_grad()
+def with_headroom(qp: QParams, factor: float) -> QParams:
+    """A calibrated format wider than 8 bits (symmetric: zero point 0) with its range grown by
+    ``factor`` (``Config.wide_act_headroom``); 8-bit formats unchanged."""
+    if qp.bits <= 8 or factor == 1.0 or np.any(qp.zero_point != 0):
+        return qp
+    return dataclasses.replace(qp, scale=qp.scale * factor)
+
+
 def observe_inner(nodes: list, values: dict, observers: dict) -> None:
     """Record the ranges of the tensors computed inside ``nodes`` (``FloatOpDef.observe``, e.g.
     an LSTM's cell state) as ``observers["<node>/<key>"]``: max-abs observers, because a
@@ -292,7 +301,7 @@ def free_layers(graph: Graph, config: Config, blocked: set[str]) -> tuple[set[st
     weights, acts = set(), set()
     for node in graph.nodes:
         cfg = config.for_layer(node.name)
-        if (node.op in WEIGHTED and node.name not in blocked
+        if ((node.op in WEIGHTED or methods.has_row_groups(node)) and node.name not in blocked
                 and cfg.get("weight_scale") is None and cfg.get("weight_qparams") is None):
             weights.add(node.name)
         if (node.op not in SAME_FORMAT and cfg.get("act_qparams") is None
