@@ -38,7 +38,7 @@ from intquant import zoo  # noqa: E402
 from intquant.codegen.cost import cost_report  # noqa: E402
 from intquant.codegen.stream import emulate_stream, reference_frames  # noqa: E402
 from intquant.codegen.toolchain import compile_and_run_host  # noqa: E402
-from results import machine, table  # noqa: E402
+from results import calibration_draw, machine, table  # noqa: E402
 
 MODELS = ["gru_kws", "lstm_kws"]
 MODES = {"W8A8": {"weight_bits": 8, "act_bits": 8}, "16x8": {"weight_bits": 8, "act_bits": 16}}
@@ -72,8 +72,7 @@ def sqnr_db(ref: np.ndarray, out: np.ndarray) -> float:
 
 def calibration_set(ds, seed: int = 0) -> np.ndarray:
     """CALIBRATION training samples drawn at random (the split is ordered by class)."""
-    pick = np.random.default_rng(seed).permutation(len(ds.x_train))[:CALIBRATION]
-    return ds.x_train[np.sort(pick)]
+    return calibration_draw(ds.x_train, CALIBRATION, seed)
 
 
 def sqnr_without_worst(ref: np.ndarray, out: np.ndarray, worst: int = WORST) -> float:
