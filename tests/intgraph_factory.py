@@ -209,6 +209,53 @@ class GraphBuilder:
         }
         return self.op("conv", [x], y, attrs, consts)
 
+    def conv_transpose(
+        self,
+        x: str,
+        cout: int,
+        kernel: tuple[int, int] = (3, 3),
+        stride: tuple[int, int] = (2, 2),
+        padding: tuple[int, int, int, int] = (0, 0, 0, 0),
+        output_padding: tuple[int, int] = (0, 0),
+        dilation: tuple[int, int] = (1, 1),
+        groups: int = 1,
+        w_dtype: str = "int8",
+        acc_bits: int | None = None,
+        rounding: str = "double",
+        relu: bool = False,
+    ) -> str:
+        """A conv_transpose (weights [Cout, Cin/groups, kh, kw]); 1-D keeps the w entries."""
+        xi = self.info(x)
+        one_d = len(xi.shape) == 2
+        cin = xi.shape[0]
+        if one_d:
+            kernel, stride, dilation = (1, kernel[-1]), (1, stride[-1]), (1, dilation[-1])
+            padding, output_padding = (0, padding[1], 0, padding[3]), (0, output_padding[-1])
+        h, w = (1, xi.shape[1]) if one_d else xi.shape[1:]
+        weight = self._random_weight((cout, cin // groups, *kernel), w_dtype)
+        consts, acc_bits = self._requant_consts(weight, xi, xi.dtype, acc_bits, rounding)
+        consts["weight"] = weight
+        ho, wo = ((n - 1) * s + d * (k - 1) + 1 - p0 - p1 + e for n, s, d, k, p0, p1, e in zip(
+            (h, w), stride, dilation, kernel, padding[:2], padding[2:], output_padding,
+            strict=True))
+        y = self.new_tensor((cout, wo) if one_d else (cout, ho, wo), xi.dtype)
+        zo = self.info(y).zero_point
+        amin, amax = self.act_range(xi.dtype, zo, relu)
+        attrs = {
+            "stride": list(stride),
+            "padding": list(padding),
+            "output_padding": list(output_padding),
+            "dilation": list(dilation),
+            "groups": groups,
+            "input_zero_point": xi.zero_point,
+            "output_zero_point": zo,
+            "act_min": amin,
+            "act_max": amax,
+            "acc_bits": acc_bits,
+            "rounding": rounding,
+        }
+        return self.op("conv_transpose", [x], y, attrs, consts)
+
     def fully_connected(
         self,
         x: str,
@@ -645,6 +692,28 @@ def conv_graph(
     if dtype == "int16":
         kw.setdefault("acc_bits", 64)  # TFLM 16x8: int64 accumulator and bias
     b.conv(b.input, cout, kernel, stride, padding, dilation, groups, **kw)
+    return b.graph()
+
+
+def conv_transpose_graph(rng: np.random.Generator, *, dims: int = 2, dtype: str = "int8",
+                         **kw) -> IntGraph:
+    """conv_transpose with random shape and attrs (pass any builder keyword to pin it):
+    stride 1-3, padding below the kernel span, output_padding below the stride, dilation
+    1-2, groups 1-2."""
+    groups = kw.pop("groups", int(rng.integers(1, 3)))
+    cin = groups * int(rng.integers(1, 4))
+    cout = kw.pop("cout", groups * int(rng.integers(1, 4)))
+    kernel = kw.pop("kernel", (int(rng.integers(1, 5)), int(rng.integers(1, 5))))
+    stride = kw.pop("stride", (int(rng.integers(1, 4)), int(rng.integers(1, 4))))
+    dilation = kw.pop("dilation", (int(rng.integers(1, 3)), int(rng.integers(1, 3))))
+    span = [d * (k - 1) for k, d in zip(kernel, dilation, strict=True)]
+    padding = kw.pop("padding", tuple(int(rng.integers(0, span[i % 2] + 1)) for i in range(4)))
+    output_padding = kw.pop("output_padding", tuple(int(rng.integers(0, s)) for s in stride))
+    if dtype == "int16":
+        kw.setdefault("acc_bits", 64)  # 16x8: int64 accumulator and bias
+    b = GraphBuilder(rng, _spatial_shape(rng, dims, cin), dtype)
+    b.conv_transpose(b.input, cout, kernel, stride, padding, output_padding, dilation, groups,
+                     **kw)
     return b.graph()
 
 
@@ -1260,6 +1329,7 @@ lstm_graph = _recurrent_graph("lstm")
 
 ONE_OP_BUILDERS: dict[str, Callable[..., IntGraph]] = {
     "conv": conv_graph,
+    "conv_transpose": conv_transpose_graph,
     "fully_connected": fully_connected_graph,
     "add": add_graph,
     "rescale": rescale_graph,

@@ -97,6 +97,10 @@ class FloatOpDef:
     ``{key: tensor}``, stored in the plan as ``acts["<node>/<key>"]``; ``weight_tensors``: the
     weight matrices of an op that is not ``weighted`` but still needs weight formats from the
     plan (``weights["<node>/<key>"]``, e.g. the gate matrices of a GRU).
+    ``weighted_forward(node, x, weight, bias)``: the pre-activation output of a weighted layer
+    whose math is neither conv's nor linear's, with torch ``weight``/``bias`` that may require
+    grad (bias correction, QDrop and the fake-quant simulation call it); GPTQ and AdaRound,
+    which model conv / linear only, round such a layer to nearest.
 
     What the float-graph methods need to know without naming ops: ``fixed_format(bits, name)``
     is the output format the integer contract fixes (softmax / sigmoid on [0, 1], tanh on
@@ -126,6 +130,7 @@ class FloatOpDef:
     pads: Callable[[Node], bool] | None = None
     observe: Callable[[Node, list[Any]], dict[str, Any]] | None = None
     weight_tensors: Callable[[Node], dict[str, np.ndarray]] | None = None
+    weighted_forward: Callable[[Node, Any, Any, Any], Any] | None = None
 
     @property
     def fusable(self) -> bool:
