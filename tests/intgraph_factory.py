@@ -1085,13 +1085,11 @@ def upsample_graph(
     rng: np.random.Generator, *, dims: int = 2, dtype: str = "int8", mode: str | None = None
 ) -> IntGraph:
     """One upsample (random mode unless given) by random integer factors."""
-    from intquant.ops.upsample import out_len
-
     b = GraphBuilder(rng, _spatial_shape(rng, dims, int(rng.integers(1, 4))), dtype)
-    mode = mode or str(rng.choice(["nearest", "bilinear", "zeros"]))
+    mode = mode or str(rng.choice(["nearest", "bilinear"]))
     f = [1 if dims == 1 else int(rng.integers(1, 4)), int(rng.integers(2, 5))]
     shape = b.info(b.input).shape
-    sp = [out_len(n, k, mode) for n, k in zip(shape[1:], f[2 - dims:], strict=True)]
+    sp = [n * k for n, k in zip(shape[1:], f[2 - dims:], strict=True)]
     y = b.like(b.input, (shape[0], *sp))
     b.op("upsample", [b.input], y, {"mode": mode, "factor": f})
     return b.graph()
@@ -1099,11 +1097,9 @@ def upsample_graph(
 
 def upsample_step(b: GraphBuilder, x: str, mode: str, factor: int = 2) -> str:
     """Append ``upsample`` of ``x`` (2-D: factor on both axes; 1-D: on the length)."""
-    from intquant.ops.upsample import out_len
-
     shape = b.info(x).shape
     f = [1, factor] if len(shape) == 2 else [factor, factor]
-    sp = [out_len(n, k, mode) for n, k in zip(shape[1:], f[3 - len(shape):], strict=True)]
+    sp = [n * k for n, k in zip(shape[1:], f[3 - len(shape):], strict=True)]
     return b.op("upsample", [x], b.like(x, (shape[0], *sp)), {"mode": mode, "factor": f})
 
 
@@ -1452,7 +1448,9 @@ def random_chain(
         elif step in ELEM_STEPS:
             cur = elem_step(b, cur, step)
         elif step == "upsample" and max(sh[1:]) <= 8:
-            cur = upsample_step(b, cur, str(rng.choice(["nearest", "bilinear", "zeros"])))
+            mode = str(rng.choice(["nearest", "bilinear", "transposed"]))
+            cur = b.conv_transpose(cur, sh[0], kernel=(2, 2), stride=(2, 2)) \
+                if mode == "transposed" else upsample_step(b, cur, mode)
         elif step == "layer_norm":
             cur = layer_norm_op(b, cur)
         elif step == "add_const":

@@ -119,8 +119,8 @@ def test_prepare_errors_name_the_problem():
         prepare(m, Config(overrides={"features.9": {"weight_bits": 4}}))
     with pytest.raises(ValueError, match="weight_quantizer.*'int4'"):
         prepare(m, Config(overrides={"fc1": {"weight_quantizer": "int4"}}))
-    with pytest.raises(ValueError, match="ConvTranspose1d.*no QAT version"):
-        prepare(nn.Sequential(nn.ConvTranspose1d(1, 2, 3)), Config())
+    with pytest.raises(ValueError, match="ConvTranspose3d.*no QAT version"):
+        prepare(nn.Sequential(nn.ConvTranspose3d(1, 2, 3)), Config())
     with pytest.raises(ValueError, match="unknown weight_quantizer"):
         prepare(m, Config(weight_quantizer="nope"))
 
