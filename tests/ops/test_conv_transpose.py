@@ -347,6 +347,7 @@ test_conv_transpose_c_host_equals_reference = c_host_test("conv_transpose")
 test_conv_transpose_c_m0_equals_reference = c_m0_test("conv_transpose")
 
 # name -> (input shape, dtype, builder keywords): each takes one kernel of iq_conv_transpose.c
+# (ops/conv_transpose.fast_path picks it)
 KERNEL_CASES = {
     "s8_unet_k2s2_relu": ((8, 4, 4), "int8", dict(cout=6, kernel=(2, 2), relu=True)),
     "u8_grouped_dilated": ((4, 5, 4), "uint8", dict(
@@ -355,6 +356,10 @@ KERNEL_CASES = {
     "s16_s8_1d": ((3, 9), "int16", dict(cout=4, kernel=(1, 5), stride=(1, 3),
                                         padding=(0, 2, 0, 2), output_padding=(0, 1),
                                         acc_bits=64)),
+    "s16_s8_grouped": ((4, 3, 4), "int16", dict(cout=6, kernel=(3, 2), stride=(2, 3),
+                                               padding=(1, 0, 2, 1), groups=2, acc_bits=64)),
+    # 258 input channels: a tap's offset-binary sum could pass 2^32, the typed kernel runs
+    "s16_s8_wide": ((258, 2, 2), "int16", dict(cout=2, kernel=(2, 2), acc_bits=64)),
     "s16_s16": ((2, 4, 5), "int16", dict(cout=3, kernel=(3, 3), w_dtype="int16", acc_bits=64)),
     "generic_s8_acc64": ((3, 4, 4), "int8", dict(cout=3, kernel=(4, 4), padding=(1, 1, 1, 1),
                                                  acc_bits=64)),
@@ -367,8 +372,9 @@ KERNEL_CASES = {
 
 @pytest.mark.parametrize("name", sorted(KERNEL_CASES))
 def test_conv_transpose_c_m0_kernel_paths_equal_reference(name: str, tmp_path) -> None:
-    """Each typed kernel and the generic one (8-bit inputs with an int64 accumulator or int16
-    weights), every requantization mode, on host -O2 and on the Cortex-M0."""
+    """Each kernel — fast8, fast16, the int16 x int16 one and the generic one (8-bit inputs
+    with an int64 accumulator or int16 weights, 16-bit inputs too wide for fast16) — every
+    requantization mode, on host -O2 and on the Cortex-M0."""
     shape, dtype, kw = KERNEL_CASES[name]
     b = GraphBuilder(seeded_rng("kernel", name), shape, dtype)
     b.conv_transpose(b.input, **kw)

@@ -22,7 +22,9 @@ dilation, groups) with per-channel requantization
   [act_min, act_max] (fused ReLU), as conv.
 - C (`iq_conv_transpose.c`): the gather form of the same sum — per output position the taps
   that land are listed once (division-free phase tracking), then every output channel sums
-  them; int32 sums for acc_bits 32, int64 for 64.
+  them: 8-bit inputs with int8 weights and acc_bits 32 as conv's fast kernels do (the inputs
+  under the taps gathered once, four channels per pass of iq_dot4_u8 over offset-binary
+  weights), 16-bit inputs with int64 sums, any other combination by element type code.
 
 Float op lowered here: ``conv_transpose`` (weights in the layout above, 1-D without kh).
 """
@@ -161,10 +163,41 @@ def macs(op: Op, graph: IntGraph) -> int:
     return cout * cin_g * rows * cols
 
 
+def fast_path(graph: IntGraph, op: Op) -> str | None:
+    """The C kernel's offset-binary path over the gathered inputs (int8 weights): "fast8" for
+    8-bit inputs with an int32 accumulator, "fast16" for int16 inputs (16x8) while a tap's
+    Σ_ci (w + 128)·(x + 32768) stays below 2^32; None: the kernels by element type."""
+    if op.consts["weight"].dtype != np.int8:
+        return None
+    dtype = graph.tensors[op.inputs[0]].dtype
+    if dtype in ("int8", "uint8") and op.attrs["acc_bits"] == 32:
+        return "fast8"
+    if dtype == "int16" and op.consts["weight"].shape[1] * 255 * 65535 < 2**32:
+        return "fast16"
+    return None
+
+
 def scratch_bytes(graph: IntGraph, op: Op) -> int:
-    """The C kernel's tap list of one output position: (weight, input) offsets, int32."""
-    kh, kw = op.consts["weight"].shape[2:]
-    return 8 * kh * kw
+    """The C kernel's tap list of one output position ((weight, input) offsets, int32) and on
+    the fast paths the inputs under those taps (fast8: a byte per tap and input channel;
+    fast16: two, after one uint32 sum per tap)."""
+    _, cin_g, kh, kw = op.consts["weight"].shape
+    extra = {"fast8": kh * kw * cin_g, "fast16": 4 * kh * kw + 2 * kh * kw * cin_g}
+    return 8 * kh * kw + extra.get(fast_path(graph, op), 0)
+
+
+def offset_binary_weights(weight: np.ndarray, groups: int) -> tuple[np.ndarray, np.ndarray]:
+    """The fast paths' constants: wu = w + 128 as uint8 laid out
+    [group][block of 4 channels][ky][kx][ci][channel in block] (channels padded to a multiple
+    of four with w = 0), and swu[padded channel][ky·kw + kx] = Σ_ci wu (uint32)."""
+    cout, cin_g, kh, kw = weight.shape
+    cout_g = cout // groups
+    blocks = -(-cout_g // 4)
+    wu = np.full((groups, blocks * 4, cin_g, kh, kw), 128, dtype=np.int64)
+    wu[:, :cout_g] = weight.astype(np.int64).reshape(groups, cout_g, cin_g, kh, kw) + 128
+    swu = wu.sum(axis=2).reshape(groups * blocks * 4, kh * kw)
+    wu = wu.reshape(groups, blocks, 4, cin_g, kh, kw).transpose(0, 1, 4, 5, 3, 2)
+    return np.ascontiguousarray(wu).astype(np.uint8).ravel(), swu.astype(np.uint32)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -179,6 +212,7 @@ def emit_c(em, i: int, op: Op, p: str) -> None:
     kh, kw = c["weight"].shape[2:]
     acc64 = a["acc_bits"] == 64
     w16 = c["weight"].dtype == np.int16
+    fast = fast_path(em.g, op)
     prm = em.params(
         "iq_conv_transpose_params_t",
         f"{p}_params",
@@ -193,17 +227,25 @@ def emit_c(em, i: int, op: Op, p: str) -> None:
             "acc64": int(acc64), "w16": int(w16),
         },
     )
-    w_type = C_TYPE[str(c["weight"].dtype)]
-    weight = em.const_array(f"{p}_weight", w_type, c["weight"])
-    em.weight_array_bytes[op.name] = int(c["weight"].nbytes)
+    if fast is not None:
+        wu, swu = offset_binary_weights(c["weight"], a["groups"])
+        weight = em.const_array(f"{p}_weight", "uint8_t", wu)
+        swu_arg = em.const_array(f"{p}_swu", "uint32_t", swu)
+        em.weight_array_bytes[op.name] = int(wu.nbytes)
+    else:
+        weight = em.const_array(f"{p}_weight", C_TYPE[str(c["weight"].dtype)], c["weight"])
+        swu_arg = "NULL"
+        em.weight_array_bytes[op.name] = int(c["weight"].nbytes)
     bias = em.const_array(f"{p}_bias", "int64_t" if acc64 else "int32_t", c["bias"])
     mult = em.const_array(f"{p}_multiplier", "int32_t", c["multiplier"])
     shift = em.const_array(f"{p}_shift", "int32_t", c["shift"])
     x = op.inputs[0]
+    kernel = {"fast8": "iq_conv_transpose8", "fast16": "iq_conv_transpose16"}.get(
+        fast, "iq_conv_transpose")
     em.calls.append(
-        f"    iq_conv_transpose(&{prm}, {em.ptr(x, True)}, {em.code(x)}, {weight}, {bias}, "
-        f"{mult}, {shift}, {em.ptr(op.output, False)}, {em.code(op.output)}, "
-        f"(int32_t*){em.scratch_ptr(i)});"
+        f"    {kernel}(&{prm}, {em.ptr(x, True)}, {em.code(x)}, {weight}, {swu_arg}, "
+        f"{bias}, {mult}, {shift}, {em.ptr(op.output, False)}, {em.code(op.output)}, "
+        f"{em.scratch_ptr(i)});"
     )
 
 
@@ -377,7 +419,7 @@ register(
         check=check,
         run=run,
         emit_c=emit_c,
-        c_files=("iq_conv_transpose.c", "iq_conv_transpose.h"),
+        c_files=("iq_conv_transpose.c", "iq_conv_transpose.h", "iq_dot.h", "iq_dot_avr.h"),
         c_header="iq_conv_transpose.h",
         to_onnx=to_onnx,
         to_onnx_int=to_onnx_int,

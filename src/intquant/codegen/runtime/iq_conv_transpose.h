@@ -18,11 +18,24 @@ typedef struct {
     int32_t w16;   /* int16 weights (else int8) */
 } iq_conv_transpose_params_t;
 
-/* x (in_c, in_h, in_w), weight [out_c][in_c/groups][k_h][k_w] (IQ_FLASH), bias int32 or int64
- * [out_c], per-channel multiplier and shift, y (out_c, out_h, out_w); 1-D runs with in_h = 1.
- * taps: scratch of 2 * k_h * k_w int32 (the taps of one output position). */
-void iq_conv_transpose(const iq_conv_transpose_params_t* p, const void* x, int32_t x_dtype,
-                       const void* w, const void* bias, const int32_t* mult,
-                       const int32_t* shift, void* y, int32_t y_dtype, int32_t* taps);
+/* x (in_c, in_h, in_w), y (out_c, out_h, out_w); 1-D runs with in_h = 1. Constants (IQ_FLASH):
+ * weight, swu, bias int32 (acc_bits 32) or int64 (64) [out_c], per-channel multiplier and
+ * shift. scratch: 2 * k_h * k_w int32 (the taps of one output position), then what the
+ * kernel gathers. Three entry points (ops/conv_transpose.fast_path picks one; the linker drops
+ * the others):
+ * - iq_conv_transpose8: 8-bit x, acc_bits 32; weight offset binary [group][block of 4
+ *   channels][k_h][k_w][in_c/groups][4] (uint8 w + 128), swu[padded channel][k_h*k_w] its sums
+ *   over the input channels; scratch + k_h * k_w * in_c/groups bytes.
+ * - iq_conv_transpose16: int16 x, int8 weights, acc_bits 64; weight and swu as above; scratch
+ *   + k_h * k_w uint32 + k_h * k_w * in_c/groups uint16.
+ * - iq_conv_transpose: anything else; weight int8 / int16 [out_c][in_c/groups][k_h][k_w],
+ *   swu NULL. */
+#define IQ_CONV_TRANSPOSE_DECLARE(fn)                                                          \
+    void fn(const iq_conv_transpose_params_t* p, const void* x, int32_t x_dtype, const void* w, \
+            const void* swu, const void* bias, const int32_t* mult, const int32_t* shift,       \
+            void* y, int32_t y_dtype, void* scratch)
+IQ_CONV_TRANSPOSE_DECLARE(iq_conv_transpose8);
+IQ_CONV_TRANSPOSE_DECLARE(iq_conv_transpose16);
+IQ_CONV_TRANSPOSE_DECLARE(iq_conv_transpose);
 
 #endif /* IQ_CONV_TRANSPOSE_H */
