@@ -26,7 +26,7 @@ from intquant.graph.onnx_import import UnsupportedOnnxError, from_onnx
 from intquant.interpreter import run
 from intquant.intgraph import ACTIVATION_DTYPES, IntGraph, TensorInfo
 from intquant.ops import op_def
-from intquant.ops.conv_transpose import torch_weight
+from intquant.ops.conv_transpose import swap_channel_axes
 
 from ._elem import VIAS, assert_layer_matches_float
 from .conftest import (
@@ -78,7 +78,7 @@ def _exact_case(case: tuple) -> tuple[IntGraph, np.ndarray, torch.Tensor, np.nda
     bias = rng.integers(-2000, 2000, size=cout).astype(f"int{acc_bits}")
     shifts = np.arange(cout) % 4 + (0 if dtype == "int16" else 6)  # k: divide by 2^k
     xt = torch.from_numpy(x.astype(np.float64) - zx)
-    wt = torch.from_numpy(torch_weight(w, groups).astype(np.float64))
+    wt = torch.from_numpy(swap_channel_axes(w, groups).astype(np.float64))
     if dims == 1:
         acc = TF.conv_transpose1d(xt, wt[:, :, 0], torch.from_numpy(bias.astype(np.float64)),
                                   s, p, op, groups, d)

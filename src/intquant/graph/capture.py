@@ -728,7 +728,7 @@ def _upsample(mode: str, align_arg: int | None = None):
 
 def _emit_conv_transpose(t, n, x, w, b, stride, padding, output_padding, groups, dilation):
     """One ``conv_transpose`` node (ops/conv_transpose.py), weights by output channel."""
-    from ..ops.conv_transpose import weight_by_output_channel
+    from ..ops.conv_transpose import swap_channel_axes
 
     weight = t.const(w)
     dims = weight.ndim - 2
@@ -743,7 +743,7 @@ def _emit_conv_transpose(t, n, x, w, b, stride, padding, output_padding, groups,
         attrs = {"dims": 2, "stride": st, "padding": [p[0], p[1], p[0], p[1]],
                  "output_padding": op, "dilation": dil}
     attrs["groups"] = int(groups)
-    params = {"weight": weight_by_output_channel(np.asarray(weight, np.float32), int(groups))}
+    params = {"weight": swap_channel_axes(np.asarray(weight, np.float32), int(groups))}
     if b is not None:
         params["bias"] = t.const(b)
     t.emit(n, "conv_transpose", [t.value(x)], attrs, params)

@@ -1021,7 +1021,7 @@ def op_resize(imp: _Importer, node: onnx.NodeProto) -> None:
 
 def op_conv_transpose(imp: _Importer, node: onnx.NodeProto) -> None:
     """ConvTranspose: one ``conv_transpose`` node (ops/conv_transpose.py)."""
-    from ..ops.conv_transpose import weight_by_output_channel
+    from ..ops.conv_transpose import swap_channel_axes
 
     a = _attrs(node)
     x = imp.act(node)
@@ -1039,7 +1039,7 @@ def op_conv_transpose(imp: _Importer, node: onnx.NodeProto) -> None:
     del attrs["kernel"]
     attrs["output_padding"] = extra if nd == 2 else [0, extra[0]]
     attrs["groups"] = groups
-    params = {"weight": weight_by_output_channel(np.asarray(w, np.float32), groups)}
+    params = {"weight": swap_channel_axes(np.asarray(w, np.float32), groups)}
     if b is not None:
         params["bias"] = b
     imp.emit(node, "conv_transpose", [x], attrs, params)

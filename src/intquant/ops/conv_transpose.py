@@ -6,8 +6,9 @@ dilation, groups) with per-channel requantization
 - consts: `weight` int8/int16 `[Cout, Cin/groups, kh, kw]` — output channel first like conv
   (so per-channel scales, the accumulator bound and the C weight rows are conv's), *not*
   flipped: `weight[g·Cout/g + j, ci] = torch_weight[g·Cin/g + ci, j]` (torch and ONNX store
-  `[Cin, Cout/groups, kh, kw]`); `bias` int32 (acc_bits 32) or int64 (acc_bits 64) `[Cout]`,
-  `multiplier` int32 `[Cout]`, `shift` int32 `[Cout]`.
+  `[Cin, Cout/groups, kh, kw]`; ``swap_channel_axes`` maps one to the other); `bias` int32
+  (acc_bits 32) or int64 (acc_bits 64) `[Cout]`, `multiplier` int32 `[Cout]`, `shift` int32
+  `[Cout]`.
 - attrs: `stride [sh, sw]`, `padding [top, left, bottom, right]` (outputs cropped from each
   side of the full result), `output_padding [oh, ow]` (outputs added at the bottom / right),
   `dilation [dh, dw]`, `groups`, `input_zero_point`, `output_zero_point`, `act_min`,
@@ -54,20 +55,13 @@ def out_len(n: int, k: int, s: int, d: int, before: int, after: int, extra: int)
     return (n - 1) * s + d * (k - 1) + 1 - before - after + extra
 
 
-def torch_weight(weight: np.ndarray, groups: int) -> np.ndarray:
-    """[Cout, Cin/g, *k] → torch / ONNX's [Cin, Cout/g, *k] (same values, no flip)."""
-    cout, cin_g = weight.shape[:2]
-    k = weight.shape[2:]
-    w = weight.reshape(groups, cout // groups, cin_g, *k)
-    return np.ascontiguousarray(np.swapaxes(w, 1, 2).reshape(groups * cin_g, cout // groups, *k))
-
-
-def weight_by_output_channel(weight: np.ndarray, groups: int) -> np.ndarray:
-    """torch / ONNX's [Cin, Cout/g, *k] → [Cout, Cin/g, *k] (the inverse of torch_weight)."""
-    cin, cout_g = weight.shape[:2]
-    k = weight.shape[2:]
-    w = weight.reshape(groups, cin // groups, cout_g, *k)
-    return np.ascontiguousarray(np.swapaxes(w, 1, 2).reshape(groups * cout_g, cin // groups, *k))
+def swap_channel_axes(w, groups: int):
+    """[g·A, B, *k] → [g·B, A, *k]: the two channel axes swapped within each group — torch's
+    and ONNX's [Cin, Cout/groups, *k] to this op's [Cout, Cin/groups, *k] and back (the same
+    map both ways). NumPy arrays and torch tensors alike (the float forward and QAT pass
+    tensors that require grad)."""
+    a, b, k = w.shape[0] // groups, w.shape[1], tuple(w.shape[2:])
+    return w.reshape(groups, a, b, *k).swapaxes(1, 2).reshape(groups * b, a, *k)
 
 
 def check(chk: OpCheck) -> None:
@@ -268,7 +262,7 @@ def _onnx_attrs(op: Op, one_d: bool) -> dict:
 
 def _onnx_weight(op: Op, w: np.ndarray, one_d: bool) -> np.ndarray:
     """[Cout, Cin/g, kh, kw] codes → ONNX's [Cin, Cout/g, (kh,) kw]."""
-    w = torch_weight(w, op.attrs["groups"])
+    w = swap_channel_axes(w, op.attrs["groups"])
     return w[:, :, 0] if one_d else w
 
 
@@ -367,9 +361,7 @@ def conv_transpose_float(node, x, weight, bias=None):
 
     a = node.attrs
     g = a["groups"]
-    k = weight.shape[2:]
-    w = weight.reshape(g, weight.shape[0] // g, weight.shape[1], *k).transpose(1, 2)
-    w = w.reshape(g * weight.shape[1], weight.shape[0] // g, *k)
+    w = swap_channel_axes(weight, g)
     if a["dims"] == 1:
         y = F.conv_transpose1d(x, w, None, a["stride"][1], 0, 0, g, a["dilation"][1])
         _, left, _, r = a["padding"]

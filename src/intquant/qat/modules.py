@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..ops.conv_transpose import swap_channel_axes
 from .quantizers import Quantizer, deployed_code_shift
 from .quantizers.base import _ste
 
@@ -192,16 +193,10 @@ class _QConvTranspose(_QATLayer):
     *k]) are dim 1 within each group."""
 
     def oc_weight(self) -> Tensor:
-        w, g = self.weight, self.groups
-        cin, cout_g, k = w.shape[0], w.shape[1], w.shape[2:]
-        w = w.reshape(g, cin // g, cout_g, *k).transpose(1, 2)
-        return w.reshape(g * cout_g, cin // g, *k)
+        return swap_channel_axes(self.weight, self.groups)
 
     def layer_weight(self, w_oc: Tensor) -> Tensor:
-        g = self.groups
-        cout, cin_g, k = w_oc.shape[0], w_oc.shape[1], w_oc.shape[2:]
-        w = w_oc.reshape(g, cout // g, cin_g, *k).transpose(1, 2)
-        return w.reshape(g * cin_g, cout // g, *k)
+        return swap_channel_axes(w_oc, self.groups)
 
 
 class QConvTranspose1d(nn.ConvTranspose1d, _QConvTranspose):
