@@ -1539,7 +1539,8 @@ def every_op_graph(rng: np.random.Generator) -> IntGraph:
     and the generic add, per-channel PReLU, a broadcast mul and sub, 1- and 2-byte transposes,
     double / single / pow2 requantization.
     and the generic add, 1- and 2-byte transposes, double / single / pow2 requantization, a
-    two-layer GRU and an LSTM (weights, gate tables, initial states).
+    two-layer GRU and an LSTM (weights, gate tables, initial states), the three
+    conv_transpose kernels (8-bit, 16x8, int16 weights).
 
     On AVR every constant array lives in program memory, so a kernel that reads one without
     IQ_LOAD_* gets RAM bytes instead: bit-exactness of this graph on AVR is the check. Scales
@@ -1549,6 +1550,12 @@ def every_op_graph(rng: np.random.Generator) -> IntGraph:
     c = b.conv(b.input, 6, (3, 3), padding=(1, 1, 1, 1), relu=True)
     d = b.conv(c, 6, (3, 3), padding=(1, 1, 1, 1), groups=6)
     x = b.add(c, d, relu=True)
+    # conv_transpose, 8-bit path. Its weights (and the 16x8 ones below) come from streams of
+    # their own, so the graph's other constants stay those its scales were chosen for; the
+    # seeds are ones whose six test inputs still give six different outputs.
+    main_rng, b.rng = b.rng, np.random.default_rng(1)
+    x = b.conv_transpose(x, 6, (3, 3), (2, 2), (3, 3, 4, 4), groups=2)  # cropped to 6x6
+    b.rng = main_rng
     x = prelu(b, x)
     x = mul(b, x, b.lut(b.global_avg_pool(x)))  # squeeze-excitation: broadcast per channel
     x = add_broadcast(b, x, b.global_avg_pool(x), subtract=True)
@@ -1563,6 +1570,13 @@ def every_op_graph(rng: np.random.Generator) -> IntGraph:
     x = b.conv(u, 5, (1, 1), out_dtype="int8", rounding="single")
     x = b.lut(x, out_dtype="int16")
     a16 = b.conv(x, 4, (3, 3), padding=(1, 1, 1, 1), w_dtype="int16", acc_bits=64)
+    # conv_transpose 16x8 (stride 2 along W, cropped back) and with int16 weights
+    w16 = b.info(a16).shape[2]
+    main_rng, b.rng = b.rng, np.random.default_rng(162)
+    a16 = b.conv_transpose(a16, 4, (2, 2), (1, 2), (1, w16 // 2, 0, w16 - w16 // 2),
+                           acc_bits=64)
+    a16 = b.conv_transpose(a16, 4, (1, 1), (1, 1), w_dtype="int16", acc_bits=64)
+    b.rng = main_rng
     x = b.add(a16, b.conv(a16, 4, (1, 1)))
     x = b.lut(upsample_step(b, b.transpose(x, [0, 2, 1]), "bilinear"))  # upsample: reach-vision
     # small softmax input scales: the exp tables span the inputs (no one-hot outputs)
