@@ -209,6 +209,53 @@ class GraphBuilder:
         }
         return self.op("conv", [x], y, attrs, consts)
 
+    def conv_transpose(
+        self,
+        x: str,
+        cout: int,
+        kernel: tuple[int, int] = (3, 3),
+        stride: tuple[int, int] = (2, 2),
+        padding: tuple[int, int, int, int] = (0, 0, 0, 0),
+        output_padding: tuple[int, int] = (0, 0),
+        dilation: tuple[int, int] = (1, 1),
+        groups: int = 1,
+        w_dtype: str = "int8",
+        acc_bits: int | None = None,
+        rounding: str = "double",
+        relu: bool = False,
+    ) -> str:
+        """A conv_transpose (weights [Cout, Cin/groups, kh, kw]); 1-D keeps the w entries."""
+        xi = self.info(x)
+        one_d = len(xi.shape) == 2
+        cin = xi.shape[0]
+        if one_d:
+            kernel, stride, dilation = (1, kernel[-1]), (1, stride[-1]), (1, dilation[-1])
+            padding, output_padding = (0, padding[1], 0, padding[3]), (0, output_padding[-1])
+        h, w = (1, xi.shape[1]) if one_d else xi.shape[1:]
+        weight = self._random_weight((cout, cin // groups, *kernel), w_dtype)
+        consts, acc_bits = self._requant_consts(weight, xi, xi.dtype, acc_bits, rounding)
+        consts["weight"] = weight
+        ho, wo = ((n - 1) * s + d * (k - 1) + 1 - p0 - p1 + e for n, s, d, k, p0, p1, e in zip(
+            (h, w), stride, dilation, kernel, padding[:2], padding[2:], output_padding,
+            strict=True))
+        y = self.new_tensor((cout, wo) if one_d else (cout, ho, wo), xi.dtype)
+        zo = self.info(y).zero_point
+        amin, amax = self.act_range(xi.dtype, zo, relu)
+        attrs = {
+            "stride": list(stride),
+            "padding": list(padding),
+            "output_padding": list(output_padding),
+            "dilation": list(dilation),
+            "groups": groups,
+            "input_zero_point": xi.zero_point,
+            "output_zero_point": zo,
+            "act_min": amin,
+            "act_max": amax,
+            "acc_bits": acc_bits,
+            "rounding": rounding,
+        }
+        return self.op("conv_transpose", [x], y, attrs, consts)
+
     def fully_connected(
         self,
         x: str,
@@ -648,6 +695,28 @@ def conv_graph(
     return b.graph()
 
 
+def conv_transpose_graph(rng: np.random.Generator, *, dims: int = 2, dtype: str = "int8",
+                         **kw) -> IntGraph:
+    """conv_transpose with random shape and attrs (pass any builder keyword to pin it):
+    stride 1-3, padding below the kernel span, output_padding below the stride, dilation
+    1-2, groups 1-2."""
+    groups = kw.pop("groups", int(rng.integers(1, 3)))
+    cin = groups * int(rng.integers(1, 4))
+    cout = kw.pop("cout", groups * int(rng.integers(1, 4)))
+    kernel = kw.pop("kernel", (int(rng.integers(1, 5)), int(rng.integers(1, 5))))
+    stride = kw.pop("stride", (int(rng.integers(1, 4)), int(rng.integers(1, 4))))
+    dilation = kw.pop("dilation", (int(rng.integers(1, 3)), int(rng.integers(1, 3))))
+    span = [d * (k - 1) for k, d in zip(kernel, dilation, strict=True)]
+    padding = kw.pop("padding", tuple(int(rng.integers(0, span[i % 2] + 1)) for i in range(4)))
+    output_padding = kw.pop("output_padding", tuple(int(rng.integers(0, s)) for s in stride))
+    if dtype == "int16":
+        kw.setdefault("acc_bits", 64)  # 16x8: int64 accumulator and bias
+    b = GraphBuilder(rng, _spatial_shape(rng, dims, cin), dtype)
+    b.conv_transpose(b.input, cout, kernel, stride, padding, output_padding, dilation, groups,
+                     **kw)
+    return b.graph()
+
+
 def fully_connected_graph(
     rng: np.random.Generator,
     *,
@@ -1016,13 +1085,11 @@ def upsample_graph(
     rng: np.random.Generator, *, dims: int = 2, dtype: str = "int8", mode: str | None = None
 ) -> IntGraph:
     """One upsample (random mode unless given) by random integer factors."""
-    from intquant.ops.upsample import out_len
-
     b = GraphBuilder(rng, _spatial_shape(rng, dims, int(rng.integers(1, 4))), dtype)
-    mode = mode or str(rng.choice(["nearest", "bilinear", "zeros"]))
+    mode = mode or str(rng.choice(["nearest", "bilinear"]))
     f = [1 if dims == 1 else int(rng.integers(1, 4)), int(rng.integers(2, 5))]
     shape = b.info(b.input).shape
-    sp = [out_len(n, k, mode) for n, k in zip(shape[1:], f[2 - dims:], strict=True)]
+    sp = [n * k for n, k in zip(shape[1:], f[2 - dims:], strict=True)]
     y = b.like(b.input, (shape[0], *sp))
     b.op("upsample", [b.input], y, {"mode": mode, "factor": f})
     return b.graph()
@@ -1030,11 +1097,9 @@ def upsample_graph(
 
 def upsample_step(b: GraphBuilder, x: str, mode: str, factor: int = 2) -> str:
     """Append ``upsample`` of ``x`` (2-D: factor on both axes; 1-D: on the length)."""
-    from intquant.ops.upsample import out_len
-
     shape = b.info(x).shape
     f = [1, factor] if len(shape) == 2 else [factor, factor]
-    sp = [out_len(n, k, mode) for n, k in zip(shape[1:], f[3 - len(shape):], strict=True)]
+    sp = [n * k for n, k in zip(shape[1:], f[3 - len(shape):], strict=True)]
     return b.op("upsample", [x], b.like(x, (shape[0], *sp)), {"mode": mode, "factor": f})
 
 
@@ -1260,6 +1325,7 @@ lstm_graph = _recurrent_graph("lstm")
 
 ONE_OP_BUILDERS: dict[str, Callable[..., IntGraph]] = {
     "conv": conv_graph,
+    "conv_transpose": conv_transpose_graph,
     "fully_connected": fully_connected_graph,
     "add": add_graph,
     "rescale": rescale_graph,
@@ -1382,7 +1448,9 @@ def random_chain(
         elif step in ELEM_STEPS:
             cur = elem_step(b, cur, step)
         elif step == "upsample" and max(sh[1:]) <= 8:
-            cur = upsample_step(b, cur, str(rng.choice(["nearest", "bilinear", "zeros"])))
+            mode = str(rng.choice(["nearest", "bilinear", "transposed"]))
+            cur = b.conv_transpose(cur, sh[0], kernel=(2, 2), stride=(2, 2)) \
+                if mode == "transposed" else upsample_step(b, cur, mode)
         elif step == "layer_norm":
             cur = layer_norm_op(b, cur)
         elif step == "add_const":
@@ -1471,7 +1539,8 @@ def every_op_graph(rng: np.random.Generator) -> IntGraph:
     and the generic add, per-channel PReLU, a broadcast mul and sub, 1- and 2-byte transposes,
     double / single / pow2 requantization.
     and the generic add, 1- and 2-byte transposes, double / single / pow2 requantization, a
-    two-layer GRU and an LSTM (weights, gate tables, initial states).
+    two-layer GRU and an LSTM (weights, gate tables, initial states), the three
+    conv_transpose kernels (8-bit, 16x8, int16 weights).
 
     On AVR every constant array lives in program memory, so a kernel that reads one without
     IQ_LOAD_* gets RAM bytes instead: bit-exactness of this graph on AVR is the check. Scales
@@ -1481,6 +1550,12 @@ def every_op_graph(rng: np.random.Generator) -> IntGraph:
     c = b.conv(b.input, 6, (3, 3), padding=(1, 1, 1, 1), relu=True)
     d = b.conv(c, 6, (3, 3), padding=(1, 1, 1, 1), groups=6)
     x = b.add(c, d, relu=True)
+    # conv_transpose, 8-bit path. Its weights (and the 16x8 ones below) come from streams of
+    # their own, so the graph's other constants stay those its scales were chosen for; the
+    # seeds are ones whose six test inputs still give six different outputs.
+    main_rng, b.rng = b.rng, np.random.default_rng(1)
+    x = b.conv_transpose(x, 6, (3, 3), (2, 2), (3, 3, 4, 4), groups=2)  # cropped to 6x6
+    b.rng = main_rng
     x = prelu(b, x)
     x = mul(b, x, b.lut(b.global_avg_pool(x)))  # squeeze-excitation: broadcast per channel
     x = add_broadcast(b, x, b.global_avg_pool(x), subtract=True)
@@ -1495,6 +1570,13 @@ def every_op_graph(rng: np.random.Generator) -> IntGraph:
     x = b.conv(u, 5, (1, 1), out_dtype="int8", rounding="single")
     x = b.lut(x, out_dtype="int16")
     a16 = b.conv(x, 4, (3, 3), padding=(1, 1, 1, 1), w_dtype="int16", acc_bits=64)
+    # conv_transpose 16x8 (stride 2 along W, cropped back) and with int16 weights
+    w16 = b.info(a16).shape[2]
+    main_rng, b.rng = b.rng, np.random.default_rng(162)
+    a16 = b.conv_transpose(a16, 4, (2, 2), (1, 2), (1, w16 // 2, 0, w16 - w16 // 2),
+                           acc_bits=64)
+    a16 = b.conv_transpose(a16, 4, (1, 1), (1, 1), w_dtype="int16", acc_bits=64)
+    b.rng = main_rng
     x = b.add(a16, b.conv(a16, 4, (1, 1)))
     x = b.lut(upsample_step(b, b.transpose(x, [0, 2, 1]), "bilinear"))  # upsample: reach-vision
     # small softmax input scales: the exp tables span the inputs (no one-hot outputs)

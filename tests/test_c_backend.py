@@ -73,10 +73,10 @@ GRAPHS.update({  # the packed-bit (BNN) kinds
         np.random.default_rng(dims), dims=dims, dtype=d))
     for dims, d in ((1, "uint8"), (2, "int16"))
 })
-GRAPHS.update({  # kinds random chains rarely or never build: recurrent layers, matmul
+GRAPHS.update({  # kinds random chains rarely or never build: recurrent, matmul, conv_transpose
     f"{kind}_{d}": (lambda kind=kind, d=d: F.ONE_OP_BUILDERS[kind](np.random.default_rng(3),
                                                                    dtype=d))
-    for kind in ("gru", "lstm", "matmul") for d in ("int8", "int16")
+    for kind in ("gru", "lstm", "matmul", "conv_transpose") for d in ("int8", "int16")
 })
 
 

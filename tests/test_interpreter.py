@@ -119,6 +119,7 @@ def every_op_graph(dtype: str) -> IntGraph:
     t = b.rescale(t)
     t = b.lrn(t, size=3)
     t = upsample_step(b, upsample_step(b, t, "nearest"), "bilinear")
+    t = b.conv_transpose(t, b.info(t).shape[0], (2, 3), (1, 2), (1, 1, 0, 1), (0, 1), **acc)
     t = layer_norm_op(b, t)
     t = add_const_op(b, t)
     t = matmul_op(b, t, b.rescale(t), transpose_b=True)

@@ -20,6 +20,8 @@ import intquant
 import recurrent_models as RM
 from intquant.graph import run_graph
 from intquant.graph.ir import Graph, Node
+from intquant.methods import adaround_codes
+from intquant.methods import gptq_codes as layer_gptq_codes
 from intquant.methods.act_clipping import search_act_clipping
 from intquant.methods.adaround import adaround_layer
 from intquant.methods.bias_correction import correct_bias
@@ -34,7 +36,7 @@ from intquant.methods.gptq import gptq_codes, gptq_layer, input_columns
 from intquant.methods.qdrop import blocks
 from intquant.methods.row_groups import row_group_codes, row_group_hessian
 from intquant.methods.walk import round_to_format
-from intquant.numerics import QParams, choose_qparams
+from intquant.numerics import QParams, choose_qparams, quantize
 from intquant.ops import float_op, weight_codes
 from intquant.ptq import as_batches, calibrate, free_layers, make_plan, prepare_graph
 
@@ -169,6 +171,40 @@ def test_gptq_and_adaround_codes_reach_the_integer_graph_exactly():
             want = adaround_layer(node.params["weight"], x_q.numpy(), qp.scale, 4, iters=50,
                                   x_target=x_f.numpy())
         np.testing.assert_array_equal(weight_codes(q.graph.ops[0]), want)
+
+
+def test_methods_on_a_transposed_conv_use_its_own_math():
+    """A conv_transpose layer: GPTQ and AdaRound (conv / linear models only) round it to
+    nearest; bias correction shifts its bias by the mean output difference of *its* float
+    forward, computed here with F.conv_transpose2d on torch's weight layout; the whole PTQ
+    path with every method quantizes it."""
+    torch.manual_seed(0)
+    layer = nn.ConvTranspose2d(4, 6, 3, stride=2, padding=1, output_padding=1, groups=2).eval()
+    model = nn.Sequential(nn.Conv2d(2, 4, 3, padding=1), nn.ReLU(), layer).eval()
+    x = torch.randn(200, 2, 5, 5).numpy()
+    graph, weights, _, _ = _first_layer_inputs(model, x, intquant.Config())
+    node = next(n for n in graph.nodes if n.op == "conv_transpose")
+    qp = weights[node.name]
+    x_in = torch.rand(100, 4, 5, 5, generator=torch.Generator().manual_seed(1))  # its input
+    nearest = quantize(node.params["weight"], qp).astype(np.int64)
+    cfg = intquant.Config.preset("gptq", weight_bits=4)
+    np.testing.assert_array_equal(layer_gptq_codes(node, node, x_in, x_in, qp, cfg), nearest)
+    np.testing.assert_array_equal(adaround_codes(node, node, x_in, x_in, qp, cfg), nearest)
+    quant = copy.deepcopy(node)
+    w_hat = np.rint(node.params["weight"].astype(np.float64) * 4) / 4
+    quant.params["weight"] = w_hat.astype(np.float32)
+    correct_bias(node, quant, x_in, x_in, "weights")
+    to_torch = lambda w: torch.as_tensor(  # noqa: E731  [Cout, Cin/g, k, k] -> [Cin, Cout/g, k, k]
+        w.astype(np.float64).reshape(2, 3, 2, 3, 3).transpose(0, 2, 1, 3, 4).reshape(4, 3, 3, 3))
+    xd = x_in.double()
+    diff = (F.conv_transpose2d(xd, to_torch(node.params["weight"]), None, 2, 1, 1, 2)
+            - F.conv_transpose2d(xd, to_torch(quant.params["weight"]), None, 2, 1, 1, 2))
+    want = node.params["bias"].astype(np.float64) + diff.mean(dim=(0, 2, 3)).numpy()
+    np.testing.assert_allclose(quant.params["bias"], want, rtol=1e-5, atol=1e-6)
+    for rounding in ("gptq", "adaround", "qdrop"):
+        cfg = intquant.Config.preset(rounding, weight_bits=4, recon_iters=20)
+        q = intquant.quantize(model, x, cfg, progress=False)
+        assert "conv_transpose" in {op.kind for op in q.graph.ops}
 
 
 def test_methods_leave_fixed_grids_alone():

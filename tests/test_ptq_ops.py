@@ -161,6 +161,32 @@ def test_simulate_eval_is_the_integer_model(cfg) -> None:
     np.testing.assert_array_equal(tuned, ref.predict(x).astype(np.float32))
 
 
+@pytest.mark.parametrize("cfg", [intquant.Config(), intquant.Config(act_bits=16)],
+                         ids=["w8a8", "16x8"])
+def test_simulate_eval_is_the_integer_model_with_transposed_convs(cfg) -> None:
+    """A conv_transpose layer (1-D and 2-D) in simulate(): eval mode == q.predict exactly,
+    and its fake-quant training forward is its own (F.conv_transpose) math: close to eval
+    (measured 1.0 LSB: the output rounding)."""
+    torch.manual_seed(4)
+    model = nn.Sequential(
+        nn.Conv2d(2, 4, 3, padding=1), nn.ReLU(),
+        nn.ConvTranspose2d(4, 4, 3, stride=2, padding=1, output_padding=1, groups=2),
+        nn.ReLU(), nn.Flatten(2), nn.ConvTranspose1d(4, 2, 2, stride=2),
+    ).eval()
+    x = torch.randn(64, 2, 4, 4, generator=torch.Generator().manual_seed(2))
+    q = intquant.quantize(model, x, cfg, progress=False)
+    assert [op.kind for op in q.graph.ops].count("conv_transpose") == 2
+    sim = q.simulate().eval()
+    with torch.no_grad():
+        out = sim(x)
+    np.testing.assert_array_equal(out.numpy(), q.predict(x).astype(np.float32))
+    sim.train()
+    with torch.no_grad():
+        fake = sim(x)
+    lsb = q.output_info.scale
+    assert float((fake - out).abs().max()) <= 3 * lsb
+
+
 def test_raw_uint8_input_needs_no_float_on_device() -> None:
     """InputSpec: the device receives raw uint8 pixels; normalisation x = (raw/16 − 0.3)/0.4
     happens in integers inside the graph, and equals quantize_input's host-side conversion."""

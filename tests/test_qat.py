@@ -119,8 +119,8 @@ def test_prepare_errors_name_the_problem():
         prepare(m, Config(overrides={"features.9": {"weight_bits": 4}}))
     with pytest.raises(ValueError, match="weight_quantizer.*'int4'"):
         prepare(m, Config(overrides={"fc1": {"weight_quantizer": "int4"}}))
-    with pytest.raises(ValueError, match="ConvTranspose1d.*no QAT version"):
-        prepare(nn.Sequential(nn.ConvTranspose1d(1, 2, 3)), Config())
+    with pytest.raises(ValueError, match="ConvTranspose3d.*no QAT version"):
+        prepare(nn.Sequential(nn.ConvTranspose3d(1, 2, 3)), Config())
     with pytest.raises(ValueError, match="unknown weight_quantizer"):
         prepare(m, Config(weight_quantizer="nope"))
 
@@ -350,3 +350,93 @@ def test_global_average_pool_model_deploys_bit_exact(tmp_path):
     xi = qm.quantize_input(x[:32].numpy())
     qm.export_c(tmp_path / "c")
     np.testing.assert_array_equal(compile_and_run_host(tmp_path / "c", xi), qm.run(xi))
+
+
+# ---------------------------------------------------------------------------------------------
+# Transposed convolutions (ops/conv_transpose.py)
+# ---------------------------------------------------------------------------------------------
+
+
+class TinyUNet(nn.Module):
+    """A U-Net as people write it: conv down, ConvTranspose up (BatchNorm + ReLU after it, as
+    fused and folded), concat with the skip, conv; a grouped strided ConvTranspose1d branch
+    over the rows, cropped and padded (padding, output_padding), added back."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.enc = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU())
+        self.mid = nn.Sequential(nn.Conv2d(4, 8, 3, padding=1), nn.ReLU())
+        self.up = nn.Sequential(nn.ConvTranspose2d(8, 4, 2, stride=2), nn.BatchNorm2d(4),
+                                nn.ReLU())
+        self.dec = nn.Sequential(nn.Conv2d(8, 4, 3, padding=1), nn.ReLU())
+        self.rows = nn.Sequential(nn.Conv1d(8, 4, 3, stride=3, padding=1), nn.ReLU(),
+                                  nn.ConvTranspose1d(4, 8, 3, stride=3, padding=1,
+                                                     output_padding=1, groups=2))
+        self.head = nn.Conv2d(4, 1, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        e = self.enc(x)
+        d = self.dec(torch.cat([self.up(self.mid(F.max_pool2d(e, 2))), e], dim=1))
+        y = self.head(d)  # (N, 1, 8, 8)
+        r = self.rows(y.flatten(2).reshape(-1, 8, 8))  # rows as channels: (N, 8, 8)
+        return y + r.reshape(-1, 1, 8, 8)
+
+
+def _denoise_data(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Smooth 8x8 images (sums of two separable waves) and their noisy copies."""
+    rng = np.random.default_rng(seed)
+    t = np.linspace(0, np.pi, 8)
+    f = rng.uniform(0.5, 2.0, (n, 2, 2))
+    clean = (np.sin(f[:, 0, 0, None, None] * t[:, None]) * np.cos(f[:, 0, 1, None, None] * t)
+             + np.cos(f[:, 1, 0, None, None] * t[:, None]) * np.sin(f[:, 1, 1, None, None] * t))
+    noisy = clean + 0.3 * rng.standard_normal(clean.shape)
+    return noisy[:, None].astype(np.float32), clean[:, None].astype(np.float32)
+
+
+def test_conv_transpose_layers_train_and_eval_is_the_integer_model(tmp_path):
+    """ConvTranspose1d/2d get QAT layers whose weights are fake-quantized per *output*
+    channel (dim 1 of torch's [Cin, Cout/groups, k] weight, per group: the grid lowering
+    deploys); a few training steps move them; eval mode then equals the converted integer
+    graph (which holds conv_transpose ops with the trained codes) code for code, and the
+    generated C equals the interpreter."""
+    torch.manual_seed(0)
+    x, target = _denoise_data(256, 1)
+    q = prepare(TinyUNet().eval(), Config(weight_bits=4, act_bits=8, weight_quantizer="lsq"),
+                example_input=x[:64])
+    up, rows = q.get_submodule("up.0"), q.get_submodule("rows.2")
+    assert type(up).__name__ == "QConvTranspose2d" and type(rows).__name__ == "QConvTranspose1d"
+    # the uniform (first/last: 8-bit) quantizer of the 1-D branch: one scale per output channel,
+    # max |w| over torch's dim 1 within each group / 127
+    w = rows.weight.detach().reshape(2, 2, 4, 3)  # [group, cin/g, cout/g, k]
+    want = w.abs().amax(dim=(1, 3)).reshape(8) / 127
+    rows.quantized_weight()
+    torch.testing.assert_close(rows.weight_quant.scale.reshape(8), want, rtol=1e-6, atol=0)
+    before = up.weight.detach().clone()
+    opt = torch.optim.Adam(q.parameters(), lr=1e-2)
+    q.train()
+    for i in range(6):
+        xb, tb = (torch.from_numpy(a[32 * i: 32 * (i + 1)]) for a in (x, target))
+        loss = F.mse_loss(q(xb), tb)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert not torch.equal(up.weight.detach(), before)
+    qm = convert(q, x[:64])
+    ops = {o.name: o for o in qm.graph.ops}
+    assert ops["up.0"].kind == ops["rows.2"].kind == "conv_transpose"
+    for name in ("up.0", "rows.2"):
+        folded = fold_layer(q.get_submodule(name))  # codes output channel first, BN folded
+        np.testing.assert_array_equal(weight_codes(ops[name]).astype(np.int64).reshape(
+            folded["codes"].shape), folded["codes"])
+    xt, _ = _denoise_data(64, 7)
+    q.eval()
+    with torch.no_grad():
+        out = q(torch.from_numpy(xt)).numpy().astype(np.float64)
+    info = qm.output_info
+    codes = np.rint(out / info.scale) + info.zero_point
+    xi = qm.quantize_input(xt)
+    ref = qm.run(xi)
+    np.testing.assert_array_equal(codes, ref)
+    assert np.unique(ref).size > 20
+    qm.export_c(tmp_path / "c")
+    np.testing.assert_array_equal(compile_and_run_host(tmp_path / "c", xi), ref)

@@ -22,7 +22,7 @@ VISION = ["kws_dscnn", "vww_mobilenet_v1", "ic_resnet8", "fc_autoencoder", "unet
 # for other CPUs.
 MIN_SNR_DB = {"fc_autoencoder": 9.0, "unet_denoise": 9.0}
 # Kinds each model must lower to (the ops this family added are exercised by a real model).
-KINDS = {"unet_denoise": {"upsample", "conv", "concat"}, "kws_dscnn": {"conv"},
+KINDS = {"unet_denoise": {"upsample", "conv", "conv_transpose", "concat"}, "kws_dscnn": {"conv"},
          "ic_resnet8": {"add"}}
 
 

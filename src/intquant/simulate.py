@@ -24,6 +24,7 @@ from .graph.execute import apply_act, run_node
 from .graph.ir import SAME_FORMAT, WEIGHTED, Graph, Node
 from .lower import QuantPlan, lower
 from .numerics import QParams
+from .ops import float_op
 
 
 def fake_quant(x: torch.Tensor, qp: QParams, axis: int | None = None) -> torch.Tensor:
@@ -120,6 +121,9 @@ class SimulatedModel(torch.nn.Module):
         b = self.biases[key]
         b = b + (torch.round(b / b_scale) * b_scale - b).detach()
         w, b = w.to(x.dtype), b.to(x.dtype)  # per-block plans keep float64 weights
+        forward = float_op(node.op).weighted_forward
+        if forward is not None:
+            return forward(node, x, w, b)
         if node.op == "linear":
             return F.linear(x, w, b)
         a = node.attrs

@@ -727,8 +727,8 @@ def _upsample(mode: str, align_arg: int | None = None):
 
 
 def _emit_conv_transpose(t, n, x, w, b, stride, padding, output_padding, groups, dilation):
-    """Zero insertion (upsample 'zeros') + conv with the flipped kernel (graph/transposed.py)."""
-    from .transposed import TransposedConvError, conv_attrs, conv_padding, conv_weight, zeros_factor
+    """One ``conv_transpose`` node (ops/conv_transpose.py), weights by output channel."""
+    from ..ops.conv_transpose import swap_channel_axes
 
     weight = t.const(w)
     dims = weight.ndim - 2
@@ -736,21 +736,17 @@ def _emit_conv_transpose(t, n, x, w, b, stride, padding, output_padding, groups,
         raise UnsupportedOpError(f"only 1-D and 2-D transposed convolutions, got {dims}-D")
     st, p = _pair(stride, dims), _pair(padding, dims)
     op, dil = _pair(output_padding, dims), _pair(dilation, dims)
-    try:
-        before, after = conv_padding(list(weight.shape[2:]), p, p, op, dil)
-    except TransposedConvError as e:
-        raise UnsupportedOpError(str(e)) from None
-    src = t.value(x)
-    if any(s > 1 for s in st):
-        name = t.unique(_layer_name(n) + ".zeros")
-        t.nodes.append(Node(name, "upsample", [src],
-                            {"mode": "zeros", "factor": zeros_factor(dims, st)}, {}, (),
-                            source=f"{_layer_name(n)} ({_module_type(n)}, zero insertion)"))
-        src = name
-    params = {"weight": conv_weight(weight, int(groups))}
+    if dims == 1:
+        attrs = {"dims": 1, "stride": [1, st[0]], "padding": [0, p[0], 0, p[0]],
+                 "output_padding": [0, op[0]], "dilation": [1, dil[0]]}
+    else:
+        attrs = {"dims": 2, "stride": st, "padding": [p[0], p[1], p[0], p[1]],
+                 "output_padding": op, "dilation": dil}
+    attrs["groups"] = int(groups)
+    params = {"weight": swap_channel_axes(np.asarray(weight, np.float32), int(groups))}
     if b is not None:
         params["bias"] = t.const(b)
-    t.emit(n, "conv", [src], conv_attrs(dims, before, after, dil, int(groups)), params)
+    t.emit(n, "conv_transpose", [t.value(x)], attrs, params)
 
 
 def h_conv_transpose(t, n):

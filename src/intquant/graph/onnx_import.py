@@ -1021,8 +1021,8 @@ def op_resize(imp: _Importer, node: onnx.NodeProto) -> None:
 
 
 def op_conv_transpose(imp: _Importer, node: onnx.NodeProto) -> None:
-    """ConvTranspose: zero insertion (upsample 'zeros') + conv with the flipped kernel."""
-    from .transposed import TransposedConvError, conv_attrs, conv_padding, conv_weight, zeros_factor
+    """ConvTranspose: one ``conv_transpose`` node (ops/conv_transpose.py)."""
+    from ..ops.conv_transpose import swap_channel_axes
 
     a = _attrs(node)
     x = imp.act(node)
@@ -1033,24 +1033,19 @@ def op_conv_transpose(imp: _Importer, node: onnx.NodeProto) -> None:
         raise imp.unsupported(node, "auto_pad / output_shape (give pads and output_padding)")
     kernel = list(w.shape[2:])
     pads = list(a.get("pads", [0] * (2 * nd)))
-    stride = list(a.get("strides", [1] * nd))
-    dil = list(a.get("dilations", [1] * nd))
+    extra = list(a.get("output_padding", [0] * nd))
     groups = int(a.get("group", 1))
-    try:
-        before, after = conv_padding(kernel, pads[:nd], pads[nd:],
-                                     list(a.get("output_padding", [0] * nd)), dil)
-    except TransposedConvError as e:
-        raise imp.unsupported(node, str(e)) from None
-    if any(s > 1 for s in stride):
-        zn = onnx.NodeProto()
-        zn.CopyFrom(node)
-        zn.name = (node.name or node.output[0]) + ".zeros"
-        x = imp.emit(zn, "upsample", [x], {"mode": "zeros", "factor": zeros_factor(nd, stride)},
-                     out=zn.name).name
-    params = {"weight": conv_weight(w, groups)}
+    attrs = _as_2d(nd, list(a.get("strides", [1] * nd)), pads[:nd], pads[nd:],
+                   list(a.get("dilations", [1] * nd)), kernel)
+    del attrs["kernel"]
+    attrs["output_padding"] = extra if nd == 2 else [0, extra[0]]
+    attrs["groups"] = groups
+    params = {"weight": swap_channel_axes(np.asarray(w, np.float32), groups)}
     if b is not None:
         params["bias"] = b
-    imp.emit(node, "conv", [x], conv_attrs(nd, before, after, dil, groups), params)
+    imp.emit(node, "conv_transpose", [x], attrs, params)
+
+
 # ---- reach-transformer: LayerNormalization, MatMul of activations, Gather / Slice, ReduceMean,
 # ---- per-last-axis biases of Linear over (N, ..., C) --------------------------------------------
 

@@ -28,6 +28,7 @@ import torch
 
 from ..graph.ir import WEIGHTED, Graph, Node
 from ..numerics import QParams, quantize
+from ..ops import float_op
 from .adaround import adaround_layer
 from .bias_correction import correct_bias
 from .gptq import gptq_layer
@@ -50,6 +51,8 @@ def nearest_codes(node: Node, float_node: Node, x_f: torch.Tensor, x_q: torch.Te
 
 def gptq_codes(node: Node, float_node: Node, x_f: torch.Tensor, x_q: torch.Tensor,
                qp: QParams, cfg: Any) -> np.ndarray:
+    if float_op(node.op).weighted_forward is not None:  # models conv / linear only
+        return nearest_codes(node, float_node, x_f, x_q, qp, cfg)
     float_target = cfg.gptq_float_target and qp.bits < FLOAT_TARGET_BELOW_BITS
     return gptq_layer(float_node, x_q, qp.scale, qp.qmin, qp.qmax, cfg.gptq_damping,
                       cfg.gptq_act_order, x_float=x_f if float_target else None)
@@ -57,6 +60,8 @@ def gptq_codes(node: Node, float_node: Node, x_f: torch.Tensor, x_q: torch.Tenso
 
 def adaround_codes(node: Node, float_node: Node, x_f: torch.Tensor, x_q: torch.Tensor,
                    qp: QParams, cfg: Any) -> np.ndarray:
+    if float_op(node.op).weighted_forward is not None:  # models conv / linear only
+        return nearest_codes(node, float_node, x_f, x_q, qp, cfg)
     a = float_node.attrs
     geometry = {} if node.op == "linear" else dict(
         stride=a["stride"], padding=a["padding"], dilation=a["dilation"], groups=a["groups"])

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from ..graph.execute import run_node
 from ..graph.ir import Graph, Node
 from ..numerics import QParams
+from ..ops import float_op
 
 Values = dict[str, torch.Tensor]
 Visitor = Callable[[list[Node], Values, Values], None]
@@ -45,6 +46,9 @@ def weighted_output(node: Node, x: torch.Tensor, weight: torch.Tensor | None = N
         else weight
     if bias is None and node.params.get("bias") is not None:
         bias = torch.as_tensor(np.asarray(node.params["bias"], np.float32))
+    forward = float_op(node.op).weighted_forward
+    if forward is not None:
+        return forward(node, x, w, bias)
     if node.op == "linear":
         return F.linear(x, w, bias)
     a = node.attrs

@@ -185,16 +185,19 @@ def quantize_bias(bias: np.ndarray | None, s_in: float, w_scale: np.ndarray, cou
 
 
 def weighted_layer(lw, node, x: str, kind: str, weight: np.ndarray,
-                   bias: np.ndarray | None, w_qp: QParams, geometry: dict, out_shape) -> str:
+                   bias: np.ndarray | None, w_qp: QParams, geometry: dict, out_shape,
+                   packable: bool = True) -> str:
     """Integer weights, bias on the accumulator grid, per-channel multipliers, clamp bounds.
 
-    A layer reading or producing packed ±1 bits (a sign) is lowered by ``_binary``.
+    A layer reading or producing packed ±1 bits (a sign) is lowered by ``_binary``; low-bit
+    weights are packed (``_packed``) unless the kind's kernel reads only int8/int16 codes
+    (``packable=False``: sub-byte codes are then stored one per int8).
     """
     from ..lower import LoweringError, act_bounds, dtype_of, scalar_qparams
 
     in_qp = lw.fmt[x]
     out_qp = lw.plan.acts[node.name]
-    if "bit" in (lw.tensors[x].dtype, dtype_of(out_qp)):
+    if packable and "bit" in (lw.tensors[x].dtype, dtype_of(out_qp)):
         from ._binary import lower_binary_layer
 
         return lower_binary_layer(lw, node, x, kind, weight, bias, w_qp, geometry, out_shape)
@@ -218,7 +221,7 @@ def weighted_layer(lw, node, x: str, kind: str, weight: np.ndarray,
     w_dtype = np.int8 if w_qp.bits <= 8 else np.int16
     attrs = dict(geometry, input_zero_point=z_in, output_zero_point=z_out, act_min=lo,
                  act_max=hi, acc_bits=acc_bits, rounding=rounding)
-    fmt = _packed.choose_format(w_q, w_qp.bits)
+    fmt = _packed.choose_format(w_q, w_qp.bits) if packable else None
     if fmt is not None:
         attrs.update(weight_format=fmt, weight_shape=[int(s) for s in w_q.shape])
     consts = {

@@ -113,6 +113,10 @@ class FloatOpDef:
     plan (``weights["<node>/<key>"]``, e.g. the gate matrices of a GRU); ``weight_inputs(node,
     inputs)``: those matrices as ``RowGroup``s with the values they multiply inside the op
     for the given float inputs (what GPTQ and bias correction need).
+    ``weighted_forward(node, x, weight, bias)``: the pre-activation output of a weighted layer
+    whose math is neither conv's nor linear's, with torch ``weight``/``bias`` that may require
+    grad (bias correction, QDrop and the fake-quant simulation call it); GPTQ and AdaRound,
+    which model conv / linear only, round such a layer to nearest.
 
     What the float-graph methods need to know without naming ops: ``fixed_format(bits, name)``
     is the output format the integer contract fixes (softmax / sigmoid on [0, 1], tanh on
@@ -143,6 +147,7 @@ class FloatOpDef:
     observe: Callable[[Node, list[Any]], dict[str, Any]] | None = None
     weight_tensors: Callable[[Node], dict[str, np.ndarray]] | None = None
     weight_inputs: Callable[[Node, list[Any]], list[RowGroup]] | None = None
+    weighted_forward: Callable[[Node, Any, Any, Any], Any] | None = None
 
     @property
     def fusable(self) -> bool:

@@ -1,20 +1,18 @@
-"""upsample — integer-factor upsampling: nearest, bilinear (align_corners=False), zero insertion
+"""upsample — integer-factor upsampling: nearest, bilinear (align_corners=False)
 
-- input `x` `(C, L)` or `(C, H, W)`; attrs `mode` ∈ {"nearest", "bilinear", "zeros"} and
+- input `x` `(C, L)` or `(C, H, W)`; attrs `mode` ∈ {"nearest", "bilinear"} and
   `factor [fh, fw]` (1-D: fh = 1), each in [1, 16] (bilinear: [1, 8]). Same dtype, scale and
   zero point in and out.
 - Along each axis of input length n and factor f, output index o reads two taps
   `(i0, w0), (i1, w1)` with weights over the denominator `D_axis`:
   - nearest: `i0 = o div f`, w = (1, 0), D = 1 — output length n·f (PyTorch's 'nearest' and
     ONNX Resize nearest for integer factors);
-  - zeros: `i0 = o / f` if f divides o, else the zero point; output length (n − 1)·f + 1 (the
-    input of a transposed convolution: ``ConvTranspose`` lowers to zeros + pad + conv);
   - bilinear: `t = max(2o + 1 − f, 0)`, `i0 = t div 2f`, `i1 = min(i0 + 1, n − 1)`,
     `w1 = t mod 2f`, `w0 = 2f − w1`, D = 2f — exactly PyTorch's source coordinate
     `max((o + ½)/f − ½, 0)` in units of 1/2f; output length n·f.
-- `y = floor((Σ_taps wy·wx·x + D/2) / D)` with `D = Dy·Dx` (a no-op for nearest / zeros:
-  raw values are copied). Interpolation weights sum to D, so it commutes with the zero point.
-  Error vs float: 0 for nearest and zeros; at most ½ LSB for bilinear (one rounding, ties up).
+- `y = floor((Σ_taps wy·wx·x + D/2) / D)` with `D = Dy·Dx` (a no-op for nearest: raw values
+  are copied). Interpolation weights sum to D, so it commutes with the zero point.
+  Error vs float: 0 for nearest; at most ½ LSB for bilinear (one rounding, ties up).
   Bound: D·32768 < 2^24 (the C kernel's int32 sum, the ONNX export's float-free int64 path).
 """
 
@@ -28,29 +26,21 @@ from ..intgraph.types import IntGraph, Op, TensorInfo
 from ._reference import to_out
 from .registry import FloatOpDef, OpDef, register
 
-MODES = ("nearest", "bilinear", "zeros")
-MAX_FACTOR = {"nearest": 16, "zeros": 16, "bilinear": 8}
-_C_MODE = {"nearest": 0, "bilinear": 1, "zeros": 2}
-
-
-def out_len(n: int, f: int, mode: str) -> int:
-    """Output length along one axis."""
-    return (n - 1) * f + 1 if mode == "zeros" else n * f
+MODES = ("nearest", "bilinear")
+MAX_FACTOR = {"nearest": 16, "bilinear": 8}
+_C_MODE = {"nearest": 0, "bilinear": 1}
 
 
 def axis_taps(n: int, f: int, mode: str) -> tuple[np.ndarray, np.ndarray, np.ndarray,
                                                    np.ndarray, int]:
-    """(i0, i1, w0, w1, D) per output index; index n means 'the zero point' (zeros mode)."""
-    o = np.arange(out_len(n, f, mode), dtype=np.int64)
+    """(i0, i1, w0, w1, D) per output index."""
+    o = np.arange(n * f, dtype=np.int64)
     if mode == "bilinear":
         t = np.maximum(2 * o + 1 - f, 0)
         i0 = t // (2 * f)
         w1 = t % (2 * f)
         return i0, np.minimum(i0 + 1, n - 1), 2 * f - w1, w1, 2 * f
-    if mode == "zeros":
-        i0 = np.where(o % f == 0, o // f, n)
-    else:
-        i0 = o // f
+    i0 = o // f
     return i0, i0, np.ones_like(o), np.zeros_like(o), 1
 
 
@@ -65,20 +55,17 @@ def check(chk: OpCheck) -> None:
     if len(x.shape) == 2 and fh != 1:
         raise chk.fail(f"1-D input '{x.name}' needs attr 'factor' [1, fw], got {[fh, fw]}")
     chk.expect_same_qparams(x, chk.out)
-    ho, wo = out_len(h, fh, mode), out_len(w, fw, mode)
+    ho, wo = h * fh, w * fw
     chk.expect_output_shape((x.shape[0], wo) if len(x.shape) == 2 else (x.shape[0], ho, wo))
 
 
-def _along(x: np.ndarray, axis: int, n: int, f: int, mode: str, zero_point: int):
+def _along(x: np.ndarray, axis: int, n: int, f: int, mode: str):
     """Σ over the two taps along ``axis`` (int64) and that axis' denominator."""
     i0, i1, w0, w1, d = axis_taps(n, f, mode)
-    pad = [(0, 0)] * x.ndim
-    pad[axis] = (0, 1)
-    xp = np.pad(x, pad, constant_values=zero_point)  # slot n holds the zero point
     shape = [1] * x.ndim
     shape[axis] = -1
-    y = w0.reshape(shape) * np.take(xp, i0, axis=axis) + w1.reshape(shape) * np.take(xp, i1,
-                                                                                    axis=axis)
+    y = w0.reshape(shape) * np.take(x, i0, axis=axis) + w1.reshape(shape) * np.take(x, i1,
+                                                                                   axis=axis)
     return y, d
 
 
@@ -89,16 +76,15 @@ def run(op: Op, inputs: list[np.ndarray], out: TensorInfo) -> np.ndarray:
     x4 = x[:, :, None, :] if one_d else x
     mode = op.attrs["mode"]
     fh, fw = op.attrs["factor"]
-    zp = out.zero_point
-    y, dy = _along(x4, 2, x4.shape[2], fh, mode, zp)
-    y, dx = _along(y, 3, x4.shape[3], fw, mode, zp * dy)
+    y, dy = _along(x4, 2, x4.shape[2], fh, mode)
+    y, dx = _along(y, 3, x4.shape[3], fw, mode)
     d = dy * dx
     y = (y + d // 2) // d
     return to_out(y[:, :, 0, :] if one_d else y, out)
 
 
 def macs(op: Op, graph: IntGraph) -> int:
-    """Bilinear: four multiply-adds per output element; nearest and zeros copy."""
+    """Bilinear: four multiply-adds per output element; nearest copies."""
     if op.attrs["mode"] != "bilinear":
         return 0
     return 4 * int(np.prod(graph.tensors[op.output].shape))
@@ -111,7 +97,7 @@ def emit_c(em, i: int, op: Op, p: str) -> None:
     fh, fw = op.attrs["factor"]
     em.calls.append(
         f"    iq_upsample({em.ptr(x, True)}, {em.ptr(op.output, False)}, {c}, {h}, {w}, {fh}, "
-        f"{fw}, {_C_MODE[op.attrs['mode']]}, {em.g.tensors[x].zero_point}, {em.code(x)});"
+        f"{fw}, {_C_MODE[op.attrs['mode']]}, {em.code(x)});"
     )
 
 
@@ -127,19 +113,14 @@ def to_onnx(ex, op: Op) -> None:
     one_d = len(xi.shape) == 2
     axes = [(2, xi.shape[1], fw)] if one_d else [(2, xi.shape[1], fh), (3, xi.shape[2], fw)]
     d = 1
-    zp = xi.zero_point
     for axis, n, f in axes:
         i0, i1, w0, w1, da = axis_taps(n, f, mode)
         rank = 3 if one_d else 4
-        pads = np.zeros(2 * rank, np.int64)
-        pads[rank + axis] = 1
-        xp = ex.node("Pad", [x, ex.i64(hint + "_pads", pads), ex.i64(hint + "_zp", zp * d)],
-                     hint + "_pad", mode="constant")
         shape = [1] * rank
         shape[axis] = -1
         taps = []
         for idx, wt in ((i0, w0), (i1, w1)):
-            g = ex.node("Gather", [xp, ex.i64(hint + "_i", idx)], hint + "_g", axis=axis)
+            g = ex.node("Gather", [x, ex.i64(hint + "_i", idx)], hint + "_g", axis=axis)
             taps.append(ex.node("Mul", [g, ex.i64(hint + "_w", wt.reshape(shape))], hint + "_m"))
         x = ex.node("Add", taps, hint + "_sum")
         d *= da
@@ -156,23 +137,13 @@ def to_onnx(ex, op: Op) -> None:
 
 
 def run_float(node, inputs):
-    """F.interpolate for nearest / bilinear (align_corners=False); zero insertion by slicing."""
-    import torch
+    """F.interpolate for nearest / bilinear (align_corners=False)."""
     import torch.nn.functional as F
 
     x = inputs[0]
     mode = node.attrs["mode"]
     fh, fw = node.attrs["factor"]
     one_d = x.dim() == 3
-    if mode == "zeros":
-        sp = [(n - 1) * f + 1 for n, f in zip(x.shape[2:], [fw] if one_d else [fh, fw],
-                                                strict=True)]
-        y = torch.zeros((*x.shape[:2], *sp), dtype=x.dtype)
-        if one_d:
-            y[:, :, ::fw] = x
-        else:
-            y[:, :, ::fh, ::fw] = x
-        return y
     size = [x.shape[2] * fw] if one_d else [x.shape[2] * fh, x.shape[3] * fw]
     if mode == "nearest":
         return F.interpolate(x, size=size, mode="nearest")
@@ -189,7 +160,7 @@ register(
     OpDef(
         kind="upsample",
         summary="integer-factor upsampling: nearest (exact), bilinear align_corners=False "
-        "(<= 1/2 LSB), zero insertion (transposed convolution)",
+        "(<= 1/2 LSB)",
         attrs=frozenset({"mode", "factor"}),
         consts=frozenset(),
         check=check,
@@ -203,13 +174,11 @@ register(
     FloatOpDef(
         name="upsample",
         summary="nn.Upsample / F.interpolate / ONNX Resize with integer factors (nearest, "
-        "bilinear align_corners=False); zero insertion of ConvTranspose; attrs mode, "
-        "factor [fh, fw]",
+        "bilinear align_corners=False); attrs mode, factor [fh, fw]",
         run=run_float,
         lower=lower,
         lowers_to=("upsample",),
         same_format=True,
         channel_scaling=lambda node: True,  # linear per channel: f(s·x) = s·f(x)
-        pads=lambda node: node.attrs["mode"] == "zeros",  # zero insertion reads zeros
     ),
 )

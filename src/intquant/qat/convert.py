@@ -37,6 +37,8 @@ from .modules import (
     QAdd,
     QConv1d,
     QConv2d,
+    QConvTranspose1d,
+    QConvTranspose2d,
     QLinear,
     QMul,
     QRecurrent,
@@ -50,7 +52,7 @@ from .quantizers import Quantizer, deployed_code_shift
 
 __all__ = ["convert", "folded_float_model", "ptq_overrides", "fold_layer", "agreement"]
 
-_QLAYERS = (QConv1d, QConv2d, QLinear)
+_QLAYERS = (QConv1d, QConv2d, QConvTranspose1d, QConvTranspose2d, QLinear)
 
 
 def _check_prepared(model: nn.Module) -> dict[str, LayerInfo]:
@@ -152,7 +154,7 @@ def folded_float_model(qat_model: QATModel) -> fx.GraphModule:
         folded = fold_layer(layer, sign_output=info.act_quantizer == "sign")
         plain = _plain_copy(layer)
         with torch.no_grad():
-            plain.weight.copy_(folded["weight"])
+            plain.weight.copy_(layer.layer_weight(folded["weight"]))
             if plain.bias is None:
                 plain.bias = nn.Parameter(torch.zeros(plain.out_features if isinstance(
                     plain, nn.Linear) else plain.out_channels))
@@ -193,6 +195,12 @@ class BinarySign(nn.Module):
 def _plain_copy(layer: nn.Module) -> nn.Module:
     if isinstance(layer, QLinear):
         return nn.Linear(layer.in_features, layer.out_features, bias=layer.bias is not None)
+    if isinstance(layer, QConvTranspose1d | QConvTranspose2d):
+        cls = nn.ConvTranspose1d if isinstance(layer, QConvTranspose1d) else nn.ConvTranspose2d
+        return cls(layer.in_channels, layer.out_channels, layer.kernel_size, stride=layer.stride,
+                   padding=layer.padding, output_padding=layer.output_padding,
+                   groups=layer.groups, bias=layer.bias is not None, dilation=layer.dilation,
+                   padding_mode=layer.padding_mode)
     cls = nn.Conv1d if isinstance(layer, QConv1d) else nn.Conv2d
     return cls(layer.in_channels, layer.out_channels, layer.kernel_size, stride=layer.stride,
                padding=layer.padding, dilation=layer.dilation, groups=layer.groups,

@@ -33,10 +33,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..ops.conv_transpose import swap_channel_axes
 from .quantizers import Quantizer, deployed_code_shift
 from .quantizers.base import _ste
 
-__all__ = ["QConv1d", "QConv2d", "QLinear", "QUANT_LAYERS", "to_qat_layer", "fold_params",
+__all__ = ["QConv1d", "QConv2d", "QConvTranspose1d", "QConvTranspose2d", "QLinear",
+           "QUANT_LAYERS", "to_qat_layer", "fold_params",
            "FoldableBatchNorm1d", "FoldableBatchNorm2d", "to_foldable_bn", "GridAvgPool",
            "Add", "QAdd", "Sub", "QSub", "Mul", "QMul", "Activation"]
 
@@ -48,7 +50,8 @@ def _links(layer: nn.Module) -> tuple[nn.Module | None, Quantizer | None]:
 
 
 def fold_params(layer: nn.Module) -> dict[str, Tensor]:
-    """The deployed parameters of a QAT layer (eval-mode quantizers, frozen BN statistics).
+    """The deployed parameters of a QAT layer (eval-mode quantizers, frozen BN statistics),
+    weights output channel first (``_QATLayer.oc_weight``).
 
     f_c = γ_c / sqrt(σ²_c + ε) (1 without BN); codes'_c = sign(f_c)·codes_c;
     scale'_c = fl32(|s_c·f_c|); weight = fl32(scale'·codes'); bias' = β + (b − μ)·f (float64);
@@ -62,7 +65,7 @@ def fold_params(layer: nn.Module) -> dict[str, Tensor]:
     was_training = wq.training
     wq.eval()
     with torch.no_grad():
-        w_fq = wq(layer.weight.detach()).to(torch.float64)
+        w_fq = wq(layer.oc_weight().detach()).to(torch.float64)
     wq.train(was_training)
     cout = w_fq.shape[0]
     view = (-1,) + (1,) * (w_fq.ndim - 1)
@@ -128,14 +131,24 @@ class _QATLayer:
     weight_quant: Quantizer
     output_quant: Quantizer | None
 
+    def oc_weight(self) -> Tensor:
+        """The weight with the output channel first: the axis the weight quantizers keep a
+        scale per entry of, as lowering does (conv / linear store it so already)."""
+        return self.weight
+
+    def layer_weight(self, w_oc: Tensor) -> Tensor:
+        """A weight laid out as ``oc_weight`` back in the layer's own layout."""
+        return w_oc
+
     def quantized_weight(self) -> Tensor:
-        """The weight as the layer computes with it: scale·(q − zero_point), float32."""
+        """The weight as the layer computes with it (output channel first, see
+        ``oc_weight``): scale·(q − zero_point), float32."""
         if self.training and getattr(self.weight_quant, "clip_latent", False):
             # BinaryConnect keeps the real-valued weights in [−1, 1]; clipping before each use
             # is the same as clipping after each optimizer step.
             with torch.no_grad():
                 self.weight.clamp_(-1.0, 1.0)
-        return self.weight_quant(self.weight)
+        return self.weight_quant(self.oc_weight())
 
     def _attach(self, weight_quant: Quantizer, output_quant: Quantizer | None) -> None:
         self.weight_quant = weight_quant
@@ -174,6 +187,36 @@ class QConv2d(nn.Conv2d, _QATLayer):
         return self._conv_forward(x, *self.deployed_weight_bias())
 
 
+class _QConvTranspose(_QATLayer):
+    """torch keeps a transposed convolution's weight as [Cin, Cout/groups, *k]; its output
+    channels (the per-channel axis of lowering's ``conv_transpose`` weight [Cout, Cin/groups,
+    *k]) are dim 1 within each group."""
+
+    def oc_weight(self) -> Tensor:
+        return swap_channel_axes(self.weight, self.groups)
+
+    def layer_weight(self, w_oc: Tensor) -> Tensor:
+        return swap_channel_axes(w_oc, self.groups)
+
+
+class QConvTranspose1d(nn.ConvTranspose1d, _QConvTranspose):
+    """nn.ConvTranspose1d computing with fake-quantized weights (per output channel)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        w, b = self.deployed_weight_bias()
+        return F.conv_transpose1d(x, self.layer_weight(w), b, self.stride, self.padding,
+                                  self.output_padding, self.groups, self.dilation)
+
+
+class QConvTranspose2d(nn.ConvTranspose2d, _QConvTranspose):
+    """nn.ConvTranspose2d computing with fake-quantized weights (per output channel)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        w, b = self.deployed_weight_bias()
+        return F.conv_transpose2d(x, self.layer_weight(w), b, self.stride, self.padding,
+                                  self.output_padding, self.groups, self.dilation)
+
+
 class QLinear(nn.Linear, _QATLayer):
     """nn.Linear computing with fake-quantized weights."""
 
@@ -181,17 +224,26 @@ class QLinear(nn.Linear, _QATLayer):
         return F.linear(x, *self.deployed_weight_bias())
 
 
-QUANT_LAYERS = {nn.Conv1d: QConv1d, nn.Conv2d: QConv2d, nn.Linear: QLinear}
+QUANT_LAYERS = {nn.Conv1d: QConv1d, nn.Conv2d: QConv2d, nn.ConvTranspose1d: QConvTranspose1d,
+                nn.ConvTranspose2d: QConvTranspose2d, nn.Linear: QLinear}
 
 
 def to_qat_layer(module: nn.Module, weight_quant: Quantizer,
                  output_quant: Quantizer | None = None) -> nn.Module:
-    """A QAT copy of a Conv1d/Conv2d/Linear with the same parameters (copied, not shared)."""
+    """A QAT copy of a Conv1d/Conv2d/ConvTranspose1d/ConvTranspose2d/Linear with the same
+    parameters (copied, not shared)."""
     cls = QUANT_LAYERS.get(type(module))
     if cls is None:
-        raise ValueError(f"to_qat_layer: {type(module).__name__} is not Conv1d, Conv2d or Linear")
+        raise ValueError(f"to_qat_layer: {type(module).__name__} is not Conv1d, Conv2d, "
+                         "ConvTranspose1d, ConvTranspose2d or Linear")
     if isinstance(module, nn.Linear):
         new = cls(module.in_features, module.out_features, bias=module.bias is not None)
+    elif isinstance(module, nn.ConvTranspose1d | nn.ConvTranspose2d):
+        new = cls(module.in_channels, module.out_channels, module.kernel_size,
+                  stride=module.stride, padding=module.padding,
+                  output_padding=module.output_padding, groups=module.groups,
+                  bias=module.bias is not None, dilation=module.dilation,
+                  padding_mode=module.padding_mode)
     else:
         new = cls(module.in_channels, module.out_channels, module.kernel_size,
                   stride=module.stride, padding=module.padding, dilation=module.dilation,

@@ -2,7 +2,9 @@
 
 The copy is traced with torch.fx, and fake quantizers are placed exactly where the integer
 graph will hold quantized tensors, so what QAT trains is what lowering deploys:
-- every Conv1d/Conv2d/Linear computes with quantized weights (``weight_quant``);
+- every Conv1d/Conv2d/ConvTranspose1d/ConvTranspose2d/Linear computes with quantized weights
+  (``weight_quant``; per output channel, which for a transposed convolution is dim 1 of torch's
+  weight within each group: the quantizers see the weight output channel first, as lowering);
 - the tensor each such layer produces *after its BatchNorm and fused activation* (ReLU, ReLU6,
   Hardtanh — the ops lowering fuses into the layer) passes through ``<layer>.output_quant``;
 - the graph input passes through ``input_quant``;
@@ -82,8 +84,7 @@ _BN = (nn.BatchNorm1d, nn.BatchNorm2d)
 _ACT_MODULES = (nn.ReLU, nn.ReLU6, nn.Hardtanh)
 _RELU_FUNCS = {F.relu, torch.relu, F.relu6}
 _ACT_FUNCS = _RELU_FUNCS | {F.hardtanh}
-_UNSUPPORTED_LAYERS = (nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d,
-                       nn.Bilinear)
+_UNSUPPORTED_LAYERS = (nn.Conv3d, nn.ConvTranspose3d, nn.Bilinear)
 
 
 _NOMINAL_BITS = {"binary": 1, "binary_stochastic": 1, "xnor": 1, "ternary": 2, "sign": 1}
@@ -472,7 +473,7 @@ def prepare(model: nn.Module, config: Config | None = None,
     for name, m in float_model.named_modules():
         if isinstance(m, _UNSUPPORTED_LAYERS):
             raise ValueError(f"prepare: layer {name!r} ({type(m).__name__}) has no QAT version; "
-                             "supported: Conv1d, Conv2d, Linear")
+                             "supported: Conv1d, Conv2d, ConvTranspose1d, ConvTranspose2d, Linear")
     gm = _trace(float_model)
     # -- recurrent layers --: gate matrices fake-quantized on their deployed int8 row grid
     for name, m in list(gm.named_modules()):
@@ -482,7 +483,8 @@ def prepare(model: nn.Module, config: Config | None = None,
     modules = dict(gm.named_modules())
     layer_nodes = [n for n in graph.nodes if _is_module(n, modules, tuple(QUANT_LAYERS))]
     if not layer_nodes:
-        raise ValueError("prepare: the model has no Conv1d/Conv2d/Linear layer to quantize")
+        raise ValueError("prepare: the model has no Conv1d/Conv2d/ConvTranspose1d/"
+                         "ConvTranspose2d/Linear layer to quantize")
     names = [n.target for n in layer_nodes]
     adds = [n for n in graph.nodes if _is_activation_add(n)]
     add_names = _add_names(gm, adds)

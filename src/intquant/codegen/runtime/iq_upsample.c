@@ -17,10 +17,9 @@ static void iq_bilinear_taps(int32_t o, int32_t f, int32_t n, int32_t* i0, int32
 }
 
 void iq_upsample(const void* x, void* y, int32_t c, int32_t h, int32_t w, int32_t fh, int32_t fw,
-                 int32_t mode, int32_t zero_point, int32_t dtype)
+                 int32_t mode, int32_t dtype)
 {
-    int32_t ho = mode == 2 ? (h - 1) * fh + 1 : h * fh;
-    int32_t wo = mode == 2 ? (w - 1) * fw + 1 : w * fw;
+    const int32_t ho = h * fh, wo = w * fw;
     int32_t ch, oy, ox, o = 0;
     for (ch = 0; ch < c; ++ch) {
         const int32_t base = ch * h * w;
@@ -33,10 +32,6 @@ void iq_upsample(const void* x, void* y, int32_t c, int32_t h, int32_t w, int32_
                 int32_t v;
                 if (mode == 0) {
                     v = iq_load(x, base + (oy / fh) * w + ox / fw, dtype);
-                } else if (mode == 2) {
-                    v = (oy % fh == 0 && ox % fw == 0)
-                            ? iq_load(x, base + (oy / fh) * w + ox / fw, dtype)
-                            : zero_point;
                 } else {
                     /* Offset by 32768 so the sum is non-negative and C's division floors;
                      * d * 65535 < 2^24 (validation bounds the factors). */
