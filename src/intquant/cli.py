@@ -94,7 +94,8 @@ def _hold_for_a_signal_if_testing(title: str) -> None:
 
     Why: the signal tests send SIGINT/SIGTERM once a step's line is printed; on an overloaded
     machine the run could otherwise finish before the signal lands, and the test would see a
-    complete output instead of an interrupted one. Not a user feature; not in the docs.
+    complete output instead of an interrupted one. Not a user feature (docs/security.md names
+    it as test-only).
     """
     prefix = os.environ.get("INTQUANT_TEST_HOLD_AT")
     if not prefix or not title.startswith(prefix):
