@@ -332,12 +332,13 @@ def test_avg_pool_matches_float_per_sample_scalar_mean_as_an_intermediate() -> N
     assert np.all(err <= bound), float((err - bound).max())
 
 
-def _scalar_mean_graphs():
-    """The quantized graphs whose C and ONNX the tests below check: a rank-0 network output
-    (8- and 16-bit) and a rank-0 intermediate."""
-    return {"output_int8": _quantized_scalar_mean("ntc_dims12", 8)[:2],
-            "output_int16": _quantized_scalar_mean("nc_dim1", 16)[:2],
-            "intermediate": _scaled_by_its_mean()}
+def _scalar_mean_case(case: str):
+    """The quantized model (and float input) whose C and ONNX the tests below check: a rank-0
+    network output (8- and 16-bit) or a rank-0 intermediate."""
+    if case == "intermediate":
+        return _scaled_by_its_mean()
+    name, bits = {"output_int8": ("ntc_dims12", 8), "output_int16": ("nc_dim1", 16)}[case]
+    return _quantized_scalar_mean(name, bits)[:2]
 
 
 @pytest.mark.parametrize("case", ["output_int8", "output_int16", "intermediate"])
@@ -347,7 +348,7 @@ def test_avg_pool_c_host_per_sample_scalar_mean_equals_reference(case: str, tmp_
     SHAPE placeholder keeps C99 (no empty initializer)."""
     from .conftest import assert_c_host_equals_reference
 
-    q, x = _scalar_mean_graphs()[case]
+    q, x = _scalar_mean_case(case)
     assert_c_host_equals_reference(q.graph, q.quantize_input(x.numpy()), tmp_path / "c")
     header = (tmp_path / "c" / "net.h").read_text()
     if case != "intermediate":
@@ -361,7 +362,7 @@ def test_avg_pool_c_m0_per_sample_scalar_mean_equals_reference(case: str, tmp_pa
     """The same C on the emulated Cortex-M0 == interpreter."""
     from .conftest import assert_c_m0_equals_reference
 
-    q, x = _scalar_mean_graphs()[case]
+    q, x = _scalar_mean_case(case)
     assert_c_m0_equals_reference(q.graph, q.quantize_input(x.numpy()), tmp_path / "c")
 
 
@@ -373,7 +374,7 @@ def test_avg_pool_onnx_per_sample_scalar_mean_is_bit_exact(case: str, tmp_path) 
 
     from .conftest import assert_onnx_integer_export_bit_exact
 
-    q, x = _scalar_mean_graphs()[case]
+    q, x = _scalar_mean_case(case)
     xq = q.quantize_input(x.numpy())
     assert_onnx_integer_export_bit_exact(q.graph, xq, case)
     q.save(tmp_path / "m.iqm")
