@@ -315,9 +315,12 @@ def test_weight_budget_mixed_precision(work: Path) -> None:
 
 
 def test_ctrl_c_leaves_nothing_half_written(work: Path) -> None:
+    # INTQUANT_TEST_HOLD_AT (test-only): the loading step waits for the signal before its "done"
+    # line, so the Ctrl-C lands inside it even when a loaded machine delays this process.
     proc = subprocess.Popen(
         [sys.executable, "-m", "intquant.cli", "quantize", "m.pt2", "--calib", "calib.npz",
-         "--out", "o7"], cwd=work, env=ENV, stderr=subprocess.PIPE, text=True)
+         "--out", "o7"], cwd=work, env={**ENV, "INTQUANT_TEST_HOLD_AT": "loading"},
+        stderr=subprocess.PIPE, text=True)
     seen = []
     for line in proc.stderr:  # interrupt once the work has started (the staging dir exists)
         seen.append(line)

@@ -80,7 +80,29 @@ def step(title: str) -> Iterator[None]:
     start = time.perf_counter()
     say(f"• {title} ...")
     yield
+    _hold_for_a_signal_if_testing(title)
     say(f"  done in {time.perf_counter() - start:.1f} s")
+
+
+TEST_HOLD_SECONDS = 60.0
+
+
+def _hold_for_a_signal_if_testing(title: str) -> None:
+    """Test-only: with ``INTQUANT_TEST_HOLD_AT=<prefix>`` in the environment, the step whose
+    title starts with it waits, after its work and before its "done" line, until a signal
+    arrives (at most :data:`TEST_HOLD_SECONDS`).
+
+    Why: the signal tests send SIGINT/SIGTERM once a step's line is printed; on an overloaded
+    machine the run could otherwise finish before the signal lands, and the test would see a
+    complete output instead of an interrupted one. Not a user feature (docs/security.md names
+    it as test-only).
+    """
+    prefix = os.environ.get("INTQUANT_TEST_HOLD_AT")
+    if not prefix or not title.startswith(prefix):
+        return
+    deadline = time.monotonic() + TEST_HOLD_SECONDS
+    while time.monotonic() < deadline:
+        time.sleep(0.05)  # the signal handler raises in here
 
 
 def _quiet_torch() -> None:
@@ -1004,5 +1026,40 @@ def main(argv: list[str] | None = None) -> int:
         return _interrupted(signum) if signum else code
 
 
+def run() -> None:
+    """The ``intquant`` process entry point: :func:`main` with SIGINT/SIGTERM honoured from the
+    first line of argument parsing to the process exit.
+
+    A Ctrl-C that lands after :func:`main` left its own handlers (while it returns, or while
+    Python shuts down) would otherwise hit Python's default handler: a KeyboardInterrupt
+    traceback and death by SIGINT (status -2) instead of exit code 130. Such a signal still
+    ends with 128 + signal; after the exit code is settled, signals are ignored. Either way
+    the output is complete or absent, never half-written.
+    """
+    with outdir.signals_as_exceptions(then_ignore=True):
+        try:
+            code = main()
+        except KeyboardInterrupt:
+            code = _interrupted(int(signal.SIGINT))
+        except outdir.Terminated:
+            code = _interrupted(int(signal.SIGTERM))
+    _forget_handled_keyboard_interrupts()
+    sys.exit(code)
+
+
+def _forget_handled_keyboard_interrupts() -> None:
+    """Keep CPython from turning a handled Ctrl-C into death by SIGINT at exit.
+
+    CPython (3.8 and later) sets a process-wide "unhandled KeyboardInterrupt" flag whenever a
+    KeyboardInterrupt leaves an ``exec``/``eval`` of a *string* — dataclasses, namedtuple and
+    torch build code that way, so a Ctrl-C during an import or a model load often passes
+    through one — even when the CLI catches it later. At exit the interpreter then re-sends
+    itself SIGINT (status -2) instead of returning our 130: a clean interrupt looks like a
+    crash to the caller. Running any string clears the flag first (``run_eval_code_obj``), and
+    signals are ignored from here on, so nothing can set it again.
+    """
+    exec("pass")  # noqa: S102 - a constant string; see the docstring
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

@@ -72,12 +72,16 @@ def _raise_for(signum: int, _frame: object = None) -> None:
 
 
 @contextmanager
-def signals_as_exceptions() -> Iterator[None]:
+def signals_as_exceptions(*, then_ignore: bool = False) -> Iterator[None]:
     """SIGINT → KeyboardInterrupt, SIGTERM → :class:`Terminated` while the block runs.
 
     Each signal is also recorded (:func:`signalled`): a KeyboardInterrupt raised inside a
     ``__del__`` or a callback is swallowed by Python, but a commit still sees the signal and
     refuses to put the output in place.
+
+    ``then_ignore``: afterwards ignore both signals instead of restoring the previous handlers.
+    The CLI's process entry point uses it: once its exit code is settled, a signal landing while
+    Python shuts down must not kill it with Python's default handler (status -2, a traceback).
     """
     _received.clear()
     if threading.current_thread() is not threading.main_thread():
@@ -93,7 +97,9 @@ def signals_as_exceptions() -> Iterator[None]:
     finally:
         sys.unraisablehook = hook
         for s, h in previous.items():
-            if h is not None:
+            if then_ignore:
+                signal.signal(s, signal.SIG_IGN)
+            elif h is not None:
                 signal.signal(s, h)
 
 

@@ -13,7 +13,7 @@ import intgraph_factory as F
 import tflm_reference as tflm
 from intgraph_factory import GraphBuilder
 from intquant.interpreter import run
-from intquant.intgraph import TensorInfo
+from intquant.intgraph import ACTIVATION_DTYPES, TensorInfo
 
 from .conftest import (
     DTYPES,
@@ -219,3 +219,213 @@ def test_avg_pool_matches_float_after_quantize_mean_over_axes(act_bits: int, dim
     xq = q.quantize_input(x.numpy())
     ref = to_t(deq(xq, q.input_info)).mean(dim=dims, keepdim=keepdim).numpy()
     assert_within_lsb(q.run(xq), ref, q.output_info, tol=0.5 + 1e-6)
+
+
+# ---- a per-sample scalar: x.mean(dim) over every non-batch axis, keepdim=False ----------------
+# The IntGraph tensor is rank 0 (shape (), one value per sample): the network output of shape
+# (N,) as PyTorch gives it, or an intermediate broadcast back with [:, None].
+
+SCALAR_MEANS = {
+    "nc_dim1": ((64, 6), lambda t: t.mean(dim=1)),
+    "nc_dim_list_minus1": ((64, 6), lambda t: t.mean(dim=[-1])),
+    "ntc_dims12": ((64, 5, 6), lambda t: t.mean(dim=(1, 2))),
+    "nchw_dims123": ((64, 3, 4, 4), lambda t: t.mean(dim=(1, 2, 3))),
+    "torch_mean_x_1": ((64, 6), lambda t: __import__("torch").mean(t, 1)),
+}
+
+
+def _quantized_scalar_mean(name: str, act_bits: int = 8, onnx_path=None):
+    import torch
+
+    import intquant
+
+    from .conftest import Fn
+
+    shape, fn = SCALAR_MEANS[name]
+    x = torch.randn(*shape, generator=torch.Generator().manual_seed(7))
+    model = onnx_path or Fn(fn).eval()
+    q = intquant.quantize(model, x, intquant.Config(act_bits=act_bits, calibration="minmax",
+                                                    bias_correction=False), progress=False)
+    return q, x, fn
+
+
+@pytest.mark.parametrize("act_bits", [8, 16])
+@pytest.mark.parametrize("name", list(SCALAR_MEANS))
+def test_avg_pool_matches_float_per_sample_scalar_mean(name: str, act_bits: int) -> None:
+    """x.mean over every non-batch axis (keepdim=False) quantizes as written: output shape (N,)
+    like float PyTorch, a rank-0 IntGraph output, one rounding of the exact integer mean
+    (<= 0.5 LSB of the float mean of the interpreter's own dequantized input)."""
+    q, x, fn = _quantized_scalar_mean(name, act_bits)
+    assert q.graph.tensors[q.graph.output].shape == ()
+    assert "avg_pool" in {op.kind for op in q.graph.ops}
+    xq = q.quantize_input(x.numpy())
+    y = q.run(xq)
+    ref = fn(to_t(deq(xq, q.input_info))).numpy()
+    assert y.shape == ref.shape == (len(x),)
+    assert_within_lsb(y, ref, q.output_info, tol=0.5 + 1e-6)
+
+
+def _scalar_mean_onnx(tmp_path, name: str, opset: int):
+    """The float model exported by torch.onnx (a ReduceMean with keepdims=0)."""
+    import onnx
+    import torch
+
+    from .conftest import Fn
+
+    shape, fn = SCALAR_MEANS[name]
+    path = tmp_path / f"{name}_{opset}.onnx"
+    torch.onnx.export(Fn(fn).eval(), (torch.zeros(2, *shape[1:]),), str(path), dynamo=False,
+                      opset_version=opset, input_names=["x"], dynamic_axes={"x": {0: "n"}})
+    reduce = [n for n in onnx.load(str(path)).graph.node if n.op_type == "ReduceMean"]
+    assert [a.i for n in reduce for a in n.attribute if a.name == "keepdims"] == [0]
+    return path
+
+
+@pytest.mark.parametrize("opset", [13, 18])
+@pytest.mark.parametrize("name", ["nc_dim1", "ntc_dims12"])
+def test_avg_pool_matches_float_per_sample_scalar_mean_from_onnx(tmp_path, name: str,
+                                                                 opset: int) -> None:
+    """The same model imported from ONNX (ReduceMean keepdims=0; axes an attribute before
+    opset 18, an input from 18 on): same rank-0 output, same bound vs float."""
+    q, x, fn = _quantized_scalar_mean(name, onnx_path=_scalar_mean_onnx(tmp_path, name, opset))
+    assert q.graph.tensors[q.graph.output].shape == ()
+    xq = q.quantize_input(x.numpy())
+    y = q.run(xq)
+    ref = fn(to_t(deq(xq, q.input_info))).numpy()
+    assert y.shape == ref.shape == (len(x),)
+    assert_within_lsb(y, ref, q.output_info, tol=0.5 + 1e-6)
+
+
+def _scaled_by_its_mean():
+    """y = x * x.mean(dim=1, keepdim=False)[:, None]: the scalar is an intermediate."""
+    import torch
+
+    import intquant
+
+    from .conftest import Fn
+
+    x = torch.randn(64, 6, generator=torch.Generator().manual_seed(8))
+    model = Fn(lambda t: t * t.mean(dim=1, keepdim=False)[:, None]).eval()
+    q = intquant.quantize(model, x, intquant.Config(calibration="minmax",
+                                                    bias_correction=False), progress=False)
+    return q, x
+
+
+def test_avg_pool_matches_float_per_sample_scalar_mean_as_an_intermediate() -> None:
+    """x * x.mean(dim=1)[:, None]: the mean is a rank-0 tensor inside the graph. Bound per
+    element, from the two roundings: the mean's (<= 0.5 LSB of the input scale s_x, times |x|
+    in the product) and mul's requantization (0.5 LSB + 2^(shift-1) of double rounding's first
+    step + the multiplier's 2^-31 relative error), vs float PyTorch on the dequantized input."""
+    q, x = _scaled_by_its_mean()
+    mean = [t for t in q.graph.tensors.values() if t.shape == ()]
+    assert len(mean) == 1 and q.graph.tensors[q.graph.output].shape == (6,)
+    mul = next(op for op in q.graph.ops if op.kind == "mul")
+    xq = q.quantize_input(x.numpy())
+    xd = deq(xq, q.input_info)
+    ref = xd * xd.mean(axis=1, keepdims=True)
+    s_x, s_y = q.input_info.scale, q.output_info.scale
+    y = q.run(xq)
+    lo, hi = ACTIVATION_DTYPES[q.output_info.dtype]
+    err = np.abs(y - np.clip(ref / s_y + q.output_info.zero_point, lo, hi))
+    bound = (np.abs(xd) * 0.5 * s_x / s_y + 0.5 + 2.0 ** (min(mul.attrs["output_shift"], 0) - 1)
+             + np.abs(ref / s_y) * 2.0**-30)
+    assert np.all(err <= bound), float((err - bound).max())
+
+
+def _scalar_mean_case(case: str):
+    """The quantized model (and float input) whose C and ONNX the tests below check: a rank-0
+    network output (8- and 16-bit) or a rank-0 intermediate."""
+    if case == "intermediate":
+        return _scaled_by_its_mean()
+    name, bits = {"output_int8": ("ntc_dims12", 8), "output_int16": ("nc_dim1", 16)}[case]
+    return _quantized_scalar_mean(name, bits)[:2]
+
+
+@pytest.mark.parametrize("case", ["output_int8", "output_int16", "intermediate"])
+def test_avg_pool_c_host_per_sample_scalar_mean_equals_reference(case: str, tmp_path) -> None:
+    """The generated C of a model whose output (or an intermediate) is one scalar per sample
+    == interpreter (host -O2 and ASan/UBSan); the header says rank 0, one value, and its
+    SHAPE placeholder keeps C99 (no empty initializer)."""
+    from .conftest import assert_c_host_equals_reference
+
+    q, x = _scalar_mean_case(case)
+    assert_c_host_equals_reference(q.graph, q.quantize_input(x.numpy()), tmp_path / "c")
+    header = (tmp_path / "c" / "net.h").read_text()
+    if case != "intermediate":
+        assert "#define NET_OUTPUT_RANK 0\n" in header
+        assert "#define NET_OUTPUT_SIZE 1\n" in header
+        assert "#define NET_OUTPUT_SHAPE {1}\n" in header
+
+
+@pytest.mark.parametrize("case", ["output_int8", "intermediate"])
+def test_avg_pool_c_m0_per_sample_scalar_mean_equals_reference(case: str, tmp_path) -> None:
+    """The same C on the emulated Cortex-M0 == interpreter."""
+    from .conftest import assert_c_m0_equals_reference
+
+    q, x = _scalar_mean_case(case)
+    assert_c_m0_equals_reference(q.graph, q.quantize_input(x.numpy()), tmp_path / "c")
+
+
+@pytest.mark.parametrize("case", ["output_int8", "output_int16", "intermediate"])
+def test_avg_pool_onnx_per_sample_scalar_mean_is_bit_exact(case: str, tmp_path) -> None:
+    """Integer ONNX export (ONNX Runtime) == interpreter, output shape (N,) included; the .iqm
+    round trip keeps the rank-0 tensor."""
+    import intquant
+
+    from .conftest import assert_onnx_integer_export_bit_exact
+
+    q, x = _scalar_mean_case(case)
+    xq = q.quantize_input(x.numpy())
+    assert_onnx_integer_export_bit_exact(q.graph, xq, case)
+    q.save(tmp_path / "m.iqm")
+    back = intquant.load(tmp_path / "m.iqm")
+    assert back.graph.tensors[back.graph.output].shape == q.graph.tensors[q.graph.output].shape
+    np.testing.assert_array_equal(back.run(xq), q.run(xq))
+
+
+@pytest.mark.parametrize("shape,fn,message", [
+    ((32, 6), lambda t: t.mean(dim=0), r"layer 'mean'.*batch axis"),
+    ((32, 6), lambda t: t.mean(), r"layer 'mean'.*aten\.mean\.default is not supported"),
+    ((32, 3, 4, 4), lambda t: t.mean(dim=(1, 3)),
+     r"layer 'mean'.*mean over the non-adjacent dims \[1, 3\]"),
+])
+def test_avg_pool_mean_refusals_name_the_layer_and_the_reason(shape, fn, message) -> None:
+    """What mean still cannot do (the batch axis, every axis at once, non-adjacent axes) is
+    refused in one line naming the layer."""
+    import torch
+
+    import intquant
+
+    from .conftest import Fn
+
+    x = torch.randn(*shape, generator=torch.Generator().manual_seed(9))
+    with pytest.raises(ValueError, match=message):
+        intquant.quantize(Fn(fn).eval(), x, intquant.Config(), progress=False)
+
+
+def test_avg_pool_matches_float_per_sample_scalar_mean_qat_eval_is_the_integer_model() -> None:
+    """QAT of Linear → ReLU → mean(dim=1) (a rank-0 output): in eval mode the fake-quantized
+    model computes exactly the converted integer model (compared on the integer grid)."""
+    import torch
+    import torch.nn as nn
+
+    import intquant
+
+    class LinearMean(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(6, 8)
+
+        def forward(self, x):
+            return torch.relu(self.fc(x)).mean(dim=1)
+
+    torch.manual_seed(10)
+    x = torch.randn(128, 6, generator=torch.Generator().manual_seed(10))
+    qat = intquant.qat.prepare(LinearMean().eval(), intquant.Config(), example_input=x).eval()
+    with torch.no_grad():
+        fake = qat(x).numpy().astype(np.float64)
+    qm = intquant.qat.convert(qat)
+    y = qm.run(qm.quantize_input(x.numpy()))
+    assert y.shape == fake.shape == (len(x),)
+    info = qm.output_info
+    np.testing.assert_array_equal(np.rint(fake / info.scale) + info.zero_point, y)

@@ -133,6 +133,7 @@ VALIDATION_CASES = [
     (F.set_field(0, "attrs", "input_zero_point", 300), "attr 'input_zero_point' = 300 is out"),
     (F.set_tensor(1, shape=(7,)), r"output tensor 't1' has shape \(7,\), expected \(6,\)"),
     (F.set_tensor(0, shape=(2, 4)), r"const 'weight' shape \(6, 8\): dim 1 must be Cin = 4"),
+    (F.set_tensor(0, shape=()), r"input 't0' is rank 0 \(one scalar per sample\)"),
     (F.set_inputs(0, ["t0", "t0"]), r"expects 1 input\(s\), got 2"),
 ]
 

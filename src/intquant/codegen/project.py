@@ -23,14 +23,23 @@ from .stream import StreamAPI, driver_files, stream_api
 
 
 def _tensor_defines(prefix: str, what: str, t: TensorInfo) -> list[str]:
+    """SIZE, RANK, SHAPE, zero point and exact scale of the input or output.
+
+    A rank-0 tensor (one scalar per sample, e.g. ``x.mean(dim=1)`` of (N, C)) has RANK 0 and
+    SIZE 1; its SHAPE is ``{1}``, a placeholder entry, because C99 has no empty initializer
+    (the first RANK entries of SHAPE are the shape, none here).
+    """
     num, k = scale_as_rational(t.scale)
+    shape = list(t.shape)
     lines = [
-        f"/* {what} '{comment_text(t.name)}': {t.dtype} {list(t.shape)}, "
+        f"/* {what} '{comment_text(t.name)}': {t.dtype} {shape if shape else 'scalar'}, "
         "real = scale * (q - zero_point), */",
         f"/* scale = {prefix}_{what}_SCALE_NUM / 2^{prefix}_{what}_SCALE_LOG2_DEN exactly     */",
         f"#define {prefix}_{what}_SIZE {math.prod(t.shape)}",
         f"#define {prefix}_{what}_RANK {len(t.shape)}",
-        f"#define {prefix}_{what}_SHAPE {{{', '.join(map(str, t.shape))}}}",
+        *([] if shape else ["/* rank 0: SHAPE holds a placeholder 1 (C99 has no empty "
+                            "initializer) */"]),
+        f"#define {prefix}_{what}_SHAPE {{{', '.join(map(str, shape or [1]))}}}",
         f"#define {prefix}_{what}_ZERO_POINT ({t.zero_point})",
         f"#define {prefix}_{what}_SCALE_NUM {c_int(num)}",
         f"#define {prefix}_{what}_SCALE_LOG2_DEN ({k})",
@@ -372,11 +381,11 @@ def readme_source(
         weights=weight_bytes,
         lib=", ".join(f"`{f}`" for f in lib),
         in_dtype=tin.dtype,
-        in_shape=list(tin.shape),
+        in_shape=list(tin.shape) or "scalar",
         in_size=math.prod(tin.shape),
         in_shape_py=", ".join(map(str, tin.shape)),
         out_dtype=tout.dtype,
-        out_shape=list(tout.shape),
+        out_shape=list(tout.shape) or "scalar",
         out_size=math.prod(tout.shape),
         out_shape_py=", ".join(map(str, tout.shape)),
     )

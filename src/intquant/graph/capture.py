@@ -600,7 +600,8 @@ def h_mul(t, n):
     value = np.asarray(value, dtype=np.float32)
     if value.size > 1:
         t.require_batch_first(n)  # one value per channel (axis 1)
-    channels = x.meta["val"].shape[1]
+    full = x.meta["val"].shape
+    channels = full[1] if len(full) > 1 else 1  # (N,): one scalar per sample
     if value.size not in (1, channels) or (value.size > 1 and value.squeeze().ndim != 1):
         raise UnsupportedOpError("mul by a constant must be a scalar or one value per channel")
     t.emit(n, "mul_const", [t.value(x)], {}, {"value": value.reshape(-1)})

@@ -105,9 +105,9 @@ def validate_tensor(key: str, t: TensorInfo, limits: Limits = DEFAULT_LIMITS) ->
         raise IntGraphError(
             f"{where}: dtype {t.dtype!r}, expected one of {list(ACTIVATION_DTYPES)}"
         )
-    if not 0 < len(t.shape) <= MAX_RANK or any(s <= 0 for s in t.shape):
+    if not len(t.shape) <= MAX_RANK or any(s <= 0 for s in t.shape):
         raise IntGraphError(
-            f"{where}: shape {t.shape[:MAX_RANK + 1]} must have 1 to {MAX_RANK} positive sizes"
+            f"{where}: shape {t.shape[:MAX_RANK + 1]} must have 0 to {MAX_RANK} positive sizes"
         )
     elements = math.prod(t.shape)
     if elements > limits.max_tensor_elements:

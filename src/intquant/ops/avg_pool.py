@@ -14,7 +14,9 @@
 
 Float ops lowered here: ``avg_pool``, ``global_avg_pool`` (one window over the whole map) and
 ``mean`` over adjacent non-batch axes (x.mean(dim=1) of a (N, T, C) token sequence): the input
-viewed as (outer, length, inner) by a free reshape, one (length, 1) window per output.
+viewed as (outer, length, inner) by a free reshape, one (length, 1) window per output. Over
+every non-batch axis without keepdim (x.mean(dim=1) of (N, C)) the result is a rank-0 tensor,
+one scalar per sample, reached by a second free reshape.
 """
 
 from __future__ import annotations
@@ -182,7 +184,8 @@ def lower_mean(lw, node, inputs: list[str]) -> str:
     shape = tuple(lw.tensors[x].shape)
     axes = sorted(node.attrs["axes"])
     if axes != list(range(axes[0], axes[-1] + 1)):
-        raise LoweringError(f"mean over the non-adjacent axes {axes}")
+        raise LoweringError(f"mean over the non-adjacent dims {[a + 1 for a in axes]} (batch "
+                            "first); only adjacent dims (take the mean over each run in turn)")
     rows = (math.prod(shape[:axes[0]]), math.prod(shape[axes[0]:axes[-1] + 1]),
             math.prod(shape[axes[-1] + 1:]))
     if rows != shape:

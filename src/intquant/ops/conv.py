@@ -216,12 +216,15 @@ def run_float_conv(node, inputs):
 
 
 def run_float_batchnorm(node, inputs):
+    """Per-channel affine; an (N,) input (one scalar per sample) is one channel."""
     import torch.nn.functional as F
 
-    return F.batch_norm(
-        inputs[0], _param(node, "mean"), _param(node, "var"), _param(node, "weight"),
-        _param(node, "bias"), False, 0.0, node.attrs.get("eps", 1e-5),
+    x = inputs[0]
+    y = F.batch_norm(
+        x[:, None] if x.dim() == 1 else x, _param(node, "mean"), _param(node, "var"),
+        _param(node, "weight"), _param(node, "bias"), False, 0.0, node.attrs.get("eps", 1e-5),
     )
+    return y[:, 0] if x.dim() == 1 else y
 
 
 def run_float_mul_const(node, inputs):
@@ -249,11 +252,13 @@ def lower_conv(lw, node, inputs: list[str]) -> str:
 
 
 def per_channel_affine(lw, node, x: str, a: np.ndarray, b: np.ndarray) -> str:
-    """y = a[c]·x + b[c] as a depthwise 1x1 conv (standalone BatchNorm, mul by a constant)."""
+    """y = a[c]·x + b[c] as a depthwise 1x1 conv (standalone BatchNorm, mul by a constant).
+
+    A rank-0 x (one scalar per sample, e.g. after ``x.mean(dim=1)``) is one channel."""
     from ..numerics import choose_qparams
 
     shape = lw.tensors[x].shape
-    channels = shape[0]
+    channels = shape[0] if shape else 1
     a = np.broadcast_to(np.asarray(a, dtype=np.float64).reshape(-1), (channels,)).copy()
     b = np.broadcast_to(np.asarray(b, dtype=np.float64).reshape(-1), (channels,)).copy()
     weight = a.reshape(channels, 1, 1, 1)
@@ -263,12 +268,12 @@ def per_channel_affine(lw, node, x: str, a: np.ndarray, b: np.ndarray) -> str:
                               power_of_two=lw.rounding() == "pow2")
     geometry = dict(stride=[1, 1], padding=[0, 0, 0, 0], dilation=[1, 1], groups=channels)
     src = x
-    if len(shape) == 1:  # (C,) features: run the 1x1 conv on (C, 1, 1)
+    if len(shape) <= 1:  # (C,) features or a scalar: run the 1x1 conv on (C, 1, 1)
         src = lw.emit(node.name + ".as_map", "reshape", [x], (channels, 1, 1), lw.fmt[x],
                       {"shape": [channels, 1, 1]})
     conv_shape = lw.tensors[src].shape
     y = wl.weighted_layer(lw, node, src, "conv", weight, b, w_qp, geometry, conv_shape)
-    if len(shape) == 1:
+    if len(shape) <= 1:
         y = lw.emit(node.name + ".as_vector", "reshape", [y], shape, lw.fmt[y],
                     {"shape": list(shape)})
     return y

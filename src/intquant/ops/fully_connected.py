@@ -32,6 +32,8 @@ from .registry import FloatOpDef, OpDef, register
 def check(chk: OpCheck) -> None:
     arity(chk, 1)
     x = chk.ins()[0]
+    if not x.shape:
+        raise chk.fail(f"input {x.name!r} is rank 0 (one scalar per sample); needs (..., Cin)")
     acc_bits, rounding = wl.check_weight_layer_attrs(chk, x)
     weight = wl.check_weight(chk, 2)
     if weight.shape[1] != x.shape[-1]:
