@@ -75,6 +75,13 @@ class Config:
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     input_spec: InputSpec | None = None
     max_calib_samples: int = 2048
+    # Attention inside a model (two-activation matmuls): the operands of a matmul of two
+    # activations (Q, K, V) and the scores a matmul feeds into a softmax are held at least this
+    # wide (None: at act_bits like every other tensor). ptq.attention_tensors says which.
+    attention_act_bits: int | None = 16
+    # 16-bit activation ranges are widened by this factor beyond the calibrated range: at 16
+    # bits the rounding noise is negligible, values beyond the calibration range are not.
+    headroom_16: float = 2.0
     # PTQ methods (intquant.methods; named recipes in PRESETS)
     bias_correction: str | bool = "full"  # none | weights | full (True = full, False = none)
     weight_rounding: str = "gptq"  # nearest | gptq | adaround | qdrop (block reconstruction)
@@ -114,6 +121,11 @@ class Config:
             raise ValueError(f"Config.weight_bits must be in [1, 16], got {self.weight_bits}")
         if not 1 <= self.act_bits <= 16:
             raise ValueError(f"Config.act_bits must be in [1, 16], got {self.act_bits}")
+        if self.attention_act_bits is not None and not 1 <= self.attention_act_bits <= 16:
+            raise ValueError("Config.attention_act_bits must be None or in [1, 16], got "
+                             f"{self.attention_act_bits}")
+        if not 1.0 <= self.headroom_16 <= 16.0:
+            raise ValueError(f"Config.headroom_16 must be in [1, 16], got {self.headroom_16}")
         if isinstance(self.bias_correction, bool):
             self.bias_correction = "full" if self.bias_correction else "none"
         if self.bias_correction not in BIAS_CORRECTIONS:
