@@ -172,15 +172,18 @@ def attention_tensors(graph: Graph) -> set[str]:
             node = graph.node(node.inputs[0])
         return node
 
+    def is_matmul(node) -> bool:
+        return node.op != "input" and float_op(node.op).two_activation_matmul
+
     wide = set()
-    for mm in (n for n in graph.nodes if n.op == "matmul"):
-        if any(u.op == "softmax" for u in end_users(mm.name)):
+    for mm in (n for n in graph.nodes if is_matmul(n)):
+        if any(float_op(u.op).exponentiates_input for u in end_users(mm.name)):
             wide.add(mm.name)
         for i in mm.inputs:
             src = producer(i)
             users = end_users(src.name)
             if (src.op != "input" and float_op(src.op).fixed_format is None
-                    and users and all(u.op == "matmul" for u in users)
+                    and users and all(is_matmul(u) for u in users)
                     and src.name != graph.output):
                 wide.add(src.name)
     return wide

@@ -184,8 +184,12 @@ def _quantize_cases() -> dict[str, tuple[str, nn.Module, tuple[int, ...], float]
             "batchnorm1d_features": ("conv", batchnorm(12, 1), (12,), 2),
             "relu_standalone": ("clamp", Fn(lambda x: TF.relu(TF.max_pool1d(x, 2))), (3, 10), 1),
             "leaky_relu": ("lut", nn.LeakyReLU(0.1), (3, 10), 1),
-            "sigmoid": ("lut", nn.Sigmoid(), (3, 10), 2),  # int16: 513-knot interpolation
-            "tanh": ("lut", nn.Tanh(), (3, 10), 2),
+            # int16: 513-knot interpolation, knots h = 128·s_in apart, adds h²/8·max|f''|/s_out
+            # (lut.py); the 16-bit input range carries 2x headroom (ptq.with_headroom), so on
+            # these N(0, 1) inputs h ≈ 0.03 and tanh (max|f''| = 0.77) may reach ~3.2 LSB
+            # (tolerance at 8 bits, at 16 bits)
+            "sigmoid": ("lut", nn.Sigmoid(), (3, 10), (2, 4)),
+            "tanh": ("lut", nn.Tanh(), (3, 10), (2, 4)),
             "softmax": ("softmax", Fn(lambda x: torch.softmax(x * 1.0, dim=-1)), (10,), 1),
             "clamp": ("clamp", Fn(lambda x: torch.clamp(x, -0.3, 0.7)), (3, 10), 1),
             "maxpool1d_pad": ("max_pool", nn.MaxPool1d(3, 2, padding=1), (3, 11), 0),
@@ -244,6 +248,8 @@ def assert_quantized_case_matches_float(name: str, act_bits: int) -> None:
     trade-off (clipping outliers and shifting biases lower the *mean* error, not the maximum).
     """
     _, module, shape, tol_lsb = QUANTIZE_CASES[name]
+    if isinstance(tol_lsb, tuple):  # (at 8 bits, at 16 bits)
+        tol_lsb = tol_lsb[0 if act_bits == 8 else 1]
     module.eval()
     x = torch.randn((64,) + shape, generator=torch.Generator().manual_seed(1))
     cfg = intquant.Config(act_bits=act_bits, weight_bits=8 if act_bits == 8 else 16,
