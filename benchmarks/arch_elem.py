@@ -34,7 +34,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import intquant  # noqa: E402
 from intquant import zoo  # noqa: E402
-from results import machine, table, write_section  # noqa: E402
+from results import calibration_draw, machine, table, write_section  # noqa: E402
 
 ACTIVATIONS: dict[str, nn.Module] = {
     "sigmoid": nn.Sigmoid(),
@@ -136,7 +136,7 @@ def _model_mode(model: nn.Module, ds, act_bits: int, work: Path) -> dict:
     from intquant.codegen.toolchain import compile_and_run_host
 
     cpu0, wall0 = time.process_time(), time.perf_counter()
-    q = intquant.quantize(model, ds.x_train[:256], intquant.Config(act_bits=act_bits),
+    q = intquant.quantize(model, calibration_draw(ds.x_train), intquant.Config(act_bits=act_bits),
                           progress=False)
     cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
     x = torch.as_tensor(ds.x_test)

@@ -10,8 +10,8 @@ arch_tf.py when those files exist (each family writes its own; a missing one is 
 section, not hidden).
 
 Per architecture, as written (the zoo model, no edits) and per mode (W8A8: int8 weights and
-activations; 16x8: int8 weights, int16 activations), default Config, calibration on 256 training
-inputs:
+activations; 16x8: int8 weights, int16 activations), default Config, calibration on 256
+training inputs drawn at random (seeded):
 - SQNR vs float = 10·log10(Σ f² / Σ (q − f)²) of the dequantized integer outputs q against the
   float model's outputs f on the test inputs (logits for classifiers, images for the U-Net and
   the autoencoder);
@@ -40,7 +40,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import intquant  # noqa: E402
 from intquant import zoo  # noqa: E402
-from results import machine, table, write_section  # noqa: E402
+from results import calibration_draw, machine, table, write_section  # noqa: E402
 
 SECTION = "architectures"
 VISION = ["kws_dscnn", "vww_mobilenet_v1", "ic_resnet8", "fc_autoencoder", "unet_denoise"]
@@ -64,10 +64,10 @@ def sqnr_db(ref: np.ndarray, out: np.ndarray) -> float:
 def _inputs(name: str, ds) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """(calibration inputs, test inputs, reconstruction targets or None)."""
     if name in zoo._RECONSTRUCTION:
-        calib, _ = zoo.reconstruction_pairs(name, ds.x_train[:256], seed=1)
+        calib, _ = zoo.reconstruction_pairs(name, calibration_draw(ds.x_train), seed=1)
         x, target = zoo.reconstruction_pairs(name, ds.x_test)
         return calib, x, target
-    return ds.x_train[:256], ds.x_test, None
+    return calibration_draw(ds.x_train), ds.x_test, None
 
 
 def _mode(model, name: str, ds, act_bits: int, work: Path) -> dict:
@@ -245,7 +245,7 @@ def markdown(rows: list[dict], notes: list[str], where: str) -> str:
         "rows of benchmarks/arch_elem.py, arch_rnn.py and arch_tf.py (`architecture_rows()`).",
         "",
         "Each architecture as written (zoo models; the attention layers with seeded random "
-        "weights on N(0, 1) sequences of 8 tokens x 32), default Config, calibration on 256 "
+        "weights on N(0, 1) sequences of 8 tokens x 32), default Config, calibration on 256 random "
         "training inputs; W8A8 = int8 weights and activations, 16x8 = int8 weights and int16 "
         "activations (the GRU/LSTM gates and state are int16 in both). SQNR vs float: "
         "dequantized integer outputs against the float model on the test inputs (logits; "

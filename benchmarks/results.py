@@ -10,6 +10,8 @@ import platform
 import sys
 from pathlib import Path
 
+import numpy as np
+
 RESULTS = Path(__file__).with_name("RESULTS.md")
 HEADER = "# Benchmark results\n\nEach section states the command that produced it.\n"
 
@@ -40,3 +42,11 @@ def table(header: list[str], rows: list[list[object]]) -> str:
     out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     out += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
     return "\n".join(out)
+
+
+def calibration_draw(x_train: np.ndarray, n: int = 256, seed: int = 0) -> np.ndarray:
+    """n training inputs drawn at random (seeded), in split order: a split stored class by
+    class (the speech commands are) would otherwise calibrate on one class and clip the
+    others' ranges."""
+    pick = np.random.default_rng(seed).permutation(len(x_train))[:n]
+    return x_train[np.sort(pick)]

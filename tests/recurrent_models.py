@@ -7,8 +7,10 @@ Shared by tests/ops/test_gru.py and tests/ops/test_lstm.py (and the streaming te
   parameter, the last step read as ``out[:, -1]`` / ``out[-1]``, ``h_n[-1]`` or
   ``h_n.squeeze(0)``, or the whole output sequence returned;
 - ``CellLoop``: GRUCell / LSTMCell called in a Python loop over ``x[:, t]`` or ``x.unbind(1)``
-  (or over the time-major ``x.transpose(0, 1)``), optionally two stacked cells, returning the
-  last state through a head or ``torch.stack`` of every state;
+  (or over the time-major ``x.transpose(0, 1)``, or ``x[:, t]`` for a fixed number of steps
+  that torch.fx can trace for QAT), optionally two stacked cells, from zeros, a
+  learned h0 or the cell's implicit zeros, returning the last state through a head or
+  ``torch.stack`` of every state;
 - ``own_parameters``: the float64 torch layer of an integer ``gru`` / ``lstm`` op's own
   parameters (weights w·s_w with s_w read back from the multipliers, biases on the
   accumulator grid, initial states), so a test can measure the op's arithmetic error alone.
@@ -24,7 +26,7 @@ from intquant.intgraph import Op
 from intquant.numerics import QParams
 from intquant.ops import _recurrent as R
 
-FEATURES, HIDDEN, CLASSES = 6, 12, 4
+FEATURES, HIDDEN, CLASSES, STEPS = 6, 12, 4, 9
 
 
 class Layer(nn.Module):
@@ -75,27 +77,42 @@ class CellLoop(nn.Module):
     """GRUCell / LSTMCell in a Python loop (see the module doc)."""
 
     def __init__(self, kind: str = "gru", stacked: bool = False, collect: bool = False,
-                 steps_by: str = "select", hidden: int = HIDDEN):
+                 steps_by: str = "select", hidden: int = HIDDEN, h0: str = "zeros",
+                 bias: bool = True):
         super().__init__()
         cls = nn.LSTMCell if kind == "lstm" else nn.GRUCell
-        self.kind, self.collect, self.steps_by = kind, collect, steps_by
-        self.cell = cls(FEATURES, hidden)
-        self.cell2 = cls(hidden, hidden) if stacked else None
+        self.kind, self.collect, self.steps_by, self.h0_mode = kind, collect, steps_by, h0
+        self.cell = cls(FEATURES, hidden, bias=bias)
+        self.cell2 = cls(hidden, hidden, bias=bias) if stacked else None
         self.fc = nn.Linear(hidden, CLASSES)
         self.hidden = hidden
+        if h0 == "param":
+            self.h0 = nn.Parameter(0.3 * torch.randn(1, hidden))
+            self.c0 = nn.Parameter(0.3 * torch.randn(1, hidden))
 
     def step(self, cell, x, state):
         return cell(x, state)
 
+    def initial_state(self, x):
+        """zeros: h = x.new_zeros(...); param: a learned h0 (c0) expanded to the batch;
+        implicit: None (the cell's own zeros)."""
+        if self.h0_mode == "implicit":
+            return None
+        if self.h0_mode == "param":
+            h = self.h0.expand(x.shape[0], -1)
+            return (h, self.c0.expand(x.shape[0], -1)) if self.kind == "lstm" else h
+        h = x.new_zeros(x.shape[0], self.hidden)
+        return (h, torch.zeros_like(h)) if self.kind == "lstm" else h
+
     def forward(self, x):
-        n = x.shape[0]
-        h = x.new_zeros(n, self.hidden)
-        state = (h, torch.zeros_like(h)) if self.kind == "lstm" else h
+        state = self.initial_state(x)
         state2 = state
         if self.steps_by == "unbind":
             frames = x.unbind(1)
         elif self.steps_by == "time_major":
             frames = list(x.transpose(0, 1))
+        elif self.steps_by == "fixed":  # a step count torch.fx can trace (QAT)
+            frames = [x[:, t] for t in range(STEPS)]
         else:
             frames = [x[:, t] for t in range(x.shape[1])]
         outs = []
@@ -122,6 +139,8 @@ USER_FORMS = {  # name -> builder; every form captures into the same recurrent o
     "cell_loop_select": lambda k: CellLoop(k),
     "cell_loop_unbind_stacked": lambda k: CellLoop(k, stacked=True, steps_by="unbind"),
     "cell_loop_time_major_stack": lambda k: CellLoop(k, collect=True, steps_by="time_major"),
+    "cell_loop_learned_h0": lambda k: CellLoop(k, h0="param"),
+    "cell_loop_implicit_h0_no_bias": lambda k: CellLoop(k, h0="implicit", bias=False),
 }
 
 
@@ -132,7 +151,7 @@ def make(kind: str, form: str, seed: int = 0) -> nn.Module:
         return USER_FORMS[form](kind).eval()
 
 
-def sequences(n: int, steps: int = 9, seed: int = 1) -> torch.Tensor:
+def sequences(n: int, steps: int = STEPS, seed: int = 1) -> torch.Tensor:
     """Smooth random sequences (N, T, FEATURES), like MFCC frames."""
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(n, steps, FEATURES, generator=g)

@@ -8,6 +8,8 @@ the integers in the IntGraph are exactly the codes each method chose.
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -15,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import intquant
+import recurrent_models as RM
 from intquant.graph import run_graph
 from intquant.graph.ir import Graph, Node
 from intquant.methods.act_clipping import search_act_clipping
@@ -29,9 +32,10 @@ from intquant.methods.equalize import (
 )
 from intquant.methods.gptq import gptq_codes, gptq_layer, input_columns
 from intquant.methods.qdrop import blocks
+from intquant.methods.row_groups import row_group_codes, row_group_hessian
 from intquant.methods.walk import round_to_format
 from intquant.numerics import QParams, choose_qparams
-from intquant.ops import weight_codes
+from intquant.ops import float_op, weight_codes
 from intquant.ptq import as_batches, calibrate, free_layers, make_plan, prepare_graph
 
 # ----------------------------------------------------------------------------------------------
@@ -43,19 +47,21 @@ def obq_reference(w: np.ndarray, h: np.ndarray, scale: np.ndarray, qmax: int,
                   order: np.ndarray) -> tuple[np.ndarray, float]:
     """Quantize columns in ``order``; after each, move the remaining columns F by
     δ_F = −(w_q − ŵ_q) / [H_F⁻¹]_qq · (H_F⁻¹)_{F,q}, with H_F⁻¹ = inv(H[F, F]) computed
-    directly. Returns the codes and the smallest distance of any w/s from a rounding tie."""
+    directly (``scale``: one step per row, or per row and column). Returns the codes and the
+    smallest distance of any w/s from a rounding tie."""
     w = w.astype(np.float64).copy()
+    steps = np.broadcast_to(scale if scale.ndim == 2 else scale[:, None], w.shape)
     codes = np.zeros_like(w)
     remaining = list(order)
     margin = np.inf
     while remaining:
         q_col = remaining[0]
         h_inv = np.linalg.inv(h[np.ix_(remaining, remaining)])
-        ratio = w[:, q_col] / scale
+        ratio = w[:, q_col] / steps[:, q_col]
         margin = min(margin, float(np.min(np.abs(np.abs(ratio - np.floor(ratio)) - 0.5))))
         q = np.clip(np.rint(ratio), -qmax, qmax)
         codes[:, q_col] = q
-        err = w[:, q_col] - q * scale
+        err = w[:, q_col] - q * steps[:, q_col]
         w[:, remaining] -= np.outer(err / h_inv[0, 0], h_inv[0, :])
         remaining = remaining[1:]
     return codes, margin
@@ -83,6 +89,24 @@ def test_gptq_matches_direct_optimal_brain_quantization(act_order):
         return float(np.sum((x @ (w - c * scale[:, None]).T) ** 2))
 
     assert out_err(got) < out_err(rtn)
+
+
+def test_gptq_with_a_step_per_row_and_column_matches_direct_obq():
+    """Two matrices side by side, each on its own row scales (a GRU's W_ih | W_hh): the same
+    OBQ loop, each column rounded on its own matrix's step."""
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(300, 7)) @ rng.normal(size=(7, 7))
+    w = rng.normal(size=(6, 7))
+    w[:, 3:] *= 0.2  # the second matrix on a much finer grid
+    steps = np.concatenate([np.repeat(np.abs(w[:, :3]).max(1, keepdims=True) / 7, 3, axis=1),
+                            np.repeat(np.abs(w[:, 3:]).max(1, keepdims=True) / 7, 4, axis=1)],
+                           axis=1)
+    h = 2 * x.T @ x / len(x)
+    h_damped = h + 0.01 * np.mean(np.diag(h)) * np.eye(7)
+    order = np.argsort(-np.diag(h), kind="stable")
+    ref, margin = obq_reference(w, h_damped, steps, 7, order)
+    assert margin > 1e-6
+    np.testing.assert_array_equal(gptq_codes(w, h, steps, -7, 7), ref)
 
 
 def test_im2col_columns_reproduce_the_convolution_exactly():
@@ -342,6 +366,139 @@ def test_activation_clipping_only_where_it_helps():
     new = search_act_clipping(graph, acts, weights, x, {"input", "fc"})
     assert new["input"].scale[0] < acts["input"].scale[0]
     assert new["fc"] is acts["fc"]  # 16 bits: clipping cannot help
+
+
+# ----------------------------------------------------------------------------------------------
+# The gate matrices of a GRU / LSTM (row groups)
+# ----------------------------------------------------------------------------------------------
+
+
+def _recurrent_kws(kind: str) -> nn.Module:
+    torch.manual_seed(2)
+    return RM.Layer(kind).eval()
+
+
+@pytest.mark.parametrize("kind", ["gru", "lstm"])
+def test_row_groups_hold_what_torch_multiplies_the_gate_matrices_with(kind):
+    """Layer l's group: (x_t, h_{t−1}) at every step, h from nn.GRU / nn.LSTM itself (float64,
+    layer by layer) for both layers of a stacked model; the keys name that layer's matrices
+    and biases."""
+    torch.manual_seed(3)
+    model = RM.Layer(kind, layers=2, read="seq").eval()
+    x = RM.sequences(5)
+    graph = prepare_graph(model, x[:2].numpy())
+    node = next(n for n in graph.nodes if n.op == kind)
+    groups = float_op(kind).weight_inputs(node, [x])
+    rnn = copy.deepcopy(model.rnn).double()
+    with torch.no_grad():
+        seq0, _ = _single_layer(rnn, 0)(x.double())
+        seq1, _ = _single_layer(rnn, 1)(seq0)
+    for layer, (inp, out) in enumerate(((x.double(), seq0), (seq0, seq1))):
+        g = groups[layer]
+        assert g.weights == (f"w_ih{layer}", f"w_hh{layer}")
+        assert g.biases == (f"b_ih{layer}", f"b_hh{layer}")
+        prev = torch.cat([torch.zeros_like(out[:, :1]), out[:, :-1]], dim=1)
+        np.testing.assert_allclose(g.inputs[0].numpy(), inp.reshape(-1, inp.shape[-1]).numpy(),
+                                   atol=1e-12)
+        np.testing.assert_allclose(g.inputs[1].numpy(), prev.reshape(-1, RM.HIDDEN).numpy(),
+                                   atol=1e-12)
+
+
+def _single_layer(rnn: nn.Module, layer: int) -> nn.Module:
+    """Layer ``layer`` of a stacked nn.GRU / nn.LSTM as its own one-layer module."""
+    one = type(rnn)(rnn.input_size if layer == 0 else rnn.hidden_size, rnn.hidden_size,
+                    batch_first=True).double()
+    sd = {k.replace(f"_l{layer}", "_l0"): v for k, v in rnn.state_dict().items()
+          if k.endswith(f"_l{layer}")}
+    one.load_state_dict(sd)
+    return one
+
+
+@pytest.mark.parametrize("kind", ["gru", "lstm"])
+def test_gate_matrices_get_joint_gptq_codes_and_corrected_biases(kind):
+    """The int8 gate matrices in the IntGraph are the joint GPTQ codes of [W_ih | W_hh] over
+    the group's inputs; the biases move by W E[z] − Ŵ E[ẑ] (computed here in NumPy); the codes
+    lower the gate output error on the calibration inputs below nearest rounding's."""
+    model = _recurrent_kws(kind)
+    x = RM.sequences(200).numpy()
+    cfg = intquant.Config(act_bits=16)
+    q = intquant.quantize(model, x, cfg, progress=False)
+    graph = prepare_graph(model, x[:2])
+    node = next(n for n in graph.nodes if n.op == kind)
+    acts = calibrate(graph, as_batches(x), cfg, progress=False)
+    x_f = torch.as_tensor(x)
+    x_q = round_to_format(x_f, acts["input"])
+    group = float_op(kind).weight_inputs(node, [x_q])[0]
+    plan_node = q.plan.graph.node(node.name)
+    formats = [q.plan.weights[f"{node.name}/{k}"] for k in group.weights]
+    mats = [np.asarray(node.params[k], np.float64) for k in group.weights]
+    want = row_group_codes(mats, formats, row_group_hessian(group), cfg.gptq_damping,
+                           cfg.gptq_act_order)
+    op = next(o for o in q.graph.ops if o.kind == kind)
+    np.testing.assert_array_equal(op.consts["w_ih0"], want[0])
+    np.testing.assert_array_equal(op.consts["w_hh0"], want[1])
+    z = np.concatenate([v.numpy() for v in group.inputs], axis=1)
+    nearest = [np.clip(np.rint(m / qp.scale[:, None]), -127, 127) for m, qp in
+               zip(mats, formats, strict=True)]
+
+    def gate_error(codes):
+        w_hat = np.concatenate([c * qp.scale[:, None] for c, qp in
+                                zip(codes, formats, strict=True)], axis=1)
+        return float(np.sum((z @ (np.concatenate(mats, axis=1) - w_hat).T) ** 2))
+
+    assert gate_error(want) < gate_error(nearest)
+    assert any(np.any(w != n) for w, n in zip(want, nearest, strict=True))
+    z_f = float_op(kind).weight_inputs(node, [x_f])[0]
+    for i, bias in enumerate(group.biases):
+        w_hat = want[i] * formats[i].scale[:, None]
+        shift = mats[i] @ z_f.inputs[i].numpy().mean(0) - w_hat @ group.inputs[i].numpy().mean(0)
+        np.testing.assert_allclose(plan_node.params[bias], node.params[bias] + shift,
+                                   rtol=1e-9, atol=1e-12)
+
+
+def test_gate_matrices_round_to_nearest_without_methods_and_on_fixed_grids():
+    model = _recurrent_kws("lstm")
+    x = RM.sequences(100).numpy()
+    w_ih = model.rnn.weight_ih_l0.detach().numpy().astype(np.float64)
+    q = intquant.quantize(model, x, intquant.Config.preset("nearest"), progress=False)
+    op = next(o for o in q.graph.ops if o.kind == "lstm")
+    scale = np.abs(w_ih).max(1) / 127
+    np.testing.assert_array_equal(op.consts["w_ih0"], np.rint(w_ih / scale[:, None]))
+    rows = [model.rnn.weight_ih_l0.shape[0], model.rnn.weight_hh_l0.shape[0]]
+    fixed = np.concatenate([scale, np.full(rows[1], 0.01)])
+    cfg = intquant.Config(overrides={"rnn": {"weight_scale": fixed}})
+    q = intquant.quantize(model, x, cfg, progress=False)
+    op = next(o for o in q.graph.ops if o.kind == "lstm")
+    np.testing.assert_array_equal(op.consts["w_ih0"], np.rint(w_ih / scale[:, None]))
+    np.testing.assert_array_equal(q.plan.graph.node("rnn").params["b_ih0"],
+                                  model.rnn.bias_ih_l0.detach().numpy())
+
+
+# ----------------------------------------------------------------------------------------------
+# Headroom of calibrated activations wider than 8 bits
+# ----------------------------------------------------------------------------------------------
+
+
+def test_wide_activations_get_one_bit_of_headroom_and_8_bit_ones_none():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 3)).eval()
+    x = torch.randn(64, 4).numpy()
+    with torch.no_grad():
+        top = float(np.abs(model(torch.as_tensor(x)).numpy()).max())
+    graph = prepare_graph(model, x[:2])
+    out = graph.output
+    for bits, factor, want in ((16, 2.0, 2 * top / 32767), (16, 1.0, top / 32767),
+                               (8, 2.0, None)):
+        cfg = intquant.Config(act_bits=bits, calibration="maxabs", wide_act_headroom=factor)
+        acts = calibrate(graph, as_batches(x), cfg, progress=False)
+        if want is None:  # 8 bits: the calibrated range itself
+            plain = intquant.Config(act_bits=8, calibration="maxabs", wide_act_headroom=1.0)
+            assert acts[out] == calibrate(graph, as_batches(x), plain, progress=False)[out]
+        else:
+            assert acts[out].scale[0] == pytest.approx(want, rel=1e-6)
+            assert acts[out].zero_point[0] == 0
+    with pytest.raises(ValueError, match="wide_act_headroom must be >= 1"):
+        intquant.Config(wide_act_headroom=0.5)
 
 
 # ----------------------------------------------------------------------------------------------

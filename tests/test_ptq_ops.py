@@ -228,6 +228,7 @@ def test_per_block_weights_follow_block_grids() -> None:
 def test_power_of_two_scales_give_shift_only_requantization() -> None:
     """power_of_two=True: every scale is a power of two, so every multiplier is exactly 2^30
     (requantization is a shift) — including the 1x1 depthwise conv a constant multiply becomes."""
+    torch.manual_seed(2)  # the Linear's init: an unseeded one made the error bound flaky
     model = Fn(lambda x, lin: torch.tanh(2 * lin(x)) * -0.7, nn.Linear(6, 6)).eval()
     x = torch.randn(64, 6, generator=torch.Generator().manual_seed(2))
     cfg = intquant.Config(power_of_two=True, calibration="minmax")

@@ -93,8 +93,7 @@ def test_recurrent_qat_trains_on_the_deployed_grid(kind, layers):
     """QAT of nn.GRU / nn.LSTM: in training mode the layer computes with its gate matrices on
     their int8 row grid (the float layer with those weights, to float32 evaluation error) and
     passes gradients to the latent weights; after training, eval mode is the converted integer
-    model, whose gate matrices are exactly the trained grid's codes. (GRUCell / LSTMCell loops
-    train their weights in float: no fake quantizer yet.)"""
+    model, whose gate matrices are exactly the trained grid's codes."""
     form = "two_layers_h_n_last" if layers == 2 else "batch_first_out_last"
     model = RM.make(kind, form)
     x = RM.sequences(64)
@@ -132,3 +131,98 @@ def test_recurrent_qat_trains_on_the_deployed_grid(kind, layers):
             w = getattr(rnn, f"weight_{key}_l{layer}").detach().numpy()
             np.testing.assert_array_equal(op.consts[f"w_{key}{layer}"], _grid(w)[0])
     np.testing.assert_array_equal(y, deployed.predict(x.numpy()).astype(np.float32))
+
+
+@pytest.mark.parametrize("stacked", [False, True])
+@pytest.mark.parametrize("kind", ["gru", "lstm"])
+def test_cell_loop_qat_trains_on_the_deployed_grid(kind, stacked):
+    """QAT of GRUCell / LSTMCell loops (a fixed number of steps: torch.fx traces the loop): in
+    training mode each cell computes with its gate matrices on their int8 row grid (the float
+    cell with those weights, to float32 evaluation error) and passes gradients to the latent
+    weights; after training, eval mode is the converted integer model, one recurrent op whose
+    gate matrices (every stacked loop's, merged into one two-layer op) are exactly the trained
+    grid's codes."""
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = RM.CellLoop(kind, stacked=stacked, steps_by="fixed").eval()
+    x = RM.sequences(64)
+    qm = qat.prepare(model, intquant.Config())
+    names = ["cell", "cell2"][:1 + stacked]
+    cell = qm.get_submodule("cell")
+    gridded = copy.deepcopy(model.cell)
+    with torch.no_grad():
+        for name, p in gridded.named_parameters():
+            if name.startswith("weight"):
+                codes, s = _grid(p.numpy())
+                p.copy_(torch.from_numpy(codes * s[:, None]))
+    qm.train()
+    state = cell(x[:, 0], cell(x[:, 1]))
+    h = state[0] if kind == "lstm" else state
+    with torch.no_grad():  # float32 evaluation error ~1e-7; the int8 grid moves outputs ~1e-3
+        ref = gridded(x[:, 0], gridded(x[:, 1]))
+        plain = model.cell(x[:, 0], model.cell(x[:, 1]))
+        ref, plain = (r[0] if kind == "lstm" else r for r in (ref, plain))
+        assert np.abs(h.numpy() - ref.numpy()).max() < 1e-5
+        assert np.abs(h.numpy() - plain.numpy()).max() > 1e-4
+    h.sum().backward()
+    assert cell.weight_hh.grad is not None and cell.weight_hh.grad.abs().sum() > 0
+
+    opt = torch.optim.SGD(qm.parameters(), lr=0.05)
+    target = torch.arange(64) % RM.CLASSES
+    for _ in range(3):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(qm(x), target).backward()
+        opt.step()
+    qm.eval()
+    with torch.no_grad():
+        y = qm(x).numpy()
+    deployed = qat.convert(qm)
+    op = deployed.graph.ops[0]
+    assert [o.kind for o in deployed.graph.ops] == [kind, "fully_connected"]
+    assert op.attrs["layers"] == len(names)
+    for layer, name in enumerate(names):
+        for key in ("ih", "hh"):
+            w = getattr(qm.get_submodule(name), f"weight_{key}").detach().numpy()
+            np.testing.assert_array_equal(op.consts[f"w_{key}{layer}"], _grid(w)[0])
+    np.testing.assert_array_equal(y, deployed.predict(x.numpy()).astype(np.float32))
+
+
+def test_cell_loop_qat_over_the_input_length_says_to_fix_the_step_count():
+    """torch.fx cannot unroll range(x.shape[1]): prepare says what to write instead."""
+    with pytest.raises(ValueError, match=r"needs a fixed number of steps \(for t in "
+                                         r"range\(self.steps\)"):
+        qat.prepare(RM.make("gru", "cell_loop_select"), intquant.Config())
+
+
+class _TwoGRUs(torch.nn.Module):
+    """Two nn.GRU modules in a row: captured as one two-layer gru op."""
+
+    def __init__(self):
+        super().__init__()
+        self.rnn1 = torch.nn.GRU(RM.FEATURES, 8, batch_first=True)
+        self.rnn2 = torch.nn.GRU(8, 8, batch_first=True)
+        self.fc = torch.nn.Linear(8, RM.CLASSES)
+
+    def forward(self, x):
+        y, _ = self.rnn1(x)
+        y, _ = self.rnn2(y)
+        return self.fc(y[:, -1])
+
+
+def test_qat_of_two_stacked_gru_modules_keeps_each_modules_trained_grid():
+    """The two modules are merged into one op of two layers; each layer's codes are its own
+    module's trained grid (convert gives PTQ the row scales per module name)."""
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = _TwoGRUs().eval()
+    x = RM.sequences(32)
+    qm = qat.prepare(model, intquant.Config())
+    qm.train()
+    qm(x)
+    qm.eval()
+    op = qat.convert(qm).graph.ops[0]
+    assert (op.kind, op.attrs["layers"]) == ("gru", 2)
+    for layer, name in enumerate(("rnn1", "rnn2")):
+        for key in ("ih", "hh"):
+            w = getattr(qm.get_submodule(name), f"weight_{key}_l0").detach().numpy()
+            np.testing.assert_array_equal(op.consts[f"w_{key}{layer}"], _grid(w)[0])

@@ -122,28 +122,12 @@ def calibrate(graph: Graph, batches: list[np.ndarray], config: Config,
         else:
             acts[node.name] = with_headroom(observers[node.name].qparams(
                 bits, symmetric=symmetric, signed=True, power_of_two=cfg["power_of_two"]
-            ), config.headroom_16)
+            ), config.wide_act_headroom)
     for node in inner:  # state inside an op: its whole range, 16-bit (FloatOpDef.observe)
         prefix = node.name + "/"
         for name in [k for k in observers if k.startswith(prefix)]:
             acts[name] = observers[name].qparams(16, symmetric=True, signed=True)
     return acts
-
-
-def with_headroom(qp: QParams, factor: float) -> QParams:
-    """A 16-bit symmetric format widened ``factor`` times beyond its calibrated range.
-
-    At 16 bits the rounding noise (~2^-16 of the range) is far below every other error, and the
-    range a calibration set sees is an estimate: the largest of more inputs is larger (a
-    heavy-tailed tensor such as an attention output reached 1.7x its calibration maximum on 4x
-    the samples). A value beyond the range is clipped with an error as large as the excess,
-    so one bit of the sixteen buys safety for ~6 dB of an otherwise negligible noise.
-    Narrower formats keep the calibrated range: there every bit of resolution counts.
-    """
-    if qp.bits < 16 or factor == 1.0 or np.any(qp.zero_point != 0):
-        return qp
-    scale = (qp.scale * factor).astype(np.float32).astype(np.float64)
-    return dataclasses.replace(qp, scale=scale)
 
 
 def attention_tensors(graph: Graph) -> set[str]:
@@ -205,6 +189,14 @@ def widen_attention(graph: Graph, config: Config) -> Config:
             continue
         overrides[name] = {**own, "act_bits": bits}
     return dataclasses.replace(config, overrides=overrides)
+
+
+def with_headroom(qp: QParams, factor: float) -> QParams:
+    """A calibrated format wider than 8 bits (symmetric: zero point 0) with its range grown by
+    ``factor`` (``Config.wide_act_headroom``); 8-bit formats unchanged."""
+    if qp.bits <= 8 or factor == 1.0 or np.any(qp.zero_point != 0):
+        return qp
+    return dataclasses.replace(qp, scale=qp.scale * factor)
 
 
 @torch.no_grad()
@@ -270,6 +262,19 @@ def inner_weight_qparams(node: Any, cfg: dict[str, Any]) -> dict[str, QParams]:
         else:
             out[name] = weight_qparams(name, w, {**cfg, "weight_scale": None})
     return out
+
+
+def _inner_weight_cfg(config: Config, node: Any) -> dict[str, Any]:
+    """The settings of an op with inner gate matrices. A node that took stacked layers in
+    (``passes.stack_recurrent_layers``: two GRUCell loops, two nn.GRU modules) lists the row
+    scales given for each merged layer's name (QAT's), bottom first, when every one has them."""
+    cfg = config.for_layer(node.name)
+    names = [*node.stacked_below, node.name]
+    if len(names) > 1:
+        given = [config.for_layer(name)["weight_scale"] for name in names]
+        cfg["weight_scale"] = None if any(g is None for g in given) else np.concatenate(
+            [np.ravel(np.asarray(g, np.float64)) for g in given])
+    return cfg
 
 
 def _per_channel_rows(weight: np.ndarray, axis: int | None) -> np.ndarray:
@@ -357,7 +362,7 @@ def free_layers(graph: Graph, config: Config, blocked: set[str]) -> tuple[set[st
     weights, acts = set(), set()
     for node in graph.nodes:
         cfg = config.for_layer(node.name)
-        if (node.op in WEIGHTED and node.name not in blocked
+        if ((node.op in WEIGHTED or methods.has_row_groups(node)) and node.name not in blocked
                 and cfg.get("weight_scale") is None and cfg.get("weight_qparams") is None):
             weights.add(node.name)
         if (node.op not in SAME_FORMAT and cfg.get("act_qparams") is None
@@ -375,7 +380,7 @@ def make_plan(graph: Graph, acts: dict[str, QParams], config: Config,
     blocked: dict[str, np.ndarray] = {}
     for node in graph.nodes:
         if node.op != "input" and float_op(node.op).weight_tensors is not None:
-            weights.update(inner_weight_qparams(node, config.for_layer(node.name)))
+            weights.update(inner_weight_qparams(node, _inner_weight_cfg(config, node)))
         if node.op not in WEIGHTED:
             continue
         cfg = config.for_layer(node.name)

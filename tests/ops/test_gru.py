@@ -41,6 +41,16 @@ def test_gru_matches_float_onnx_import_equals_torch_export(form: str) -> None:
     RC.assert_onnx_form_equals_export_form("gru", form)
 
 
+def test_gru_onnx_cell_loop_slice_squeeze_steps_equal_torch_export() -> None:
+    RC.assert_dynamo_forms_equal_export_form("gru", "cell_loop_select", RC.slice_squeeze_steps)
+
+
+@pytest.mark.parametrize("case,build,message", RC.onnx_cell_refusal_cases("gru"),
+                         ids=lambda v: v if isinstance(v, str) and " " not in v else "")
+def test_gru_onnx_cell_loop_refusals_name_one_node(case: str, build, message: str) -> None:
+    RC.assert_onnx_cell_loop_refused(build, message)
+
+
 # ---- (b) validation ---------------------------------------------------------------------------
 
 
@@ -104,6 +114,10 @@ def test_gru_c_host_stream_equals_whole_sequence(form: str, tmp_path) -> None:
 
 def test_gru_c_m0_stream_equals_reference(tmp_path) -> None:
     RC.assert_stream_m0_equals_reference("gru", tmp_path)
+
+
+def test_gru_onnx_cell_loop_c_host_equals_interpreter(tmp_path) -> None:
+    RC.assert_onnx_cell_loop_c_host_equals_interpreter("gru", tmp_path)
 
 
 # ---- (e) ONNX ---------------------------------------------------------------------------------

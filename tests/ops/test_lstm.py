@@ -43,6 +43,21 @@ def test_lstm_matches_float_onnx_import_equals_torch_export(form: str) -> None:
     RC.assert_onnx_form_equals_export_form("lstm", form)
 
 
+def test_lstm_onnx_cell_loop_slice_squeeze_steps_equal_torch_export() -> None:
+    RC.assert_dynamo_forms_equal_export_form("lstm", "cell_loop_select", RC.slice_squeeze_steps)
+
+
+def test_lstm_onnx_cell_loop_folded_first_hidden_gates_equal_torch_export() -> None:
+    RC.assert_dynamo_forms_equal_export_form("lstm", "cell_loop_select",
+                                             RC.fold_first_hidden_gates)
+
+
+@pytest.mark.parametrize("case,build,message", RC.onnx_cell_refusal_cases("lstm"),
+                         ids=lambda v: v if isinstance(v, str) and " " not in v else "")
+def test_lstm_onnx_cell_loop_refusals_name_one_node(case: str, build, message: str) -> None:
+    RC.assert_onnx_cell_loop_refused(build, message)
+
+
 # ---- (b) validation ---------------------------------------------------------------------------
 
 LSTM_CASES = [
@@ -131,6 +146,10 @@ def test_lstm_c_host_stream_equals_whole_sequence(form: str, tmp_path) -> None:
 
 def test_lstm_c_m0_stream_equals_reference(tmp_path) -> None:
     RC.assert_stream_m0_equals_reference("lstm", tmp_path)
+
+
+def test_lstm_onnx_cell_loop_c_host_equals_interpreter(tmp_path) -> None:
+    RC.assert_onnx_cell_loop_c_host_equals_interpreter("lstm", tmp_path)
 
 
 # ---- (e) ONNX ---------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ from .conftest import (
     one_op_graph,
     onnx_export_test,
     onnx_float_mode_test,
+    quantize_path_test,
     random_q,
     to_t,
 )
@@ -74,25 +75,7 @@ def test_softmax_matches_float_torch(dtype: str, s_in: float, lut_shift: int, to
     assert_within_lsb(run(g, xq), ref, yi, tol=tol)
 
 
-@pytest.mark.parametrize("act_bits", [8, 16])
-def test_softmax_matches_float_after_quantize(act_bits: int) -> None:
-    """The whole path on torch.softmax(x, dim=-1) of 10 logits (tests/ops/conftest.py's
-    "softmax" case) vs float softmax of the interpreter's own (dequantized) input: <= 1 LSB at
-    8 bits; at 16 bits the exp table's interpolation bound of the dim-1 test below (the 16-bit
-    input range carries headroom beyond the calibration range, so a table step spans more
-    real units than the calibrated range alone would give)."""
-    import intquant
-
-    x = torch.randn(64, 10, generator=torch.Generator().manual_seed(1))
-    model = torch.nn.Softmax(dim=-1).eval()
-    q = intquant.quantize(model, x, intquant.Config(act_bits=act_bits, calibration="minmax"),
-                          progress=False)
-    (op,) = q.graph.ops
-    xq = q.quantize_input(x.numpy())
-    ref = torch.softmax(to_t(deq(xq, q.input_info)), dim=-1).numpy()
-    h = 2.0 ** op.attrs["lut_shift"] * q.input_info.scale
-    tol = 1.0 if act_bits == 8 else 1.5 + 2.0**15 * h * h / 4
-    assert_within_lsb(q.run(xq), ref, q.output_info, tol=tol)
+test_softmax_matches_float_after_quantize = quantize_path_test("softmax")
 
 
 # ---- (b) validation ---------------------------------------------------------------------------

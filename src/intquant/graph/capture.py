@@ -1251,7 +1251,8 @@ def _claim_chain(chain: _CellChain, dependents: list[torch.fx.Node]) -> str | No
 def _chain_handler(chain: _CellChain):
     def h(t: _Translator, n) -> None:
         first = chain.cells[0]
-        w_ih, w_hh, b_ih, b_hh = (t.const(a) for a in first.args[2:6])
+        w_ih, w_hh, b_ih, b_hh = (None if a is None else t.const(a)  # bias=False: no b
+                                  for a in (*first.args[2:6], None, None)[:4])
         hidden = int(w_hh.shape[1])
         what = "GRUCell" if chain.kind == "gru" else "LSTMCell"
         if chain.kind == "lstm":

@@ -63,6 +63,9 @@ class Node:
     shape: tuple[int, ...] = ()
     act: tuple[float | None, float | None] | None = None
     source: str = ""  # where it came from (module path / ONNX node), for error messages
+    # recurrent layers merged below this one (passes.stack_recurrent_layers), bottom first:
+    # their per-layer overrides (QAT's trained row scales) still apply to their layers
+    stacked_below: list[str] = field(default_factory=list)
 
 
 @dataclass

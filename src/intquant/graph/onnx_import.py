@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -1440,6 +1441,639 @@ def _claim_onnx_layer(imp: _Importer, node: onnx.NodeProto, producers: dict, con
         imp.claimed[t] = _refuse_onnx(message)
 
 
+# ---- GRUCell / LSTMCell loops (reach-rnn): the unrolled steps torch.onnx writes ---------------
+#
+# torch.onnx (the TorchScript exporter and the dynamo one alike) unrolls
+# ``for t: h = cell(x[:, t], h)`` into the same nodes at every step: two Gemms (or MatMul + Add)
+# with the cell's weights, a Split of the gate pre-activations, Sigmoid / Tanh, and the state
+# update — GRU: r = σ(gi_r + gh_r), z = σ(gi_z + gh_z), n = tanh(gi_n + r·gh_n),
+# h' = (h − n)·z + n; LSTM: (i, f, g, o) = split(gi + gh), c' = σ(f)·c + σ(i)·tanh(g),
+# h' = σ(o)·tanh(c'). ``claim_onnx_cell_loops`` matches each step node for node (Add and Mul
+# operands in either order), links the steps that continue one state with equal weights into a
+# loop, and checks, as capture.py does for torch.export, what the loop reads — x[:, t] for every
+# t in order (Gather, or Split / Slice + Squeeze, of x or of x.transpose(0, 1)), or every state
+# of another loop (stacked cells) — and what reads it: its last state, or every state stacked
+# along axis 1 (Unsqueeze + Concat). The loop becomes one ``gru`` / ``lstm`` node, the node
+# torch.export's capture gives. A Split of a Gemm into 3 or 4 equal parts that is not such a
+# step, or a loop used otherwise, is refused at one node with what did not match.
+
+_CELL_WHAT = {"gru": "GRUCell", "lstm": "LSTMCell"}
+_CELL_GATES = {3: "gru", 4: "lstm"}
+_ZERO_STATE = "\0zeros"  # the initial h of a loop whose first hidden-side gates were folded
+
+
+class _NoMatch(Exception):
+    """Why the nodes around a gate Split are not one cell step."""
+
+
+class _Net:
+    """Producers and consumers of every tensor of the model, for the pattern matches."""
+
+    def __init__(self, imp: _Importer) -> None:
+        g = imp.model.graph
+        self.imp = imp
+        self.producer = {o: n for n in g.node for o in n.output if o}
+        self.users: dict[str, list[onnx.NodeProto]] = {}
+        for n in g.node:
+            for i in n.input:
+                if n.op_type != "Shape":  # Shape reads only the static shape
+                    self.users.setdefault(i, []).append(n)
+        self.outputs = {o.name for o in g.output}
+
+    def static(self, tensor: str) -> np.ndarray | None:
+        """A constant known before the walk, also behind Identity nodes (torch.onnx writes
+        a weight read at several steps as Identity copies of one initializer)."""
+        p = self.producer.get(tensor)
+        while p is not None and p.op_type == "Identity" and tensor not in self.imp.consts:
+            tensor = p.input[0]
+            p = self.producer.get(tensor)
+        return _static(self.imp, self.producer, tensor)
+
+    def made_by(self, tensor: str, *ops: str) -> onnx.NodeProto | None:
+        p = self.producer.get(tensor)
+        return p if p is not None and p.op_type in ops else None
+
+    def need(self, tensor: str, op: str, what: str) -> onnx.NodeProto:
+        p = self.made_by(tensor, op)
+        if p is None:
+            raise _NoMatch(f"{what} is not a {op}")
+        return p
+
+    def only_user(self, tensor: str, op: str, what: str) -> onnx.NodeProto:
+        """The single consumer of ``tensor``, which must be an ``op``."""
+        us = self.users.get(tensor, [])
+        if len(us) != 1 or us[0].op_type != op or tensor in self.outputs:
+            raise _NoMatch(f"{what} is not used by one {op} only")
+        return us[0]
+
+
+def _other(node: onnx.NodeProto, tensor: str, what: str) -> str:
+    """The other operand of a two-input Add / Mul / Sub that reads ``tensor``."""
+    ins = list(node.input)
+    if len(ins) != 2 or tensor not in ins or ins[0] == ins[1]:
+        raise _NoMatch(f"{what}: node {node.name or node.output[0]!r} is not a two-input "
+                       f"{node.op_type} of it")
+    return ins[1 - ins.index(tensor)]
+
+
+@dataclass
+class _CellLinear:
+    """y = input·Wᵀ + b with constant W (out, in) and b: a Gemm, a MatMul, or MatMul + Add."""
+
+    input: str
+    weight: np.ndarray
+    bias: np.ndarray | None
+    nodes: list[onnx.NodeProto]
+
+
+def _cell_linear(net: _Net, tensor: str) -> _CellLinear:
+    p = net.made_by(tensor, "Gemm", "MatMul", "Add")
+    if p is None:
+        raise _NoMatch("a gate pre-activation is not a Gemm / MatMul of the cell's weights")
+    if p.op_type == "Add":
+        consts = [i for i in p.input if net.static(i) is not None]
+        if len(consts) != 1 or len(p.input) != 2:
+            raise _NoMatch("a gate pre-activation is not a Gemm / MatMul of the cell's weights")
+        inner = _cell_linear(net, _other(p, consts[0], "the bias add"))
+        if inner.bias is not None or net.only_user(inner.nodes[0].output[0], "Add",
+                                                   "the MatMul") is not p:
+            raise _NoMatch("a gate MatMul has two biases")
+        return _CellLinear(inner.input, inner.weight,
+                           np.ravel(net.static(consts[0])).astype(np.float32), inner.nodes + [p])
+    w = net.static(p.input[1])
+    if w is None or np.ndim(w) != 2:
+        raise _NoMatch(f"the weight of {p.op_type} {p.name!r} is not a constant matrix")
+    if p.op_type == "MatMul":
+        return _CellLinear(p.input[0], np.asarray(w, np.float32).T, None, [p])
+    a = _attrs(p)
+    if float(a.get("alpha", 1.0)) != 1.0 or float(a.get("beta", 1.0)) != 1.0 or \
+            int(a.get("transA", 0)):
+        raise _NoMatch(f"Gemm {p.name!r} has alpha, beta or transA")
+    w = np.asarray(w, np.float32) if int(a.get("transB", 0)) else np.asarray(w, np.float32).T
+    b = net.static(p.input[2]) if len(p.input) > 2 and p.input[2] else None
+    if len(p.input) > 2 and p.input[2] and (b is None or np.size(b) != w.shape[0]):
+        raise _NoMatch(f"the bias of Gemm {p.name!r} is not a constant vector")
+    return _CellLinear(p.input[0], w, None if b is None else np.ravel(b).astype(np.float32),
+                       [p])
+
+
+@dataclass
+class _CellStep:
+    """One step of a cell loop: what it reads, what it writes, and its nodes."""
+
+    kind: str
+    split: onnx.NodeProto  # the gate Split (the node refusals name)
+    final: onnx.NodeProto  # the node writing h'
+    linears: list[_CellLinear]  # GRU: [x side, h side]; LSTM: order known once linked
+    h_in: str | None
+    c_in: str | None
+    c_out: str | None
+    nodes: list[onnx.NodeProto]
+
+    @property
+    def h_out(self) -> str:
+        return self.final.output[0]
+
+    @property
+    def x(self) -> str:
+        return self.linears[0].input
+
+    def weights(self) -> tuple:
+        (wx, wh) = self.linears
+        return wx.weight, wh.weight, wx.bias, wh.bias
+
+
+def _split_sizes(net: _Net, s: onnx.NodeProto) -> list[int] | None:
+    """The part sizes of a Split, None when it splits into equal parts (no sizes given)."""
+    if len(s.input) > 1 and s.input[1]:
+        v = net.static(s.input[1])
+        return None if v is None else [int(d) for d in np.ravel(v)]
+    a = _attrs(s)
+    return [int(d) for d in a["split"]] if "split" in a else None
+
+
+def _gate_split(net: _Net, s: onnx.NodeProto) -> str | None:
+    """The kind of a Split into 3 (GRU) or 4 (LSTM) equal parts along axis 1 of a Gemm /
+    MatMul / Add output: the candidates of a cell step (shapes may be unknown before the walk:
+    a state expanded from a parameter to the batch size)."""
+    if s.op_type != "Split" or len(s.output) not in _CELL_GATES or \
+            net.made_by(s.input[0], "Gemm", "MatMul", "Add") is None or \
+            int(_attrs(s).get("axis", 0)) not in (1, -1):
+        return None
+    sizes = _split_sizes(net, s)
+    if sizes is not None and len(set(sizes)) != 1:
+        return None
+    return _CELL_GATES[len(s.output)]
+
+
+def _check_interior(net: _Net, step: _CellStep, keep: set[str]) -> None:
+    """Every tensor a step computes, except ``keep`` (its states), is read inside the step."""
+    mine = {id(n) for n in step.nodes}
+    for n in step.nodes:
+        for o in n.output:
+            if o in keep or not o:
+                continue
+            if o in net.outputs or any(id(u) not in mine for u in net.users.get(o, [])):
+                raise _NoMatch(f"the step's tensor {o!r} is also used outside the step")
+
+
+def _match_gru(net: _Net, sh: onnx.NodeProto) -> _CellStep:
+    """The GRU step whose hidden-side gate Split is ``sh`` (its third part is multiplied by r)."""
+    m = net.only_user(sh.output[2], "Mul", "the third part of the Split (r·gh_n)")
+    r = net.need(_other(m, sh.output[2], "r·gh_n"), "Sigmoid", "the reset gate r")
+    add_r = net.need(r.input[0], "Add", "the input of the reset gate")
+    si = net.need(_other(add_r, sh.output[0], "gi_r + gh_r"), "Split", "the input-side gates")
+    if len(si.output) != 3 or si.output[0] != _other(add_r, sh.output[0], "gi_r + gh_r"):
+        raise _NoMatch("the reset gate does not add the first parts of both gate Splits")
+    add_z = net.only_user(sh.output[1], "Add", "the second part of the Split (gh_z)")
+    if _other(add_z, sh.output[1], "gi_z + gh_z") != si.output[1]:
+        raise _NoMatch("the update gate does not add the second parts of both gate Splits")
+    z = net.only_user(add_z.output[0], "Sigmoid", "gi_z + gh_z")
+    add_n = net.only_user(m.output[0], "Add", "r·gh_n")
+    if _other(add_n, m.output[0], "gi_n + r·gh_n") != si.output[2]:
+        raise _NoMatch("the new gate does not add the third part of the input-side Split")
+    tanh_n = net.only_user(add_n.output[0], "Tanh", "gi_n + r·gh_n")
+    n = tanh_n.output[0]
+    users = net.users.get(n, [])
+    sub = next((u for u in users if u.op_type == "Sub" and list(u.input[1:]) == [n]), None)
+    if sub is None or len(users) != 2:
+        raise _NoMatch("the new gate n is not used as h − n and + n (h' = (h − n)·z + n)")
+    mul_z = net.only_user(sub.output[0], "Mul", "h − n")
+    if _other(mul_z, sub.output[0], "(h − n)·z") != z.output[0]:
+        raise _NoMatch("h − n is not multiplied by the update gate z")
+    final = net.only_user(mul_z.output[0], "Add", "(h − n)·z")
+    if _other(final, mul_z.output[0], "(h − n)·z + n") != n or final not in users:
+        raise _NoMatch("(h − n)·z is not added to n")
+    lx, lh = _cell_linear(net, si.input[0]), _cell_linear(net, sh.input[0])
+    hid = lh.weight.shape[1]
+    if lh.input != sub.input[0]:
+        raise _NoMatch("the state in h − n is not the one the hidden-side Gemm reads")
+    if lh.weight.shape != (3 * hid, hid) or lx.weight.shape[0] != 3 * hid:
+        raise _NoMatch(f"the weights have shapes {lx.weight.shape} and {lh.weight.shape}, not "
+                       f"(3·{hid}, F) and (3·{hid}, {hid})")
+    nodes = lx.nodes + lh.nodes + [si, sh, m, r, add_r, add_z, z, add_n, tanh_n, sub, mul_z,
+                                   final]
+    step = _CellStep("gru", sh, final, [lx, lh], lh.input, None, None, nodes)
+    _check_interior(net, step, {final.output[0]})
+    return step
+
+
+def _match_lstm(net: _Net, s: onnx.NodeProto) -> _CellStep:
+    """The LSTM step whose gate Split is ``s``; which Gemm reads the state is known once the
+    steps are linked (``_orient_lstm``)."""
+    add = net.need(s.input[0], "Add", "the gate pre-activation (gi + gh)")
+    if len(add.input) != 2:
+        raise _NoMatch("the gate pre-activation is not gi + gh")
+    folded = [net.static(t) for t in add.input]
+    if folded[0] is not None and folded[1] is None:  # the first step's h·W_hhᵀ + b_hh of a
+        folded.reverse()  # constant h0, folded by the exporter: see _orient_first_lstm
+        add_in = list(add.input)[::-1]
+    else:
+        add_in = list(add.input)
+    la = _cell_linear(net, add_in[0])
+    lb = _CellLinear(add_in[1], None, folded[1], []) if folded[1] is not None else \
+        _cell_linear(net, add_in[1])
+    i, f, g, o = (net.only_user(s.output[k], op, f"gate {k} of the Split")
+                  for k, op in enumerate(("Sigmoid", "Sigmoid", "Tanh", "Sigmoid")))
+    mul_f = net.only_user(f.output[0], "Mul", "the forget gate")
+    c_in = _other(mul_f, f.output[0], "f·c")
+    mul_ig = net.only_user(i.output[0], "Mul", "the input gate")
+    if _other(mul_ig, i.output[0], "i·g") != g.output[0] or \
+            net.only_user(g.output[0], "Mul", "the cell gate") is not mul_ig:
+        raise _NoMatch("the input gate is not multiplied by the cell gate")
+    add_c = net.only_user(mul_f.output[0], "Add", "f·c")
+    if _other(add_c, mul_f.output[0], "f·c + i·g") != mul_ig.output[0]:
+        raise _NoMatch("c' is not f·c + i·g")
+    c_out = add_c.output[0]
+    tanhs = [u for u in net.users.get(c_out, []) if u.op_type == "Tanh"]
+    if len(tanhs) != 1:
+        raise _NoMatch("c' is not read by one Tanh")
+    final = net.only_user(tanhs[0].output[0], "Mul", "tanh(c')")
+    if _other(final, tanhs[0].output[0], "o·tanh(c')") != o.output[0] or \
+            net.only_user(o.output[0], "Mul", "the output gate") is not final:
+        raise _NoMatch("h' is not the output gate times tanh(c')")
+    hid = la.weight.shape[0] // 4
+    wb = np.zeros((4 * hid, hid)) if lb.weight is None else lb.weight  # (folded: W_hh unseen)
+    if la.weight.shape[0] != wb.shape[0] or la.weight.shape[0] != 4 * hid or \
+            hid not in (la.weight.shape[1], wb.shape[1]):
+        raise _NoMatch(f"the weights have shapes {la.weight.shape} and {wb.shape}, not "
+                       "(4·H, F) and (4·H, H)")
+    if lb.weight is None and np.size(lb.bias) % (4 * hid):
+        raise _NoMatch(f"the constant gate term has {np.size(lb.bias)} entries")
+    nodes = la.nodes + lb.nodes + [add, s, i, f, g, o, mul_f, mul_ig, add_c, tanhs[0], final]
+    step = _CellStep("lstm", s, final, [la, lb], None, c_in, c_out, nodes)
+    _check_interior(net, step, {final.output[0], c_out})
+    return step
+
+
+def _hidden_side(net: _Net, s: onnx.NodeProto) -> onnx.NodeProto:
+    """A GRU step's hidden-side gate Split, from either of its two Splits (the input side's
+    third part is added to r·gh_n): both report the same mismatch."""
+    us = net.users.get(s.output[2], [])
+    if len(us) == 1 and us[0].op_type == "Add" and len(us[0].input) == 2:
+        m = net.made_by(us[0].input[1 - list(us[0].input).index(s.output[2])], "Mul")
+        for t in m.input if m is not None else ():
+            p = net.made_by(t, "Split")
+            if p is not None and p is not s and len(p.output) == 3 and t == p.output[2]:
+                return p
+    return s
+
+
+def _match_step(net: _Net, s: onnx.NodeProto, kind: str) -> _CellStep:
+    if kind == "gru":
+        return _match_gru(net, _hidden_side(net, s))
+    return _match_lstm(net, s)
+
+
+@dataclass
+class _CellLoop:
+    """Steps that continue one state with equal weights: one recurrent layer."""
+
+    kind: str
+    steps: list[_CellStep]
+    source: str | None = None  # the batch-first (N, T, F) sequence read x[:, t] by x[:, t]
+    inputs_from: _CellLoop | None = None  # or: the states of another loop
+    select_nodes: list[onnx.NodeProto] = field(default_factory=list)
+    stack: onnx.NodeProto | None = None  # Concat of every state along axis 1
+    stack_nodes: list[onnx.NodeProto] = field(default_factory=list)
+    sequence: bool = False
+
+    @property
+    def last(self) -> str:
+        return self.steps[-1].h_out
+
+
+def _same_weights(a: tuple, b: tuple) -> bool:
+    return all((x is None and y is None) or (x is not None and y is not None and
+               x.shape == y.shape and np.array_equal(x, y)) for x, y in zip(a, b, strict=True))
+
+
+def _link_steps(steps: list[_CellStep]) -> tuple[list[_CellLoop], dict[int, str]]:
+    """Chains of steps, each continuing the state of the one before (LSTM: its c; GRU: its h)
+    with the same weights; and why a step cannot be linked (by id of its loop's first step)."""
+    by_state = {(s.c_out if s.kind == "lstm" else s.h_out): s for s in steps}
+    prev: dict[int, _CellStep] = {}
+    nxt: dict[int, _CellStep] = {}
+    why: dict[int, str] = {}
+    for s in steps:
+        p = by_state.get(s.c_in if s.kind == "lstm" else s.h_in)
+        if p is None or p.kind != s.kind:
+            continue
+        if id(p) in nxt:
+            why[id(p)] = "two steps continue one state: not a loop"
+        prev[id(s)], nxt[id(p)] = p, s
+        if s.kind == "lstm":
+            why_s = _orient_lstm(s, p.h_out)
+            if why_s:
+                why[id(s)] = why_s
+    loops = []
+    for s in steps:
+        if id(s) in prev:
+            continue
+        chain = [s]
+        while id(chain[-1]) in nxt:
+            chain.append(nxt[id(chain[-1])])
+        loops.append(_CellLoop(s.kind, chain))
+    return loops, why
+
+
+def _orient_lstm(step: _CellStep, h_prev: str) -> str | None:
+    """Put the Gemm reading the previous step's h second (the hidden side)."""
+    reads = [lin.input == h_prev for lin in step.linears]
+    if reads.count(True) != 1:
+        return "a step does not read the previous step's h through exactly one of its Gemms"
+    if reads[0]:
+        step.linears.reverse()
+    step.h_in = h_prev
+    return None
+
+
+def _orient_first_lstm(loop: _CellLoop, net: _Net, by_state: dict) -> str | None:
+    """The first step of an LSTM loop has no previous h: its hidden-side Gemm is the one with
+    the later steps' hidden weights, or (one step only) the one not reading x[:, t]."""
+    first = loop.steps[0]
+    if first.linears[1].weight is None:
+        return _unfold_first_lstm(loop)
+    if len(loop.steps) > 1:
+        ref = loop.steps[1].linears
+        for order in (first.linears, first.linears[::-1]):
+            if all(a.weight.shape == b.weight.shape and np.array_equal(a.weight, b.weight)
+                   for a, b in zip(order, ref, strict=True)):
+                if order is not first.linears:
+                    first.linears.reverse()
+                first.h_in = first.linears[1].input
+                return None
+        return "its steps do not share their weights"
+    reads_x = [_time_step_onnx(net, lin.input) is not None or lin.input in by_state
+               for lin in first.linears]
+    if reads_x.count(True) != 1:
+        return "its one step does not read x[:, t] through exactly one of its Gemms"
+    if reads_x[1]:
+        first.linears.reverse()
+    first.h_in = first.linears[1].input
+    return None
+
+
+def _unfold_first_lstm(loop: _CellLoop) -> str | None:
+    """The exporter folded the first step's hidden-side gates h0·W_hhᵀ + b_hh into a constant
+    (the dynamo exporter does so for zeros h0 at a static batch size): when that constant is
+    b_hh in every row, h0 = 0 computes the same step (h0 enters an LSTM step only through
+    W_hh); the weights come from the second step."""
+    first = loop.steps[0]
+    if len(loop.steps) < 2:
+        return ("its one step has its hidden-side gates folded into a constant by the exporter "
+                "(the hidden weights are not in the file; export with dynamo=False)")
+    _, w_hh, _, b_hh = loop.steps[1].weights()
+    rows = np.asarray(first.linears[1].bias, np.float32).reshape(-1, w_hh.shape[0])
+    b = np.zeros(w_hh.shape[0], np.float32) if b_hh is None else b_hh
+    if not (rows == b).all():
+        return ("the exporter folded its first step's hidden-side gates into a constant "
+                     "that is not b_hh (an initial h other than zeros; export with dynamo=False)")
+    first.linears[1] = _CellLinear(_ZERO_STATE, w_hh, b_hh, [])
+    first.h_in = _ZERO_STATE
+    return None
+
+
+def _time_step_onnx(net: _Net, tensor: str) -> tuple[str, int, int, list] | None:
+    """(sequence, axis, index, nodes) of x_t = Gather(seq, t, axis) or Squeeze(Split(seq)[t])
+    or Squeeze(Slice(seq, t, t + 1)) along the same axis."""
+    g = net.made_by(tensor, "Gather")
+    if g is not None:
+        idx = net.static(g.input[1])
+        if idx is None or np.ndim(idx) != 0:
+            return None
+        return g.input[0], int(_attrs(g).get("axis", 0)), int(idx), [g]
+    sq = net.made_by(tensor, "Squeeze")
+    if sq is None:
+        return None
+    axes = _axes(net.imp, net.producer, sq)
+    part = sq.input[0]
+    p = net.made_by(part, "Split", "Slice")
+    if p is None or axes is None or len(axes) != 1:
+        return None
+    rank = len(net.imp.shapes.get(p.input[0], ()))
+    if rank == 0:
+        return None
+    if p.op_type == "Split":
+        sizes = _split_sizes(net, p)
+        if axes[0] % rank != int(_attrs(p).get("axis", 0)) % rank or (
+                sizes or [net.imp.shapes[p.input[0]][axes[0] % rank] // len(p.output)]) != \
+                [1] * len(sizes or [1]):
+            return None
+        return p.input[0], axes[0], list(p.output).index(part), [sq, p]
+    starts, ends = (net.static(p.input[k]) for k in (1, 2))
+    sl_axes = net.static(p.input[3]) if len(p.input) > 3 and p.input[3] else None
+    steps = net.static(p.input[4]) if len(p.input) > 4 and p.input[4] else None
+    if starts is None or ends is None or np.size(starts) != 1 or (
+            sl_axes is not None and int(np.ravel(sl_axes)[0]) % rank != axes[0] % rank) or (
+            steps is not None and int(np.ravel(steps)[0]) != 1):
+        return None
+    size = net.imp.shapes[p.input[0]][axes[0] % rank]
+    start, end = int(np.ravel(starts)[0]), int(np.ravel(ends)[0])
+    start = start + size if start < 0 else start
+    end = end + size if end < 0 else min(end, size)
+    if end - start != 1:
+        return None
+    return p.input[0], axes[0], start, [sq, p]
+
+
+def _locate_cell_steps(net: _Net, loop: _CellLoop, by_state: dict) -> str | None:
+    """What the loop reads at each step (see capture._locate_steps); None, or why not."""
+    steps = [_time_step_onnx(net, s.x) for s in loop.steps]
+    if all(s is not None for s in steps):
+        seq, axis = steps[0][0], steps[0][1]
+        if any(s[0] != seq or s[1] != axis for s in steps):
+            return "its steps read different sequences"
+        size = net.imp.shapes.get(seq, ())
+        if len(size) != 3 or axis % 3 not in (0, 1):
+            return "its steps do not read x[:, t] of a (N, T, F) sequence"
+        axis %= 3
+        if [s[2] % size[axis] for s in steps] != list(range(size[axis])):
+            return f"it does not read every step 0 .. {size[axis] - 1} of the sequence in order"
+        if axis == 0:
+            p = net.made_by(seq, "Transpose")
+            if p is None or not _is_perm_swap(p, 3):
+                return "it loops over the first axis of a tensor that is not x.transpose(0, 1)"
+            loop.source = p.input[0]
+            loop.select_nodes.append(p)
+        else:
+            loop.source = seq
+        loop.select_nodes += [n for s in steps for n in s[3]]
+        return None
+    owners = [by_state.get(s.x) for s in loop.steps]
+    first = owners[0]
+    if first is not None and all(o is not None and o[0] is first[0] for o in owners) and \
+            [o[1] for o in owners] == list(range(len(first[0].steps))):
+        loop.inputs_from = first[0]
+        first[0].sequence = True
+        return None
+    return "its inputs are neither x[:, t] for every step nor the states of another loop"
+
+
+def _stacked_states(net: _Net, loop: _CellLoop, states: list[str]) -> onnx.NodeProto | None:
+    """The Concat(Unsqueeze(h_t, 1) for every t, axis=1) of torch.stack(states, dim=1)."""
+    unsq = []
+    for h in states:
+        us = [u for u in net.users.get(h, []) if u.op_type == "Unsqueeze"]
+        if len(us) != 1 or _axes(net.imp, net.producer, us[0]) not in ([1], [-2]):
+            return None
+        unsq.append(us[0])
+    cats = {id(u): u for x in unsq for u in net.users.get(x.output[0], [])}
+    if len(cats) != 1:
+        return None
+    cat = next(iter(cats.values()))
+    if cat.op_type != "Concat" or int(_attrs(cat).get("axis", 0)) % 3 != 1 or \
+            list(cat.input) != [x.output[0] for x in unsq]:
+        return None
+    loop.stack_nodes = unsq
+    return cat
+
+
+def _check_cell_uses(net: _Net, loop: _CellLoop, dependents: list[_CellLoop]) -> str | None:
+    """How the loop's states are used (see capture._claim_chain); None, or why not."""
+    states = [s.h_out for s in loop.steps]
+    ours = {id(n) for s in loop.steps for n in s.nodes} | \
+        {id(n) for d in dependents for s in d.steps for n in s.linears[0].nodes}
+    loop.stack = _stacked_states(net, loop, states)
+    if loop.stack is not None:
+        ours |= {id(n) for n in loop.stack_nodes}
+    loop.sequence = loop.sequence or loop.stack is not None
+    last_used = states[-1] in net.outputs
+    for k, h in enumerate(states):
+        for u in net.users.get(h, []):
+            if id(u) in ours:
+                continue
+            if k < len(states) - 1:
+                return f"the state after step {k} is used by {u.op_type} {u.name!r}"
+            last_used = True
+    if loop.sequence and last_used:
+        return "both its last state and its whole sequence of states are used"
+    if loop.kind == "lstm":
+        for k, s in enumerate(loop.steps):
+            inside = {id(n) for n in s.nodes} | (
+                {id(n) for n in loop.steps[k + 1].nodes} if k + 1 < len(loop.steps) else set())
+            if s.c_out in net.outputs or any(id(u) not in inside
+                                             for u in net.users.get(s.c_out, [])):
+                return f"the cell state after step {k} is used outside the loop"
+    return None
+
+
+def _cell_loop_handler(loop: _CellLoop):
+    def h(imp: _Importer, node: onnx.NodeProto) -> None:
+        first, what = loop.steps[0], _CELL_WHAT[loop.kind]
+        w_ih, w_hh, b_ih, b_hh = first.weights()
+        hid, rows = int(w_hh.shape[1]), int(w_hh.shape[0])
+        params = {"w_ih0": w_ih, "w_hh0": w_hh,
+                  "b_ih0": np.zeros(rows, np.float32) if b_ih is None else b_ih,
+                  "b_hh0": np.zeros(rows, np.float32) if b_hh is None else b_hh}
+        for key, t in (("h0", first.h_in), ("c0", first.c_in))[:2 if loop.kind == "lstm" else 1]:
+            v = np.zeros(hid, np.float32) if t == _ZERO_STATE else imp.consts.get(t)
+            if v is None or np.size(v) % hid:
+                raise imp.unsupported(node, f"the initial {key[0]} of the {what} loop ({t!r}) "
+                                      "is not a constant; it must be zeros or a parameter, not "
+                                      "computed from the input")
+            v = np.asarray(v, np.float32).reshape(-1, hid)
+            if not (v == v[0]).all():
+                raise imp.unsupported(node, f"the initial {key[0]} of the {what} loop differs "
+                                      "per batch row")
+            params[f"{key}0"] = v[0]
+        key = _PRIVATE + loop.inputs_from.last if loop.inputs_from else loop.source
+        if imp.ir_name.get(key) == _POISONED or (loop.inputs_from and key not in imp.ir_name):
+            raise _DependsOnUnsupported  # (the loop it reads was refused)
+        if key not in imp.ir_name:
+            raise imp.unsupported(node, f"the {what} loop reads a constant sequence")
+        n = imp.emit(node, loop.kind, [imp.ir_name[key]],
+                     {"hidden_size": hid, "layers": 1, "sequence": loop.sequence}, params,
+                     out=_PRIVATE + loop.last)
+        if not loop.sequence:
+            imp.ir_name[loop.last] = n.name
+        # shape inference cannot follow a state expanded from a parameter to the batch size
+        steps = len(loop.steps)
+        imp.shapes.setdefault(loop.last, (imp.batch_size, hid))
+        if loop.stack is not None:
+            imp.shapes.setdefault(loop.stack.output[0], (imp.batch_size, steps, hid))
+    return h
+
+
+def _silently_poisoned(imp: _Importer, node: onnx.NodeProto) -> None:
+    """A node of a refused loop that another node already reports."""
+    raise _DependsOnUnsupported
+
+
+def claim_onnx_cell_loops(imp: _Importer) -> None:
+    """Claim the nodes of GRUCell / LSTMCell loops (see the section comment)."""
+    net = _Net(imp)
+    steps, failed, in_steps = [], [], set()
+    for node in imp.model.graph.node:
+        cand = _gate_split(net, node)
+        if cand is None or id(node) in in_steps:  # (a GRU's other Split)
+            continue
+        try:
+            steps.append(_match_step(net, node, cand))
+            in_steps |= {id(n) for n in steps[-1].nodes}
+        except _NoMatch as e:
+            failed.append((node, cand, str(e)))
+    failed = [f for f in failed if id(f[0]) not in in_steps]
+    for k, (node, kind, why) in enumerate(failed):
+        imp.claimed[node.output[0]] = _silently_poisoned if k else _refuse_onnx(
+            f"splits a Gemm into {len(node.output)} equal parts like a {_CELL_WHAT[kind]} step, "
+            f"but {why} (supported: {_CELL_WHAT[kind]} loops as torch.onnx exports them)")
+    loops, link_why = _link_steps(steps)
+    by_state = {s.h_out: (loop, k) for loop in loops for k, s in enumerate(loop.steps)}
+    why = {id(loop): next((link_why[id(s)] for s in loop.steps if id(s) in link_why), None)
+           for loop in loops}
+    for loop in loops:
+        if why[id(loop)] is None and loop.kind == "lstm":
+            why[id(loop)] = _orient_first_lstm(loop, net, by_state)
+    for loop in loops:
+        if why[id(loop)] is None and not _same_weights_all(loop):
+            why[id(loop)] = "its steps do not share their weights"
+    for loop in loops:
+        why[id(loop)] = why[id(loop)] or _locate_cell_steps(net, loop, by_state)
+    for loop in loops:
+        dependents = [d for d in loops if d.inputs_from is loop]
+        why[id(loop)] = why[id(loop)] or _check_cell_uses(net, loop, dependents)
+    for loop in loops:
+        _claim_cell_loop(imp, net, loop, why[id(loop)])
+
+
+def _same_weights_all(loop: _CellLoop) -> bool:
+    w = loop.steps[0].weights()
+    return all(_same_weights(w, s.weights()) for s in loop.steps[1:])
+
+
+def _claim_cell_loop(imp: _Importer, net: _Net, loop: _CellLoop, why: str | None) -> None:
+    what = _CELL_WHAT[loop.kind]
+    if why is not None:  # reported once, at the first step (the others depend on it)
+        splits = [n for s in loop.steps for n in s.nodes if n.op_type == "Split"]
+        for n in splits:
+            imp.claimed[n.output[0]] = _silently_poisoned
+        imp.claimed[loop.steps[0].split.output[0]] = _refuse_onnx(
+            f"a {what} loop that intquant cannot run as one recurrent layer: {why} "
+            "(supported: h = cell(x[:, t], h) for every t in order, h starting from a "
+            "constant such as zeros; then the last h, or torch.stack of every h along dim 1)")
+        return
+    for s in loop.steps:
+        for n in s.nodes:
+            imp.claimed[n.output[0]] = _no_op_onnx
+    imp.claimed[loop.last] = _cell_loop_handler(loop)
+    if loop.stack is not None:
+        for n in loop.stack_nodes:
+            imp.claimed[n.output[0]] = _no_op_onnx
+        imp.claimed[loop.stack.output[0]] = _alias_onnx(loop.last)
+    claimed = {id(n) for s in loop.steps for n in s.nodes}
+    pending = {id(n): n for n in loop.select_nodes}
+    while pending:  # x[:, t] selections read only by the loop (and by each other)
+        done = [k for k, n in pending.items() if all(
+            id(u) in claimed for o in n.output if o for u in net.users.get(o, []))]
+        if not done:
+            break
+        for k in done:
+            imp.claimed[pending[k].output[0]] = _no_op_onnx
+            claimed.add(k)
+            del pending[k]
+
+
 HANDLERS: dict[str, Callable[[_Importer, onnx.NodeProto], None]] = {
     "Conv": op_conv,
     "Gemm": op_gemm,
@@ -1509,6 +2143,7 @@ BATCH_ANYWHERE: frozenset[str] = frozenset({
 # (``_Importer.claimed``, keyed by the node's first output) whose meaning spans several nodes.
 CLAIMS: list[Callable[[_Importer], None]] = [
     claim_onnx_recurrent,
+    claim_onnx_cell_loops,
 ]
 # Constant and ConstantOfShape have only constant inputs: they are always folded.
 SUPPORTED_OPS = sorted(set(HANDLERS) | {"Constant", "ConstantOfShape"})

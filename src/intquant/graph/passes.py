@@ -110,6 +110,7 @@ def stack_recurrent_layers(graph: Graph) -> Graph:
         second.params = params
         second.attrs = {**second.attrs, "layers": below + second.attrs["layers"]}
         second.source += f" + stacked {first.name}"
+        second.stacked_below = [*first.stacked_below, first.name, *second.stacked_below]
         _remove(graph, first, first.inputs[0])
     return graph
 

@@ -5,6 +5,7 @@ chosen once the scales are known. One module per method; ``intquant.ptq`` runs t
     act_clipping   activation ranges chosen for the output error  after calibration
     nearest / gptq / adaround / qdrop   integer weight codes      layer by layer (qdrop: by block)
     bias_correction                     mean output shift removed layer by layer
+    row_groups     GPTQ + bias correction of the gate matrices inside a GRU / LSTM
 
 Every method ends in the same place: the plan's graph holds weights equal to code · scale, so
 lowering's round(w / s) gives back exactly the learned codes (``walk.snap``), and the plan's
@@ -31,6 +32,7 @@ from .adaround import adaround_layer
 from .bias_correction import correct_bias
 from .gptq import gptq_layer
 from .qdrop import blocks, reconstruct_block, replace_format
+from .row_groups import has_row_groups, round_row_groups
 from .walk import Values, sample_count, snap, walk
 
 # GPTQ fits the float output (upstream error compensated) only below this weight width:
@@ -78,6 +80,9 @@ def round_and_correct(float_graph: Graph, graph: Graph, acts: dict[str, QParams]
                       free_weights: set[str], free_acts: set[str]) -> Graph:
     """A copy of ``graph`` whose weights are on their grids (code · scale), chosen by
     ``config.weight_rounding``, and whose biases are corrected (``config.bias_correction``).
+    The gate matrices inside a recurrent op (``row_groups``) are rounded with GPTQ under every
+    layer-wise method but "nearest" (AdaRound's loss is written for conv/linear layers);
+    block reconstruction ("qdrop") leaves them to nearest rounding.
 
     ``acts`` is updated in place where block reconstruction learns activation steps.
     ``free_weights``: layers whose codes a method may choose (the others round to nearest);
@@ -92,6 +97,9 @@ def round_and_correct(float_graph: Graph, graph: Graph, acts: dict[str, QParams]
 
     def visit(nodes: list[Node], vf: Values, vq: Values) -> None:
         for node in nodes:
+            if node.name in free_weights and has_row_groups(node):
+                round_row_groups(float_graph.node(node.name), node, vf[node.inputs[0]],
+                                 vq[node.inputs[0]], weights, config)
             if node.op not in WEIGHTED:
                 continue
             float_node = float_graph.node(node.name)

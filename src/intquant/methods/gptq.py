@@ -87,18 +87,21 @@ def float_target_weights(w: np.ndarray, h: np.ndarray, c: np.ndarray,
 
 def gptq_codes(weight: np.ndarray, h: np.ndarray, scale: np.ndarray, qmin: int, qmax: int,
                damping: float = 0.01, act_order: bool = True) -> np.ndarray:
-    """Integer codes of ``weight`` [rows, K] on the grid ``scale`` [rows] (zero point 0).
+    """Integer codes of ``weight`` [rows, K] on the grid ``scale`` (zero point 0): one step per
+    row ([rows]), or per row and column ([rows, K]: matrices with their own row scales that
+    add into the same outputs, side by side, e.g. a GRU's W_ih | W_hh).
 
     ``h``: the K×K Hessian of the layer's inputs. Returns int64 codes in [qmin, qmax].
     """
     w = np.array(weight, dtype=np.float64)
     h = np.array(h, dtype=np.float64)
     k = w.shape[1]
-    s = np.asarray(scale, dtype=np.float64).reshape(-1, 1) * np.ones((w.shape[0], 1))
+    s = np.asarray(scale, dtype=np.float64)
+    s = np.broadcast_to(s if s.ndim == 2 else s.reshape(-1, 1), w.shape)
     dead = np.diag(h) == 0
     h[dead, dead] = 1.0  # inputs that are always 0: nothing to compensate through them
     order = np.argsort(-np.diag(h), kind="stable") if act_order else np.arange(k)
-    w, h = w[:, order], h[np.ix_(order, order)]
+    w, h, s = w[:, order], h[np.ix_(order, order)], s[:, order]
     h[np.diag_indices(k)] += damping * np.mean(np.diag(h))
     u = upper_cholesky_of_inverse(h)
     codes = np.zeros_like(w)
@@ -107,9 +110,10 @@ def gptq_codes(weight: np.ndarray, h: np.ndarray, scale: np.ndarray, qmin: int, 
         block = w[:, start:stop].copy()
         errors = np.zeros_like(block)
         for j in range(stop - start):
-            q = np.clip(np.rint(block[:, j] / s[:, 0]), qmin, qmax)
+            step = s[:, start + j]
+            q = np.clip(np.rint(block[:, j] / step), qmin, qmax)
             codes[:, start + j] = q
-            err = (block[:, j] - q * s[:, 0]) / u[start + j, start + j]
+            err = (block[:, j] - q * step) / u[start + j, start + j]
             block[:, j:] -= np.outer(err, u[start + j, start + j:stop])
             errors[:, j] = err
         w[:, stop:] -= errors @ u[start:stop, stop:]

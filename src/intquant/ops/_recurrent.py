@@ -364,6 +364,39 @@ def torch_params(node, torch) -> list:
     return out
 
 
+def gate_inputs(node, inputs: list, state_keys: tuple[str, ...], cell) -> list:
+    """What each layer's gate matrices multiply at every step of the float recurrence on
+    ``inputs[0]`` (N, T, F), as one ``RowGroup`` (w_ih, w_hh) per layer: the layer input x_t
+    and the previous state h_{t−1}, float64, one row per (sample, step).
+
+    ``cell(x_t, state, params)`` is one step (``state``: the tuple started from the node's
+    ``state_keys`` constants, h first). The GRU's candidate rows add r ⊙ (W_hn h + b_hn), not
+    W_hn h: they are paired with h_{t−1} all the same (GPTQ models one input per column)."""
+    import torch
+
+    from .registry import RowGroup
+
+    x = torch.as_tensor(inputs[0]).double()
+    groups = []
+    for layer in range(node.attrs["layers"]):
+        p = [torch.as_tensor(node.params[f"{k}{layer}"]).double()
+             for k in ("w_ih", "w_hh", "b_ih", "b_hh")]
+        state = tuple(torch.as_tensor(node.params[f"{k}{layer}"]).double().expand(
+            x.shape[0], -1) for k in state_keys)
+        previous, outputs = [], []
+        for t in range(x.shape[1]):
+            previous.append(state[0])
+            state = cell(x[:, t], state, p)
+            outputs.append(state[0])
+        h_prev = torch.stack(previous, dim=1)
+        groups.append(RowGroup(weights=(f"w_ih{layer}", f"w_hh{layer}"),
+                               biases=(f"b_ih{layer}", f"b_hh{layer}"),
+                               inputs=(x.reshape(-1, x.shape[-1]),
+                                       h_prev.reshape(-1, h_prev.shape[-1]))))
+        x = torch.stack(outputs, dim=1)
+    return groups
+
+
 def initial_states(node, key: str, x, torch):
     """(layers, N, H) initial state from the per-layer constants."""
     h0 = torch.stack([torch.as_tensor(node.params[f"{key}{layer}"])

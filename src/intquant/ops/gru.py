@@ -63,6 +63,14 @@ def run_float(node, inputs):
     return R.select_output(node, out)
 
 
+def weight_inputs(node, inputs):
+    """The gate matrices with the values they multiply (``_recurrent.gate_inputs``)."""
+    import torch
+
+    return R.gate_inputs(node, inputs, ("h0",),
+                         lambda x, state, p: (torch.gru_cell(x, state[0], *p),))
+
+
 register(
     OpDef(
         kind="gru",
@@ -88,5 +96,6 @@ register(
         lower=lower,
         lowers_to=("gru",),
         weight_tensors=R.weight_tensors,
+        weight_inputs=weight_inputs,
     ),
 )

@@ -111,6 +111,14 @@ def observe_cells(node, inputs) -> dict:
     return cells
 
 
+def weight_inputs(node, inputs):
+    """The gate matrices with the values they multiply (``_recurrent.gate_inputs``)."""
+    import torch
+
+    return R.gate_inputs(node, inputs, ("h0", "c0"),
+                         lambda x, state, p: torch.lstm_cell(x, state, *p))
+
+
 register(
     OpDef(
         kind="lstm",
@@ -137,5 +145,6 @@ register(
         lowers_to=("lstm",),
         observe=observe_cells,
         weight_tensors=R.weight_tensors,
+        weight_inputs=weight_inputs,
     ),
 )

@@ -81,6 +81,20 @@ class OpDef:
 
 
 @dataclass(frozen=True)
+class RowGroup:
+    """Weight matrices of an op (``weight_tensors`` keys) whose products add into the same
+    output rows, with what each one multiplies: a recurrent layer's W_ih (the layer input
+    x_t) and W_hh (the previous state h_{t−1}). ``inputs[i]`` holds one row per (sample,
+    step), the columns of ``weights[i]``; ``biases[i]`` is the bias (``node.params`` key)
+    added to that matrix's product. PTQ rounds such a group jointly (GPTQ over the side-by-
+    side matrix) and corrects the biases with the inputs' means."""
+
+    weights: tuple[str, ...]
+    biases: tuple[str, ...]
+    inputs: tuple[Any, ...]
+
+
+@dataclass(frozen=True)
 class FloatOpDef:
     """One op of the float graph: its float semantics and how it becomes integer ops.
 
@@ -96,7 +110,9 @@ class FloatOpDef:
     calibration records next to its output (e.g. an LSTM's cell state), as
     ``{key: tensor}``, stored in the plan as ``acts["<node>/<key>"]``; ``weight_tensors``: the
     weight matrices of an op that is not ``weighted`` but still needs weight formats from the
-    plan (``weights["<node>/<key>"]``, e.g. the gate matrices of a GRU).
+    plan (``weights["<node>/<key>"]``, e.g. the gate matrices of a GRU); ``weight_inputs(node,
+    inputs)``: those matrices as ``RowGroup``s with the values they multiply inside the op
+    for the given float inputs (what GPTQ and bias correction need).
 
     What the float-graph methods need to know without naming ops: ``fixed_format(bits, name)``
     is the output format the integer contract fixes (softmax / sigmoid on [0, 1], tanh on
@@ -130,6 +146,7 @@ class FloatOpDef:
     pads: Callable[[Node], bool] | None = None
     observe: Callable[[Node, list[Any]], dict[str, Any]] | None = None
     weight_tensors: Callable[[Node], dict[str, np.ndarray]] | None = None
+    weight_inputs: Callable[[Node, list[Any]], list[RowGroup]] | None = None
     two_activation_matmul: bool = False
     exponentiates_input: bool = False
 

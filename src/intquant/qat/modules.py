@@ -328,16 +328,20 @@ def fake_quant_rows(w: Tensor) -> Tensor:
 
 
 class QRecurrent:
-    """nn.GRU / nn.LSTM whose gate matrices are fake-quantized in training mode; in eval mode
-    the plain layer (the deployed model is computed by the integer interpreter anyway)."""
+    """nn.GRU / nn.LSTM / nn.GRUCell / nn.LSTMCell whose gate matrices are fake-quantized in
+    training mode; in eval mode the plain layer (the deployed model is computed by the integer
+    interpreter anyway)."""
 
     _fake_quant_active = False
+
+    def gate_matrices(self) -> list[str]:
+        """Names of the gate matrices in the lowering's order (w_ih, w_hh per layer)."""
+        return [f"weight_{k}_l{layer}" for layer in range(self.num_layers) for k in ("ih", "hh")]
 
     def forward(self, *args):
         if not self.training or self._fake_quant_active:
             return super().forward(*args)
-        weights = {n: fake_quant_rows(getattr(self, n)) for n in self._flat_weights_names
-                   if n.startswith("weight")}
+        weights = {n: fake_quant_rows(getattr(self, n)) for n in self.gate_matrices()}
         self._fake_quant_active = True
         try:
             return torch.func.functional_call(self, weights, args)
@@ -345,9 +349,8 @@ class QRecurrent:
             self._fake_quant_active = False
 
     def deployed_scales(self) -> Tensor:
-        """Row scales of every gate matrix in the lowering's order (w_ih, w_hh per layer)."""
-        return torch.cat([recurrent_row_scales(getattr(self, f"weight_{k}_l{layer}"))
-                          for layer in range(self.num_layers) for k in ("ih", "hh")])
+        """Row scales of every gate matrix in the lowering's order."""
+        return torch.cat([recurrent_row_scales(getattr(self, n)) for n in self.gate_matrices()])
 
 
 class QGRU(QRecurrent, nn.GRU):
@@ -358,24 +361,44 @@ class QLSTM(QRecurrent, nn.LSTM):
     pass
 
 
-QUANT_RECURRENT = {nn.GRU: QGRU, nn.LSTM: QLSTM}
+class QCell(QRecurrent):
+    """A GRUCell / LSTMCell: one layer, gate matrices weight_ih and weight_hh. A loop of its
+    calls is one recurrent op (see intquant.graph.capture), whose matrices it quantizes."""
+
+    def gate_matrices(self) -> list[str]:
+        return ["weight_ih", "weight_hh"]
+
+
+class QGRUCell(QCell, nn.GRUCell):
+    pass
+
+
+class QLSTMCell(QCell, nn.LSTMCell):
+    pass
+
+
+QUANT_RECURRENT = {nn.GRU: QGRU, nn.LSTM: QLSTM, nn.GRUCell: QGRUCell, nn.LSTMCell: QLSTMCell}
+_PLAIN_RECURRENT = {q: p for p, q in QUANT_RECURRENT.items()}
+
+
+def _recurrent_copy(cls: type, module: nn.Module) -> nn.Module:
+    """``cls`` with the configuration and a copy of the parameters of ``module``."""
+    if issubclass(cls, nn.RNNCellBase):
+        new = cls(module.input_size, module.hidden_size, bias=module.bias)
+    else:
+        new = cls(module.input_size, module.hidden_size, num_layers=module.num_layers,
+                  bias=module.bias, batch_first=module.batch_first, dropout=module.dropout,
+                  bidirectional=module.bidirectional)
+    new.load_state_dict(module.state_dict())
+    return new.to(dtype=next(module.parameters()).dtype)
 
 
 def to_qat_recurrent(module: nn.Module) -> nn.Module:
-    """A QAT copy of an nn.GRU / nn.LSTM with the same parameters (copied, not shared)."""
-    cls = QUANT_RECURRENT[type(module)]
-    new = cls(module.input_size, module.hidden_size, num_layers=module.num_layers,
-              bias=module.bias, batch_first=module.batch_first, dropout=module.dropout,
-              bidirectional=module.bidirectional)
-    new.load_state_dict(module.state_dict())
-    return new.to(dtype=next(module.parameters()).dtype)
+    """A QAT copy of an nn.GRU / nn.LSTM / GRUCell / LSTMCell (parameters copied, not
+    shared)."""
+    return _recurrent_copy(QUANT_RECURRENT[type(module)], module)
 
 
 def to_plain_recurrent(module: nn.Module) -> nn.Module:
-    """The nn.GRU / nn.LSTM of a QAT recurrent layer (same parameters, copied)."""
-    cls = nn.GRU if isinstance(module, QGRU) else nn.LSTM
-    new = cls(module.input_size, module.hidden_size, num_layers=module.num_layers,
-              bias=module.bias, batch_first=module.batch_first, dropout=module.dropout,
-              bidirectional=module.bidirectional)
-    new.load_state_dict(module.state_dict())
-    return new.to(dtype=next(module.parameters()).dtype)
+    """The plain torch layer of a QAT recurrent layer (same parameters, copied)."""
+    return _recurrent_copy(_PLAIN_RECURRENT[type(module)], module)

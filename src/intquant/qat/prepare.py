@@ -21,11 +21,12 @@ graph will hold quantized tensors, so what QAT trains is what lowering deploys:
   its ``output_quant``: squeeze-excitation trains every format the integer graph holds. They use
   the adds' quantizer and bits (unsigned for sigmoid / hardsigmoid outputs); a module called
   twice has its first call's output quantized (later calls are calibrated at conversion).
-- every nn.GRU / nn.LSTM becomes a ``QGRU`` / ``QLSTM`` whose gate matrices are fake-quantized
-  on the int8 row grid lowering deploys (``modules.fake_quant_rows``); convert passes those row
-  scales to PTQ. The gates and the state are 16-bit fixed point in the integer op and are not
-  fake-quantized (their rounding is far below the weights'); GRUCell / LSTMCell loops train in
-  float.
+- every nn.GRU / nn.LSTM / GRUCell / LSTMCell becomes a ``QGRU`` / ``QLSTM`` / ``QGRUCell`` /
+  ``QLSTMCell`` whose gate matrices are fake-quantized on the int8 row grid lowering deploys
+  (``modules.fake_quant_rows``); convert passes those row scales to PTQ. The gates and the
+  state are 16-bit fixed point in the integer op and are not fake-quantized (their rounding is
+  far below the weights'). A cell loop must be traceable by torch.fx: a fixed number of steps
+  (``for t in range(self.steps)``), not ``range(x.shape[1])`` or ``x.unbind(1)``.
 Pools, flatten and reshapes between layers keep the quantized values unchanged (max pooling of
 codes equals the codes of max pooling), as in the integer graph.
 
@@ -441,9 +442,13 @@ def _trace(model: nn.Module) -> QATModel:
     try:
         return QATModel(model, fx.Tracer().trace(model))
     except Exception as e:  # fx raises many types; say what to do
+        cells = any(isinstance(m, nn.RNNCellBase) for m in model.modules())
         raise ValueError(
             f"prepare: torch.fx could not trace {type(model).__name__} ({type(e).__name__}: {e}). "
             "QAT needs a model without data-dependent Python control flow in forward()."
+            + (" A GRUCell / LSTMCell loop needs a fixed number of steps (for t in "
+               "range(self.steps): ... x[:, t]), not range(x.shape[1]) or x.unbind(1)."
+               if cells else "")
         ) from e
 
 
