@@ -2,7 +2,9 @@
 and the integer LayerNorm and softmax on their own.
 
 Per architecture, as written (no edits to the model), and per mode (W8A8: int8 weights and
-activations; 16x8: int8 weights, int16 activations), default Config, calibration on 256 inputs:
+activations, except attention's Q/K/V projection and scores, int16 by default
+(Config.attention_act_bits); 16x8: int8 weights, int16 activations), default Config,
+calibration on 256 inputs:
 - SQNR vs float = 10·log10(Σ f² / Σ (q − f)²) of the dequantized integer outputs q against the
   float model's outputs f on the test inputs (targets: >= 30 dB W8A8, >= 40 dB 16x8);
 - float and integer test accuracy (the zoo classifiers);
@@ -54,7 +56,11 @@ ZOO = {
     "mnist1d_tcn": "TCN (causal dilated convs, chomp slices, x[:, :, -1]), MNIST-1D",
 }
 ARCH_NOTES = ["The nn.TransformerEncoderLayer rows use ReLU (GELU alone is in the activation "
-              "table of the arch_elem section)."]
+              "table of the arch_elem section).",
+              "W8A8 attention (the tiny transformer, nn.MultiheadAttention, "
+              "nn.TransformerEncoderLayer) keeps the Q/K/V projection and the scores in int16 "
+              "(default Config.attention_act_bits = 16; the probabilities, the attention "
+              "output and everything else int8)."]
 
 
 class SelfAttention(nn.Module):

@@ -945,11 +945,13 @@ def layer_norm_graph(rng: np.random.Generator, *, dims: int = 1, dtype: str = "i
 
 
 def matmul_graph(rng: np.random.Generator, *, dims: int = 1, dtype: str = "int8",
-                 transpose_b: bool | None = None, **kw) -> IntGraph:
-    """a = x (…, M, K) and b = a rescaled view of x: transposed by an op, or read transposed."""
+                 transpose_b: bool | None = None, b_dtype: str | None = None,
+                 **kw) -> IntGraph:
+    """a = x (…, M, K) and b = a rescaled view of x (in ``b_dtype``, default x's): transposed
+    by an op, or read transposed."""
     b = GraphBuilder(rng, _sequence_shape(rng, dims), dtype)
     tb = bool(rng.integers(0, 2)) if transpose_b is None else transpose_b
-    other = b.rescale(b.input)
+    other = b.rescale(b.input, out_dtype=b_dtype)
     if not tb:
         rank = len(b.info(other).shape)
         other = b.transpose(other, list(range(rank - 2)) + [rank - 1, rank - 2])

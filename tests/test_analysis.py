@@ -93,6 +93,27 @@ def test_output_sqnr_and_accuracy_vs_torch(setup) -> None:
     assert a.logit_max_abs_error == pytest.approx(np.abs(logits[200:] - pred).max(), rel=1e-5)
 
 
+def test_own_sqnr_is_the_layer_on_its_dequantized_integer_input(setup) -> None:
+    """Layer "3" (the Linear) alone: nn.Linear of the dequantized integer tensor that feeds it
+    vs its dequantized integer output — its own error, not the one it inherits."""
+    from intquant import interpreter
+
+    model, x, _, _, qmodel, a = setup
+    values = interpreter.run(qmodel.graph, qmodel.quantize_input(x[200:]), return_all=True)
+    (fc,) = [op for op in qmodel.graph.ops if op.output == "3"]
+    deq = {}
+    for name in (fc.inputs[0], "3"):
+        info = qmodel.graph.tensors[name]
+        deq[name] = info.scale * (values[name].astype(np.float64) - info.zero_point)
+    with torch.no_grad():
+        ref = model[3](torch.as_tensor(deq[fc.inputs[0]].reshape(100, -1),
+                                       dtype=torch.float32)).numpy()
+    assert a.layer("3").own_sqnr_db == pytest.approx(sqnr_db(ref, deq["3"]), abs=1e-3)
+    # its own error is smaller than the one it carries from the layers before
+    assert a.layer("3").own_sqnr_db > a.layer("3").act_sqnr_db
+    assert a.layer("0").own_sqnr_db is not None
+
+
 def _fake_quant(v: torch.Tensor, s: float, z: int, lo: int, hi: int) -> torch.Tensor:
     return (torch.clamp(torch.round(v / s) + z, lo, hi) - z) * s
 

@@ -75,6 +75,10 @@ class Config:
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     input_spec: InputSpec | None = None
     max_calib_samples: int = 2048
+    # Attention inside a model (two-activation matmuls): the operands of a matmul of two
+    # activations (Q, K, V) and the scores a matmul feeds into a softmax are held at least this
+    # wide (None: at act_bits like every other tensor). ptq.attention_tensors says which.
+    attention_act_bits: int | None = 16
     # Calibrated ranges of activations wider than 8 bits are widened by this factor (symmetric,
     # so the scale grows by it): the largest value of a few hundred calibration samples is
     # exceeded by most new batches, and at 16 bits clipping those values costs far more than
@@ -122,6 +126,9 @@ class Config:
             raise ValueError(f"Config.weight_bits must be in [1, 16], got {self.weight_bits}")
         if not 1 <= self.act_bits <= 16:
             raise ValueError(f"Config.act_bits must be in [1, 16], got {self.act_bits}")
+        if self.attention_act_bits is not None and not 1 <= self.attention_act_bits <= 16:
+            raise ValueError("Config.attention_act_bits must be None or in [1, 16], got "
+                             f"{self.attention_act_bits}")
         if isinstance(self.bias_correction, bool):
             self.bias_correction = "full" if self.bias_correction else "none"
         if self.bias_correction not in BIAS_CORRECTIONS:

@@ -130,7 +130,67 @@ def calibrate(graph: Graph, batches: list[np.ndarray], config: Config,
     return acts
 
 
-@torch.no_grad()
+def attention_tensors(graph: Graph) -> set[str]:
+    """Tensors inside attention that a rounding hurts most: each operand of a matmul of two
+    activations (Q, K, V — the node that produces it, through views and slices, when that
+    node feeds nothing but matmuls), and each matmul whose output goes to a softmax (the
+    scores). A product of two rounded operands carries both errors, and the softmax turns an
+    absolute error δ of a score into a relative error ≈ δ of a probability: a sharp attention
+    (scores spanning tens of units) needs the scores and their operands finer than 8 bits.
+    The tensors are small (tokens × features), so the RAM cost is small."""
+    consumers: dict[str, list] = {}
+    for n in graph.nodes:
+        for i in n.inputs:
+            consumers.setdefault(i, []).append(n)
+
+    def end_users(name: str) -> list:
+        """The consumers of ``name``, looking through format-preserving nodes."""
+        out = []
+        for c in consumers.get(name, []):
+            out += end_users(c.name) if c.op in SAME_FORMAT else [c]
+        return out
+
+    def producer(name: str):
+        node = graph.node(name)
+        while node.op in SAME_FORMAT:
+            node = graph.node(node.inputs[0])
+        return node
+
+    def is_matmul(node) -> bool:
+        return node.op != "input" and float_op(node.op).two_activation_matmul
+
+    wide = set()
+    for mm in (n for n in graph.nodes if is_matmul(n)):
+        if any(float_op(u.op).exponentiates_input for u in end_users(mm.name)):
+            wide.add(mm.name)
+        for i in mm.inputs:
+            src = producer(i)
+            users = end_users(src.name)
+            if (src.op != "input" and float_op(src.op).fixed_format is None
+                    and users and all(is_matmul(u) for u in users)
+                    and src.name != graph.output):
+                wide.add(src.name)
+    return wide
+
+
+def widen_attention(graph: Graph, config: Config) -> Config:
+    """``config`` with the attention tensors (``attention_tensors``) at
+    ``config.attention_act_bits`` where the layer's own setting is narrower and the user set
+    no format for it."""
+    bits = config.attention_act_bits
+    if bits is None:
+        return config
+    overrides = dict(config.overrides)
+    for name in sorted(attention_tensors(graph)):
+        cfg = config.for_layer(name)
+        own = overrides.get(name, {})
+        if cfg["act_bits"] >= bits or any(k in own for k in ("act_bits", "act_range",
+                                                                "act_qparams")):
+            continue
+        overrides[name] = {**own, "act_bits": bits}
+    return dataclasses.replace(config, overrides=overrides)
+
+
 def with_headroom(qp: QParams, factor: float) -> QParams:
     """A calibrated format wider than 8 bits (symmetric: zero point 0) with its range grown by
     ``factor`` (``Config.wide_act_headroom``); 8-bit formats unchanged."""
@@ -139,6 +199,7 @@ def with_headroom(qp: QParams, factor: float) -> QParams:
     return dataclasses.replace(qp, scale=qp.scale * factor)
 
 
+@torch.no_grad()
 def observe_inner(nodes: list, values: dict, observers: dict) -> None:
     """Record the ranges of the tensors computed inside ``nodes`` (``FloatOpDef.observe``, e.g.
     an LSTM's cell state) as ``observers["<node>/<key>"]``: max-abs observers, because a
@@ -486,6 +547,7 @@ def quantize(model: Any, calib: Any, config: Config | None = None, *,
             )
     if config.equalize:
         graph = equalize_graph(graph, batches)
+    config = widen_attention(graph, config)
     acts = calibrate(graph, batches, config, progress=progress)
     plan = make_plan(graph, acts, config, batches)
     check_requantization(plan, max(float(np.abs(b).max()) for b in batches))

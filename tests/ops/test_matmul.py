@@ -250,6 +250,31 @@ def test_matmul_c_m0_equals_reference(dtype: str, tmp_path) -> None:
     np.testing.assert_array_equal(u.outputs.reshape(ref.shape), ref)
 
 
+MIXED = [("int8", "int16"), ("int16", "int8"), ("uint8", "int16")]
+
+
+@pytest.mark.parametrize("transpose_b", [False, True])
+@pytest.mark.parametrize("a_dtype,b_dtype", MIXED)
+def test_matmul_c_mixed_widths_equal_reference(a_dtype: str, b_dtype: str, transpose_b: bool,
+                                               tmp_path) -> None:
+    """Operands of two widths (attention's int8 probabilities times int16 values in W8A8, and
+    the reverse; uint8 × int16 takes the generic kernel): host -O2, ASan+UBSan and the
+    Cortex-M0 == interpreter."""
+    rng = np.random.default_rng(zlib.crc32(f"matmul/{a_dtype}/{b_dtype}/{transpose_b}".encode()))
+    g = IF.matmul_graph(rng, dims=2, dtype=a_dtype, b_dtype=b_dtype, transpose_b=transpose_b)
+    (mm,) = [op for op in g.ops if op.kind == "matmul"]
+    assert [g.tensors[t].dtype for t in mm.inputs] == [a_dtype, b_dtype]
+    x = IF.random_input(rng, g, 12)
+    ref = run(g, x)
+    assert np.unique(ref).size > 2
+    res = export_c(g, tmp_path / "c", name="net")
+    np.testing.assert_array_equal(compile_and_run_host(res.out_dir, x, opt="-O2"), ref)
+    np.testing.assert_array_equal(
+        compile_and_run_host(res.out_dir, x, opt="-O1", sanitize=True), ref)
+    u = emulate_unicorn(res.out_dir, x[:4])
+    np.testing.assert_array_equal(u.outputs.reshape(ref[:4].shape), ref[:4])
+
+
 # ---- (e) ONNX ---------------------------------------------------------------------------------
 
 

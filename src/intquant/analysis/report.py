@@ -89,10 +89,11 @@ def weight_table(a: Analysis) -> Block:
 
 
 def activation_table(a: Analysis) -> Block:
-    headers = ("node", "op", "shape", "bits", "scale", "zero point", "activation SQNR dB")
+    headers = ("node", "op", "shape", "bits", "scale", "zero point", "activation SQNR dB",
+               "own SQNR dB")
     rows = tuple(
         (s.name, s.op, "×".join(map(str, s.out_shape)), _f(s.act_bits), _f(s.act_scale, ".4g"),
-         _f(s.act_zero_point), _f(s.act_sqnr_db, ".1f"))
+         _f(s.act_zero_point), _f(s.act_sqnr_db, ".1f"), _f(s.own_sqnr_db, ".1f"))
         for s in a.layers)
     return Block("table", headers=headers, rows=rows)
 

@@ -91,6 +91,9 @@ class LayerStats:
     act_scale: float | None = None
     act_zero_point: int | None = None
     act_sqnr_db: float | None = None
+    # The node's own error: its integer output vs the float op applied to its *dequantized
+    # integer inputs* (the error it adds, not the one it inherits; act_sqnr_db has both).
+    own_sqnr_db: float | None = None
     # weighted layers only
     weight_shape: tuple[int, ...] | None = None
     params: int = 0
@@ -335,6 +338,7 @@ def analyze(model: Any, qmodel_or_config: Any = None, data: Any = None, *,
             real = info.scale * (int_values[node.name].astype(np.int64) - info.zero_point)
             if real.shape == float_values[node.name].shape:
                 stats.act_sqnr_db = sqnr_db(float_values[node.name], real)
+                stats.own_sqnr_db = own_sqnr_db(qmodel, node, int_values, real)
         if node.name in plan.weights:
             w = node.params["weight"]
             weights[node.name] = w
@@ -382,6 +386,36 @@ def analyze(model: Any, qmodel_or_config: Any = None, data: Any = None, *,
         weights=weights,
         weight_qparams=dict(plan.weights),
     )
+
+
+def dequantized(qmodel: Any, name: str, int_values: dict[str, np.ndarray]) -> np.ndarray:
+    info = qmodel.graph.tensors[name]
+    return info.scale * (int_values[name].astype(np.int64) - info.zero_point)
+
+
+def own_sqnr_db(qmodel: Any, node: Any, int_values: dict[str, np.ndarray],
+                out: np.ndarray) -> float | None:
+    """SQNR of a node's dequantized integer output ``out`` against its float op run on its
+    dequantized integer inputs: the error this node adds (weights, arithmetic, output
+    rounding), apart from the error its inputs bring. None for the input node, or when an
+    input has no integer tensor of the float shape (folded into another op)."""
+    import torch
+
+    from ..graph.execute import run_node
+
+    if node.op == "input" or not node.inputs:
+        return None
+    ins = []
+    for name in node.inputs:
+        if name not in int_values or name not in qmodel.graph.tensors:
+            return None
+        ins.append(torch.as_tensor(dequantized(qmodel, name, int_values), dtype=torch.float32))
+    try:
+        with torch.no_grad():
+            ref = run_node(node, ins).numpy()
+    except (RuntimeError, ValueError):  # an input's integer tensor has another layout
+        return None
+    return sqnr_db(ref, out) if ref.shape == out.shape else None
 
 
 def _integer_values(qmodel: Any, x: np.ndarray) -> dict[str, np.ndarray]:

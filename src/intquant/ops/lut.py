@@ -17,8 +17,9 @@ elementwise function of one activation
   f'| at a kink not on a knot)/s_out (hardswish, hardsigmoid: kinks at ±3; ELU/SELU/CELU: kink
   at 0, a knot for symmetric int16). tests/ops/test_lut.py asserts exactly this bound through
   torch.export and ONNX capture. SQNR vs float alone (benchmarks/arch_elem.py, inputs over
-  [-8, 8]): 42.7–50.4 dB at 8 bits, 84.7–94.4 dB at 16 bits (sigmoid, tanh, GELU erf/tanh,
-  hardswish, hardsigmoid, SiLU, ELU, LeakyReLU); see benchmarks/RESULTS.md.
+  [-8, 8]): 42.7–50.4 dB at 8 bits, 79.6–89.4 dB at 16 bits (the input range with 2x
+  headroom; sigmoid, tanh, GELU erf/tanh, hardswish, hardsigmoid, SiLU, ELU, LeakyReLU); see
+  benchmarks/RESULTS.md.
 """
 
 from __future__ import annotations

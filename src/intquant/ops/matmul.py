@@ -214,6 +214,7 @@ register(
         lower=lower,
         lowers_to=("matmul",),
         fuse_into=True,
+        two_activation_matmul=True,
     ),
 )
 

@@ -126,7 +126,11 @@ class FloatOpDef:
     report); ``channel_scaling(node)``: f(s·x) = s·f(x) for a positive per-channel s with the
     channels left where they are (pools, zero padding, flatten), so cross-layer equalization
     may rescale across it; ``pads``: the op reads zeros outside its input (a shift of the
-    input does not commute with it: bias absorption stops there).
+    input does not commute with it: bias absorption stops there). ``two_activation_matmul``:
+    a matrix product of two activations (attention's Q·Kᵀ, P·V), whose operands carry both
+    rounding errors into every sum; ``exponentiates_input``: the output depends on exp of the
+    input (softmax), so an absolute input error δ becomes a relative output error ≈ δ — both
+    mark the tensors ptq.attention_tensors holds wider.
     """
 
     name: str
@@ -148,6 +152,8 @@ class FloatOpDef:
     weight_tensors: Callable[[Node], dict[str, np.ndarray]] | None = None
     weight_inputs: Callable[[Node, list[Any]], list[RowGroup]] | None = None
     weighted_forward: Callable[[Node, Any, Any, Any], Any] | None = None
+    two_activation_matmul: bool = False
+    exponentiates_input: bool = False
 
     @property
     def fusable(self) -> bool:

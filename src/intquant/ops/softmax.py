@@ -202,5 +202,6 @@ register(
         lower=lower,
         lowers_to=("softmax",),
         fixed_format=unit_interval_format,
+        exponentiates_input=True,
     ),
 )

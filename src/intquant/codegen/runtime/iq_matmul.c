@@ -9,12 +9,13 @@ static void iq_matmul_store(const iq_matmul_params_t* p, void* y, int32_t y_dtyp
              iq_add_zero_point_and_clamp(r, p->output_zero_point, p->act_min, p->act_max));
 }
 
-/* One typed kernel per element type of both operands (the usual case: one activation
- * format); b is read with stride n (or 1 when transposed) along k. int32 sums when the
+/* One typed kernel per pair of element types (one activation format; or attention's int8
+ * probabilities times int16 values and the reverse); b is read with stride n (or 1 when
+ * transposed) along k. int32 sums when the
  * accumulator is int32 (validation bounds every partial sum below 2^31), else int64 sums of
  * int32 products (product32) or of 64-bit products. */
-#define IQ_MATMUL_TYPED(NAME, T)                                                              \
-    static void NAME(const iq_matmul_params_t* p, const T* a, const T* b, void* y,             \
+#define IQ_MATMUL_TYPED(NAME, TA, TB)                                                            \
+    static void NAME(const iq_matmul_params_t* p, const TA* a, const TB* b, void* y,           \
                      int32_t y_dtype)                                                          \
     {                                                                                          \
         const int32_t m = p->m, k = p->k, n = p->n, za = p->a_zero_point;                      \
@@ -22,12 +23,12 @@ static void iq_matmul_store(const iq_matmul_params_t* p, void* y, int32_t y_dtyp
         const int32_t step_k = p->transpose_b ? 1 : n, step_n = p->transpose_b ? k : 1;        \
         int32_t t, i, j, q, o = 0;                                                             \
         for (t = 0; t < p->batch; ++t) {                                                       \
-            const T* at = a + t * m * k;                                                       \
-            const T* bt = b + t * k * n;                                                       \
+            const TA* at = a + t * m * k;                                                      \
+            const TB* bt = b + t * k * n;                                                      \
             for (i = 0; i < m; ++i) {                                                          \
-                const T* row = at + i * k;                                                     \
+                const TA* row = at + i * k;                                                    \
                 for (j = 0; j < n; ++j) {                                                      \
-                    const T* col = bt + j * step_n;                                            \
+                    const TB* col = bt + j * step_n;                                           \
                     if (!p->acc64) {                                                           \
                         int32_t acc = 0;                                                       \
                         for (q = 0; q < k; ++q) {                                              \
@@ -53,9 +54,11 @@ static void iq_matmul_store(const iq_matmul_params_t* p, void* y, int32_t y_dtyp
         }                                                                                      \
     }
 
-IQ_MATMUL_TYPED(iq_matmul_s8, int8_t)
-IQ_MATMUL_TYPED(iq_matmul_u8, uint8_t)
-IQ_MATMUL_TYPED(iq_matmul_s16, int16_t)
+IQ_MATMUL_TYPED(iq_matmul_s8, int8_t, int8_t)
+IQ_MATMUL_TYPED(iq_matmul_u8, uint8_t, uint8_t)
+IQ_MATMUL_TYPED(iq_matmul_s16, int16_t, int16_t)
+IQ_MATMUL_TYPED(iq_matmul_s8_s16, int8_t, int16_t)
+IQ_MATMUL_TYPED(iq_matmul_s16_s8, int16_t, int8_t)
 
 /* Operands of two different element types: element loads by type code. */
 static void iq_matmul_mixed(const iq_matmul_params_t* p, const void* a, int32_t a_dtype,
@@ -89,6 +92,10 @@ void iq_matmul(const iq_matmul_params_t* p, const void* a, int32_t a_dtype, cons
         iq_matmul_u8(p, (const uint8_t*)a, (const uint8_t*)b, y, y_dtype);
     } else if (a_dtype == b_dtype && a_dtype == IQ_S16) {
         iq_matmul_s16(p, (const int16_t*)a, (const int16_t*)b, y, y_dtype);
+    } else if (a_dtype == IQ_S8 && b_dtype == IQ_S16) {
+        iq_matmul_s8_s16(p, (const int8_t*)a, (const int16_t*)b, y, y_dtype);
+    } else if (a_dtype == IQ_S16 && b_dtype == IQ_S8) {
+        iq_matmul_s16_s8(p, (const int16_t*)a, (const int8_t*)b, y, y_dtype);
     } else {
         iq_matmul_mixed(p, a, a_dtype, b, b_dtype, y, y_dtype);
     }
