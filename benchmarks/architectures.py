@@ -245,9 +245,13 @@ def markdown(rows: list[dict], notes: list[str], where: str) -> str:
         "rows of benchmarks/arch_elem.py, arch_rnn.py and arch_tf.py (`architecture_rows()`).",
         "",
         "Each architecture as written (zoo models; the attention layers with seeded random "
-        "weights on N(0, 1) sequences of 8 tokens x 32), default Config, calibration on 256 random "
-        "training inputs; W8A8 = int8 weights and activations, 16x8 = int8 weights and int16 "
-        "activations (the GRU/LSTM gates and state are int16 in both). SQNR vs float: "
+        "weights on N(0, 1) sequences of 8 tokens x 32), default Config, calibration on 256 "
+        "training inputs drawn at random (seeded); W8A8 = int8 weights and activations, except "
+        "the default `Config.attention_act_bits=16`: the operands of a matmul of two "
+        "activations (Q, K, V) and the scores entering a softmax are int16; 16x8 = int8 weights "
+        "and int16 activations, whose calibrated ranges get the default 2x headroom "
+        "(`Config.wide_act_headroom`); the GRU/LSTM gates and state are int16 in both modes "
+        "and their gate matrices are rounded jointly by GPTQ (the default). SQNR vs float: "
         "dequantized integer outputs against the float model on the test inputs (logits; "
         "images for the U-Net and the autoencoder). Quality: float → integer test accuracy, or "
         "reconstruction SNR against the clean target (the U-Net's inputs carry N(0, 0.3²) "
