@@ -78,6 +78,22 @@ def check_weight(chk: OpCheck, ndim: int) -> np.ndarray:
     return _packed.unpack(w, fmt, k).reshape(shape)
 
 
+def check_grouped_weight(chk: OpCheck, weight: np.ndarray, cin: int, groups: int, rank: int,
+                         kind: str) -> tuple[int, int, int, int]:
+    """(Cout, Cin/groups, kh, kw) of a grouped (Cout, Cin/groups, kh, kw) weight: groups must
+    divide both channel counts, and a 1-D op (input of ``rank`` 2) has kh = 1."""
+    cout, cin_g, kh, kw = weight.shape
+    if cin % groups or cout % groups:
+        raise chk.fail(f"attr 'groups' = {groups} must divide Cin = {cin} and Cout = {cout}")
+    if cin_g != cin // groups:
+        raise chk.fail(
+            f"const 'weight' shape {weight.shape}: dim 1 must be Cin/groups = {cin // groups}"
+        )
+    if rank == 2 and kh != 1:
+        raise chk.fail(f"1-D {kind} needs const 'weight' with kh = 1, got shape {weight.shape}")
+    return cout, cin_g, kh, kw
+
+
 def check_requant_consts(chk: OpCheck, cout: int, acc_bits: int, rounding: str) -> None:
     bias_dtype = "int32" if acc_bits == 32 else "int64"
     for key, dt in (("bias", bias_dtype), ("multiplier", "int32"), ("shift", "int32")):

@@ -55,15 +55,7 @@ def check(chk: OpCheck) -> None:
     stride, padding, dil, _ = window_attrs(chk, x, kernel_from=None, dilation=True)
     groups = chk.int_attr("groups", 1)
     weight = wl.check_weight(chk, 4)
-    cout, cin_g, kh, kw = weight.shape
-    if cin % groups or cout % groups:
-        raise chk.fail(f"attr 'groups' = {groups} must divide Cin = {cin} and Cout = {cout}")
-    if cin_g != cin // groups:
-        raise chk.fail(
-            f"const 'weight' shape {weight.shape}: dim 1 must be Cin/groups = {cin // groups}"
-        )
-    if len(x.shape) == 2 and kh != 1:
-        raise chk.fail(f"1-D conv needs const 'weight' with kh = 1, got shape {weight.shape}")
+    cout, cin_g, kh, kw = wl.check_grouped_weight(chk, weight, cin, groups, len(x.shape), "conv")
     wl.check_requant_consts(chk, cout, acc_bits, rounding)
     ho = out_len(h, padding[0], padding[2], kh, stride[0], dil[0])
     wo = out_len(w, padding[1], padding[3], kw, stride[1], dil[1])

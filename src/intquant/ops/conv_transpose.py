@@ -75,16 +75,8 @@ def check(chk: OpCheck) -> None:
         raise chk.fail(f"1-D op (input (C, L)) must have output_padding[0] = 0, got {extra}")
     groups = chk.int_attr("groups", 1)
     weight = chk.const("weight", ("int8", "int16"), 4)
-    cout, cin_g, kh, kw = weight.shape
-    if cin % groups or cout % groups:
-        raise chk.fail(f"attr 'groups' = {groups} must divide Cin = {cin} and Cout = {cout}")
-    if cin_g != cin // groups:
-        raise chk.fail(
-            f"const 'weight' shape {weight.shape}: dim 1 must be Cin/groups = {cin // groups}"
-        )
-    if len(x.shape) == 2 and kh != 1:
-        raise chk.fail(f"1-D conv_transpose needs const 'weight' with kh = 1, got shape "
-                       f"{weight.shape}")
+    cout, cin_g, kh, kw = wl.check_grouped_weight(chk, weight, cin, groups, len(x.shape),
+                                                  "conv_transpose")
     wl.check_requant_consts(chk, cout, acc_bits, rounding)
     ho = out_len(h, kh, stride[0], dil[0], padding[0], padding[2], extra[0])
     wo = out_len(w, kw, stride[1], dil[1], padding[1], padding[3], extra[1])
