@@ -19,8 +19,8 @@
   the real input multipliers are ≤ 1/2) and `max|x − z|·2^left_shift ≤ 2^30` for both inputs, so
   `(x − z) << left_shift` and `a' + b'` fit int32 (int16 inputs need z = 0 with left_shift 15).
   TFLM applies the output multiplier with `MultiplyByQuantizedMultiplierSmallerThanOneExp`,
-  which equals mbqm whenever `output_shift ≤ 0` (the case for TFLM's all-int8 / all-int16
-  adds; the kernels here take any `output_shift`).
+  which equals mbqm whenever `output_shift ≤ 0` (the output multiplier below is < 1 unless
+  s_out is over 2^(left_shift − 1) times finer than the larger input scale).
   Offline: `left_shift` is TFLM's for the output width (20 up to 8 bits, 15 above), lowered
   to the largest shift both inputs' `max|x − z|` allow: inputs of mixed widths (an int16
   residual branch added to an int8 one, or summed into an int8 output) take the wide input's
