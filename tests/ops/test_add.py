@@ -10,15 +10,21 @@ import torch
 from torch import nn
 
 import intgraph_factory as F
+import intquant
 import tflm_reference as tflm
 from intgraph_factory import GraphBuilder
 from intquant.interpreter import run
-from intquant.intgraph import Op, TensorInfo
+from intquant.intgraph import ACTIVATION_DTYPES, IntGraph, Op, TensorInfo
+from intquant.intgraph.check import max_abs_offset
+from intquant.numerics import quantize_multiplier
+from intquant.ops.add import add_left_shift
 from intquant.ops.registry import op_def
 
-from ._elem import VIAS, assert_layer_matches_float
+from ._elem import VIAS, assert_layer_matches_float, error_lsb
 from .conftest import (
     Fn,
+    assert_c_host_equals_reference,
+    assert_c_m0_equals_reference,
     assert_c_o2_and_m0_equal_reference,
     assert_onnx_integer_export_bit_exact,
     assert_rejected,
@@ -335,3 +341,182 @@ def test_add_onnx_integer_export_sub_and_broadcast_is_bit_exact(dtype: str) -> N
         g = F.add_broadcast_graph(rng, dims=1 + trial % 2, dtype=dtype, broadcast=broadcast,
                                   rounding=["double", "single"][trial % 2])
         assert_onnx_integer_export_bit_exact(g, F.random_input(rng, g, 16), (trial, broadcast))
+
+
+# ---- (f) mixed widths: int8 and int16 inputs and output in every combination -----------------
+# Per-layer act_bits overrides (or attention_act_bits) put an int16 tensor next to an int8 one:
+# a residual branch at 16 bits summed into an 8-bit trunk, or an 8-bit sum kept at 16 bits.
+
+WIDTHS = ("int8", "int16")
+MIXED = [(da, db, do) for da in WIDTHS for db in WIDTHS for do in WIDTHS]
+
+
+def _mixed_add(b: GraphBuilder, a: str, other: str, out_dtype: str, subtract: bool,
+               rounding: str) -> str:
+    """a ± other into an ``out_dtype`` tensor whose range holds about the sum's: the lowering's
+    constants (TFLM's common scale 2·max(s_a, s_b), add_left_shift)."""
+    ai, bi = b.info(a), b.info(other)
+    span = sum(t.scale * max_abs_offset(t, t.zero_point) for t in (ai, bi))
+    lo, hi = ACTIVATION_DTYPES[out_dtype]
+    s_out = float(np.float32(span / (hi - lo) * b.rng.uniform(1.2, 1.8)))
+    y = b.new_tensor(ai.shape, out_dtype, scale=s_out)
+    yi = b.info(y)
+    ls = add_left_shift(ai, ai.zero_point, bi, bi.zero_point, 8 if out_dtype == "int8" else 16)
+    twice_max = 2 * max(ai.scale, bi.scale)
+    am, ash = quantize_multiplier(ai.scale / twice_max)
+    bm, bsh = quantize_multiplier(bi.scale / twice_max)
+    om, osh = quantize_multiplier(twice_max / (2**ls * yi.scale))
+    return b.op("add", [a, other], y, {
+        "a_zero_point": ai.zero_point, "b_zero_point": bi.zero_point, "left_shift": ls,
+        "a_multiplier": am, "a_shift": ash, "b_multiplier": -bm if subtract else bm,
+        "b_shift": bsh, "output_multiplier": om, "output_shift": osh,
+        "output_zero_point": yi.zero_point, "act_min": lo, "act_max": hi, "rounding": rounding})
+
+
+def mixed_add_graph(seed: int, da: str, db: str, do: str, subtract: bool = False,
+                    rounding: str = "double") -> IntGraph:
+    """x (da) ± y (db) → do, on a (3, 7) input, y = rescale(x) with its scale read as 2.5
+    times the rescaled one (y's real value 2.5·x: a − y does not cancel): the add is op 1."""
+    b = GraphBuilder(np.random.default_rng(seed), (3, 7), da)
+    other = b.rescale(b.input, out_dtype=db)
+    b.info(other).scale *= 2.5
+    _mixed_add(b, b.input, other, do, subtract, rounding)
+    return b.graph()
+
+
+def _mbqm_error_bound(shift: int) -> float:
+    """Worst |mbqm(x, M, shift) − x·M/2^31·2^shift| for shift ≤ 0: SRDHM's rounding (½ on the
+    2^shift-finer grid) plus the final ½ (single rounding's one ½ is within it)."""
+    assert shift <= 0
+    return 0.5 + 2.0 ** (shift - 1)
+
+
+def _exact_sum_codes(g: IntGraph, vals: dict[str, np.ndarray], sign: int) -> list[Fraction]:
+    """(s_a·(a − z_a) ± s_b·(b − z_b)) / s_out + z_out in exact rationals, per element."""
+    op = g.ops[-1]
+    (ia, ib), io = (g.tensors[t] for t in op.inputs), g.tensors[op.output]
+    ra, rb = (Fraction(t.scale) / Fraction(io.scale) for t in (ia, ib))
+    a, b = (vals[t].ravel().tolist() for t in op.inputs)
+    return [ra * (u - ia.zero_point) + sign * rb * (v - ib.zero_point) + io.zero_point
+            for u, v in zip(a, b, strict=True)]
+
+
+@pytest.mark.parametrize("rounding", ["double", "single"])
+@pytest.mark.parametrize("subtract", [False, True])
+@pytest.mark.parametrize("da,db,do", MIXED)
+def test_add_mixed_widths_within_derived_bound_of_exact_sum(da: str, db: str, do: str,
+                                                            subtract: bool, rounding: str) -> None:
+    """Every int8 / int16 combination validates and lands within the bound the arithmetic
+    gives of the exact rational a ± b: each input's mbqm errs by at most ½ + 2^(shift−1) units
+    of the a' grid, which the real output multiplier scales to output LSB; the output mbqm adds
+    its own; the Q31 multipliers' relative error (< 2^-31 each, two in a chain) on terms of at
+    most 2^17 output LSB adds < 1e-3 LSB."""
+    g = mixed_add_graph(80 + MIXED.index((da, db, do)), da, db, do, subtract, rounding)
+    op = g.ops[-1]
+    x = F.random_input(np.random.default_rng(81), g, 6)
+    vals = run(g, x, return_all=True)
+    a = op.attrs
+    m_out = Fraction(a["output_multiplier"], 2**31) * Fraction(2) ** a["output_shift"]
+    bound = (float((Fraction(_mbqm_error_bound(a["a_shift"]))
+                    + Fraction(_mbqm_error_bound(a["b_shift"]))) * m_out)
+             + _mbqm_error_bound(a["output_shift"]) + 1e-3)
+    lo, hi = a["act_min"], a["act_max"]
+    ref = [min(max(r, lo), hi) for r in _exact_sum_codes(g, vals, -1 if subtract else 1)]
+    got = vals[op.output].ravel().tolist()
+    err = max(abs(Fraction(v) - r) for v, r in zip(got, ref, strict=True))
+    assert err <= bound, (float(err), bound)
+    # not all saturated: the bound is exercised inside the range
+    assert sum(lo < v < hi for v in got) >= len(got) // 2
+
+
+def test_add_left_shift_by_hand() -> None:
+    """TFLM's 20 (8-bit output) / 15 (16-bit output), lowered to the widest input's room:
+    max|x − z|·2^s ≤ 2^30. int8 with z = −128: 255·2^22 ≤ 2^30, so 20 stands; int16 with
+    z = 0: 2^15·2^15 = 2^30, so 15; int16 with z = 100: 32868 > 2^15, so 14."""
+    def t(dtype: str, z: int) -> TensorInfo:
+        return TensorInfo("t", (4,), dtype, 1.0, z)
+
+    cases = [  # (a, b, output bits, left shift)
+        (t("int8", -128), t("int8", 5), 8, 20),
+        (t("uint8", 128), t("int8", 0), 8, 20),
+        (t("int8", 3), t("int8", 0), 16, 15),
+        (t("int16", 0), t("int8", 0), 8, 15),
+        (t("int8", -7), t("int16", 0), 8, 15),
+        (t("int16", 0), t("int16", 0), 8, 15),
+        (t("int16", 0), t("int16", 0), 16, 15),
+        (t("int8", 0), t("int16", 100), 8, 14),
+    ]
+    for a, b, bits, want in cases:
+        assert add_left_shift(a, a.zero_point, b, b.zero_point, bits) == want, (a, b, bits)
+
+
+def test_add_validation_mixed_widths_names_the_largest_shift() -> None:
+    """An int8 + int16 add with int8's left shift 20: refused, naming the int16 input's room."""
+    g = mixed_add_graph(90, "int8", "int16", "int8")
+    assert g.ops[1].attrs["left_shift"] == 15
+    assert_rejected(g, F.set_field(1, "attrs", "left_shift", 20),
+                    r"attr 'left_shift' = 20 makes \(b − zero_point\) << left_shift exceed 2\^30 "
+                    r"\(int32 overflow in the sum\); int16 b with zero point 0 allows at most 15")
+
+
+MIXED_ONLY = [c for c in MIXED if len(set(c)) > 1]
+
+
+@pytest.mark.parametrize("da,db,do", MIXED_ONLY)
+def test_add_mixed_widths_c_host_and_m0_equal_reference(da: str, db: str, do: str,
+                                                        tmp_path) -> None:
+    """The generic row (mixed dtypes never take the int8 fast path), add then sub, double then
+    single rounding: host -O2, host ASan/UBSan and Cortex-M0 == interpreter."""
+    for i, (sub, rounding) in enumerate(((False, "double"), (True, "single"))):
+        g = mixed_add_graph(100 + i, da, db, do, sub, rounding)
+        x = F.random_input(np.random.default_rng(101), g, 8)
+        assert_c_host_equals_reference(g, x, tmp_path / f"h{i}")
+        assert_c_m0_equals_reference(g, x, tmp_path / f"m{i}")
+
+
+@pytest.mark.parametrize("da,db,do", MIXED_ONLY)
+def test_add_mixed_widths_onnx_integer_export_is_bit_exact(da: str, db: str, do: str) -> None:
+    for i, (sub, rounding) in enumerate(((False, "double"), (True, "single"))):
+        g = mixed_add_graph(110 + i, da, db, do, sub, rounding)
+        assert_onnx_integer_export_bit_exact(g, F.random_input(np.random.default_rng(111), g, 16),
+                                             (da, db, do, sub))
+
+
+class _Residual(nn.Module):
+    """h = relu(conv_a(x)); out = conv_c(h + conv_b(h)): a residual add of two activations."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Conv1d(3, 4, 3, padding=1)
+        self.b = nn.Conv1d(4, 4, 1)
+        self.c = nn.Conv1d(4, 2, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.a(x))
+        return self.c(h + self.b(h))
+
+
+@pytest.mark.parametrize("wide,ab", [("b", ("int8", "int16")), ("a", ("int16", "int8"))])
+def test_add_residual_with_one_branch_at_16_bits_end_to_end(wide: str, ab: tuple[str, str],
+                                                            tmp_path) -> None:
+    """act_bits=16 on one layer feeding an 8-bit residual add (the branch, or the trunk the
+    branch leaves): quantizes (int8's left shift 20 used to overflow the int16 input and fail
+    validation), the add takes int8 and int16 with left shift 15, the output is within
+    tolerance of float PyTorch on the dequantized input (measured max 1.73 / 1.81 LSB: the
+    branch's and the trunk's roundings propagate through the sum and conv_c), and the C
+    equals the interpreter (host -O2 and ASan/UBSan)."""
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = _Residual().eval()
+    x = torch.randn((64, 3, 10), generator=torch.Generator().manual_seed(1))
+    cfg = intquant.Config(calibration="minmax", bias_correction=False,
+                          overrides={wide: {"act_bits": 16}})
+    q = intquant.quantize(model, x, cfg, progress=False)
+    (add,) = [op for op in q.graph.ops if op.kind == "add"]
+    assert tuple(q.graph.tensors[t].dtype for t in add.inputs) == ab
+    assert q.graph.tensors[add.output].dtype == "int8"
+    assert add.attrs["left_shift"] == 15
+    err = error_lsb(model, x, q)
+    assert err <= 2.5, err
+    xq = q.quantize_input(x[:8].numpy())
+    assert_c_host_equals_reference(q.graph, xq, tmp_path / "c")

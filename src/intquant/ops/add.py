@@ -2,7 +2,7 @@
 
 - inputs `[a, b]` of the output's rank, each dim equal to the output's or 1 (a per-channel
   (C, 1, 1) or per-sample (1, 1, 1) operand broadcasts; see ``ops/_broadcast.py``);
-  attrs: `a_zero_point`, `b_zero_point`, `left_shift` (20 for int8, 15 for int16),
+  attrs: `a_zero_point`, `b_zero_point`, `left_shift` (see below),
   `a_multiplier`, `a_shift`, `b_multiplier`, `b_shift`, `output_multiplier`, `output_shift`,
   `output_zero_point`, `act_min`, `act_max`, `rounding` ("double"|"single"; pow2 models use
   "double").
@@ -19,8 +19,13 @@
   the real input multipliers are ≤ 1/2) and `max|x − z|·2^left_shift ≤ 2^30` for both inputs, so
   `(x − z) << left_shift` and `a' + b'` fit int32 (int16 inputs need z = 0 with left_shift 15).
   TFLM applies the output multiplier with `MultiplyByQuantizedMultiplierSmallerThanOneExp`,
-  which equals mbqm whenever `output_shift ≤ 0` (always the case for left_shift 20/15).
-  Offline: `twice_max = 2·max(s_a, s_b)`; real multipliers `s_a/twice_max`, `s_b/twice_max`,
+  which equals mbqm whenever `output_shift ≤ 0` (the output multiplier below is < 1 unless
+  s_out is over 2^(left_shift − 1) times finer than the larger input scale).
+  Offline: `left_shift` is TFLM's for the output width (20 up to 8 bits, 15 above), lowered
+  to the largest shift both inputs' `max|x − z|` allow: inputs of mixed widths (an int16
+  residual branch added to an int8 one, or summed into an int8 output) take the wide input's
+  bound (15 for a zero-point-0 int16), and all-int8 / all-int16 adds keep TFLM's constants.
+  `twice_max = 2·max(s_a, s_b)`; real multipliers `s_a/twice_max`, `s_b/twice_max`,
   `twice_max / (2^left_shift · s_out)`.
 """
 
@@ -52,12 +57,28 @@ _ATTRS = (
 )
 
 
+def largest_left_shift(max_offset: int) -> int:
+    """The largest s with max_offset·2^s ≤ 2^30 (max_offset ≥ 1): the shifted operand fits
+    int32, and so does the sum of two of them after the input multipliers (≤ ½ each)."""
+    return 30 - (max_offset - 1).bit_length()
+
+
+def add_left_shift(a: TensorInfo, za: int, b: TensorInfo, zb: int, out_bits: int) -> int:
+    """TFLM's left shift for the output width (20 up to 8 bits, 15 above: what TFLM uses when
+    all three tensors share it), capped by what the widest input allows."""
+    tflm = 20 if out_bits <= 8 else 15
+    return min(tflm, largest_left_shift(max_abs_offset(a, za)),
+               largest_left_shift(max_abs_offset(b, zb)))
+
+
 def _check_shifted_operand(chk: OpCheck, key: str, t: TensorInfo, z: int, left_shift: int):
     """(x − z) << left_shift, and a sum of two rescaled ones, must fit int32 (TFLM's add)."""
-    if max_abs_offset(t, z) << left_shift > 2**30:
+    offset = max_abs_offset(t, z)
+    if offset << left_shift > 2**30:
         raise chk.fail(
             f"attr 'left_shift' = {left_shift} makes ({key} − zero_point) << left_shift exceed "
-            "2^30 (int32 overflow in the sum); use 20 for int8, 15 for int16"
+            f"2^30 (int32 overflow in the sum); {t.dtype} {key} with zero point {z} allows at "
+            f"most {largest_left_shift(offset)}"
         )
 
 
@@ -183,7 +204,8 @@ def lower(lw, node, inputs: list[str]) -> str:
     sa, za = scalar_qparams(qa)
     sb, zb = scalar_qparams(qb)
     so, zo = scalar_qparams(out_qp)
-    left_shift = 20 if out_qp.bits <= 8 else 15
+    left_shift = add_left_shift(lw.tensors[inputs[0]], za, lw.tensors[inputs[1]], zb,
+                                out_qp.bits)
     twice_max = 2 * max(sa, sb)
     am, ash = quantize_multiplier(sa / twice_max)
     bm, bsh = quantize_multiplier(sb / twice_max)
