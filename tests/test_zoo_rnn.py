@@ -87,6 +87,21 @@ def _grid(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.clip(np.round(w / s[:, None]), -127, 127), s
 
 
+def train_three_steps_and_deploy(qm, x: torch.Tensor):
+    """Three SGD steps on a fixed 64-sample batch, then (eval-mode output, convert(qm)): what
+    the deployed integer model must reproduce is the trained QAT model, not the initial one."""
+    opt = torch.optim.SGD(qm.parameters(), lr=0.05)
+    target = torch.arange(64) % RM.CLASSES
+    for _ in range(3):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(qm(x), target).backward()
+        opt.step()
+    qm.eval()
+    with torch.no_grad():
+        y = qm(x).numpy()
+    return y, qat.convert(qm)
+
+
 @pytest.mark.parametrize("layers", [1, 2])
 @pytest.mark.parametrize("kind", ["gru", "lstm"])
 def test_recurrent_qat_trains_on_the_deployed_grid(kind, layers):
@@ -114,16 +129,7 @@ def test_recurrent_qat_trains_on_the_deployed_grid(kind, layers):
     out.sum().backward()
     assert rnn.weight_hh_l0.grad is not None and rnn.weight_hh_l0.grad.abs().sum() > 0
 
-    opt = torch.optim.SGD(qm.parameters(), lr=0.05)
-    target = torch.arange(64) % RM.CLASSES
-    for _ in range(3):
-        opt.zero_grad()
-        torch.nn.functional.cross_entropy(qm(x), target).backward()
-        opt.step()
-    qm.eval()
-    with torch.no_grad():
-        y = qm(x).numpy()
-    deployed = qat.convert(qm)
+    y, deployed = train_three_steps_and_deploy(qm, x)
     op = deployed.graph.ops[0]
     assert [o.kind for o in deployed.graph.ops] == [kind, "fully_connected"]
     for layer in range(layers):
@@ -167,16 +173,7 @@ def test_cell_loop_qat_trains_on_the_deployed_grid(kind, stacked):
     h.sum().backward()
     assert cell.weight_hh.grad is not None and cell.weight_hh.grad.abs().sum() > 0
 
-    opt = torch.optim.SGD(qm.parameters(), lr=0.05)
-    target = torch.arange(64) % RM.CLASSES
-    for _ in range(3):
-        opt.zero_grad()
-        torch.nn.functional.cross_entropy(qm(x), target).backward()
-        opt.step()
-    qm.eval()
-    with torch.no_grad():
-        y = qm(x).numpy()
-    deployed = qat.convert(qm)
+    y, deployed = train_three_steps_and_deploy(qm, x)
     op = deployed.graph.ops[0]
     assert [o.kind for o in deployed.graph.ops] == [kind, "fully_connected"]
     assert op.attrs["layers"] == len(names)
