@@ -34,6 +34,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import intquant  # noqa: E402
 from intquant import zoo  # noqa: E402
+from intquant.analysis.stats import sqnr_db  # noqa: E402
 from results import calibration_draw, machine, table, write_section  # noqa: E402
 
 ACTIVATIONS: dict[str, nn.Module] = {
@@ -71,11 +72,6 @@ def _inputs(kind: str) -> np.ndarray:
     return np.random.default_rng(0).standard_normal(65536).astype(np.float32)
 
 
-def _sqnr(ref: np.ndarray, out: np.ndarray) -> float:
-    err = float(np.sum((out - ref) ** 2))
-    return math.inf if err == 0 else 10 * math.log10(float(np.sum(ref**2)) / err)
-
-
 def measure(module: nn.Module, x: np.ndarray, bits: int) -> dict[str, float]:
     """One activation through intquant.quantize at ``bits`` (minmax calibration on x)."""
     module.eval()
@@ -94,7 +90,7 @@ def measure(module: nn.Module, x: np.ndarray, bits: int) -> dict[str, float]:
     lo, hi = np.iinfo(out.dtype).min, np.iinfo(out.dtype).max
     lsb = np.abs(codes - np.clip(own_ref / out.scale + out.zero_point, lo, hi))
     return {"max_lsb": float(lsb.max()), "mean_lsb": float(lsb.mean()),
-            "sqnr_own": _sqnr(own_ref, y), "sqnr_float": _sqnr(float_ref, y),
+            "sqnr_own": sqnr_db(own_ref, y), "sqnr_float": sqnr_db(float_ref, y),
             "kinds": sorted({op.kind for op in q.graph.ops})}
 
 
@@ -150,7 +146,7 @@ def _model_mode(model: nn.Module, ds, act_bits: int, work: Path) -> dict:
     cost = cost_report(res.out_dir, xq[:2], multiplier="fast")
     cycles = cost["cycles_per_inference"]  # codegen/cycles.py: TRM timings on the trace
     return {
-        "sqnr": _sqnr(ref, y),
+        "sqnr": sqnr_db(ref, y),
         "acc": float(np.mean(y.argmax(1) == ds.y_test)),
         "agree": float(np.mean(y.argmax(1) == ref.argmax(1))),
         "host_bit_exact": host_equal,

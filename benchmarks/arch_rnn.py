@@ -35,6 +35,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import intquant  # noqa: E402
 from intquant import zoo  # noqa: E402
+from intquant.analysis.stats import sqnr_db  # noqa: E402
 from intquant.codegen.cost import cost_report  # noqa: E402
 from intquant.codegen.stream import emulate_stream, reference_frames  # noqa: E402
 from intquant.codegen.toolchain import compile_and_run_host  # noqa: E402
@@ -63,11 +64,6 @@ would not remove the flips caused by the integer arithmetic. Both modes keep int
 state; in 16x8 only the input and output tensors are 16-bit, and calibrated 16-bit tensors get
 one bit of headroom (Config.wide_act_headroom)."""
 ARCH_NOTES = [NOTES.replace("\n", " ")]
-
-
-def sqnr_db(ref: np.ndarray, out: np.ndarray) -> float:
-    err = ref.astype(np.float64) - out.astype(np.float64)
-    return float(10 * np.log10((ref.astype(np.float64) ** 2).sum() / (err**2).sum()))
 
 
 def calibration_set(ds, seed: int = 0) -> np.ndarray:

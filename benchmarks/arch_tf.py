@@ -43,6 +43,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import intquant  # noqa: E402
 from intquant import zoo  # noqa: E402
+from intquant.analysis.stats import sqnr_db  # noqa: E402
 from intquant.codegen.cost import cost_report  # noqa: E402
 from intquant.codegen.toolchain import compile_and_run_host, emulate_unicorn  # noqa: E402
 from results import machine, table, write_section  # noqa: E402
@@ -103,12 +104,6 @@ def _layers() -> dict[str, tuple[nn.Module, np.ndarray, np.ndarray]]:
 class Softmax(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.softmax(x, dim=-1)
-
-
-def sqnr_db(ref: np.ndarray, out: np.ndarray) -> float:
-    err = float(np.sum((out.astype(np.float64) - ref) ** 2))
-    return math.inf if err == 0 else 10 * math.log10(float(np.sum(ref.astype(np.float64) ** 2))
-                                                     / err)
 
 
 def _mode(model: nn.Module, calib: np.ndarray, x: np.ndarray, y_true, act_bits: int,

@@ -40,6 +40,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import intquant  # noqa: E402
 from intquant import zoo  # noqa: E402
+from intquant.analysis.stats import sqnr_db  # noqa: E402
 from results import calibration_draw, machine, table, write_section  # noqa: E402
 
 SECTION = "architectures"
@@ -54,11 +55,6 @@ TITLES = {
 OTHER_FAMILIES = ("arch_elem", "arch_rnn", "arch_tf")
 MODES = {"W8A8": 8, "16x8": 16}
 JSON = Path(__file__).with_name("architectures.json")
-
-
-def sqnr_db(ref: np.ndarray, out: np.ndarray) -> float:
-    err = float(np.sum((out - ref) ** 2))
-    return math.inf if err == 0 else 10 * math.log10(float(np.sum(ref**2)) / err)
 
 
 def _inputs(name: str, ds) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
