@@ -337,23 +337,6 @@ def _activation_names(gm: fx.GraphModule, nodes: list[fx.Node], taken: set[str])
     return names
 
 
-def _add_names(gm: fx.GraphModule, adds: list[fx.Node]) -> list[str]:
-    """A module path per add: ``<module whose forward adds>.add`` (``add_2``, … if repeated)."""
-    taken = {name for name, _ in gm.named_modules()}
-    names = []
-    for node in adds:
-        stack = node.meta.get("nn_module_stack") or {}
-        parent = list(stack.values())[-1][0] if stack else ""
-        base = f"{parent}.add" if parent else "add"
-        name, k = base, 1
-        while name in taken:
-            k += 1
-            name = f"{base}_{k}"
-        taken.add(name)
-        names.append(name)
-    return names
-
-
 def _add_info(name: str, act_kind: str | None, edge: bool, config: Config) -> AddInfo:
     ov = config.overrides.get(name, {})
     general = "lsq" if config.act_quantizer == "lsq" else "uniform"
@@ -487,10 +470,10 @@ def prepare(model: nn.Module, config: Config | None = None,
                          "ConvTranspose2d/Linear layer to quantize")
     names = [n.target for n in layer_nodes]
     adds = [n for n in graph.nodes if _is_activation_add(n)]
-    add_names = _add_names(gm, adds)
+    taken = {name for name, _ in gm.named_modules()}
+    add_names = _op_names(taken, adds, ["add"] * len(adds))
     binary = [n for n in graph.nodes if _binary_kind(n) is not None]
     binary_kinds = [_binary_kind(n) for n in binary]
-    taken = {name for name, _ in gm.named_modules()} | set(add_names)
     binary_names = _op_names(taken, binary, binary_kinds)
     acts = [n for n in graph.nodes if _activation_node(n, modules)]
     act_names = _activation_names(gm, acts, taken)
