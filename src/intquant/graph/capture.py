@@ -1180,6 +1180,17 @@ def _cell_chains(t: _Translator) -> list[_CellChain]:
     return chains
 
 
+def stacked_on(owners: list[tuple[Any, int] | None], steps: Callable[[Any], int]) -> Any | None:
+    """The cell loop whose states, step by step in order, are the inputs of a loop's steps
+    (``owners[t]`` = (loop, step) that produced step t's input, or None): the upper layer of
+    two stacked cell loops reads the lower one's every state. None when the inputs are
+    anything else. Shared by the torch.export and the ONNX cell-loop matchers."""
+    first = owners[0]
+    if first is None or any(o is None or o[0] is not first[0] for o in owners):
+        return None
+    return first[0] if [o[1] for o in owners] == list(range(steps(first[0]))) else None
+
+
 def _locate_steps(chain: _CellChain, by_state: dict[str, tuple]) -> str | None:
     """Find what the loop reads at each step; None, or why it is not one recurrent layer."""
     steps = [_time_step(c.args[0]) for c in chain.cells]
@@ -1203,11 +1214,10 @@ def _locate_steps(chain: _CellChain, by_state: dict[str, tuple]) -> str | None:
         return None
     owners = [by_state.get(c.args[0].name) if isinstance(c.args[0], torch.fx.Node) else None
               for c in chain.cells]
-    first = owners[0]
-    if first is not None and all(o is not None and o[0] is first[0] for o in owners) and \
-            [o[1] for o in owners] == list(range(len(first[0].cells))):
-        chain.inputs_from = first[0]
-        first[0].sequence = True
+    below = stacked_on(owners, lambda loop: len(loop.cells))
+    if below is not None:
+        chain.inputs_from = below
+        below.sequence = True
         return None
     return "its inputs are neither x[:, t] for every step nor the states of another loop"
 

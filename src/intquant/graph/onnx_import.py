@@ -31,7 +31,7 @@ from google.protobuf.message import DecodeError
 from onnx import numpy_helper
 from onnx.reference import ReferenceEvaluator
 
-from .capture import batch_after_reshape
+from .capture import batch_after_reshape, stacked_on
 from .execute import GraphModule, infer_shapes
 from .ir import Graph, Node
 
@@ -1895,12 +1895,10 @@ def _locate_cell_steps(net: _Net, loop: _CellLoop, by_state: dict) -> str | None
             loop.source = seq
         loop.select_nodes += [n for s in steps for n in s[3]]
         return None
-    owners = [by_state.get(s.x) for s in loop.steps]
-    first = owners[0]
-    if first is not None and all(o is not None and o[0] is first[0] for o in owners) and \
-            [o[1] for o in owners] == list(range(len(first[0].steps))):
-        loop.inputs_from = first[0]
-        first[0].sequence = True
+    below = stacked_on([by_state.get(s.x) for s in loop.steps], lambda lower: len(lower.steps))
+    if below is not None:
+        loop.inputs_from = below
+        below.sequence = True
         return None
     return "its inputs are neither x[:, t] for every step nor the states of another loop"
 
