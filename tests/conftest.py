@@ -34,6 +34,7 @@ from __future__ import annotations
 import copy
 import os
 from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import pytest
 import torch
@@ -62,6 +63,42 @@ def zoo_model(_zoo_session_cache: dict) -> Callable:
             _zoo_session_cache[name] = zoo.get(name, progress=False)
         model, ds = _zoo_session_cache[name]
         return copy.deepcopy(model).eval(), ds
+
+    return get
+
+
+class ZooProject(NamedTuple):
+    """A zoo model quantized on its first 256 training inputs, its C project and its test
+    inputs quantized and run by the interpreter (``y``: the integer outputs C must equal)."""
+
+    q: Any
+    res: Any
+    x: Any
+    y: Any
+    model: torch.nn.Module
+    ds: Any
+
+
+@pytest.fixture(scope="module")
+def zoo_project(zoo_model, tmp_path_factory) -> Callable[..., ZooProject]:
+    """Factory ``zoo_project(name, **config) -> ZooProject``, cached per module and
+    (name, config): the suites of the architecture families check one quantization of each
+    model and mode from several angles (accuracy floor, host C, M0)."""
+    import intquant
+
+    cache: dict[tuple, ZooProject] = {}
+
+    def get(name: str, **config) -> ZooProject:
+        key = (name, tuple(sorted(config.items())))
+        if key not in cache:
+            model, ds = zoo_model(name)
+            q = intquant.quantize(model, ds.x_train[:256], intquant.Config(**config),
+                                  progress=False)
+            x = q.quantize_input(ds.x_test)
+            tag = "_".join(f"{k}{v}" for k, v in key[1])
+            res = q.export_c(tmp_path_factory.mktemp(f"{name}_{tag}") / "c", name="model")
+            cache[key] = ZooProject(q, res, x, q.run(x), model, ds)
+        return cache[key]
 
     return get
 

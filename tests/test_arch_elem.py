@@ -17,7 +17,6 @@ import numpy as np
 import pytest
 import torch
 
-import intquant
 from intquant.codegen.toolchain import build_m0, check_no_float, compile_and_run_host, run_on_m0
 from intquant.config import Config
 from intquant.qat import convert, prepare
@@ -32,27 +31,15 @@ CASES = [(name, mode) for name in ARCH for mode in MODES]
 
 
 @pytest.fixture(scope="module")
-def project(zoo_model, tmp_path_factory):
-    cache: dict[tuple[str, str], tuple] = {}
-
-    def get(name: str, mode: str):
-        if (name, mode) not in cache:
-            model, ds = zoo_model(name)
-            q = intquant.quantize(model, ds.x_train[:256], intquant.Config(**MODES[mode]),
-                                  progress=False)
-            x = q.quantize_input(ds.x_test)
-            res = q.export_c(tmp_path_factory.mktemp(f"{name}_{mode}") / "c", name="model")
-            cache[name, mode] = (model, ds, q, res, x, q.run(x))
-        return cache[name, mode]
-
-    return get
+def project(zoo_project):
+    return lambda name, mode: zoo_project(name, **MODES[mode])
 
 
 @pytest.mark.parametrize("name,mode", CASES)
 def test_arch_elem_quantizes_as_written(project, name, mode):
     """No edits to the model: the layers lower to the new kinds, and the integer model agrees
     with the float one on nearly every test digit (a gross-error check, not a benchmark)."""
-    model, ds, q, _, _, _ = project(name, mode)
+    q, _, _, _, model, ds = project(name, mode)
     assert {op.kind for op in q.graph.ops} >= ARCH[name]
     with torch.no_grad():
         ref = model(torch.as_tensor(ds.x_test)).argmax(1).numpy()
@@ -61,14 +48,14 @@ def test_arch_elem_quantizes_as_written(project, name, mode):
 
 @pytest.mark.parametrize("name,mode", CASES)
 def test_arch_elem_host_bit_exact_every_test_sample(project, name, mode):
-    _, _, _, res, x, ref = project(name, mode)
+    _, res, x, ref, *_ = project(name, mode)
     assert len(x) >= 300
     np.testing.assert_array_equal(compile_and_run_host(res.out_dir, x, opt="-O2"), ref)
 
 
 @pytest.mark.parametrize("name,mode", CASES)
 def test_arch_elem_sanitizers_no_float_and_m0(project, name, mode):
-    _, _, _, res, x, ref = project(name, mode)
+    _, res, x, ref, *_ = project(name, mode)
     np.testing.assert_array_equal(compile_and_run_host(res.out_dir, x[:40], opt="-O1",
                                                        sanitize=True), ref[:40])
     assert check_no_float(res.out_dir) == {}

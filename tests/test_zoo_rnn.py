@@ -33,20 +33,8 @@ def test_recurrent_zoo_models_are_in_the_architectures_table():
 
 
 @pytest.fixture(scope="module")
-def quantized(zoo_model, tmp_path_factory):
-    cache: dict = {}
-
-    def get(name: str, mode: str):
-        if (name, mode) not in cache:
-            model, ds = zoo_model(name)
-            q = intquant.quantize(model, ds.x_train[:256], intquant.Config(**MODES[mode]),
-                                  progress=False)
-            x = q.quantize_input(ds.x_test)
-            res = q.export_c(tmp_path_factory.mktemp(f"{name}_{mode}") / "c", name="model")
-            cache[name, mode] = (q, res, x, q.run(x), model, ds)
-        return cache[name, mode]
-
-    return get
+def quantized(zoo_project):
+    return lambda name, mode: zoo_project(name, **MODES[mode])
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -60,7 +48,7 @@ def test_recurrent_zoo_model_meets_its_float_accuracy_floor(zoo_model, name):
 @pytest.mark.parametrize("mode", list(MODES))
 @pytest.mark.parametrize("name", NAMES)
 def test_recurrent_zoo_c_host_bit_exact_every_test_sample(quantized, name, mode):
-    q, res, x, ref, _, _ = quantized(name, mode)
+    q, res, x, ref, *_ = quantized(name, mode)
     assert [op.kind for op in q.graph.ops] == [name.split("_")[0], "fully_connected"]
     np.testing.assert_array_equal(compile_and_run_host(res.out_dir, x, opt="-O2"), ref)
     np.testing.assert_array_equal(
@@ -70,7 +58,7 @@ def test_recurrent_zoo_c_host_bit_exact_every_test_sample(quantized, name, mode)
 @pytest.mark.parametrize("name", NAMES)
 def test_recurrent_zoo_m0_one_sample_and_stream(quantized, name):
     """W8A8 on QEMU's micro:bit (Cortex-M0, 16 KB RAM) and the stream on unicorn's M0."""
-    q, res, x, ref, _, _ = quantized(name, "int8")
+    q, res, x, ref, *_ = quantized(name, "int8")
     build = build_m0(res.out_dir, x[:1])
     assert build.soft_float == [] and build.board == "microbit"
     np.testing.assert_array_equal(run_on_m0(res.out_dir, x[:1], "qemu"), ref[:1])
