@@ -138,15 +138,11 @@ def attention_tensors(graph: Graph) -> set[str]:
     absolute error δ of a score into a relative error ≈ δ of a probability: a sharp attention
     (scores spanning tens of units) needs the scores and their operands finer than 8 bits.
     The tensors are small (tokens × features), so the RAM cost is small."""
-    consumers: dict[str, list] = {}
-    for n in graph.nodes:
-        for i in n.inputs:
-            consumers.setdefault(i, []).append(n)
 
     def end_users(name: str) -> list:
         """The consumers of ``name``, looking through format-preserving nodes."""
         out = []
-        for c in consumers.get(name, []):
+        for c in graph.consumers(name):
             out += end_users(c.name) if c.op in SAME_FORMAT else [c]
         return out
 
