@@ -1,6 +1,7 @@
 """Whole-path checks shared by the reach-elem op modules (mul, prelu, add's sub and
 broadcasting, the lut activations): one float layer captured from torch.export AND from the
-ONNX file torch.onnx writes, quantized, run by the interpreter, against float PyTorch.
+ONNX file torch.onnx writes, quantized, run by the interpreter, against float PyTorch. Also the
+U-Net up path (:class:`UNetUp`) that the upsample and conv_transpose tests take as written.
 
 The reference is the float module (float64) applied to the *dequantized integer input*, so the
 error measured is what the integer graph adds (its roundings, and those of any intermediate
@@ -23,6 +24,20 @@ from intquant.graph.onnx_import import from_onnx
 from intquant.intgraph import ACTIVATION_DTYPES
 
 VIAS = ("torch.export", "onnx")
+
+
+class UNetUp(nn.Module):
+    """The up path of a U-Net as written: conv down, ReLU, ``up`` (an nn.Upsample or a
+    ConvTranspose back to the input's size), concat with the skip, conv."""
+
+    def __init__(self, up: nn.Module):
+        super().__init__()
+        self.down = nn.Conv2d(2, 4, 3, stride=2, padding=1)
+        self.up = up
+        self.out = nn.Conv2d(6, 2, 3, padding=1)
+
+    def forward(self, x):
+        return self.out(torch.cat([self.up(torch.relu(self.down(x))), x], dim=1))
 
 
 def onnx_module(module: nn.Module, x: torch.Tensor, opset: int = 17) -> nn.Module:

@@ -28,7 +28,7 @@ from intquant.intgraph import ACTIVATION_DTYPES, IntGraph, TensorInfo
 from intquant.ops import op_def
 from intquant.ops.conv_transpose import swap_channel_axes
 
-from ._elem import VIAS, assert_layer_matches_float
+from ._elem import VIAS, UNetUp, assert_layer_matches_float
 from .conftest import (
     assert_c_o2_and_m0_equal_reference,
     assert_rejected,
@@ -126,19 +126,6 @@ def test_conv_transpose_matches_float_torch_exactly(case: tuple) -> None:
     np.testing.assert_array_equal(got.astype(np.int64), want)
 
 
-class _UNetUp(nn.Module):
-    """The up path of a U-Net as written: conv down, ReLU, ConvTranspose up, concat, conv."""
-
-    def __init__(self, up: nn.Module):
-        super().__init__()
-        self.down = nn.Conv2d(2, 4, 3, stride=2, padding=1)
-        self.up = up
-        self.out = nn.Conv2d(6, 2, 3, padding=1)
-
-    def forward(self, x):
-        return self.out(torch.cat([self.up(torch.relu(self.down(x))), x], dim=1))
-
-
 def _module_cases() -> dict[str, tuple[nn.Module, tuple[int, ...]]]:
     with torch.random.fork_rng():
         torch.manual_seed(0)
@@ -156,7 +143,7 @@ def _module_cases() -> dict[str, tuple[nn.Module, tuple[int, ...]]]:
                                                  output_padding=2), (3, 10)),
             "1d_dilated_nobias": (nn.ConvTranspose1d(2, 3, 3, stride=2, padding=1, dilation=2,
                                                      bias=False), (2, 9)),
-            "unet_up": (_UNetUp(nn.ConvTranspose2d(4, 4, 2, stride=2)), (2, 8, 8)),
+            "unet_up": (UNetUp(nn.ConvTranspose2d(4, 4, 2, stride=2)), (2, 8, 8)),
         }
 
 

@@ -23,6 +23,7 @@ from intquant.graph.onnx_import import UnsupportedOnnxError, from_onnx
 from intquant.interpreter import run
 from intquant.intgraph import TensorInfo
 
+from ._elem import UNetUp
 from .conftest import (
     DTYPES,
     Fn,
@@ -83,20 +84,6 @@ def test_upsample_matches_float_bilinear_within_half_lsb(shape, factor, dtype: s
     assert err.max() <= 0.5 + 1e-6
 
 
-class _UNetBlock(nn.Module):
-    """Up path of a U-Net as written: upsample, concat with the skip."""
-
-    def __init__(self, up: nn.Module):
-        super().__init__()
-        self.down = nn.Conv2d(2, 4, 3, stride=2, padding=1)
-        self.up = up
-        self.out = nn.Conv2d(6, 2, 3, padding=1)
-
-    def forward(self, x):
-        y = self.up(torch.relu(self.down(x)))
-        return self.out(torch.cat([y, x], dim=1))
-
-
 def _module_cases() -> dict[str, tuple[nn.Module, tuple[int, ...]]]:
     with torch.random.fork_rng():
         torch.manual_seed(0)
@@ -106,7 +93,7 @@ def _module_cases() -> dict[str, tuple[nn.Module, tuple[int, ...]]]:
             "interpolate_size": (Fn(lambda x: TF.interpolate(x, size=(8, 12))), (2, 4, 4)),
             "upsample_bilinear": (nn.Upsample(scale_factor=(2, 3), mode="bilinear"), (3, 4, 5)),
             "upsample_linear1d": (nn.Upsample(scale_factor=4, mode="linear"), (2, 6)),
-            "unet_nearest": (_UNetBlock(nn.Upsample(scale_factor=2)), (2, 8, 8)),
+            "unet_nearest": (UNetUp(nn.Upsample(scale_factor=2)), (2, 8, 8)),
         }
 
 
