@@ -17,10 +17,10 @@ import torch.nn.functional as F
 
 import intgraph_factory as IF
 import intquant
-from intquant.codegen import export_c
-from intquant.codegen.toolchain import compile_and_run_host, emulate_unicorn
 from intquant.interpreter import run
 from intquant.intgraph import ACTIVATION_DTYPES, IntGraph, IntGraphError, Op, TensorInfo
+
+from .conftest import assert_c_host_equals_reference, assert_c_m0_equals_reference
 
 DTYPES = ("int8", "uint8", "int16")
 
@@ -244,12 +244,7 @@ def zlib_key(*parts: str) -> int:
 def test_layer_norm_c_host_equals_reference(dtype: str, tmp_path) -> None:
     """-O2 and -O1 with ASan+UBSan, every sample == interpreter."""
     g, x = _c_case(dtype)
-    ref = run(g, x)
-    assert np.unique(ref).size > 2
-    res = export_c(g, tmp_path / "c", name="net")
-    np.testing.assert_array_equal(compile_and_run_host(res.out_dir, x, opt="-O2"), ref)
-    np.testing.assert_array_equal(
-        compile_and_run_host(res.out_dir, x, opt="-O1", sanitize=True), ref)
+    assert_c_host_equals_reference(g, x, tmp_path / "c")
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -257,12 +252,7 @@ def test_layer_norm_c_m0_equals_reference(dtype: str, tmp_path) -> None:
     """Cortex-M0 (unicorn, no soft-float helper linked): both square-sum paths (8-bit rows
     whose c² fit 32 bits, int16 rows that need 64-bit products)."""
     g, x = _c_case(dtype)
-    x = x[:6]
-    ref = run(g, x)
-    res = export_c(g, tmp_path / "c", name="net")
-    u = emulate_unicorn(res.out_dir, x)
-    assert u.build.soft_float == []
-    np.testing.assert_array_equal(u.outputs.reshape(ref.shape), ref)
+    assert_c_m0_equals_reference(g, x, tmp_path / "c")
 
 
 # ---- (e) ONNX ---------------------------------------------------------------------------------

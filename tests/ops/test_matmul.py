@@ -15,11 +15,11 @@ import torch.nn as nn
 
 import intgraph_factory as IF
 import intquant
-from intquant.codegen import export_c
-from intquant.codegen.toolchain import compile_and_run_host, emulate_unicorn
 from intquant.interpreter import run
 from intquant.intgraph import ACTIVATION_DTYPES, IntGraph, IntGraphError, Op, TensorInfo
 from intquant.numerics import quantize_multiplier
+
+from .conftest import assert_c_host_equals_reference, assert_c_m0_equals_reference
 
 DTYPES = ("int8", "uint8", "int16")
 
@@ -231,23 +231,13 @@ def _c_case(dtype: str, transpose_b: bool) -> tuple[IntGraph, np.ndarray]:
 def test_matmul_c_host_equals_reference(dtype: str, transpose_b: bool, tmp_path) -> None:
     """-O2 and -O1 with ASan+UBSan == interpreter (int32 sums, int64 sums of int32 products)."""
     g, x = _c_case(dtype, transpose_b)
-    ref = run(g, x)
-    assert np.unique(ref).size > 2
-    res = export_c(g, tmp_path / "c", name="net")
-    np.testing.assert_array_equal(compile_and_run_host(res.out_dir, x, opt="-O2"), ref)
-    np.testing.assert_array_equal(
-        compile_and_run_host(res.out_dir, x, opt="-O1", sanitize=True), ref)
+    assert_c_host_equals_reference(g, x, tmp_path / "c")
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_matmul_c_m0_equals_reference(dtype: str, tmp_path) -> None:
     g, x = _c_case(dtype, dtype != "int8")
-    x = x[:6]
-    ref = run(g, x)
-    res = export_c(g, tmp_path / "c", name="net")
-    u = emulate_unicorn(res.out_dir, x)
-    assert u.build.soft_float == []
-    np.testing.assert_array_equal(u.outputs.reshape(ref.shape), ref)
+    assert_c_m0_equals_reference(g, x, tmp_path / "c")
 
 
 MIXED = [("int8", "int16"), ("int16", "int8"), ("uint8", "int16")]
@@ -265,14 +255,8 @@ def test_matmul_c_mixed_widths_equal_reference(a_dtype: str, b_dtype: str, trans
     (mm,) = [op for op in g.ops if op.kind == "matmul"]
     assert [g.tensors[t].dtype for t in mm.inputs] == [a_dtype, b_dtype]
     x = IF.random_input(rng, g, 12)
-    ref = run(g, x)
-    assert np.unique(ref).size > 2
-    res = export_c(g, tmp_path / "c", name="net")
-    np.testing.assert_array_equal(compile_and_run_host(res.out_dir, x, opt="-O2"), ref)
-    np.testing.assert_array_equal(
-        compile_and_run_host(res.out_dir, x, opt="-O1", sanitize=True), ref)
-    u = emulate_unicorn(res.out_dir, x[:4])
-    np.testing.assert_array_equal(u.outputs.reshape(ref[:4].shape), ref[:4])
+    assert_c_host_equals_reference(g, x, tmp_path / "c")
+    assert_c_m0_equals_reference(g, x, tmp_path / "m0")
 
 
 # ---- (e) ONNX ---------------------------------------------------------------------------------
